@@ -1,0 +1,1 @@
+//! QEMU guests against a passt socket (placeholder).

@@ -1,0 +1,1 @@
+//! Tap devices in namespaces created by this harness (placeholder).
