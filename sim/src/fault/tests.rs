@@ -11,7 +11,9 @@ const N: usize = 10_000;
 /// [`for_each_seed`] can print the seed and the reproduce line.
 macro_rules! check {
     ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
+        // A NaN comparison is false, so it fails the check too.
+        let holds: bool = $cond;
+        if !holds {
             return Err(format!($($fmt)+));
         }
     };
