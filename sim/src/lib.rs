@@ -1,1 +1,41 @@
-//! The deterministic simulator (placeholder until the simulator lands).
+//! # passt-sim
+//!
+//! The deterministic simulator: it runs the unchanged production engine
+//! ([`passt_engine::Engine`]) on virtual time, between a simulated guest and
+//! simulated host sockets, over links that inject faults.
+//!
+//! This crate's core, independent of the engine's protocol modules:
+//!
+//! - [`seed`]: one master `u64` seed per run ([`parse_seed`]: decimal, `0x`
+//!   hex, or a 40-hex commit hash), the `PASST_SIM_SEED` / `PASST_SIM_SEEDS`
+//!   environment plan ([`Seeds`]), the per-test loop [`for_each_seed`] that
+//!   prints `reproduce: PASST_SIM_SEED=… cargo test -p passt-sim -- <test>`
+//!   on failure, and named child generators ([`SimRng::child`]).
+//! - [`sched`]: the discrete-event [`Scheduler`] ordered by
+//!   `(Instant, sequence)`, jumping from event to event, and the
+//!   [`TraceHash`] (FNV-1a 64) two runs are compared by.
+//! - [`fault`]: fault rules and the ordered [`FaultChain`] a link runs every
+//!   frame through (loss, burst loss, latency/jitter, duplication,
+//!   corruption, rate limit, MTU clamp, partitions, hold gates), the
+//!   host-side fault descriptors ([`HostFaults`]), and swarm mode
+//!   ([`FaultChain::swarm`]).
+//! - [`link`]: a one-directional [`Link`]: serialization at a bandwidth,
+//!   the fault chain, propagation latency, delivery events into the
+//!   scheduler, and counters.
+//!
+//! Rules for the whole crate: virtual time only (never the wall clock,
+//! never sleep), randomness only from the master seed, ordered collections
+//! only, so the same seed yields the same run bit for bit.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod fault;
+pub mod link;
+pub mod sched;
+pub mod seed;
+
+pub use fault::{DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams, Verdict};
+pub use link::{Delivery, Link, LinkConfig, LinkCounters};
+pub use sched::{EventId, Scheduler, StableEncode, TraceHash};
+pub use seed::{SeedError, Seeds, SimRng, for_each_seed, parse_seed};
