@@ -995,6 +995,8 @@ fn recv_icmp_error(fd: RawFd) -> Result<ErrQueue, HostError> {
             || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR);
         // SAFETY: CMSG_LEN(0) is a pure computation.
         let header = unsafe { libc::CMSG_LEN(0) } as usize;
+        // cmsg_len is size_t on glibc but u32 on musl.
+        #[allow(clippy::unnecessary_cast)]
         let data_len = (clen as usize).saturating_sub(header);
         if is_recverr && data_len >= size_of::<libc::sock_extended_err>() {
             // SAFETY: CMSG_DATA points at `data_len` readable bytes; we read
