@@ -23,3 +23,5 @@ pub(crate) mod sys;
 pub mod tap;
 
 pub use host::{PeekMode, RealHost};
+pub use qemu::{FrameReader, FrameWriter, FramingError};
+pub use tap::Tap;
