@@ -304,13 +304,11 @@ impl FrameWriter {
     fn keep_tail(&mut self, frame: &[u8], from: usize) {
         let padded = frame.len().max(MIN_PADDED);
         let prefix = (padded as u32).to_be_bytes();
+        let pad = &ZERO_PAD[..padded - frame.len()];
+        let wire = prefix.iter().chain(frame).chain(pad).skip(from);
         let mut out = 0;
-        for i in from..PREFIX_LEN + padded {
-            self.pending[out] = if i < PREFIX_LEN {
-                prefix[i]
-            } else {
-                frame.get(i - PREFIX_LEN).copied().unwrap_or(0)
-            };
+        for (slot, b) in self.pending.iter_mut().zip(wire) {
+            *slot = *b;
             out += 1;
         }
         self.pending_start = 0;
