@@ -65,6 +65,7 @@ scenarios!(
     shutdown_write,
     tcp_info_counts,
     splice_moves_bytes,
+    splice_into_full_destination,
     udp_batches,
     udp_port_unreachable,
 );
@@ -80,7 +81,7 @@ fn peek_fallback_mode() {
 #[test]
 fn every_scenario_is_listed_here() {
     // Keeps this file and `conformance::all` in step.
-    assert_eq!(conformance::all::<RealWorld>().len(), 14);
+    assert_eq!(conformance::all::<RealWorld>().len(), 15);
 }
 
 #[test]
@@ -128,4 +129,59 @@ fn ping_sockets_echo_on_loopback() {
         assert!(conformance::ping_echo(&mut w, Family::V6, 0x4343).expect("v6"));
     }
     drop(guard);
+}
+
+/// `add_fd`/`modify_fd`/`remove_fd` put foreign descriptors (the tap, the
+/// QEMU socket) in the same epoll set; readiness comes back with their
+/// token, level-triggered, and `read_closed`/`hangup` when the peer goes.
+#[test]
+fn external_fds_share_the_epoll_set() {
+    use passt_engine::{Interest, Token};
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+
+    let mut host = RealHost::new().expect("RealHost");
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let mut out = Vec::new();
+    host.add_fd(a.as_fd(), Token(7), Interest::READ)
+        .expect("add");
+    assert_eq!(host.wait(Some(Duration::from_millis(20)), &mut out), Ok(0));
+    b.write_all(b"x").expect("write");
+    assert_eq!(host.wait(Some(Duration::from_secs(1)), &mut out), Ok(1));
+    assert_eq!(out[0].0, Token(7));
+    assert!(out[0].1.readable && !out[0].1.writable && !out[0].1.read_closed);
+    // Level-triggered: still readable.
+    out.clear();
+    assert_eq!(host.wait(Some(Duration::from_millis(20)), &mut out), Ok(1));
+    host.modify_fd(a.as_fd(), Token(8), Interest::BOTH)
+        .expect("modify");
+    out.clear();
+    host.wait(Some(Duration::from_secs(1)), &mut out)
+        .expect("wait");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, Token(8));
+    assert!(out[0].1.readable && out[0].1.writable);
+    drop(b);
+    out.clear();
+    host.wait(Some(Duration::from_secs(1)), &mut out)
+        .expect("wait");
+    assert!(out[0].1.read_closed && out[0].1.hangup, "{:?}", out[0].1);
+    host.remove_fd(a.as_fd()).expect("remove");
+    out.clear();
+    assert_eq!(host.wait(Some(Duration::from_millis(20)), &mut out), Ok(0));
+}
+
+/// Unknown ids and wrong socket kinds are `BadSocket`, not a syscall on a
+/// stranger's descriptor.
+#[test]
+fn bad_ids_are_rejected() {
+    use passt_engine::host_io::{HostError, HostIo, SockId};
+    let mut host = RealHost::new().expect("RealHost");
+    assert_eq!(host.tcp_send(SockId(999), b"x"), Err(HostError::BadSocket));
+    let udp = host.udp_bind("127.0.0.1:0".parse().unwrap()).expect("udp");
+    assert_eq!(host.tcp_send(udp, b"x"), Err(HostError::BadSocket));
+    assert_eq!(host.tcp_accept(udp).map(|_| ()), Err(HostError::BadSocket));
+    host.close(udp);
+    assert_eq!(host.local_addr(udp), Err(HostError::BadSocket));
 }

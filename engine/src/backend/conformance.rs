@@ -83,6 +83,12 @@ pub trait World {
     /// Lets in-flight packets arrive (e.g. an ACK, a RST, an ICMP error).
     fn settle(&mut self);
 
+    /// Lets loopback segments just written arrive, without a full
+    /// [`World::settle`] (used inside loops).
+    fn settle_briefly(&mut self) {
+        self.settle();
+    }
+
     /// A TCP listener on loopback, and its address.
     fn peer_tcp_listen(&mut self, family: Family) -> (PeerSock, SocketAddr);
     /// Accepts one connection on a peer listener.
@@ -138,6 +144,10 @@ pub fn all<W: World>() -> Vec<(&'static str, Scenario<W>)> {
         ("shutdown_write", shutdown_write::<W>),
         ("tcp_info_counts", tcp_info_counts::<W>),
         ("splice_moves_bytes", splice_moves_bytes::<W>),
+        (
+            "splice_into_full_destination",
+            splice_into_full_destination::<W>,
+        ),
         ("udp_batches", udp_batches::<W>),
         ("udp_port_unreachable", udp_port_unreachable::<W>),
     ]
@@ -755,6 +765,80 @@ pub fn splice_moves_bytes<W: World>(w: &mut W, family: Family) -> Outcome {
     Ok(())
 }
 
+/// Splicing into a destination whose peer does not read: splicing stops
+/// (`WouldBlock`) with bytes still unmoved; once the peer drains, every byte
+/// arrives exactly once and in order (nothing read from the source is lost
+/// on the way).
+pub fn splice_into_full_destination<W: World>(w: &mut W, family: Family) -> Outcome {
+    const N: &str = "splice_into_full_destination";
+    let (src, src_peer, l1) = connected_pair(w, family, N)?;
+    let (dst, dst_peer, l2) = connected_pair(w, family, N)?;
+    const CHUNK: usize = 64 * 1024;
+    const LIMIT: usize = 32 << 20;
+    let mut written = 0usize;
+    let mut moved = 0usize;
+    let mut full = false;
+    // Phase 1: feed the source, splice, never read the destination.
+    while written < LIMIT && !full {
+        if let Err(e) = w.peer_tcp_write(src_peer, &pattern_vec(written, CHUNK)) {
+            return fail(N, format!("peer write at {written}: {e:?}"));
+        }
+        written += CHUNK;
+        w.settle_briefly();
+        for _ in 0..1000 {
+            match w.host().tcp_splice(src, dst, usize::MAX) {
+                Ok(s) => moved += s.moved,
+                Err(HostError::WouldBlock) => break,
+                Err(e) => return fail(N, format!("splice: {e:?}")),
+            }
+        }
+        full = moved < written;
+    }
+    check!(N, full, "destination never filled ({written} bytes)");
+    w.peer_tcp_shutdown_write(src_peer);
+    // Phase 2: drain the destination, keep splicing, check every byte.
+    let mut buf = vec![0u8; 1 << 16];
+    let mut received = 0usize;
+    let mut eof = false;
+    for _ in 0..100_000 {
+        if received == written && eof {
+            break;
+        }
+        match w.host().tcp_splice(src, dst, usize::MAX) {
+            Ok(s) => {
+                moved += s.moved;
+                eof |= s.src_eof;
+            }
+            Err(HostError::WouldBlock) => {}
+            Err(e) => return fail(N, format!("splice: {e:?}")),
+        }
+        if received < moved {
+            match w.peer_tcp_read(dst_peer, &mut buf) {
+                Ok(0) => return fail(N, "destination EOF".into()),
+                Ok(n) => {
+                    for (k, b) in buf[..n].iter().enumerate() {
+                        if *b != pattern(received + k) {
+                            return fail(N, format!("byte {} differs", received + k));
+                        }
+                    }
+                    received += n;
+                }
+                Err(e) => return fail(N, format!("destination read: {e:?}")),
+            }
+        }
+    }
+    check!(N, moved == written, "moved {moved} of {written}");
+    check!(N, received == written, "received {received} of {written}");
+    check!(N, eof, "no src_eof");
+    for s in [src, dst] {
+        w.host().close(s);
+    }
+    for p in [src_peer, dst_peer, l1, l2] {
+        w.peer_close(p);
+    }
+    Ok(())
+}
+
 /// Batches of datagrams both ways, with sources, truncation and `WouldBlock`
 /// on an empty queue.
 pub fn udp_batches<W: World>(w: &mut W, family: Family) -> Outcome {
@@ -1050,6 +1134,10 @@ mod real {
 
         fn settle(&mut self) {
             std::thread::sleep(Duration::from_millis(30));
+        }
+
+        fn settle_briefly(&mut self) {
+            std::thread::sleep(Duration::from_millis(1));
         }
 
         fn peer_tcp_listen(&mut self, family: Family) -> (PeerSock, SocketAddr) {
