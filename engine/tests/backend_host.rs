@@ -63,6 +63,7 @@ scenarios!(
     close_with_unread_data_resets,
     abort_resets,
     shutdown_write,
+    peer_reset_is_reported,
     tcp_info_counts,
     splice_moves_bytes,
     splice_into_full_destination,
@@ -81,7 +82,7 @@ fn peek_fallback_mode() {
 #[test]
 fn every_scenario_is_listed_here() {
     // Keeps this file and `conformance::all` in step.
-    assert_eq!(conformance::all::<RealWorld>().len(), 15);
+    assert_eq!(conformance::all::<RealWorld>().len(), 16);
 }
 
 #[test]
@@ -117,6 +118,7 @@ fn ping_sockets_echo_on_loopback() {
         // Root may widen the range for the test; put it back afterwards.
         let orig = std::fs::read_to_string(PATH).expect("read ping_group_range");
         if std::fs::write(PATH, "0 2147483647").is_ok() {
+            eprintln!("widened {PATH} from {:?} for the test", orig.trim());
             guard.0 = Some(orig);
             ok = conformance::ping_echo(&mut w, Family::V4, 0x4242).expect("v4 after widening");
         }

@@ -102,6 +102,9 @@ pub trait World {
     fn peer_tcp_read(&mut self, conn: PeerSock, buf: &mut [u8]) -> Result<usize, HostError>;
     /// `shutdown(SHUT_WR)`: sends the peer's FIN.
     fn peer_tcp_shutdown_write(&mut self, conn: PeerSock);
+    /// Aborts the connection: the peer sends a RST (`SO_LINGER {1, 0}` +
+    /// `close`). The handle is released.
+    fn peer_tcp_abort(&mut self, conn: PeerSock);
     /// Closes a peer socket (any kind).
     fn peer_close(&mut self, sock: PeerSock);
     /// A loopback TCP address where nothing listens (connects get a RST).
@@ -142,6 +145,7 @@ pub fn all<W: World>() -> Vec<(&'static str, Scenario<W>)> {
         ),
         ("abort_resets", abort_resets::<W>),
         ("shutdown_write", shutdown_write::<W>),
+        ("peer_reset_is_reported", peer_reset_is_reported::<W>),
         ("tcp_info_counts", tcp_info_counts::<W>),
         ("splice_moves_bytes", splice_moves_bytes::<W>),
         (
@@ -629,6 +633,36 @@ pub fn shutdown_write<W: World>(w: &mut W, family: Family) -> Outcome {
     check!(N, p.is_ok_and(|p| p.len == 4), "peek: {p:?}");
     w.host().close(sock);
     w.peer_close(conn);
+    w.peer_close(listener);
+    Ok(())
+}
+
+/// The peer resets: the socket reports an error or hang-up, the next
+/// operation fails with `ConnectionReset` (consuming the error), later
+/// sends with `BrokenPipe`.
+pub fn peer_reset_is_reported<W: World>(w: &mut W, family: Family) -> Outcome {
+    const N: &str = "peer_reset_is_reported";
+    let (sock, conn, listener) = connected_pair(w, family, N)?;
+    w.peer_tcp_abort(conn);
+    w.settle();
+    let r = w.wait_ready(sock, Interest::READ, WAIT);
+    check!(
+        N,
+        r.is_some_and(|r| r.error || r.hangup),
+        "no error readiness: {r:?}"
+    );
+    let mut buf = [0u8; 8];
+    let p = w.host().tcp_peek(sock, 0, &mut buf);
+    check!(N, p == Err(HostError::ConnectionReset), "peek: {p:?}");
+    let s = w.host().tcp_send(sock, b"x");
+    check!(
+        N,
+        s == Err(HostError::BrokenPipe),
+        "send after reset: {s:?}"
+    );
+    let e = w.host().take_error(sock);
+    check!(N, e.is_ok(), "error not consumed: {e:?}");
+    w.host().close(sock);
     w.peer_close(listener);
     Ok(())
 }
@@ -1187,6 +1221,26 @@ mod real {
             if let Ok(s) = self.stream(conn) {
                 let _ = s.shutdown(StdShutdown::Write);
             }
+        }
+
+        fn peer_tcp_abort(&mut self, conn: PeerSock) {
+            if let Ok(s) = self.stream(conn) {
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: pointer and size describe `linger`.
+                unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(s),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        &linger as *const libc::linger as *const libc::c_void,
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+            }
+            self.peer_close(conn);
         }
 
         fn peer_close(&mut self, sock: PeerSock) {
