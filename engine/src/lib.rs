@@ -21,6 +21,8 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+#[cfg(target_os = "linux")]
+pub mod backend;
 pub mod config;
 pub mod counters;
 pub mod engine;

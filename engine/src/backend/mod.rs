@@ -1,0 +1,27 @@
+//! The real Linux backend: everything the engine needs from the kernel.
+//!
+//! This module owns every syscall of the crate, and is the only place in
+//! `engine/src` allowed to name `libc`, epoll, the system clock or OS
+//! randomness:
+//! - [`host`]: [`RealHost`], the [`crate::HostIo`] implementation over
+//!   nonblocking sockets and one epoll instance;
+//! - [`qemu`]: QEMU's stream-socket framing (4-byte big-endian length, then
+//!   the Ethernet frame) as a pure codec plus its socket glue;
+//! - [`tap`]: tap devices (`/dev/net/tun`, `IFF_TAP | IFF_NO_PI`);
+//! - [`clock`]: monotonic time as [`crate::Instant`] and a random seed;
+//! - [`conformance`]: scenarios over any [`crate::HostIo`] that pin down the
+//!   kernel semantics, run here against real sockets and reusable against
+//!   the simulator's socket model.
+//!
+//! It must never hold protocol logic: it moves bytes and reports readiness.
+
+pub mod clock;
+pub mod conformance;
+pub mod host;
+pub mod qemu;
+pub(crate) mod sys;
+pub mod tap;
+
+pub use host::{PeekMode, RealHost};
+pub use qemu::{FrameReader, FrameWriter, FramingError};
+pub use tap::Tap;
