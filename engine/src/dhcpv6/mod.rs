@@ -1,0 +1,1 @@
+//! DHCPv6 server (in progress)
