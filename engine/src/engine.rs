@@ -1,17 +1,158 @@
-//! The [`Engine`]: entry points of the sans-IO core.
+//! The [`Engine`]: entry points of the sans-IO core and the frame dispatcher.
 //!
 //! It owns the configuration, the seeded generator, the transmit queue, the
-//! counters and the `HostIo` implementation, and routes each guest frame to
-//! the module that owns its protocol. It never reads a clock: every entry
-//! point takes `now`.
+//! counters, the protocol modules and the `HostIo` implementation, and routes
+//! each guest frame to the module that owns its protocol:
+//!
+//! | frame | module |
+//! |---|---|
+//! | ARP | [`crate::arp`] |
+//! | ICMPv6 NS / RS | [`crate::ndp`] |
+//! | UDP to port 67 | [`crate::dhcp`] |
+//! | UDP to port 547 (ff02::1:2 or us) | [`crate::dhcpv6`] |
+//! | ICMP / ICMPv6 echo | [`crate::icmp`] |
+//! | TCP | [`crate::tcp`] |
+//! | other UDP | [`crate::udp`] |
+//!
+//! Everything else is dropped and counted under a [`DropReason`]. The
+//! engine never reads a clock: every entry point takes `now`. It never
+//! panics on guest input: every frame is untrusted.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::MacAddr;
+use crate::arp::{self, ArpOutcome};
 use crate::config::{Config, ConfigError};
 use crate::counters::{Counters, DropReason};
+use crate::dhcp::{self, DhcpOutcome};
+use crate::dhcpv6::{self, Dhcpv6Outcome};
 use crate::host_io::{HostIo, Readiness, Token};
+use crate::icmp::Icmp;
+use crate::ndp::{NdpOutcome, NdpReply, NdpResponder};
 use crate::rng::Rng;
-use crate::time::Instant;
+use crate::tcp::Tcp;
+use crate::time::{Instant, earliest};
 use crate::txq::TxQueue;
+use crate::udp::Udp;
+use crate::wire::{self, Icmpv4Repr, Icmpv6Repr, IpRepr, L3, L4, UdpRepr};
+
+/// UDP port of DHCPv4 servers (RFC 2131 §4.1).
+const DHCP_SERVER_PORT: u16 = 67;
+/// UDP port of DHCPv4 clients.
+const DHCP_CLIENT_PORT: u16 = 68;
+/// UDP port of DHCPv6 servers (RFC 8415 §7.2).
+const DHCPV6_SERVER_PORT: u16 = 547;
+/// UDP port of DHCPv6 clients.
+const DHCPV6_CLIENT_PORT: u16 = 546;
+/// All_DHCP_Relay_Agents_and_Servers, ff02::1:2 (RFC 8415 §7.1).
+const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+/// Room for any DHCP/DHCPv6 reply we build (their own size limits are
+/// smaller).
+const SERVICE_SCRATCH_LEN: usize = 1500;
+
+/// What the engine has learnt about the guest from its frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestState {
+    /// The guest's MAC: configured, or learnt from its frames.
+    pub mac: Option<MacAddr>,
+    /// The IPv4 source address the guest last used (other than 0.0.0.0).
+    pub ipv4: Option<Ipv4Addr>,
+    /// The global IPv6 source address the guest last used.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The link-local IPv6 source address the guest last used.
+    pub ipv6_link_local: Option<Ipv6Addr>,
+}
+
+impl GuestState {
+    /// Where frames for the guest go: its MAC, or broadcast until it is
+    /// known.
+    pub fn dst_mac(&self) -> MacAddr {
+        self.mac.unwrap_or(MacAddr::BROADCAST)
+    }
+}
+
+/// Token namespaces: the top byte of a [`Token`] says which module owns
+/// it, the rest is the module's own. The backend's event loop reserves the
+/// top byte `0xff` for its own descriptors (guest transport, listeners).
+pub mod token {
+    use crate::host_io::Token;
+
+    /// TCP connection flows.
+    pub const TCP_FLOW: u8 = 0x01;
+    /// TCP listening sockets (forwarded ports).
+    pub const TCP_LISTENER: u8 = 0x02;
+    /// UDP flows.
+    pub const UDP_FLOW: u8 = 0x03;
+    /// UDP sockets bound on forwarded ports.
+    pub const UDP_LISTENER: u8 = 0x04;
+    /// ICMP echo (ping socket) flows.
+    pub const ICMP_FLOW: u8 = 0x05;
+    /// Reserved for the backend's event loop: the engine never uses it.
+    pub const BACKEND: u8 = 0xff;
+
+    /// A token in namespace `kind` with module-specific `index`
+    /// (56 bits; higher bits are cut).
+    pub const fn make(kind: u8, index: u64) -> Token {
+        Token(((kind as u64) << 56) | (index & ((1 << 56) - 1)))
+    }
+
+    /// The namespace of a token.
+    pub const fn kind(t: Token) -> u8 {
+        (t.0 >> 56) as u8
+    }
+
+    /// The module-specific part of a token.
+    pub const fn index(t: Token) -> u64 {
+        t.0 & ((1 << 56) - 1)
+    }
+}
+
+/// What a protocol module gets from the engine for one call: the shared
+/// state, borrowed field by field so the module itself can be borrowed
+/// mutably at the same time.
+pub struct Ctx<'a, H: HostIo> {
+    /// Configuration in force.
+    pub config: &'a Config,
+    /// The host side.
+    pub host: &'a mut H,
+    /// Frames for the guest.
+    pub txq: &'a mut TxQueue,
+    /// Counters.
+    pub counters: &'a mut Counters,
+    /// The engine's generator.
+    pub rng: &'a mut Rng,
+    /// What is known about the guest.
+    pub guest: &'a GuestState,
+}
+
+impl<H: HostIo> Ctx<'_, H> {
+    /// Builds one frame for the guest in place (see [`TxQueue::push_with`])
+    /// and counts it; a full queue is counted as a drop. Returns whether a
+    /// frame was queued.
+    pub fn emit(&mut self, max_len: usize, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        emit_into(self.txq, self.counters, max_len, build)
+    }
+}
+
+fn emit_into(
+    txq: &mut TxQueue,
+    counters: &mut Counters,
+    max_len: usize,
+    build: impl FnOnce(&mut [u8]) -> usize,
+) -> bool {
+    match txq.push_with(max_len, build) {
+        Ok(0) => false,
+        Ok(len) => {
+            counters.frames_out += 1;
+            counters.bytes_out += len as u64;
+            true
+        }
+        Err(_) => {
+            counters.drop(DropReason::TxQueueFull);
+            false
+        }
+    }
+}
 
 /// The network engine, generic over its host side.
 pub struct Engine<H: HostIo> {
@@ -20,7 +161,12 @@ pub struct Engine<H: HostIo> {
     rng: Rng,
     txq: TxQueue,
     counters: Counters,
-    guest_mac: Option<MacAddr>,
+    guest: GuestState,
+    ndp: NdpResponder,
+    tcp: Tcp,
+    udp: Udp,
+    icmp: Icmp,
+    scratch: Box<[u8; SERVICE_SCRATCH_LEN]>,
 }
 
 impl<H: HostIo> Engine<H> {
@@ -28,38 +174,343 @@ impl<H: HostIo> Engine<H> {
     pub fn new(config: Config, host: H, seed: u64) -> Result<Self, ConfigError> {
         config.validate()?;
         let txq = TxQueue::new(config.tx_queue_frames, config.tx_queue_bytes);
+        let mut rng = Rng::from_seed(seed);
+        let tcp = Tcp::new(&config, rng.child("tcp"));
+        let udp = Udp::new(&config);
+        let icmp = Icmp::new(&config);
+        let _ = rng.next_u64();
         Ok(Engine {
-            guest_mac: config.guest_mac,
+            guest: GuestState {
+                mac: config.guest_mac,
+                ..GuestState::default()
+            },
             config,
             host,
-            rng: Rng::from_seed(seed),
+            rng,
             txq,
             counters: Counters::default(),
+            ndp: NdpResponder::new(),
+            tcp,
+            udp,
+            icmp,
+            scratch: Box::new([0; SERVICE_SCRATCH_LEN]),
         })
     }
 
     /// One Ethernet frame from the guest (without any length prefix).
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
-        let _ = now;
         self.counters.frames_in += 1;
         self.counters.bytes_in += frame.len() as u64;
-        self.counters.drop(DropReason::NotImplemented);
+        if let Err(reason) = self.dispatch(now, frame) {
+            self.counters.drop(reason);
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, frame: &[u8]) -> Result<(), DropReason> {
+        let parsed = wire::parse_frame(frame)?;
+        let eth = parsed.eth;
+        if eth.dst != self.config.our_mac && !eth.dst.is_multicast() {
+            return Err(DropReason::NotForUs);
+        }
+        if !eth.src.is_unicast() || eth.src == self.config.our_mac {
+            return Err(DropReason::BadSource);
+        }
+        // Learn (and follow changes of) the guest's MAC: a rebooted VM or a
+        // re-created tap may come back with another one.
+        self.guest.mac = Some(eth.src);
+        self.ndp.guest_seen(&self.config, now);
+
+        match parsed.l3 {
+            L3::Arp(req) => match arp::respond(&self.config, &req) {
+                ArpOutcome::Reply(reply) => {
+                    if emit_into(
+                        &mut self.txq,
+                        &mut self.counters,
+                        arp::ArpReply::FRAME_LEN,
+                        |buf| reply.build(buf).unwrap_or(0),
+                    ) {
+                        self.counters.arp_replies += 1;
+                    }
+                    Ok(())
+                }
+                ArpOutcome::Ignore(reason) => Err(reason),
+            },
+            L3::Ipv4 { ip, l4 } => {
+                let Some(v4) = &self.config.ipv4 else {
+                    return Err(DropReason::ServiceDisabled);
+                };
+                if !ip.src_addr.is_unspecified() {
+                    if ip.src_addr.is_multicast()
+                        || ip.src_addr.is_broadcast()
+                        || ip.src_addr.is_loopback()
+                    {
+                        return Err(DropReason::BadSource);
+                    }
+                    let _ = v4;
+                    self.guest.ipv4 = Some(ip.src_addr);
+                }
+                let src = IpAddr::V4(ip.src_addr);
+                let dst = IpAddr::V4(ip.dst_addr);
+                match l4 {
+                    L4::Udp { udp, payload } if udp.dst_port == DHCP_SERVER_PORT => {
+                        self.dhcpv4(eth.src, udp, payload)
+                    }
+                    L4::Icmpv4(Icmpv4Repr::EchoRequest {
+                        ident,
+                        seq_no,
+                        data,
+                    }) => {
+                        let (mut cx, icmp) = self.split_icmp();
+                        icmp.on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
+                    }
+                    L4::Icmpv4(_) => Err(DropReason::UnsupportedProtocol),
+                    L4::Tcp { tcp, payload } => {
+                        let (mut cx, t) = self.split_tcp();
+                        t.on_segment(&mut cx, now, src, dst, &tcp, payload)
+                    }
+                    L4::Udp { udp, payload } => {
+                        let (mut cx, u) = self.split_udp();
+                        u.on_datagram(&mut cx, now, src, dst, &udp, payload)
+                    }
+                    L4::Icmpv6(_) | L4::Other { .. } => Err(DropReason::UnsupportedProtocol),
+                }
+            }
+            L3::Ipv6 { ip, l4 } => {
+                if self.config.ipv6.is_none() {
+                    return Err(DropReason::ServiceDisabled);
+                }
+                if ip.src_addr.is_multicast() || ip.src_addr.is_loopback() {
+                    return Err(DropReason::BadSource);
+                }
+                if crate::addr::ipv6_is_link_local(ip.src_addr) {
+                    self.guest.ipv6_link_local = Some(ip.src_addr);
+                } else if !ip.src_addr.is_unspecified() {
+                    self.guest.ipv6 = Some(ip.src_addr);
+                }
+                let src = IpAddr::V6(ip.src_addr);
+                let dst = IpAddr::V6(ip.dst_addr);
+                match l4 {
+                    L4::Icmpv6(Icmpv6Repr::Ndp(ndp)) => {
+                        match self.ndp.handle(&self.config, now, eth.src, &ip, &ndp) {
+                            NdpOutcome::Reply(reply) => {
+                                self.emit_ndp(reply);
+                                Ok(())
+                            }
+                            NdpOutcome::Ignore(reason) => Err(reason),
+                        }
+                    }
+                    L4::Icmpv6(Icmpv6Repr::EchoRequest {
+                        ident,
+                        seq_no,
+                        data,
+                    }) => {
+                        let (mut cx, icmp) = self.split_icmp();
+                        icmp.on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
+                    }
+                    L4::Icmpv6(_) => Err(DropReason::UnsupportedProtocol),
+                    L4::Udp { udp, payload }
+                        if udp.dst_port == DHCPV6_SERVER_PORT
+                            && (ip.dst_addr == ALL_DHCP_SERVERS
+                                || Some(ip.dst_addr)
+                                    == self.config.ipv6.as_ref().map(|v6| v6.our_link_local)) =>
+                    {
+                        self.dhcpv6(eth.src, ip.src_addr, udp, payload)
+                    }
+                    L4::Tcp { tcp, payload } => {
+                        let (mut cx, t) = self.split_tcp();
+                        t.on_segment(&mut cx, now, src, dst, &tcp, payload)
+                    }
+                    L4::Udp { udp, payload } => {
+                        let (mut cx, u) = self.split_udp();
+                        u.on_datagram(&mut cx, now, src, dst, &udp, payload)
+                    }
+                    L4::Icmpv4(_) | L4::Other { .. } => Err(DropReason::UnsupportedProtocol),
+                }
+            }
+        }
+    }
+
+    fn dhcpv4(
+        &mut self,
+        client_mac: MacAddr,
+        udp: UdpRepr,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        if udp.src_port != DHCP_CLIENT_PORT {
+            return Err(DropReason::DhcpIgnored);
+        }
+        let reply = match dhcp::handle(&self.config, client_mac, payload, &mut self.scratch[..]) {
+            DhcpOutcome::Reply(r) => r,
+            DhcpOutcome::Ignored(why) => return Err(why.drop_reason()),
+        };
+        let ip = IpRepr::V4(wire::Ipv4Repr {
+            src_addr: reply.src_ip,
+            dst_addr: reply.dst_ip,
+            protocol: wire::protocol::UDP,
+            hop_limit: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: true,
+            payload_len: 0,
+        });
+        let repr = UdpRepr {
+            src_port: DHCP_SERVER_PORT,
+            dst_port: DHCP_CLIENT_PORT,
+        };
+        let body = &self.scratch[..reply.len];
+        let max = ip.headers_len() + wire::udp::HEADER_LEN + body.len();
+        let our_mac = self.config.our_mac;
+        if emit_into(&mut self.txq, &mut self.counters, max, |buf| {
+            wire::build_udp(buf, our_mac, reply.dst_mac, ip, &repr, body).unwrap_or(0)
+        }) {
+            self.counters.dhcp_replies += 1;
+        }
+        Ok(())
+    }
+
+    fn dhcpv6(
+        &mut self,
+        client_mac: MacAddr,
+        client_ip: Ipv6Addr,
+        udp: UdpRepr,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        if udp.src_port != DHCPV6_CLIENT_PORT {
+            return Err(DropReason::DhcpIgnored);
+        }
+        let reply = match dhcpv6::handle(
+            &self.config,
+            client_mac,
+            client_ip,
+            payload,
+            &mut self.scratch[..],
+        ) {
+            Dhcpv6Outcome::Reply(r) => r,
+            Dhcpv6Outcome::Ignored(why) => return Err(why.drop_reason()),
+        };
+        let ip = IpRepr::V6(wire::Ipv6Repr {
+            src_addr: reply.src_ip,
+            dst_addr: reply.dst_ip,
+            next_header: wire::protocol::UDP,
+            hop_limit: 255,
+            traffic_class: 0,
+            flow_label: 0,
+            ext_headers_len: 0,
+            payload_len: 0,
+        });
+        let repr = UdpRepr {
+            src_port: DHCPV6_SERVER_PORT,
+            dst_port: DHCPV6_CLIENT_PORT,
+        };
+        let body = &self.scratch[..reply.len];
+        let max = ip.headers_len() + wire::udp::HEADER_LEN + body.len();
+        let our_mac = self.config.our_mac;
+        if emit_into(&mut self.txq, &mut self.counters, max, |buf| {
+            wire::build_udp(buf, our_mac, reply.dst_mac, ip, &repr, body).unwrap_or(0)
+        }) {
+            self.counters.dhcpv6_replies += 1;
+        }
+        Ok(())
+    }
+
+    fn emit_ndp(&mut self, reply: NdpReply) {
+        let config = &self.config;
+        let len = reply.frame_len(config);
+        if emit_into(&mut self.txq, &mut self.counters, len, |buf| {
+            reply.build(config, buf).unwrap_or(0)
+        }) {
+            match reply {
+                NdpReply::NeighborAdvert { .. } => self.counters.ndp_neighbor_adverts += 1,
+                NdpReply::RouterAdvert { .. } => self.counters.ndp_router_adverts += 1,
+            }
+        }
     }
 
     /// Readiness on a host socket registered with `token`.
     pub fn handle_host_event(&mut self, now: Instant, token: Token, readiness: Readiness) {
-        let _ = (now, token, readiness);
+        match token::kind(token) {
+            token::TCP_FLOW | token::TCP_LISTENER => {
+                let (mut cx, t) = self.split_tcp();
+                t.on_host_event(&mut cx, now, token, readiness);
+            }
+            token::UDP_FLOW | token::UDP_LISTENER => {
+                let (mut cx, u) = self.split_udp();
+                u.on_host_event(&mut cx, now, token, readiness);
+            }
+            token::ICMP_FLOW => {
+                let (mut cx, i) = self.split_icmp();
+                i.on_host_event(&mut cx, now, token, readiness);
+            }
+            _ => {}
+        }
     }
 
     /// The next instant at which [`Engine::handle_timeout`] must be called,
     /// if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        let t = earliest(self.ndp.poll_timeout(), self.tcp.poll_timeout());
+        let t = earliest(t, self.udp.poll_timeout());
+        earliest(t, self.icmp.poll_timeout())
     }
 
     /// Runs every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
+        if let Some(ra) = self.ndp.handle_timeout(&self.config, now) {
+            self.emit_ndp(ra);
+        }
+        {
+            let (mut cx, t) = self.split_tcp();
+            t.handle_timeout(&mut cx, now);
+        }
+        {
+            let (mut cx, u) = self.split_udp();
+            u.handle_timeout(&mut cx, now);
+        }
+        let (mut cx, i) = self.split_icmp();
+        i.handle_timeout(&mut cx, now);
+    }
+
+    fn split_tcp(&mut self) -> (Ctx<'_, H>, &mut Tcp) {
+        (
+            Ctx {
+                config: &self.config,
+                host: &mut self.host,
+                txq: &mut self.txq,
+                counters: &mut self.counters,
+                rng: &mut self.rng,
+                guest: &self.guest,
+            },
+            &mut self.tcp,
+        )
+    }
+
+    fn split_udp(&mut self) -> (Ctx<'_, H>, &mut Udp) {
+        (
+            Ctx {
+                config: &self.config,
+                host: &mut self.host,
+                txq: &mut self.txq,
+                counters: &mut self.counters,
+                rng: &mut self.rng,
+                guest: &self.guest,
+            },
+            &mut self.udp,
+        )
+    }
+
+    fn split_icmp(&mut self) -> (Ctx<'_, H>, &mut Icmp) {
+        (
+            Ctx {
+                config: &self.config,
+                host: &mut self.host,
+                txq: &mut self.txq,
+                counters: &mut self.counters,
+                rng: &mut self.rng,
+                guest: &self.guest,
+            },
+            &mut self.icmp,
+        )
     }
 
     /// Frames waiting for the guest. The caller writes them out and calls
@@ -80,7 +531,12 @@ impl<H: HostIo> Engine<H> {
 
     /// The guest's MAC, once known.
     pub fn guest_mac(&self) -> Option<MacAddr> {
-        self.guest_mac
+        self.guest.mac
+    }
+
+    /// What the engine has learnt about the guest.
+    pub fn guest(&self) -> &GuestState {
+        &self.guest
     }
 
     /// The host side.

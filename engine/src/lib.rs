@@ -35,7 +35,10 @@ pub mod wire;
 pub mod arp;
 pub mod dhcp;
 pub mod dhcpv6;
+pub mod icmp;
 pub mod ndp;
+pub mod tcp;
+pub mod udp;
 
 pub use addr::MacAddr;
 pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Services};
