@@ -99,6 +99,38 @@ impl Default for Services {
     }
 }
 
+/// The address translation rules of upstream passt (`--map-host-loopback`,
+/// `--map-guest-addr`, `--dns-forward`, `--dns-host`, `--no-map-gw`).
+/// [`crate::mapping`] applies them.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Mapping {
+    /// Guest traffic to this IPv4 address reaches the host's loopback
+    /// (127.0.0.1), and host loopback peers appear to the guest from it.
+    /// Default: the IPv4 gateway; `None` with `--no-map-gw`.
+    pub host_loopback_v4: Option<Ipv4Addr>,
+    /// Same for IPv6 (::1). Default: the IPv6 gateway.
+    pub host_loopback_v6: Option<Ipv6Addr>,
+    /// Guest traffic to this IPv4 address reaches the host's own address
+    /// (`--map-guest-addr`).
+    pub guest_addr_v4: Option<Ipv4Addr>,
+    /// Same for IPv6.
+    pub guest_addr_v6: Option<Ipv6Addr>,
+    /// The host's own IPv4 address (target of `--map-guest-addr`).
+    pub host_addr_v4: Option<Ipv4Addr>,
+    /// The host's own IPv6 address.
+    pub host_addr_v6: Option<Ipv6Addr>,
+    /// Guest DNS queries to this IPv4 address go to the host's resolver
+    /// (`--dns-forward`).
+    pub dns_forward_v4: Option<Ipv4Addr>,
+    /// Same for IPv6.
+    pub dns_forward_v6: Option<Ipv6Addr>,
+    /// Where forwarded DNS queries go (`--dns-host`; default: the first
+    /// resolver of the host, possibly a loopback one like 127.0.0.53).
+    pub dns_host_v4: Option<Ipv4Addr>,
+    /// Same for IPv6.
+    pub dns_host_v6: Option<Ipv6Addr>,
+}
+
 /// Everything the engine needs to know about the network it presents.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -129,6 +161,8 @@ pub struct Config {
     pub ra_interval: Duration,
     /// Router lifetime announced in RAs.
     pub ra_router_lifetime: Duration,
+    /// Address translation rules (the only NAT there is).
+    pub mapping: Mapping,
     /// Fixed capacity of the flow table, chosen at start.
     pub flow_capacity: usize,
     /// Capacity of the transmit queue, in frames.
@@ -200,6 +234,11 @@ impl Config {
             dhcp_lease_time: Duration::from_secs(3600),
             ra_interval: Duration::from_secs(60),
             ra_router_lifetime: Duration::from_secs(65535),
+            mapping: Mapping {
+                host_loopback_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+                host_loopback_v6: Some("fe80::1".parse().expect("literal")),
+                ..Mapping::default()
+            },
             flow_capacity: DEFAULT_FLOW_CAPACITY,
             tx_queue_frames: 256,
             tx_queue_bytes: 4 << 20,

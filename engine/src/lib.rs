@@ -36,12 +36,13 @@ pub mod arp;
 pub mod dhcp;
 pub mod dhcpv6;
 pub mod icmp;
+pub mod mapping;
 pub mod ndp;
 pub mod tcp;
 pub mod udp;
 
 pub use addr::MacAddr;
-pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Services};
+pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Mapping, Services};
 pub use counters::{Counters, DropReason};
 pub use engine::Engine;
 pub use host_io::{HostError, HostIo, Interest, Readiness, SockId, Token};
