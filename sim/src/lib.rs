@@ -33,6 +33,7 @@
 pub mod demo;
 pub mod fault;
 pub mod link;
+pub mod pcap;
 pub mod sched;
 pub mod seed;
 
