@@ -73,7 +73,7 @@ pub enum Dhcpv6ParseError {
 }
 
 /// Iterator over the (code, value) pairs of an options area that
-/// [`validate`] accepted.
+/// [`Dhcpv6Request::parse`] checked.
 #[derive(Clone, Debug)]
 pub struct Options<'a> {
     rest: &'a [u8],
