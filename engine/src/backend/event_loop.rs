@@ -364,7 +364,9 @@ impl EventLoop {
     /// Makes SIGTERM, SIGINT and SIGHUP stop the loop
     /// ([`ExitReason::Signal`]). They are blocked in the calling thread (and
     /// threads it creates later) and read from a signalfd; call this from the
-    /// main thread of a single-threaded program.
+    /// main thread of a single-threaded program, and after any `fork`: a
+    /// signalfd polled through epoll only reports signals of the process
+    /// that registered it.
     pub fn catch_signals(&mut self) -> Result<(), LoopError> {
         let sfd = SignalFd::new()?;
         self.engine

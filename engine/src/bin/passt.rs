@@ -191,9 +191,6 @@ fn run(opts: Options) -> ExitCode {
             }
         }
     }
-    if let Err(e) = event_loop.catch_signals() {
-        return fail(format_args!("Failed to set up signal handling: {e}"));
-    }
 
     let pid = if opts.foreground {
         process::pid()
@@ -230,6 +227,11 @@ fn run(opts: Options) -> ExitCode {
         ));
     }
 
+    // After the fork: a signalfd registered in epoll by the parent would
+    // never wake the child's epoll.
+    if let Err(e) = event_loop.catch_signals() {
+        return fail(format_args!("Failed to set up signal handling: {e}"));
+    }
     let result = event_loop.run();
     event_loop.shutdown();
     if let Some(path) = &opts.pid_file {
