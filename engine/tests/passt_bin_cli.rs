@@ -94,3 +94,19 @@ fn socket_in_use_by_a_live_listener_is_refused() {
     drop(_listener);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn log_file_takes_the_messages_instead_of_stderr() {
+    let dir = std::env::temp_dir().join(format!("passt-bin-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("passt.log");
+    let o = passt(&["-f", "-l", log.to_str().unwrap(), "-i", "nosuchif0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stderr.is_empty(), "{o:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Invalid interface name nosuchif0: No such device"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
