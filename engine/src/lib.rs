@@ -23,6 +23,8 @@
 pub mod addr;
 #[cfg(target_os = "linux")]
 pub mod backend;
+#[cfg(target_os = "linux")]
+pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod engine;

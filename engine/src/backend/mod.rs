@@ -9,6 +9,10 @@
 //!   the Ethernet frame) as a pure codec plus its socket glue;
 //! - [`tap`]: tap devices (`/dev/net/tun`, `IFF_TAP | IFF_NO_PI`);
 //! - [`clock`]: monotonic time as [`crate::Instant`] and a random seed;
+//! - [`event_loop`]: the single-threaded loop driving an engine over a QEMU
+//!   socket or a tap device (plus the binaries' logger and process chores);
+//! - [`hostcfg`]: detection of the host's addresses, routes and resolvers;
+//! - [`pcap`]: capture of guest-facing frames to a pcap file;
 //! - [`conformance`]: scenarios over any [`crate::HostIo`] that pin down the
 //!   kernel semantics, run here against real sockets and reusable against
 //!   the simulator's socket model.
@@ -17,7 +21,10 @@
 
 pub mod clock;
 pub mod conformance;
+pub mod event_loop;
 pub mod host;
+pub mod hostcfg;
+pub mod pcap;
 pub mod qemu;
 pub(crate) mod sys;
 pub mod tap;

@@ -1,0 +1,1176 @@
+//! The `passt` command line, compatible with upstream passt's options.
+//!
+//! This module owns the translation of argument strings into [`Options`]
+//! ([`parse_args`]) and of options plus the detected host network into an
+//! engine [`Config`] ([`build_config`]). Both are pure functions: they never
+//! touch a socket, a file or the process (the binary and
+//! [`crate::backend::hostcfg`] do that), so they are tested on plain strings.
+//!
+//! Errors are one-line messages worded as upstream passt words them, and every
+//! error exits with status 1 as upstream does ([`CliError::exit_code`]); clap's
+//! own exit status (2) and multi-line messages are never shown.
+//!
+//! Options that later modules consume (port forwarding specs, address
+//! mappings, outbound addresses) are parsed and stored here as they are; the
+//! port specification grammar is parsed elsewhere.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{CommandFactory, Parser};
+
+use crate::addr::MacAddr;
+use crate::backend::hostcfg::HostNetwork;
+use crate::config::{Config, DEFAULT_MTU, Ipv4Config, Ipv6Config, Services};
+
+/// Default `--log-size`, as upstream: 1 MiB.
+pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
+
+/// IPv4 guest address used when the host has no IPv4 default route (RFC 3927
+/// link-local block; see `docs/cli.md`).
+pub const LINK_LOCAL_GUEST_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 2, 1);
+/// IPv4 gateway used together with [`LINK_LOCAL_GUEST_V4`].
+pub const LINK_LOCAL_GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 2, 2);
+/// Prefix length of the link-local fallback (169.254.0.0/16, RFC 3927 §2.1).
+pub const LINK_LOCAL_PREFIX_V4: u8 = 16;
+
+/// Why the command line was not turned into a running configuration. Every
+/// variant but [`CliError::Help`] and [`CliError::Version`] is an error with
+/// exit status 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CliError {
+    /// A bad or conflicting option, or a configuration that cannot work: the
+    /// message is one line, printed to standard error.
+    #[error("{0}")]
+    Invalid(String),
+    /// `-h`/`--help`: the help text, printed to standard output (status 0).
+    #[error("{0}")]
+    Help(String),
+    /// `--version`: the version text, printed to standard output (status 0).
+    #[error("{0}")]
+    Version(String),
+}
+
+impl CliError {
+    /// The process exit status for this outcome: 0 for help and version, 1
+    /// otherwise (upstream's status for every configuration error).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Help(_) | CliError::Version(_) => 0,
+            CliError::Invalid(_) => 1,
+        }
+    }
+
+    fn invalid(msg: impl Into<String>) -> CliError {
+        CliError::Invalid(msg.into())
+    }
+}
+
+/// What `--dns` says about DNS servers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum DnsChoice {
+    /// No `-D`: use the host's `/etc/resolv.conf`.
+    #[default]
+    FromHost,
+    /// `-D none`: announce no DNS server.
+    Disabled,
+    /// `-D ADDR...`: these servers, in order.
+    Servers(Vec<IpAddr>),
+}
+
+/// What `--search` says about the DNS search list.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum SearchChoice {
+    /// No `-S`: use the host's `/etc/resolv.conf`.
+    #[default]
+    FromHost,
+    /// `-S none`: announce no search list.
+    Disabled,
+    /// `-S "a b"...`: these domains, in order.
+    Domains(Vec<String>),
+}
+
+/// An option that may be given once per address family (`-a`, `-g`, `-o`,
+/// `--dns-forward`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PerFamily {
+    /// The IPv4 value, if given.
+    pub v4: Option<Ipv4Addr>,
+    /// The IPv6 value, if given.
+    pub v6: Option<Ipv6Addr>,
+}
+
+/// `--map-host-loopback` and `--map-guest-addr` accept `none` as well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Mapping {
+    /// The addresses given (at most one per family).
+    pub addrs: PerFamily,
+    /// `none` was given: disable this mapping.
+    pub disabled: bool,
+}
+
+/// `--runas UID[:GID]` (numbers or names; resolved by the binary).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// User: a numeric UID or a login name.
+    pub user: String,
+    /// Group: a numeric GID or a group name.
+    pub group: Option<String>,
+}
+
+/// Verbosity chosen by `-q`, `-d` and `--trace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Verbosity {
+    /// `-q`: errors and warnings only.
+    Quiet,
+    /// Default: informational messages too.
+    #[default]
+    Info,
+    /// `-d`.
+    Debug,
+    /// `--trace`: per-packet messages.
+    Trace,
+}
+
+/// Everything the command line says, parsed and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `-q`/`-d`/`--trace`.
+    pub verbosity: Verbosity,
+    /// `-f`: stay in the foreground.
+    pub foreground: bool,
+    /// `-e`: log to standard error too.
+    pub stderr: bool,
+    /// `-l PATH`.
+    pub log_file: Option<PathBuf>,
+    /// `--log-size BYTES` (default [`DEFAULT_LOG_SIZE`]).
+    pub log_size: u64,
+    /// `--runas`.
+    pub runas: Option<RunAs>,
+    /// `-P PATH`.
+    pub pid_file: Option<PathBuf>,
+    /// `-p PATH`.
+    pub pcap: Option<PathBuf>,
+    /// `-a`: guest addresses.
+    pub address: PerFamily,
+    /// `-n`: IPv4 prefix length.
+    pub prefix_len: Option<u8>,
+    /// `-g`: gateways.
+    pub gateway: PerFamily,
+    /// `-M`: our MAC address.
+    pub mac: Option<MacAddr>,
+    /// `-i`: template interface for both families.
+    pub interface: Option<String>,
+    /// `--outbound-if4`.
+    pub outbound_if4: Option<String>,
+    /// `--outbound-if6`.
+    pub outbound_if6: Option<String>,
+    /// `-o`: outbound source addresses.
+    pub outbound: PerFamily,
+    /// `-m`: MTU (`Some(0)`: upstream's "do not assign", see `docs/cli.md`).
+    pub mtu: Option<u16>,
+    /// `-4`.
+    pub ipv4_only: bool,
+    /// `-6`.
+    pub ipv6_only: bool,
+    /// `-D`.
+    pub dns: DnsChoice,
+    /// `-S`.
+    pub search: SearchChoice,
+    /// `--no-dhcp-dns`.
+    pub no_dhcp_dns: bool,
+    /// `--no-dhcp-search`.
+    pub no_dhcp_search: bool,
+    /// `--dns-forward`.
+    pub dns_forward: PerFamily,
+    /// `--dns-host`.
+    pub dns_host: PerFamily,
+    /// `--map-host-loopback`.
+    pub map_host_loopback: Mapping,
+    /// `--map-guest-addr`.
+    pub map_guest_addr: Mapping,
+    /// `--no-map-gw`.
+    pub no_map_gw: bool,
+    /// Services left on by the `--no-*` switches.
+    pub services: Services,
+    /// `-t` specs, raw, in order.
+    pub tcp_ports: Vec<String>,
+    /// `-u` specs, raw, in order.
+    pub udp_ports: Vec<String>,
+    /// `-H`.
+    pub hostname: Option<String>,
+    /// `--fqdn`.
+    pub fqdn: Option<String>,
+    /// `-s PATH`.
+    pub socket: Option<PathBuf>,
+    /// `-F FD`.
+    pub fd: Option<i32>,
+    /// `-1` (also implied by `-F`).
+    pub one_off: bool,
+}
+
+/// The raw clap view: every value a string, checked by [`parse_args`] with
+/// upstream's messages.
+#[derive(Parser, Debug)]
+#[command(
+    name = "passt",
+    about = "Plug A Simple Socket Transport: user-mode networking for virtual machines",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    infer_long_args = true,
+    args_override_self = true,
+    max_term_width = 100
+)]
+struct RawArgs {
+    /// Be verbose
+    #[arg(short = 'd', long = "debug")]
+    debug: bool,
+    /// Be extra verbose, implies --debug
+    #[arg(long = "trace")]
+    trace: bool,
+    /// Don't print informational messages
+    #[arg(short = 'q', long = "quiet")]
+    quiet: bool,
+    /// Don't run in background
+    #[arg(short = 'f', long = "foreground")]
+    foreground: bool,
+    /// Log to standard error too
+    #[arg(short = 'e', long = "stderr")]
+    stderr: bool,
+    /// Log (only) to the given file
+    #[arg(short = 'l', long = "log-file", value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Maximum size of the log file (default: 1 MiB)
+    #[arg(long = "log-size", value_name = "BYTES")]
+    log_size: Option<String>,
+    /// Run as given UID[:GID] (numbers or names)
+    #[arg(long = "runas", value_name = "UID[:GID]")]
+    runas: Option<String>,
+    /// Display this help message and exit
+    #[arg(short = 'h', long = "help")]
+    help: bool,
+    /// Show version and exit
+    #[arg(long = "version")]
+    version: bool,
+    /// UNIX domain socket path (default: first free /tmp/passt_N.socket, N = 1..64)
+    #[arg(short = 's', long = "socket", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Use FD as pre-opened connected socket (implies --one-off)
+    #[arg(short = 'F', long = "fd", value_name = "FD")]
+    fd: Option<String>,
+    /// Quit after handling one single client
+    #[arg(short = '1', long = "one-off")]
+    one_off: bool,
+    /// Log guest-facing traffic to a pcap file
+    #[arg(short = 'p', long = "pcap", value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Write own PID to the given file
+    #[arg(short = 'P', long = "pid", value_name = "FILE")]
+    pid: Option<PathBuf>,
+    /// Assign MTU via DHCP/NDP (default: 65520)
+    #[arg(short = 'm', long = "mtu", value_name = "MTU")]
+    mtu: Option<String>,
+    /// Assign IPv4 or IPv6 address (once per family; default: from the host)
+    #[arg(short = 'a', long = "address", value_name = "ADDR")]
+    address: Vec<String>,
+    /// Assign IPv4 netmask, dot-decimal or bits (default: from the host)
+    #[arg(short = 'n', long = "netmask", value_name = "MASK")]
+    netmask: Option<String>,
+    /// Use source MAC address ADDR (default: 9a:55:9a:55:9a:55)
+    #[arg(short = 'M', long = "mac-addr", value_name = "ADDR")]
+    mac_addr: Option<String>,
+    /// Pass IPv4 or IPv6 address as gateway (once per family; default: from the host)
+    #[arg(short = 'g', long = "gateway", value_name = "ADDR")]
+    gateway: Vec<String>,
+    /// Interface for addresses and routes (default: the one with the default route)
+    #[arg(short = 'i', long = "interface", value_name = "NAME")]
+    interface: Option<String>,
+    /// Bind to address as outbound source (once per family)
+    #[arg(short = 'o', long = "outbound", value_name = "ADDR")]
+    outbound: Vec<String>,
+    /// Bind to outbound interface for IPv4
+    #[arg(long = "outbound-if4", value_name = "NAME")]
+    outbound_if4: Option<String>,
+    /// Bind to outbound interface for IPv6
+    #[arg(long = "outbound-if6", value_name = "NAME")]
+    outbound_if6: Option<String>,
+    /// Enable IPv4 operation only
+    #[arg(short = '4', long = "ipv4-only")]
+    ipv4_only: bool,
+    /// Enable IPv6 operation only
+    #[arg(short = '6', long = "ipv6-only")]
+    ipv6_only: bool,
+    /// Use IPv4 or IPv6 address as DNS (repeatable; 'none' disables; default: /etc/resolv.conf)
+    #[arg(short = 'D', long = "dns", value_name = "ADDR")]
+    dns: Vec<String>,
+    /// Space-separated list of search domains (repeatable; 'none' disables)
+    #[arg(short = 'S', long = "search", value_name = "LIST")]
+    search: Vec<String>,
+    /// No DNS list in DHCP/DHCPv6/NDP
+    #[arg(long = "no-dhcp-dns")]
+    no_dhcp_dns: bool,
+    /// No search list in DHCP/DHCPv6/NDP
+    #[arg(long = "no-dhcp-search")]
+    no_dhcp_search: bool,
+    /// Forward DNS queries sent to ADDR (once per family)
+    #[arg(long = "dns-forward", value_name = "ADDR")]
+    dns_forward: Vec<String>,
+    /// Host nameserver to direct queries to (once per family)
+    #[arg(long = "dns-host", value_name = "ADDR")]
+    dns_host: Vec<String>,
+    /// Translate ADDR to refer to the host's loopback ('none' disables)
+    #[arg(long = "map-host-loopback", value_name = "ADDR")]
+    map_host_loopback: Vec<String>,
+    /// Translate ADDR to the guest's address on the host ('none' disables)
+    #[arg(long = "map-guest-addr", value_name = "ADDR")]
+    map_guest_addr: Vec<String>,
+    /// Don't map gateway address to host
+    #[arg(long = "no-map-gw")]
+    no_map_gw: bool,
+    /// Disable TCP protocol handler
+    #[arg(long = "no-tcp")]
+    no_tcp: bool,
+    /// Disable UDP protocol handler
+    #[arg(long = "no-udp")]
+    no_udp: bool,
+    /// Disable ICMP/ICMPv6 echo handler
+    #[arg(long = "no-icmp")]
+    no_icmp: bool,
+    /// Disable DHCP server
+    #[arg(long = "no-dhcp")]
+    no_dhcp: bool,
+    /// Disable DHCPv6 server
+    #[arg(long = "no-dhcpv6")]
+    no_dhcpv6: bool,
+    /// Disable NDP responses (and router advertisements)
+    #[arg(long = "no-ndp")]
+    no_ndp: bool,
+    /// Disable router advertisements
+    #[arg(long = "no-ra")]
+    no_ra: bool,
+    /// TCP port forwarding to guest (repeatable; default: none)
+    #[arg(short = 't', long = "tcp-ports", value_name = "SPEC")]
+    tcp_ports: Vec<String>,
+    /// UDP port forwarding to guest (repeatable; default: none)
+    #[arg(short = 'u', long = "udp-ports", value_name = "SPEC")]
+    udp_ports: Vec<String>,
+    /// Hostname to configure the guest with (DHCP option 12)
+    #[arg(short = 'H', long = "hostname", value_name = "NAME")]
+    hostname: Option<String>,
+    /// FQDN to configure the guest with (DHCP option 81, DHCPv6 option 39)
+    #[arg(long = "fqdn", value_name = "NAME")]
+    fqdn: Option<String>,
+}
+
+/// The help text (`-h`).
+pub fn help_text() -> String {
+    let mut cmd = RawArgs::command();
+    cmd.render_help().to_string()
+}
+
+/// The version text (`--version`).
+pub fn version_text() -> String {
+    format!(
+        "passt (passt-rs) {}\nA Rust re-implementation of passt; license {}.\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_LICENSE")
+    )
+}
+
+/// Parses a command line (`args[0]` is the program name).
+pub fn parse_args<I, T>(args: I) -> Result<Options, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let raw = RawArgs::try_parse_from(args).map_err(clap_error)?;
+    if raw.help {
+        return Err(CliError::Help(help_text()));
+    }
+    if raw.version {
+        return Err(CliError::Version(version_text()));
+    }
+    options_from_raw(raw)
+}
+
+/// Turns clap's error into upstream's one-line wording.
+fn clap_error(e: clap::Error) -> CliError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    // "--mtu <MTU>" -> "--mtu"
+    let name = arg.split_whitespace().next().unwrap_or("").to_string();
+    let msg = match e.kind() {
+        ErrorKind::UnknownArgument if name.starts_with("--") => {
+            format!("passt: unrecognized option '{name}'")
+        }
+        ErrorKind::UnknownArgument if name.starts_with('-') && name.len() > 1 => {
+            let c = name[1..].chars().next().unwrap_or('?');
+            format!("passt: invalid option -- '{c}'")
+        }
+        ErrorKind::UnknownArgument => format!("Extra non-option argument: {name}"),
+        ErrorKind::InvalidValue | ErrorKind::NoEquals => {
+            format!("passt: option '{name}' requires an argument")
+        }
+        ErrorKind::ArgumentConflict => format!("passt: conflicting option '{name}'"),
+        _ => {
+            // Any other clap complaint: its first line, without "error: ".
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            format!("passt: {}", first.trim_start_matches("error: "))
+        }
+    };
+    CliError::Invalid(msg)
+}
+
+fn parse_per_family(values: &[String], what: &str) -> Result<PerFamily, CliError> {
+    let mut out = PerFamily::default();
+    for v in values {
+        match IpAddr::from_str(v) {
+            Ok(IpAddr::V4(a)) if out.v4.is_none() && !a.is_unspecified() => out.v4 = Some(a),
+            Ok(IpAddr::V6(a)) if out.v6.is_none() && !a.is_unspecified() => out.v6 = Some(a),
+            _ => return Err(CliError::invalid(format!("Invalid {what}: {v}"))),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_mapping(values: &[String], what: &str) -> Result<Mapping, CliError> {
+    if values.iter().any(|v| v == "none") {
+        if values.len() > 1 {
+            return Err(CliError::invalid(format!(
+                "Invalid {what}: 'none' cannot be combined with addresses"
+            )));
+        }
+        return Ok(Mapping {
+            addrs: PerFamily::default(),
+            disabled: true,
+        });
+    }
+    Ok(Mapping {
+        addrs: parse_per_family(values, what)?,
+        disabled: false,
+    })
+}
+
+/// Parses `-n`: a prefix length (0..=32) or a contiguous dotted netmask.
+pub fn parse_netmask(s: &str) -> Option<u8> {
+    if let Ok(bits) = s.parse::<u8>() {
+        return (bits <= 32).then_some(bits);
+    }
+    let mask = u32::from(Ipv4Addr::from_str(s).ok()?);
+    let ones = mask.leading_ones();
+    // Contiguous: all ones then all zeros.
+    (mask.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
+}
+
+fn parse_runas(s: &str) -> Result<RunAs, CliError> {
+    let (user, group) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    if user.is_empty() || group.is_some_and(str::is_empty) {
+        return Err(CliError::invalid(format!("Invalid --runas: {s}")));
+    }
+    Ok(RunAs {
+        user: user.to_string(),
+        group: group.map(str::to_string),
+    })
+}
+
+/// A DNS name for `-H`/`--fqdn`/`-S`: printable, no spaces, at most 253
+/// bytes, labels of at most 63 (RFC 1035 §2.3.4).
+fn valid_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.')
+            .filter(|l| !l.is_empty())
+            .all(|l| l.len() <= 63 && l.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+fn options_from_raw(raw: RawArgs) -> Result<Options, CliError> {
+    // Conflicts first, with upstream's wording.
+    if raw.ipv4_only && raw.ipv6_only {
+        return Err(CliError::invalid(
+            "Options ipv4-only and ipv6-only are mutually exclusive",
+        ));
+    }
+    if raw.quiet && (raw.debug || raw.trace) {
+        return Err(CliError::invalid("Either --debug or --quiet"));
+    }
+    if raw.socket.is_some() && raw.fd.is_some() {
+        return Err(CliError::invalid(
+            "Options --socket and --fd are mutually exclusive",
+        ));
+    }
+
+    let verbosity = if raw.trace {
+        Verbosity::Trace
+    } else if raw.debug {
+        Verbosity::Debug
+    } else if raw.quiet {
+        Verbosity::Quiet
+    } else {
+        Verbosity::Info
+    };
+
+    let log_size = match &raw.log_size {
+        None => DEFAULT_LOG_SIZE,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(CliError::invalid(format!("Invalid --log-size: {s}"))),
+        },
+    };
+
+    let mtu = match &raw.mtu {
+        None => None,
+        Some(s) => match s.parse::<u16>() {
+            Ok(0) => Some(0),
+            Ok(n) if (68..=DEFAULT_MTU).contains(&n) => Some(n),
+            _ => return Err(CliError::invalid(format!("Invalid MTU: {s}"))),
+        },
+    };
+
+    let fd = match &raw.fd {
+        None => None,
+        Some(s) => match s.parse::<i32>() {
+            Ok(n) if n > 2 => Some(n),
+            _ => return Err(CliError::invalid(format!("Invalid --fd: {s}"))),
+        },
+    };
+
+    let prefix_len = match &raw.netmask {
+        None => None,
+        Some(s) => Some(
+            parse_netmask(s).ok_or_else(|| CliError::invalid(format!("Invalid netmask: {s}")))?,
+        ),
+    };
+
+    let mac = match &raw.mac_addr {
+        None => None,
+        Some(s) => match MacAddr::from_str(s) {
+            Ok(m) if m.is_unicast() => Some(m),
+            _ => return Err(CliError::invalid(format!("Invalid MAC address: {s}"))),
+        },
+    };
+
+    let address = parse_per_family(&raw.address, "address")?;
+    let gateway = parse_per_family(&raw.gateway, "gateway address")?;
+    let outbound = parse_per_family(&raw.outbound, "outbound address")?;
+    let dns_forward = parse_per_family(&raw.dns_forward, "--dns-forward address")?;
+    let dns_host = parse_per_family(&raw.dns_host, "--dns-host address")?;
+    let map_host_loopback = parse_mapping(&raw.map_host_loopback, "--map-host-loopback")?;
+    let map_guest_addr = parse_mapping(&raw.map_guest_addr, "--map-guest-addr")?;
+    if address
+        .v4
+        .is_some_and(|a| a.is_loopback() || a.is_multicast() || a.is_broadcast())
+        || address
+            .v6
+            .is_some_and(|a| a.is_loopback() || a.is_multicast())
+    {
+        let a = raw.address.first().cloned().unwrap_or_default();
+        return Err(CliError::invalid(format!("Invalid address: {a}")));
+    }
+
+    let dns = if raw.dns.is_empty() {
+        DnsChoice::FromHost
+    } else if raw.dns.iter().any(|d| d == "none") {
+        DnsChoice::Disabled
+    } else {
+        let mut servers = Vec::new();
+        for d in &raw.dns {
+            let a = IpAddr::from_str(d)
+                .map_err(|_| CliError::invalid(format!("Invalid DNS address: {d}")))?;
+            servers.push(a);
+        }
+        DnsChoice::Servers(servers)
+    };
+
+    let search = if raw.search.is_empty() {
+        SearchChoice::FromHost
+    } else if raw.search.len() == 1 && raw.search[0].trim() == "none" {
+        SearchChoice::Disabled
+    } else {
+        let mut domains = Vec::new();
+        for list in &raw.search {
+            for d in list.split_whitespace() {
+                if !valid_dns_name(d) {
+                    return Err(CliError::invalid(format!("Invalid search domain: {d}")));
+                }
+                domains.push(d.to_string());
+            }
+        }
+        SearchChoice::Domains(domains)
+    };
+
+    for (name, v) in [("hostname", &raw.hostname), ("FQDN", &raw.fqdn)] {
+        if let Some(v) = v
+            && !valid_dns_name(v)
+        {
+            return Err(CliError::invalid(format!("Invalid {name}: {v}")));
+        }
+    }
+
+    let runas = raw.runas.as_deref().map(parse_runas).transpose()?;
+
+    let services = Services {
+        dhcp: !raw.no_dhcp,
+        dhcpv6: !raw.no_dhcpv6,
+        ndp: !raw.no_ndp,
+        ra: !raw.no_ra && !raw.no_ndp,
+        icmp: !raw.no_icmp,
+        tcp: !raw.no_tcp,
+        udp: !raw.no_udp,
+    };
+
+    Ok(Options {
+        verbosity,
+        foreground: raw.foreground,
+        stderr: raw.stderr,
+        log_file: raw.log_file,
+        log_size,
+        runas,
+        pid_file: raw.pid,
+        pcap: raw.pcap,
+        address,
+        prefix_len,
+        gateway,
+        mac,
+        interface: raw.interface,
+        outbound_if4: raw.outbound_if4,
+        outbound_if6: raw.outbound_if6,
+        outbound,
+        mtu,
+        ipv4_only: raw.ipv4_only,
+        ipv6_only: raw.ipv6_only,
+        dns,
+        search,
+        no_dhcp_dns: raw.no_dhcp_dns,
+        no_dhcp_search: raw.no_dhcp_search,
+        dns_forward,
+        dns_host,
+        map_host_loopback,
+        map_guest_addr,
+        no_map_gw: raw.no_map_gw,
+        services,
+        tcp_ports: raw.tcp_ports,
+        udp_ports: raw.udp_ports,
+        hostname: raw.hostname,
+        fqdn: raw.fqdn,
+        one_off: raw.one_off || fd.is_some(),
+        socket: raw.socket,
+        fd,
+    })
+}
+
+/// The prefix of the classful network `addr` belongs to (RFC 4632 §3.1
+/// recalls the class A/B/C split): what upstream assumes for `-a` without
+/// `-n` when no host address shares the subnet.
+fn classful_prefix(addr: Ipv4Addr) -> u8 {
+    match addr.octets()[0] {
+        0..=127 => 8,
+        128..=191 => 16,
+        192..=223 => 24,
+        _ => 32,
+    }
+}
+
+fn build_ipv4(opts: &Options, host: &HostNetwork) -> Result<Option<Ipv4Config>, CliError> {
+    if opts.ipv6_only {
+        return Ok(None);
+    }
+    let host_v4 = host.ipv4.as_ref();
+    let (addr, gateway, host_prefix) = match (opts.address.v4, host_v4) {
+        (Some(a), _) => {
+            // The host address sharing a subnet with the one given, if any,
+            // lends its prefix.
+            let matching = host.v4_prefix_for(a);
+            let gw = opts
+                .gateway
+                .v4
+                .or(host_v4.and_then(|h| h.gateway))
+                .unwrap_or(LINK_LOCAL_GATEWAY_V4);
+            (a, gw, matching.unwrap_or(classful_prefix(a)))
+        }
+        (None, Some(h)) => {
+            let gw = opts
+                .gateway
+                .v4
+                .or(h.gateway)
+                .unwrap_or(LINK_LOCAL_GATEWAY_V4);
+            (h.addr, gw, h.prefix_len)
+        }
+        (None, None) => {
+            // No IPv4 default route on the host: link-local fallback.
+            let gw = opts.gateway.v4.unwrap_or(LINK_LOCAL_GATEWAY_V4);
+            (LINK_LOCAL_GUEST_V4, gw, LINK_LOCAL_PREFIX_V4)
+        }
+    };
+    if gateway == addr {
+        return Err(CliError::invalid(format!(
+            "Gateway {gateway} is the guest's own address"
+        )));
+    }
+    let dns = if opts.no_dhcp_dns {
+        Vec::new()
+    } else if let Some(fwd) = opts.dns_forward.v4 {
+        vec![fwd]
+    } else {
+        match &opts.dns {
+            DnsChoice::Disabled => Vec::new(),
+            DnsChoice::Servers(s) => s
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(v) => Some(*v),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+            DnsChoice::FromHost => host
+                .dns
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(v) if !v.is_loopback() && !v.is_unspecified() => Some(*v),
+                    _ => None,
+                })
+                .collect(),
+        }
+    };
+    Ok(Some(Ipv4Config {
+        addr,
+        prefix_len: opts.prefix_len.unwrap_or(host_prefix),
+        gateway,
+        dns,
+    }))
+}
+
+fn build_ipv6(
+    opts: &Options,
+    host: &HostNetwork,
+    our_mac: MacAddr,
+) -> Result<Option<Ipv6Config>, CliError> {
+    if opts.ipv4_only {
+        return Ok(None);
+    }
+    let host_v6 = host.ipv6.as_ref();
+    let our_link_local = our_mac.ipv6_link_local();
+    let (addr, prefix_len, host_gw) = match (opts.address.v6, host_v6) {
+        (Some(a), h) => (
+            a,
+            h.map(|h| h.prefix_len).unwrap_or(64),
+            h.and_then(|h| h.gateway),
+        ),
+        (None, Some(h)) => (h.addr, h.prefix_len, h.gateway),
+        // No IPv6 default route and no -a: IPv6 stays off (docs/cli.md).
+        (None, None) => return Ok(None),
+    };
+    let gateway = opts.gateway.v6.or(host_gw).unwrap_or(our_link_local);
+    if gateway == addr {
+        return Err(CliError::invalid(format!(
+            "Gateway {gateway} is the guest's own address"
+        )));
+    }
+    let dns = if opts.no_dhcp_dns {
+        Vec::new()
+    } else if let Some(fwd) = opts.dns_forward.v6 {
+        vec![fwd]
+    } else {
+        match &opts.dns {
+            DnsChoice::Disabled => Vec::new(),
+            DnsChoice::Servers(s) => s
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(v) => Some(*v),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
+            DnsChoice::FromHost => host
+                .dns
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(v) if !v.is_loopback() && !v.is_unspecified() => Some(*v),
+                    _ => None,
+                })
+                .collect(),
+        }
+    };
+    Ok(Some(Ipv6Config {
+        addr,
+        prefix_len,
+        gateway,
+        our_link_local,
+        dns,
+    }))
+}
+
+/// Builds the engine configuration from the options and the host network,
+/// as upstream does: the guest gets the host's address, prefix, gateway and
+/// resolvers unless `-a`/`-n`/`-g`/`-D`/`-S` say otherwise. See
+/// `docs/cli.md` for the defaults and the fallbacks.
+pub fn build_config(opts: &Options, host: &HostNetwork) -> Result<Config, CliError> {
+    let base = Config::example();
+    let our_mac = opts.mac.unwrap_or(MacAddr::PASST_DEFAULT);
+    let ipv4 = build_ipv4(opts, host)?;
+    let ipv6 = build_ipv6(opts, host, our_mac)?;
+    if ipv4.is_none() && ipv6.is_none() {
+        return Err(CliError::invalid(
+            "No IPv6 default route on the host and -6 given: no address family left (use -a)",
+        ));
+    }
+    let dns_search = if opts.no_dhcp_search {
+        Vec::new()
+    } else {
+        match &opts.search {
+            SearchChoice::FromHost => host.search.clone(),
+            SearchChoice::Disabled => Vec::new(),
+            SearchChoice::Domains(d) => d.clone(),
+        }
+    };
+    let mtu = match opts.mtu {
+        None | Some(0) => DEFAULT_MTU,
+        Some(m) => m,
+    };
+    let config = Config {
+        our_mac,
+        guest_mac: None,
+        mtu,
+        ipv4,
+        ipv6,
+        dns_search,
+        hostname: opts.hostname.clone(),
+        fqdn: opts.fqdn.clone(),
+        services: opts.services,
+        ..base
+    };
+    config
+        .validate()
+        .map_err(|e| CliError::invalid(format!("Invalid configuration: {e}")))?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::hostcfg::{HostIpv4, HostIpv6, IfAddr};
+
+    fn parse(args: &str) -> Result<Options, CliError> {
+        parse_args(std::iter::once("passt").chain(args.split_whitespace()))
+    }
+
+    fn invalid(args: &str) -> String {
+        match parse(args) {
+            Err(CliError::Invalid(m)) => m,
+            other => panic!("{args}: expected an error, got {other:?}"),
+        }
+    }
+
+    fn host() -> HostNetwork {
+        HostNetwork {
+            ipv4: Some(HostIpv4 {
+                ifname: "eth0".into(),
+                addr: Ipv4Addr::new(192, 0, 2, 2),
+                prefix_len: 24,
+                gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            }),
+            ipv6: Some(HostIpv6 {
+                ifname: "eth0".into(),
+                addr: "fd00::2".parse().unwrap(),
+                prefix_len: 64,
+                gateway: Some("fd00::1".parse().unwrap()),
+            }),
+            addrs: vec![
+                IfAddr {
+                    ifname: "eth0".into(),
+                    addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+                    prefix_len: 24,
+                },
+                IfAddr {
+                    ifname: "eth1".into(),
+                    addr: IpAddr::V4(Ipv4Addr::new(10, 1, 0, 9)),
+                    prefix_len: 20,
+                },
+            ],
+            mtu: Some(1400),
+            mac: None,
+            dns: vec![
+                "127.0.0.53".parse().unwrap(),
+                "10.255.255.53".parse().unwrap(),
+                "2001:db8::53".parse().unwrap(),
+            ],
+            search: vec!["example.test".into()],
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let o = parse("").unwrap();
+        assert_eq!(o.verbosity, Verbosity::Info);
+        assert!(!o.foreground && !o.one_off);
+        assert_eq!(o.log_size, DEFAULT_LOG_SIZE);
+        assert_eq!(o.dns, DnsChoice::FromHost);
+        assert_eq!(o.search, SearchChoice::FromHost);
+        assert_eq!(o.services, Services::default());
+    }
+
+    #[test]
+    fn every_option_is_accepted() {
+        let o = parse(
+            "-d -f -e -l /tmp/log --log-size 4096 --runas 1000:100 -P /tmp/pid -p /tmp/x.pcap \
+             -a 10.0.0.5 -a 2001:db8::5 -n 255.255.255.0 -g 10.0.0.1 -g fe80::1 \
+             -M 02:00:00:00:00:01 -i eth0 -o 10.0.0.7 -o 2001:db8::7 --outbound-if4 eth1 \
+             --outbound-if6 eth2 -m 1500 -D 1.1.1.1 -D 2001:db8::53 -S a.example -S b.example \
+             --no-dhcp-dns --no-dhcp-search --dns-forward 10.0.0.53 --dns-host 1.0.0.1 \
+             --map-host-loopback 10.0.0.2 --map-guest-addr 10.0.0.3 --no-map-gw --no-tcp \
+             --no-udp --no-icmp --no-dhcp --no-dhcpv6 --no-ndp --no-ra -t 22 -t 80:8080 \
+             -u 53 -H guest --fqdn guest.example -s /tmp/s.sock -1",
+        )
+        .unwrap();
+        assert_eq!(o.verbosity, Verbosity::Debug);
+        assert!(o.foreground && o.stderr && o.one_off && o.no_map_gw);
+        assert_eq!(o.log_size, 4096);
+        assert_eq!(
+            o.runas,
+            Some(RunAs {
+                user: "1000".into(),
+                group: Some("100".into())
+            })
+        );
+        assert_eq!(o.address.v4, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(o.address.v6, Some("2001:db8::5".parse().unwrap()));
+        assert_eq!(o.prefix_len, Some(24));
+        assert_eq!(o.gateway.v6, Some("fe80::1".parse().unwrap()));
+        assert_eq!(o.mac, Some("02:00:00:00:00:01".parse().unwrap()));
+        assert_eq!(o.outbound.v4, Some(Ipv4Addr::new(10, 0, 0, 7)));
+        assert_eq!(o.outbound_if6.as_deref(), Some("eth2"));
+        assert_eq!(o.mtu, Some(1500));
+        assert_eq!(
+            o.dns,
+            DnsChoice::Servers(vec![
+                "1.1.1.1".parse().unwrap(),
+                "2001:db8::53".parse().unwrap()
+            ])
+        );
+        assert_eq!(
+            o.search,
+            SearchChoice::Domains(vec!["a.example".into(), "b.example".into()])
+        );
+        assert_eq!(o.dns_forward.v4, Some(Ipv4Addr::new(10, 0, 0, 53)));
+        assert_eq!(o.dns_host.v4, Some(Ipv4Addr::new(1, 0, 0, 1)));
+        assert_eq!(
+            o.map_host_loopback.addrs.v4,
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert_eq!(o.map_guest_addr.addrs.v4, Some(Ipv4Addr::new(10, 0, 0, 3)));
+        assert_eq!(
+            o.services,
+            Services {
+                dhcp: false,
+                dhcpv6: false,
+                ndp: false,
+                ra: false,
+                icmp: false,
+                tcp: false,
+                udp: false
+            }
+        );
+        assert_eq!(o.tcp_ports, vec!["22", "80:8080"]);
+        assert_eq!(o.udp_ports, vec!["53"]);
+        assert_eq!(o.hostname.as_deref(), Some("guest"));
+        assert_eq!(o.socket, Some(PathBuf::from("/tmp/s.sock")));
+    }
+
+    #[test]
+    fn long_forms_with_equals_and_abbreviations() {
+        let o = parse("--foreground --mtu=9000 --socket=/tmp/a --one-off --fore").unwrap();
+        assert!(o.foreground && o.one_off);
+        assert_eq!(o.mtu, Some(9000));
+        assert_eq!(o.socket, Some(PathBuf::from("/tmp/a")));
+        let o = parse("--trace -F 5").unwrap();
+        assert_eq!(o.verbosity, Verbosity::Trace);
+        assert_eq!(o.fd, Some(5));
+        assert!(o.one_off, "-F implies --one-off");
+    }
+
+    #[test]
+    fn errors_are_upstream_worded_one_liners() {
+        for (args, want) in [
+            ("--bogus", "passt: unrecognized option '--bogus'"),
+            ("-z", "passt: invalid option -- 'z'"),
+            ("extra", "Extra non-option argument: extra"),
+            ("-m", "passt: option '--mtu' requires an argument"),
+            (
+                "-4 -6",
+                "Options ipv4-only and ipv6-only are mutually exclusive",
+            ),
+            ("-q -d", "Either --debug or --quiet"),
+            (
+                "-s /tmp/x -F 4",
+                "Options --socket and --fd are mutually exclusive",
+            ),
+            ("-m 10", "Invalid MTU: 10"),
+            ("-m 65521", "Invalid MTU: 65521"),
+            ("-m abc", "Invalid MTU: abc"),
+            ("-a 1.2.3", "Invalid address: 1.2.3"),
+            ("-a 10.0.0.5 -a 10.0.0.6", "Invalid address: 10.0.0.6"),
+            ("-n 33", "Invalid netmask: 33"),
+            ("-n 255.0.255.0", "Invalid netmask: 255.0.255.0"),
+            ("-g x", "Invalid gateway address: x"),
+            ("--log-size 0", "Invalid --log-size: 0"),
+            ("-M zz", "Invalid MAC address: zz"),
+            (
+                "-M ff:ff:ff:ff:ff:ff",
+                "Invalid MAC address: ff:ff:ff:ff:ff:ff",
+            ),
+            ("-D nonsense", "Invalid DNS address: nonsense"),
+            ("-F abc", "Invalid --fd: abc"),
+            ("--runas :5", "Invalid --runas: :5"),
+        ] {
+            let m = invalid(args);
+            assert_eq!(m, want, "{args}");
+            assert!(!m.contains('\n'));
+            assert_eq!(CliError::Invalid(m).exit_code(), 1);
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        match parse("--help") {
+            Err(e @ CliError::Help(_)) => {
+                assert_eq!(e.exit_code(), 0);
+                let t = e.to_string();
+                for opt in ["--socket", "--tcp-ports", "--no-dhcpv6", "--map-guest-addr"] {
+                    assert!(t.contains(opt), "{opt} missing from help");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse("-h"), Err(CliError::Help(_))));
+        match parse("--version") {
+            Err(e @ CliError::Version(_)) => assert!(e.to_string().starts_with("passt ")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn netmask_forms() {
+        assert_eq!(parse_netmask("24"), Some(24));
+        assert_eq!(parse_netmask("0"), Some(0));
+        assert_eq!(parse_netmask("255.255.255.0"), Some(24));
+        assert_eq!(parse_netmask("255.255.255.255"), Some(32));
+        assert_eq!(parse_netmask("0.0.0.0"), Some(0));
+        assert_eq!(parse_netmask("255.255.128.0"), Some(17));
+        assert_eq!(parse_netmask("255.0.255.0"), None);
+        assert_eq!(parse_netmask("33"), None);
+    }
+
+    #[test]
+    fn dns_and_search_none() {
+        let o = parse("-D none -S none").unwrap();
+        assert_eq!(o.dns, DnsChoice::Disabled);
+        assert_eq!(o.search, SearchChoice::Disabled);
+        let c = build_config(&o, &host()).unwrap();
+        assert!(c.ipv4.unwrap().dns.is_empty());
+        assert!(c.ipv6.unwrap().dns.is_empty());
+        assert!(c.dns_search.is_empty());
+    }
+
+    #[test]
+    fn config_copies_the_host_by_default() {
+        let c = build_config(&parse("").unwrap(), &host()).unwrap();
+        let v4 = c.ipv4.as_ref().unwrap();
+        assert_eq!(v4.addr, Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(v4.prefix_len, 24);
+        assert_eq!(v4.gateway, Ipv4Addr::new(192, 0, 2, 1));
+        // Loopback resolvers (127.0.0.53) cannot be reached from the guest.
+        assert_eq!(v4.dns, vec![Ipv4Addr::new(10, 255, 255, 53)]);
+        let v6 = c.ipv6.as_ref().unwrap();
+        assert_eq!(v6.addr, "fd00::2".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(v6.gateway, "fd00::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(v6.dns, vec!["2001:db8::53".parse::<Ipv6Addr>().unwrap()]);
+        assert_eq!(v6.our_link_local, MacAddr::PASST_DEFAULT.ipv6_link_local());
+        assert_eq!(c.dns_search, vec!["example.test".to_string()]);
+        assert_eq!(c.mtu, DEFAULT_MTU);
+        assert_eq!(c.our_mac, MacAddr::PASST_DEFAULT);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn options_override_the_host() {
+        let o = parse(
+            "-a 10.1.2.3 -g 10.1.0.1 -a 2001:db8::9 -g fe80::1 -m 1500 -D 9.9.9.9 -S x.test \
+             -M 02:00:00:00:00:07 -H vm --fqdn vm.x.test --no-dhcpv6",
+        )
+        .unwrap();
+        let c = build_config(&o, &host()).unwrap();
+        let v4 = c.ipv4.as_ref().unwrap();
+        assert_eq!(v4.addr, Ipv4Addr::new(10, 1, 2, 3));
+        // Prefix from the host address sharing its subnet (eth1, /20).
+        assert_eq!(v4.prefix_len, 20);
+        assert_eq!(v4.gateway, Ipv4Addr::new(10, 1, 0, 1));
+        assert_eq!(v4.dns, vec![Ipv4Addr::new(9, 9, 9, 9)]);
+        let v6 = c.ipv6.as_ref().unwrap();
+        assert_eq!(v6.addr, "2001:db8::9".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(v6.gateway, "fe80::1".parse::<Ipv6Addr>().unwrap());
+        assert!(v6.dns.is_empty(), "-D gave no IPv6 server");
+        assert_eq!(c.mtu, 1500);
+        assert_eq!(c.dns_search, vec!["x.test".to_string()]);
+        assert_eq!(c.our_mac, "02:00:00:00:00:07".parse().unwrap());
+        assert_eq!(c.hostname.as_deref(), Some("vm"));
+        assert_eq!(c.fqdn.as_deref(), Some("vm.x.test"));
+        assert!(!c.services.dhcpv6 && c.services.dhcp);
+
+        // Classful prefix when no host address matches (RFC 4632).
+        let c = build_config(&parse("-a 172.16.5.5").unwrap(), &host()).unwrap();
+        assert_eq!(c.ipv4.unwrap().prefix_len, 16);
+        let c = build_config(&parse("-a 172.16.5.5 -n 28").unwrap(), &host()).unwrap();
+        assert_eq!(c.ipv4.unwrap().prefix_len, 28);
+    }
+
+    #[test]
+    fn family_switches_and_dns_options() {
+        let c = build_config(&parse("-4").unwrap(), &host()).unwrap();
+        assert!(c.ipv4.is_some() && c.ipv6.is_none());
+        let c = build_config(&parse("-6").unwrap(), &host()).unwrap();
+        assert!(c.ipv4.is_none() && c.ipv6.is_some());
+        let c = build_config(&parse("--no-dhcp-dns --no-dhcp-search").unwrap(), &host()).unwrap();
+        assert!(c.ipv4.as_ref().unwrap().dns.is_empty());
+        assert!(c.dns_search.is_empty());
+        let c = build_config(&parse("--dns-forward 192.0.2.53").unwrap(), &host()).unwrap();
+        assert_eq!(
+            c.ipv4.unwrap().dns,
+            vec![Ipv4Addr::new(192, 0, 2, 53)],
+            "the guest is told the forwarding address"
+        );
+        let c = build_config(&parse("--no-ndp").unwrap(), &host()).unwrap();
+        assert!(!c.services.ndp && !c.services.ra);
+    }
+
+    #[test]
+    fn link_local_fallback_without_default_routes() {
+        let bare = HostNetwork::default();
+        let c = build_config(&parse("").unwrap(), &bare).unwrap();
+        let v4 = c.ipv4.unwrap();
+        assert_eq!(v4.addr, LINK_LOCAL_GUEST_V4);
+        assert_eq!(v4.gateway, LINK_LOCAL_GATEWAY_V4);
+        assert_eq!(v4.prefix_len, LINK_LOCAL_PREFIX_V4);
+        assert!(c.ipv6.is_none());
+        // -6 with no IPv6 anywhere: nothing left.
+        assert!(matches!(
+            build_config(&parse("-6").unwrap(), &bare),
+            Err(CliError::Invalid(_))
+        ));
+        // ... unless an address is given; the gateway is then our link-local.
+        let c = build_config(&parse("-6 -a 2001:db8::2").unwrap(), &bare).unwrap();
+        let v6 = c.ipv6.unwrap();
+        assert_eq!(v6.gateway, v6.our_link_local);
+        assert_eq!(v6.prefix_len, 64);
+    }
+
+    #[test]
+    fn gateway_equal_to_address_is_refused() {
+        let e = build_config(&parse("-a 192.0.2.1").unwrap(), &host()).unwrap_err();
+        assert!(e.to_string().contains("192.0.2.1"));
+    }
+}
