@@ -805,6 +805,58 @@ fn build_ipv6(
     }))
 }
 
+/// The address-translation rules (`config::Mapping`) from the options:
+/// the gateway stands for the host's loopback unless `--no-map-gw` or
+/// `--map-host-loopback none`; `--map-host-loopback ADDR` picks another
+/// address; `--map-guest-addr ADDR` stands for the host's own address;
+/// `--dns-forward` / `--dns-host` (default: the host's first resolver of
+/// that family, loopback ones such as 127.0.0.53 included).
+fn build_mapping(
+    opts: &Options,
+    host: &HostNetwork,
+    ipv4: Option<&Ipv4Config>,
+    ipv6: Option<&Ipv6Config>,
+) -> crate::config::Mapping {
+    let loopback_off = opts.no_map_gw || opts.map_host_loopback.disabled;
+    let guest_off = opts.map_guest_addr.disabled;
+    let first_v4 = host.dns.iter().find_map(|a| match a {
+        IpAddr::V4(v) => Some(*v),
+        IpAddr::V6(_) => None,
+    });
+    let first_v6 = host.dns.iter().find_map(|a| match a {
+        IpAddr::V6(v) => Some(*v),
+        IpAddr::V4(_) => None,
+    });
+    crate::config::Mapping {
+        host_loopback_v4: if loopback_off {
+            None
+        } else {
+            opts.map_host_loopback.addrs.v4.or(ipv4.map(|v| v.gateway))
+        },
+        host_loopback_v6: if loopback_off {
+            None
+        } else {
+            opts.map_host_loopback.addrs.v6.or(ipv6.map(|v| v.gateway))
+        },
+        guest_addr_v4: if guest_off {
+            None
+        } else {
+            opts.map_guest_addr.addrs.v4
+        },
+        guest_addr_v6: if guest_off {
+            None
+        } else {
+            opts.map_guest_addr.addrs.v6
+        },
+        host_addr_v4: host.ipv4.as_ref().map(|h| h.addr),
+        host_addr_v6: host.ipv6.as_ref().map(|h| h.addr),
+        dns_forward_v4: opts.dns_forward.v4,
+        dns_forward_v6: opts.dns_forward.v6,
+        dns_host_v4: opts.dns_host.v4.or(first_v4),
+        dns_host_v6: opts.dns_host.v6.or(first_v6),
+    }
+}
+
 /// Builds the engine configuration from the options and the host network,
 /// as upstream does: the guest gets the host's address, prefix, gateway and
 /// resolvers unless `-a`/`-n`/`-g`/`-D`/`-S` say otherwise. See
@@ -832,10 +884,12 @@ pub fn build_config(opts: &Options, host: &HostNetwork) -> Result<Config, CliErr
         None | Some(0) => DEFAULT_MTU,
         Some(m) => m,
     };
+    let mapping = build_mapping(opts, host, ipv4.as_ref(), ipv6.as_ref());
     let config = Config {
         our_mac,
         guest_mac: None,
         mtu,
+        mapping,
         ipv4,
         ipv6,
         dns_search,
@@ -1172,5 +1226,42 @@ mod tests {
     fn gateway_equal_to_address_is_refused() {
         let e = build_config(&parse("-a 192.0.2.1").unwrap(), &host()).unwrap_err();
         assert!(e.to_string().contains("192.0.2.1"));
+    }
+
+    #[test]
+    fn mapping_rules_follow_the_options() {
+        let c = build_config(&parse("").unwrap(), &host()).unwrap();
+        let m = &c.mapping;
+        assert_eq!(
+            m.host_loopback_v4,
+            Some(Ipv4Addr::new(192, 0, 2, 1)),
+            "gateway by default"
+        );
+        assert_eq!(m.host_loopback_v6, Some("fd00::1".parse().unwrap()));
+        assert_eq!(m.host_addr_v4, Some(Ipv4Addr::new(192, 0, 2, 2)));
+        assert_eq!(
+            m.dns_host_v4,
+            Some(Ipv4Addr::new(127, 0, 0, 53)),
+            "first resolver"
+        );
+        assert_eq!(m.guest_addr_v4, None);
+        assert_eq!(m.dns_forward_v4, None);
+
+        let c = build_config(&parse("--no-map-gw").unwrap(), &host()).unwrap();
+        assert_eq!(c.mapping.host_loopback_v4, None);
+        assert_eq!(c.mapping.host_loopback_v6, None);
+
+        let o = parse("--map-host-loopback 192.0.2.77 --map-guest-addr 192.0.2.88 --dns-forward 192.0.2.99 --dns-host 127.0.0.1").unwrap();
+        let c = build_config(&o, &host()).unwrap();
+        assert_eq!(
+            c.mapping.host_loopback_v4,
+            Some(Ipv4Addr::new(192, 0, 2, 77))
+        );
+        assert_eq!(c.mapping.guest_addr_v4, Some(Ipv4Addr::new(192, 0, 2, 88)));
+        assert_eq!(c.mapping.dns_forward_v4, Some(Ipv4Addr::new(192, 0, 2, 99)));
+        assert_eq!(c.mapping.dns_host_v4, Some(Ipv4Addr::LOCALHOST));
+
+        let c = build_config(&parse("--map-host-loopback none").unwrap(), &host()).unwrap();
+        assert_eq!(c.mapping.host_loopback_v4, None);
     }
 }
