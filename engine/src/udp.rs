@@ -151,9 +151,26 @@ fn unspecified_like(addr: IpAddr) -> IpAddr {
     }
 }
 
-/// A destination the guest may not reach through a UDP flow: nothing
+/// A destination the guest may not name in a UDP datagram: nothing
 /// unicast there (RFC 1122 §3.2.1.3 / RFC 4291 §2.5.2 unspecified,
-/// broadcast, multicast).
+/// broadcast, multicast), or the host's loopback, which the guest reaches
+/// only through the mapping (RFC 1122 §3.2.1.3(g): 127/8 never appears
+/// outside a host).
+pub(crate) fn guest_may_not_address(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => {
+            a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback()
+        }
+        IpAddr::V6(a) => {
+            a.is_unspecified()
+                || a.is_multicast()
+                || a.is_loopback()
+                || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// A host destination no flow may be opened toward.
 fn is_unroutable(dst: IpAddr) -> bool {
     match dst {
         IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
@@ -311,7 +328,7 @@ impl Udp {
         if udp.dst_port == 0 {
             return Err(DropReason::Malformed);
         }
-        if is_unroutable(dst) {
+        if guest_may_not_address(dst) {
             return Err(DropReason::NotForUs);
         }
         let guest = SocketAddr::new(src, udp.src_port);
