@@ -55,8 +55,17 @@ fn mapping_table() {
         ipv6_link_local: Some("fe80::15".parse().unwrap()),
         ..GuestState::default()
     };
+    type Row = (
+        &'static str,
+        Config,
+        GuestState,
+        Direction,
+        &'static str,
+        &'static str,
+        Option<(&'static str, &'static str)>,
+    );
     #[rustfmt::skip]
-    let table: Vec<(&str, Config, GuestState, Direction, &str, &str, Option<(&str, &str)>)> = vec![
+    let table: Vec<Row> = vec![
         // Outbound: (local bind on the host, host destination); the guest's
         // source port is kept.
         ("gateway is host loopback", full(), seen(), Out, "192.0.2.15:5000", "192.0.2.1:80", Some(("0.0.0.0:5000", "127.0.0.1:80"))),
