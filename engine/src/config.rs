@@ -165,6 +165,15 @@ pub struct Config {
     pub mapping: Mapping,
     /// Fixed capacity of the flow table, chosen at start.
     pub flow_capacity: usize,
+    /// Idle time after which a UDP flow that only ever carried datagrams
+    /// one way is closed (upstream: 30 s).
+    pub udp_timeout: Duration,
+    /// Idle time after which a UDP flow that saw datagrams both ways is
+    /// closed (upstream: 120 s, like conntrack's "assured" UDP).
+    pub udp_timeout_bidir: Duration,
+    /// Idle time after which an ICMP echo flow (ping socket) is closed
+    /// (upstream: 60 s).
+    pub icmp_timeout: Duration,
     /// Capacity of the transmit queue, in frames.
     pub tx_queue_frames: usize,
     /// Capacity of the transmit queue, in bytes.
@@ -240,6 +249,9 @@ impl Config {
                 ..Mapping::default()
             },
             flow_capacity: DEFAULT_FLOW_CAPACITY,
+            udp_timeout: Duration::from_secs(30),
+            udp_timeout_bidir: Duration::from_secs(120),
+            icmp_timeout: Duration::from_secs(60),
             tx_queue_frames: 256,
             tx_queue_bytes: 4 << 20,
         }

@@ -50,11 +50,18 @@ pub enum DropReason {
     /// Handled by a module that has not landed yet (kept separate so it is
     /// visible, never silently merged into another reason).
     NotImplemented,
+    /// A host socket refused or failed the operation (send buffer full,
+    /// message too long, unreachable, ping sockets not permitted, ...).
+    HostSocketError,
+    /// A host-side peer or address with no representation on the guest
+    /// side (a loopback peer with the loopback mapping switched off, no
+    /// guest address known yet for that family).
+    Unmappable,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order (the order counters are printed in).
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::BadChecksum,
@@ -72,6 +79,8 @@ impl DropReason {
         DropReason::FlowTableFull,
         DropReason::TxQueueFull,
         DropReason::NotImplemented,
+        DropReason::HostSocketError,
+        DropReason::Unmappable,
     ];
 
     /// A stable snake_case name for reports.
@@ -94,6 +103,8 @@ impl DropReason {
             DropReason::FlowTableFull => "flow_table_full",
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::NotImplemented => "not_implemented",
+            DropReason::HostSocketError => "host_socket_error",
+            DropReason::Unmappable => "unmappable",
         }
     }
 }
@@ -125,6 +136,25 @@ pub struct Counters {
     pub dhcp_replies: u64,
     /// DHCPv6 replies sent (ADVERTISE, REPLY).
     pub dhcpv6_replies: u64,
+    /// UDP datagrams from the guest sent on host sockets.
+    pub udp_to_host: u64,
+    /// UDP datagrams from host sockets delivered to the guest.
+    pub udp_to_guest: u64,
+    /// UDP flows created (both directions).
+    pub udp_flows_created: u64,
+    /// UDP flows expired or closed.
+    pub udp_flows_closed: u64,
+    /// ICMP/ICMPv6 errors for UDP flows relayed to the guest.
+    pub icmp_errors_to_guest: u64,
+    /// Echo requests sent through ping sockets.
+    pub echo_requests_sent: u64,
+    /// Echo replies delivered to the guest.
+    pub echo_replies_to_guest: u64,
+    /// Echo requests refused because the host forbids ping sockets
+    /// (`net.ipv4.ping_group_range` excludes us). The binary should warn
+    /// once when this becomes non-zero (see [`Counters::ping_not_permitted`]
+    /// and `Icmp::take_warning`).
+    pub ping_not_permitted: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 

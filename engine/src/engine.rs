@@ -513,6 +513,27 @@ impl<H: HostIo> Engine<H> {
         )
     }
 
+    /// Binds a host UDP socket on `addr` (a forwarded port) whose datagrams
+    /// go to the guest's `guest_port` (see [`Udp::listen`]).
+    pub fn udp_listen(
+        &mut self,
+        addr: std::net::SocketAddr,
+        guest_port: u16,
+    ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
+        let (mut cx, u) = self.split_udp();
+        u.listen(&mut cx, addr, guest_port)
+    }
+
+    /// The UDP module (flow inspection for tests and diagnostics).
+    pub fn udp(&self) -> &Udp {
+        &self.udp
+    }
+
+    /// The ICMP echo module (flow inspection for tests and diagnostics).
+    pub fn icmp(&self) -> &Icmp {
+        &self.icmp
+    }
+
     /// Frames waiting for the guest. The caller writes them out and calls
     /// [`TxQueue::consume`] with the number written.
     pub fn tx_queue(&mut self) -> &mut TxQueue {

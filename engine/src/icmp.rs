@@ -1,56 +1,358 @@
-//! ICMP/ICMPv6 echo translation (placeholder: lands with the ICMP issue).
+//! ICMP/ICMPv6 echo translation through unprivileged ping sockets.
 //!
-//! Until then every echo request is dropped and counted as
-//! [`DropReason::NotImplemented`].
+//! What this module owns: echo flows, one per `(guest address, address
+//! pinged, guest identifier)`. The first echo request of a flow opens a
+//! ping socket ([`HostIo::ping_open`], `SOCK_DGRAM` + `IPPROTO_ICMP` /
+//! `IPPROTO_ICMPV6`) asking for the guest's identifier as the socket's
+//! "port"; the kernel writes the bound port into every request as the
+//! identifier, so when it had to pick another one the replies carry that
+//! one, and this module puts the guest's identifier back (RFC 792 echo: the
+//! replier copies identifier and sequence; RFC 4443 §4.1-4.2). Sequence
+//! numbers and data pass through untouched. The destination goes through
+//! [`crate::mapping::host_destination`] (the gateway reaches the host's
+//! loopback). Flows close after [`Config::icmp_timeout`] without requests.
+//!
+//! When the host forbids ping sockets (`net.ipv4.ping_group_range` does
+//! not include our group) the request is dropped, counted under
+//! [`DropReason::HostSocketError`] and in
+//! [`crate::Counters::ping_not_permitted`]; the binary prints
+//! [`PING_NOT_PERMITTED_WARNING`] once when that counter first becomes
+//! non-zero (the engine has no logger).
+//!
+//! What it must never do: open raw sockets, name a syscall, or read a clock.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::config::Config;
 use crate::counters::DropReason;
-use crate::engine::Ctx;
-use crate::host_io::{HostIo, Readiness, Token};
+use crate::engine::{Ctx, token};
+use crate::host_io::{Family, HostError, HostIo, Interest, Readiness, SockId, Token};
+use crate::mapping;
 use crate::time::Instant;
+use crate::wire::{self, Icmpv4Repr, Icmpv6Repr, Ipv4Repr, Ipv6Repr, icmpv4, icmpv6, protocol};
+
+/// The warning the binary prints (once) when ping sockets are refused.
+pub const PING_NOT_PERMITTED_WARNING: &str = "ICMP echo (ping) not available: the host does not allow ping sockets for our group (see sysctl net.ipv4.ping_group_range); echo requests from the guest are dropped";
+
+/// Largest ICMP message we read from a ping socket.
+const RX_LEN: usize = 65536;
+/// Replies read per readiness event.
+const REPLIES_PER_EVENT: usize = 64;
+/// Generation bits in a token (slot index in the low 32).
+const GEN_MASK: u32 = 0x00ff_ffff;
+/// Hop limit of the replies we build toward the guest.
+const HOP_LIMIT: u8 = 64;
+
+#[derive(Debug, Clone, Copy)]
+struct EchoFlow {
+    /// The guest's address.
+    guest: IpAddr,
+    /// The address the guest pinged.
+    guest_peer: IpAddr,
+    /// Where the requests go on the host.
+    host_dst: IpAddr,
+    /// The guest's identifier.
+    ident: u16,
+    sock: SockId,
+    last_active: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    flow: Option<EchoFlow>,
+}
 
 /// Echo flows through host ping sockets.
-#[derive(Debug, Default)]
-pub struct Icmp {}
+#[derive(Debug)]
+pub struct Icmp {
+    capacity: usize,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    by_guest: BTreeMap<(IpAddr, IpAddr, u16), u32>,
+    next_deadline: Option<Instant>,
+    buf: Box<[u8]>,
+}
+
+fn flow_token(index: u32, generation: u32) -> Token {
+    token::make(
+        token::ICMP_FLOW,
+        (u64::from(generation & GEN_MASK) << 32) | u64::from(index),
+    )
+}
 
 impl Icmp {
-    /// Sized from the configuration.
-    pub fn new(_config: &Config) -> Self {
-        Icmp {}
+    /// Sized from the configuration (at most [`Config::flow_capacity`]
+    /// echo flows).
+    pub fn new(config: &Config) -> Self {
+        Icmp {
+            capacity: config.flow_capacity,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            by_guest: BTreeMap::new(),
+            next_deadline: None,
+            buf: vec![0u8; RX_LEN].into_boxed_slice(),
+        }
+    }
+
+    /// Number of live echo flows.
+    pub fn flow_count(&self) -> usize {
+        self.live
     }
 
     /// An echo request from the guest.
     #[allow(clippy::too_many_arguments)]
     pub fn on_echo_request<H: HostIo>(
         &mut self,
-        _cx: &mut Ctx<'_, H>,
-        _now: Instant,
-        _src: IpAddr,
-        _dst: IpAddr,
-        _ident: u16,
-        _seq_no: u16,
-        _data: &[u8],
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
     ) -> Result<(), DropReason> {
-        Err(DropReason::NotImplemented)
+        if !cx.config.services.icmp {
+            return Err(DropReason::ServiceDisabled);
+        }
+        if crate::udp::guest_may_not_address(dst) {
+            return Err(DropReason::NotForUs);
+        }
+        let index = match self.by_guest.get(&(src, dst, ident)) {
+            Some(&i) => i,
+            None => self.open(cx, now, src, dst, ident)?,
+        };
+        let flow = self
+            .slots
+            .get_mut(index as usize)
+            .and_then(|s| s.flow.as_mut())
+            .ok_or(DropReason::Malformed)?;
+        // The message as on the wire; the kernel fills in identifier and
+        // checksum (ping sockets, see icmp(7)).
+        let msg_len = wire::icmpv4::HEADER_LEN + data.len();
+        let msg = self.buf.get_mut(..msg_len).ok_or(DropReason::TooBig)?;
+        let written = match dst {
+            IpAddr::V4(_) => Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            }
+            .emit(msg),
+            IpAddr::V6(_) => {
+                msg[0] = icmpv6::msg_type::ECHO_REQUEST;
+                msg[1] = 0;
+                msg[2..4].copy_from_slice(&[0, 0]);
+                msg[4..6].copy_from_slice(&ident.to_be_bytes());
+                msg[6..8].copy_from_slice(&seq_no.to_be_bytes());
+                msg[8..].copy_from_slice(data);
+                Ok(())
+            }
+        };
+        written.map_err(|_| DropReason::Malformed)?;
+        cx.host
+            .ping_send(flow.sock, flow.host_dst, msg)
+            .map_err(|_| DropReason::HostSocketError)?;
+        flow.last_active = now;
+        cx.counters.echo_requests_sent += 1;
+        Ok(())
     }
 
-    /// Readiness on one of this module's sockets.
+    fn open<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        guest: IpAddr,
+        guest_peer: IpAddr,
+        ident: u16,
+    ) -> Result<u32, DropReason> {
+        if self.live >= self.capacity {
+            return Err(DropReason::FlowTableFull);
+        }
+        let host_dst = mapping::host_destination(cx.config, guest_peer);
+        let sock = match cx.host.ping_open(Family::of(&host_dst), ident) {
+            Ok(s) => s,
+            Err(HostError::PermissionDenied) => {
+                cx.counters.ping_not_permitted += 1;
+                return Err(DropReason::HostSocketError);
+            }
+            Err(_) => return Err(DropReason::HostSocketError),
+        };
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                let Ok(i) = u32::try_from(self.slots.len()) else {
+                    cx.host.close(sock);
+                    return Err(DropReason::FlowTableFull);
+                };
+                self.slots.push(Slot::default());
+                i
+            }
+        };
+        let generation = self.slots[index as usize].generation;
+        if cx
+            .host
+            .set_interest(sock, flow_token(index, generation), Interest::READ)
+            .is_err()
+        {
+            cx.host.close(sock);
+            self.free.push(index);
+            return Err(DropReason::HostSocketError);
+        }
+        self.slots[index as usize].flow = Some(EchoFlow {
+            guest,
+            guest_peer,
+            host_dst,
+            ident,
+            sock,
+            last_active: now,
+        });
+        self.by_guest.insert((guest, guest_peer, ident), index);
+        self.live += 1;
+        let deadline = now + cx.config.icmp_timeout;
+        self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
+        Ok(index)
+    }
+
+    /// Readiness on one of this module's sockets: echo replies to relay.
     pub fn on_host_event<H: HostIo>(
         &mut self,
-        _cx: &mut Ctx<'_, H>,
+        cx: &mut Ctx<'_, H>,
         _now: Instant,
-        _token: Token,
+        token: Token,
         _readiness: Readiness,
     ) {
+        let idx = token::index(token);
+        let (index, generation) = ((idx & 0xffff_ffff) as u32, (idx >> 32) as u32);
+        let Some(slot) = self.slots.get(index as usize) else {
+            return;
+        };
+        let Some(flow) = slot.flow else { return };
+        if slot.generation != generation {
+            return;
+        }
+        for _ in 0..REPLIES_PER_EVENT {
+            let (len, _from) = match cx.host.ping_recv(flow.sock, &mut self.buf) {
+                Ok(r) => r,
+                Err(HostError::WouldBlock) => break,
+                Err(_) => {
+                    // An error queued on the socket (e.g. an unreachable):
+                    // take it off so readiness stops reporting it.
+                    let _ = cx.host.udp_recv_error(flow.sock);
+                    break;
+                }
+            };
+            if let Err(reason) = relay_reply(cx, &flow, &self.buf[..len]) {
+                cx.counters.drop(reason);
+            }
+        }
     }
 
     /// Next timer deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        self.next_deadline
     }
 
-    /// Runs due timers.
-    pub fn handle_timeout<H: HostIo>(&mut self, _cx: &mut Ctx<'_, H>, _now: Instant) {}
+    /// Closes echo flows idle for [`Config::icmp_timeout`].
+    pub fn handle_timeout<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
+        match self.next_deadline {
+            Some(d) if d <= now => {}
+            _ => return,
+        }
+        let timeout = cx.config.icmp_timeout;
+        let mut next: Option<Instant> = None;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(f) = slot.flow else { continue };
+            let deadline = f.last_active + timeout;
+            if deadline <= now {
+                slot.flow = None;
+                slot.generation = slot.generation.wrapping_add(1) & GEN_MASK;
+                self.by_guest.remove(&(f.guest, f.guest_peer, f.ident));
+                cx.host.close(f.sock);
+                self.free.push(i as u32);
+                self.live -= 1;
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            }
+        }
+        self.next_deadline = next;
+    }
+}
+
+/// Writes the echo reply in `msg` (as read from the ping socket) to the
+/// guest with the guest's identifier.
+fn relay_reply<H: HostIo>(
+    cx: &mut Ctx<'_, H>,
+    flow: &EchoFlow,
+    msg: &[u8],
+) -> Result<(), DropReason> {
+    if msg.len() < icmpv4::HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    let seq_no = u16::from_be_bytes([msg[6], msg[7]]);
+    let data = &msg[icmpv4::HEADER_LEN..];
+    let (our_mac, guest_mac) = (cx.config.our_mac, cx.guest.dst_mac());
+    let mtu = usize::from(cx.config.mtu);
+    let sent = match (flow.guest_peer, flow.guest) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            if msg[0] != icmpv4::msg_type::ECHO_REPLY {
+                return Err(DropReason::UnsupportedProtocol);
+            }
+            let icmp = Icmpv4Repr::EchoReply {
+                ident: flow.ident,
+                seq_no,
+                data,
+            };
+            if wire::ipv4::MIN_HEADER_LEN + icmp.buffer_len() > mtu {
+                return Err(DropReason::TooBig);
+            }
+            let ip = Ipv4Repr {
+                src_addr: src,
+                dst_addr: dst,
+                protocol: protocol::ICMP,
+                hop_limit: HOP_LIMIT,
+                dscp: 0,
+                ecn: 0,
+                ident: 0,
+                dont_frag: true,
+                payload_len: 0,
+            };
+            cx.emit(wire::IPV4_HEADERS_LEN + icmp.buffer_len(), |buf| {
+                wire::build_icmpv4(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
+            })
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            if msg[0] != icmpv6::msg_type::ECHO_REPLY {
+                return Err(DropReason::UnsupportedProtocol);
+            }
+            let icmp = Icmpv6Repr::EchoReply {
+                ident: flow.ident,
+                seq_no,
+                data,
+            };
+            if wire::ipv6::HEADER_LEN + icmp.buffer_len() > mtu {
+                return Err(DropReason::TooBig);
+            }
+            let ip = Ipv6Repr {
+                src_addr: src,
+                dst_addr: dst,
+                next_header: protocol::ICMPV6,
+                hop_limit: HOP_LIMIT,
+                traffic_class: 0,
+                flow_label: 0,
+                ext_headers_len: 0,
+                payload_len: 0,
+            };
+            cx.emit(wire::IPV6_HEADERS_LEN + icmp.buffer_len(), |buf| {
+                wire::build_icmpv6(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
+            })
+        }
+        _ => return Err(DropReason::Unmappable),
+    };
+    if sent {
+        cx.counters.echo_replies_to_guest += 1;
+    }
+    Ok(())
 }

@@ -37,6 +37,7 @@ pub mod wire;
 pub mod arp;
 pub mod dhcp;
 pub mod dhcpv6;
+pub mod fwd;
 pub mod icmp;
 pub mod mapping;
 pub mod ndp;

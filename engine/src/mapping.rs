@@ -2,43 +2,185 @@
 //! passt does.
 //!
 //! passt hands the guest the host's own addresses, so most traffic needs no
-//! translation at all. The exceptions, all driven by [`crate::config::Mapping`]:
-//! - the gateway address (by default) stands for the host's loopback, in
-//!   both directions;
-//! - `--map-guest-addr` stands for the host's own address;
-//! - `--dns-forward` stands for the host's resolver (`--dns-host`).
+//! translation at all. The exceptions, all driven by [`crate::config::Mapping`]
+//! (upstream's `--map-host-loopback`, `--no-map-gw`, `--map-guest-addr`,
+//! `--dns-forward` and `--dns-host`, see passt(1)):
+//! - the host-loopback address (by default the gateway) stands for the
+//!   host's loopback (127.0.0.1 / ::1), in both directions;
+//! - `--map-guest-addr` stands for the host's own address, both ways;
+//! - `--dns-forward` stands for the host's resolver (`--dns-host`), for DNS
+//!   (port 53) only: the mapping is port-aware, so it lives in
+//!   [`host_destination_port`] and [`guest_source_port`];
+//! - traffic toward the guest is delivered to the address the guest itself
+//!   uses ([`guest_destination`]), learnt from its frames.
+//!
+//! Replies within a flow never go through these functions: a flow records
+//! the exact addresses the guest used and answers from them (so a reply from
+//! host `::1` to a guest that wrote to `fe80::1` comes back from `fe80::1`).
 //!
 //! This module is pure: it maps addresses and never touches sockets.
-//! (Foundation version: host-loopback mapping only; the UDP/forwarding issue
-//! completes it.)
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::addr::ipv6_is_link_local;
 use crate::config::Config;
+use crate::engine::GuestState;
 
-/// Where on the host a guest packet addressed to `dst` must go.
+/// DNS port (RFC 1035 §4.2).
+pub const DNS_PORT: u16 = 53;
+
+/// Where on the host a guest packet addressed to `dst` must go, for
+/// address-only mappings (host loopback, `--map-guest-addr`). DNS forwarding
+/// depends on the port: see [`host_destination_port`].
 pub fn host_destination(config: &Config, dst: IpAddr) -> IpAddr {
     let m = &config.mapping;
     match dst {
         IpAddr::V4(a) if Some(a) == m.host_loopback_v4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(a) if Some(a) == m.host_loopback_v6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V4(a) if Some(a) == m.guest_addr_v4 => match m.host_addr_v4 {
+            Some(h) => IpAddr::V4(h),
+            None => dst,
+        },
+        IpAddr::V6(a) if Some(a) == m.guest_addr_v6 => match m.host_addr_v6 {
+            Some(h) => IpAddr::V6(h),
+            None => dst,
+        },
         other => other,
     }
 }
 
+/// Where on the host a guest packet for `dst` (address and port) must go:
+/// DNS queries (port 53, UDP or TCP) to the `--dns-forward` address go to
+/// the host's resolver (`--dns-host`, possibly a loopback one such as
+/// systemd-resolved's 127.0.0.53); everything else as
+/// [`host_destination`].
+pub fn host_destination_port(config: &Config, dst: SocketAddr) -> SocketAddr {
+    let m = &config.mapping;
+    if dst.port() == DNS_PORT {
+        match dst.ip() {
+            IpAddr::V4(a) if Some(a) == m.dns_forward_v4 => {
+                if let Some(h) = m.dns_host_v4 {
+                    return SocketAddr::new(IpAddr::V4(h), DNS_PORT);
+                }
+            }
+            IpAddr::V6(a) if Some(a) == m.dns_forward_v6 => {
+                if let Some(h) = m.dns_host_v6 {
+                    return SocketAddr::new(IpAddr::V6(h), DNS_PORT);
+                }
+            }
+            _ => {}
+        }
+    }
+    SocketAddr::new(host_destination(config, dst.ip()), dst.port())
+}
+
 /// The address a host peer at `peer` appears from to the guest. `None`
 /// when the peer cannot be represented (a loopback peer with the mapping
-/// switched off).
+/// switched off). IPv4-mapped IPv6 peers are treated as IPv4.
 pub fn guest_source(config: &Config, peer: IpAddr) -> Option<IpAddr> {
     let m = &config.mapping;
     match peer {
         IpAddr::V4(a) if a.is_loopback() => m.host_loopback_v4.map(IpAddr::V4),
         IpAddr::V6(a) if a.is_loopback() => m.host_loopback_v6.map(IpAddr::V6),
+        IpAddr::V4(a) if m.guest_addr_v4.is_some() && Some(a) == m.host_addr_v4 => {
+            m.guest_addr_v4.map(IpAddr::V4)
+        }
+        IpAddr::V6(a) if m.guest_addr_v6.is_some() && Some(a) == m.host_addr_v6 => {
+            m.guest_addr_v6.map(IpAddr::V6)
+        }
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
             Some(v4) => guest_source(config, IpAddr::V4(v4)),
             None => Some(peer),
         },
         other => Some(other),
+    }
+}
+
+/// Port-aware [`guest_source`]: a datagram from the host resolver's port 53
+/// appears to come from the `--dns-forward` address.
+pub fn guest_source_port(config: &Config, peer: SocketAddr) -> Option<SocketAddr> {
+    let m = &config.mapping;
+    if peer.port() == DNS_PORT {
+        let ip = match peer.ip() {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+            v4 => v4,
+        };
+        match ip {
+            IpAddr::V4(a) if m.dns_forward_v4.is_some() && Some(a) == m.dns_host_v4 => {
+                return m
+                    .dns_forward_v4
+                    .map(|f| SocketAddr::new(IpAddr::V4(f), DNS_PORT));
+            }
+            IpAddr::V6(a) if m.dns_forward_v6.is_some() && Some(a) == m.dns_host_v6 => {
+                return m
+                    .dns_forward_v6
+                    .map(|f| SocketAddr::new(IpAddr::V6(f), DNS_PORT));
+            }
+            _ => {}
+        }
+    }
+    guest_source(config, peer.ip()).map(|ip| SocketAddr::new(ip, peer.port()))
+}
+
+/// The guest address new inbound traffic of `src`'s family goes to: the
+/// address the guest has been seen using, else the configured one. For an
+/// IPv6 link-local source, the guest's link-local address (scopes must
+/// match, or the guest's stack would not answer from the right address).
+pub fn guest_destination(config: &Config, guest: &GuestState, src: IpAddr) -> Option<IpAddr> {
+    match src {
+        IpAddr::V4(_) => guest
+            .ipv4
+            .or(config.ipv4.as_ref().map(|v4| v4.addr))
+            .map(IpAddr::V4),
+        IpAddr::V6(s) => {
+            let global = guest.ipv6.or(config.ipv6.as_ref().map(|v6| v6.addr));
+            let chosen = if ipv6_is_link_local(s) {
+                guest.ipv6_link_local.or(global)
+            } else {
+                global.or(guest.ipv6_link_local)
+            };
+            chosen.map(IpAddr::V6)
+        }
+    }
+}
+
+/// Which way a packet crosses the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Direction {
+    /// From the guest to the host: `(src, dst)` are guest-side; the result
+    /// is `(local address to bind on the host, host destination)`. The
+    /// guest's source port is kept (bound where possible).
+    Outbound,
+    /// From a host peer into the guest: `(src, dst)` are the peer and the
+    /// guest port it reaches (after port forwarding); the result is
+    /// `(source the guest sees, guest destination)`.
+    Inbound,
+}
+
+/// Translates one packet's endpoints across the engine (the whole mapping
+/// of this module in one call; the table-driven tests go through it).
+/// `None` when the packet cannot be represented on the other side.
+pub fn translate(
+    config: &Config,
+    guest: &GuestState,
+    direction: Direction,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Option<(SocketAddr, SocketAddr)> {
+    match direction {
+        Direction::Outbound => {
+            let host_dst = host_destination_port(config, dst);
+            let unspec = match host_dst.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            };
+            Some((SocketAddr::new(unspec, src.port()), host_dst))
+        }
+        Direction::Inbound => {
+            let seen = guest_source_port(config, src)?;
+            let to = guest_destination(config, guest, seen.ip())?;
+            Some((seen, SocketAddr::new(to, dst.port())))
+        }
     }
 }
 

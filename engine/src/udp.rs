@@ -1,55 +1,818 @@
-//! UDP translation (placeholder: the module lands with the UDP issue).
+//! UDP translation: guest datagrams onto host UDP sockets and back.
 //!
-//! Until then every guest datagram (other than DHCP, which the engine
-//! answers itself) is dropped and counted as [`DropReason::NotImplemented`].
+//! What this module owns:
+//! - the UDP flow table: a fixed-capacity slab of flows, each identified
+//!   on the guest side by `(guest endpoint, endpoint the guest talks to)`
+//!   (an ordered `BTreeMap`, never iterated in hash order);
+//! - **outbound flows**: the first datagram from a guest endpoint to a new
+//!   destination opens a host socket bound to the guest's source port where
+//!   the host allows it (ephemeral otherwise) and connected to the mapped
+//!   destination ([`crate::mapping::host_destination_port`]); replies come
+//!   back to the guest from exactly the address and port it wrote to;
+//! - **inbound flows**: sockets bound on forwarded host ports
+//!   ([`Udp::listen`]); a datagram from a new host peer opens a flow toward
+//!   the guest (source mapped by [`crate::mapping::guest_source_port`],
+//!   destination the address the guest uses), and the guest's replies leave
+//!   through the same forwarded socket toward that peer;
+//! - idle expiry: [`Config::udp_timeout`] for flows that only carried
+//!   traffic one way, [`Config::udp_timeout_bidir`] once both sides spoke;
+//! - ICMP errors the kernel queues on our sockets (`IP_RECVERR`), relayed to
+//!   the guest as ICMP/ICMPv6 errors quoting a reconstruction of the guest's
+//!   own datagram header (RFC 792 "Destination Unreachable"; RFC 4443 §3);
+//! - preallocated receive buffers: host datagrams are read in batches
+//!   ([`HostIo::udp_recv_batch`]) into one arena allocated at start, and
+//!   copied once into the transmit queue; nothing is allocated per datagram.
+//!
+//! What it must never do: name a syscall (everything goes through
+//! [`HostIo`]), read a clock (time is `now`), or send a datagram to an
+//! address the mapping did not produce.
 
-use std::net::IpAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::config::Config;
 use crate::counters::DropReason;
-use crate::engine::Ctx;
-use crate::host_io::{HostIo, Readiness, Token};
+use crate::engine::{Ctx, token};
+use crate::host_io::{
+    HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
+};
+use crate::mapping;
 use crate::time::Instant;
-use crate::wire::UdpRepr;
+use crate::wire::{
+    self, Icmpv4Repr, Icmpv6Repr, IpRepr, Ipv4Repr, Ipv6Repr, UdpRepr, ipv4, ipv6, protocol,
+};
+
+/// Datagrams read from a host socket per `recvmmsg`.
+pub const RX_BATCH: usize = 16;
+/// Bytes per receive slot: the largest UDP payload plus one, so that an
+/// oversized datagram shows up as truncated instead of silently cut.
+const RX_SLOT: usize = 65536;
+/// Receive batches handled per readiness event (the rest waits for the next
+/// level-triggered report, so one busy socket cannot starve the others).
+const BATCHES_PER_EVENT: usize = 4;
+/// ICMP errors taken from one socket's error queue per event.
+const ERRORS_PER_EVENT: usize = 16;
+/// Hop limit of the datagrams we build toward the guest.
+const HOP_LIMIT: u8 = 64;
+/// Generation bits carried in a token (the slot index takes the low 32).
+const GEN_MASK: u32 = 0x00ff_ffff;
+
+/// One UDP flow.
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    /// The guest's own endpoint.
+    guest: SocketAddr,
+    /// The endpoint the guest talks to, as the guest sees it.
+    guest_peer: SocketAddr,
+    /// The peer on the host side.
+    host_peer: SocketAddr,
+    /// The host socket: owned by the flow (outbound), or the forwarded
+    /// port's socket (inbound, `listener` is set).
+    sock: SockId,
+    /// Index of the forwarded-port socket for inbound flows.
+    listener: Option<u32>,
+    /// Last datagram either way.
+    last_active: Instant,
+    /// A datagram went guest -> host.
+    to_host: bool,
+    /// A datagram went host -> guest.
+    to_guest: bool,
+    /// UDP length (header included) of the guest's last datagram, to quote
+    /// it in ICMP errors.
+    last_udp_len: u16,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    flow: Option<Flow>,
+}
+
+/// A socket bound on a forwarded host port.
+#[derive(Debug, Clone, Copy)]
+struct Listener {
+    sock: SockId,
+    guest_port: u16,
+}
+
+/// The flow table (kept apart from the receive arena so both can be
+/// borrowed at once).
+#[derive(Debug)]
+struct Table {
+    capacity: usize,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    by_guest: BTreeMap<(SocketAddr, SocketAddr), u32>,
+    by_listener_peer: BTreeMap<(u32, SocketAddr), u32>,
+    listeners: Vec<Listener>,
+    /// Lower bound of the earliest expiry (activity only pushes expiries
+    /// later, so waking at this instant is never late).
+    next_deadline: Option<Instant>,
+}
 
 /// UDP flows between the guest and host sockets.
-#[derive(Debug, Default)]
-pub struct Udp {}
+#[derive(Debug)]
+pub struct Udp {
+    table: Table,
+    rx: Box<[u8]>,
+}
 
-impl Udp {
-    /// Sized from the configuration.
-    pub fn new(_config: &Config) -> Self {
-        Udp {}
+/// Identifies a socket bound on a forwarded port ([`Udp::listen`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UdpListenerId(pub u32);
+
+/// A snapshot of one flow, for tests and diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpFlowInfo {
+    /// The guest's endpoint.
+    pub guest: SocketAddr,
+    /// The endpoint the guest talks to, as it sees it.
+    pub guest_peer: SocketAddr,
+    /// The host-side peer.
+    pub host_peer: SocketAddr,
+    /// Inbound (through a forwarded port) rather than outbound.
+    pub inbound: bool,
+    /// Both directions carried traffic.
+    pub bidirectional: bool,
+}
+
+fn flow_token(index: u32, generation: u32) -> Token {
+    token::make(
+        token::UDP_FLOW,
+        (u64::from(generation & GEN_MASK) << 32) | u64::from(index),
+    )
+}
+
+fn unspecified_like(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+/// A destination the guest may not name in a UDP datagram: nothing
+/// unicast there (RFC 1122 §3.2.1.3 / RFC 4291 §2.5.2 unspecified,
+/// broadcast, multicast), or the host's loopback, which the guest reaches
+/// only through the mapping (RFC 1122 §3.2.1.3(g): 127/8 never appears
+/// outside a host).
+pub(crate) fn guest_may_not_address(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => {
+            a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback()
+        }
+        IpAddr::V6(a) => {
+            a.is_unspecified()
+                || a.is_multicast()
+                || a.is_loopback()
+                || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// A host destination no flow may be opened toward.
+fn is_unroutable(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+    }
+}
+
+impl Table {
+    fn flow(&self, index: u32) -> Option<&Flow> {
+        self.slots.get(index as usize)?.flow.as_ref()
     }
 
-    /// A datagram from the guest.
+    fn flow_mut(&mut self, index: u32) -> Option<&mut Flow> {
+        self.slots.get_mut(index as usize)?.flow.as_mut()
+    }
+
+    /// A free slot index, or `None` when the table is full.
+    fn allocate(&mut self) -> Option<u32> {
+        if self.live >= self.capacity {
+            return None;
+        }
+        if let Some(i) = self.free.pop() {
+            return Some(i);
+        }
+        let i = u32::try_from(self.slots.len()).ok()?;
+        self.slots.push(Slot::default());
+        Some(i)
+    }
+
+    fn insert(&mut self, index: u32, flow: Flow, timeout: core::time::Duration) {
+        self.by_guest.insert((flow.guest, flow.guest_peer), index);
+        if let Some(l) = flow.listener {
+            self.by_listener_peer.insert((l, flow.host_peer), index);
+        }
+        let deadline = flow.last_active + timeout;
+        self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            slot.flow = Some(flow);
+        }
+        self.live += 1;
+    }
+
+    fn remove<H: HostIo>(&mut self, host: &mut H, index: u32) -> bool {
+        let Some(slot) = self.slots.get_mut(index as usize) else {
+            return false;
+        };
+        let Some(flow) = slot.flow.take() else {
+            return false;
+        };
+        slot.generation = slot.generation.wrapping_add(1) & GEN_MASK;
+        self.by_guest.remove(&(flow.guest, flow.guest_peer));
+        match flow.listener {
+            Some(l) => {
+                self.by_listener_peer.remove(&(l, flow.host_peer));
+            }
+            None => host.close(flow.sock),
+        }
+        self.free.push(index);
+        self.live -= 1;
+        true
+    }
+}
+
+impl Udp {
+    /// Sized from the configuration: at most [`Config::flow_capacity`] UDP
+    /// flows (the slab grows to its high-water mark, then stays).
+    pub fn new(config: &Config) -> Self {
+        Udp {
+            table: Table {
+                capacity: config.flow_capacity,
+                slots: Vec::new(),
+                free: Vec::new(),
+                live: 0,
+                by_guest: BTreeMap::new(),
+                by_listener_peer: BTreeMap::new(),
+                listeners: Vec::new(),
+                next_deadline: None,
+            },
+            rx: vec![0u8; RX_BATCH * RX_SLOT].into_boxed_slice(),
+        }
+    }
+
+    /// Binds a host UDP socket on `addr` (a forwarded port) whose datagrams
+    /// go to the guest's `guest_port`. Errors are the bind's (`AddrInUse`,
+    /// `PermissionDenied`, ...), for the caller to report as upstream does
+    /// ("Failed to bind port").
+    pub fn listen<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        addr: SocketAddr,
+        guest_port: u16,
+    ) -> Result<UdpListenerId, HostError> {
+        let index =
+            u32::try_from(self.table.listeners.len()).map_err(|_| HostError::NoResources)?;
+        let sock = cx.host.udp_bind(addr)?;
+        if let Err(e) = cx.host.set_interest(
+            sock,
+            token::make(token::UDP_LISTENER, u64::from(index)),
+            Interest::READ,
+        ) {
+            cx.host.close(sock);
+            return Err(e);
+        }
+        self.table.listeners.push(Listener { sock, guest_port });
+        Ok(UdpListenerId(index))
+    }
+
+    /// Number of live flows.
+    pub fn flow_count(&self) -> usize {
+        self.table.live
+    }
+
+    /// Live flows in slot order.
+    pub fn flows(&self) -> impl Iterator<Item = UdpFlowInfo> + '_ {
+        self.table
+            .slots
+            .iter()
+            .filter_map(|s| s.flow.as_ref())
+            .map(|f| UdpFlowInfo {
+                guest: f.guest,
+                guest_peer: f.guest_peer,
+                host_peer: f.host_peer,
+                inbound: f.listener.is_some(),
+                bidirectional: f.to_guest && f.to_host,
+            })
+    }
+
+    /// The host-side local address of the socket serving the flow of
+    /// `(guest, guest_peer)`, if any (tests check source-port
+    /// preservation with it).
+    pub fn host_local_addr<H: HostIo>(
+        &self,
+        host: &H,
+        guest: SocketAddr,
+        guest_peer: SocketAddr,
+    ) -> Option<SocketAddr> {
+        let i = *self.table.by_guest.get(&(guest, guest_peer))?;
+        host.local_addr(self.table.flow(i)?.sock).ok()
+    }
+
+    /// A datagram from the guest (its checksum already verified by
+    /// [`wire::parse_frame`]).
     pub fn on_datagram<H: HostIo>(
         &mut self,
-        _cx: &mut Ctx<'_, H>,
-        _now: Instant,
-        _src: IpAddr,
-        _dst: IpAddr,
-        _udp: &UdpRepr,
-        _payload: &[u8],
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        udp: &UdpRepr,
+        payload: &[u8],
     ) -> Result<(), DropReason> {
-        Err(DropReason::NotImplemented)
+        if !cx.config.services.udp {
+            return Err(DropReason::ServiceDisabled);
+        }
+        if udp.dst_port == 0 {
+            return Err(DropReason::Malformed);
+        }
+        if guest_may_not_address(dst) {
+            return Err(DropReason::NotForUs);
+        }
+        let guest = SocketAddr::new(src, udp.src_port);
+        let guest_peer = SocketAddr::new(dst, udp.dst_port);
+        let index = match self.table.by_guest.get(&(guest, guest_peer)) {
+            Some(&i) => i,
+            None => self.open_outbound(cx, now, guest, guest_peer)?,
+        };
+        let t = &mut self.table;
+        let flow = t.flow_mut(index).ok_or(DropReason::Malformed)?;
+        let msg = [UdpSend {
+            dst: flow.listener.map(|_| flow.host_peer),
+            payload,
+        }];
+        match cx.host.udp_send_batch(flow.sock, &msg) {
+            Ok(1) => {}
+            Ok(_) | Err(_) => return Err(DropReason::HostSocketError),
+        }
+        flow.last_active = now;
+        flow.to_host = true;
+        flow.last_udp_len = u16::try_from(payload.len() + wire::udp::HEADER_LEN).unwrap_or(0);
+        cx.counters.udp_to_host += 1;
+        Ok(())
+    }
+
+    /// Opens the host socket of a new outbound flow and enters it.
+    fn open_outbound<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        guest: SocketAddr,
+        guest_peer: SocketAddr,
+    ) -> Result<u32, DropReason> {
+        let host_peer = mapping::host_destination_port(cx.config, guest_peer);
+        if is_unroutable(host_peer.ip()) {
+            return Err(DropReason::Unmappable);
+        }
+        let index = self.table.allocate().ok_or(DropReason::FlowTableFull)?;
+        let generation = self.table.slots[index as usize].generation;
+        // Keep the guest's source port where the host lets us bind it: peers
+        // that answer to a fixed port (or log it) then see the same one.
+        let unspec = unspecified_like(host_peer.ip());
+        let sock = match cx.host.udp_bind(SocketAddr::new(unspec, guest.port())) {
+            Ok(s) => s,
+            Err(_) => cx
+                .host
+                .udp_bind(SocketAddr::new(unspec, 0))
+                .map_err(|_| self.release(index))?,
+        };
+        let setup = cx.host.udp_connect(sock, host_peer).and_then(|()| {
+            cx.host
+                .set_interest(sock, flow_token(index, generation), Interest::READ)
+        });
+        if setup.is_err() {
+            cx.host.close(sock);
+            return Err(self.release(index));
+        }
+        self.table.insert(
+            index,
+            Flow {
+                guest,
+                guest_peer,
+                host_peer,
+                sock,
+                listener: None,
+                last_active: now,
+                to_host: false,
+                to_guest: false,
+                last_udp_len: 0,
+            },
+            cx.config.udp_timeout,
+        );
+        cx.counters.udp_flows_created += 1;
+        Ok(index)
+    }
+
+    /// Gives back a slot allocated for a flow that could not be opened.
+    fn release(&mut self, index: u32) -> DropReason {
+        self.table.free.push(index);
+        DropReason::HostSocketError
     }
 
     /// Readiness on one of this module's sockets.
     pub fn on_host_event<H: HostIo>(
         &mut self,
-        _cx: &mut Ctx<'_, H>,
-        _now: Instant,
-        _token: Token,
-        _readiness: Readiness,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        token: Token,
+        readiness: Readiness,
     ) {
+        let idx = token::index(token);
+        match token::kind(token) {
+            token::UDP_FLOW => {
+                let index = (idx & 0xffff_ffff) as u32;
+                let generation = (idx >> 32) as u32;
+                let Some(slot) = self.table.slots.get(index as usize) else {
+                    return;
+                };
+                let Some(flow) = slot.flow.as_ref() else {
+                    return;
+                };
+                if slot.generation != generation {
+                    return;
+                }
+                let sock = flow.sock;
+                self.drain(cx, now, sock, Source::Flow(index), readiness);
+            }
+            token::UDP_LISTENER => {
+                let Ok(l) = u32::try_from(idx) else { return };
+                let Some(listener) = self.table.listeners.get(l as usize) else {
+                    return;
+                };
+                let sock = listener.sock;
+                self.drain(cx, now, sock, Source::Listener(l), readiness);
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads what `sock` has (errors first, then datagrams in batches).
+    fn drain<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        sock: SockId,
+        source: Source,
+        readiness: Readiness,
+    ) {
+        if readiness.error {
+            self.table.relay_errors(cx, sock, source);
+        }
+        for _ in 0..BATCHES_PER_EVENT {
+            let mut chunks = self.rx.chunks_mut(RX_SLOT);
+            let mut slots: [UdpRecv<'_>; RX_BATCH] =
+                std::array::from_fn(|_| UdpRecv::new(chunks.next().unwrap_or_default()));
+            let got = match cx.host.udp_recv_batch(sock, &mut slots) {
+                Ok(n) => n,
+                Err(HostError::WouldBlock) => break,
+                Err(
+                    HostError::ConnectionRefused
+                    | HostError::HostUnreachable
+                    | HostError::NetworkUnreachable
+                    | HostError::MessageTooLong
+                    | HostError::TimedOut
+                    | HostError::Other(_),
+                ) => {
+                    // The pending error was consumed by the read; the
+                    // details sit in the error queue.
+                    self.table.relay_errors(cx, sock, source);
+                    continue;
+                }
+                Err(_) => break,
+            };
+            for slot in &slots[..got.min(RX_BATCH)] {
+                let r = self.table.deliver(cx, now, source, slot);
+                if let Err(reason) = r {
+                    cx.counters.drop(reason);
+                }
+            }
+            if got < RX_BATCH {
+                break;
+            }
+        }
     }
 
     /// Next timer deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        self.table.next_deadline
     }
 
-    /// Runs due timers.
-    pub fn handle_timeout<H: HostIo>(&mut self, _cx: &mut Ctx<'_, H>, _now: Instant) {}
+    /// Expires idle flows.
+    pub fn handle_timeout<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
+        match self.table.next_deadline {
+            Some(d) if d <= now => {}
+            _ => return,
+        }
+        let (oneway, bidir) = (cx.config.udp_timeout, cx.config.udp_timeout_bidir);
+        let mut next: Option<Instant> = None;
+        for i in 0..self.table.slots.len() {
+            let Some(f) = self.table.slots[i].flow.as_ref() else {
+                continue;
+            };
+            let timeout = if f.to_guest && f.to_host {
+                bidir
+            } else {
+                oneway
+            };
+            let deadline = f.last_active + timeout;
+            if deadline <= now {
+                if self.table.remove(cx.host, i as u32) {
+                    cx.counters.udp_flows_closed += 1;
+                }
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+            }
+        }
+        self.table.next_deadline = next;
+    }
+}
+
+/// Which socket a batch came from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// An outbound flow's own connected socket.
+    Flow(u32),
+    /// A forwarded-port socket.
+    Listener(u32),
+}
+
+impl Table {
+    /// Finds (or, for a forwarded port, creates) the flow a host datagram
+    /// belongs to and writes it to the guest.
+    fn deliver<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        source: Source,
+        slot: &UdpRecv<'_>,
+    ) -> Result<(), DropReason> {
+        let index = match source {
+            Source::Flow(i) => i,
+            Source::Listener(l) => {
+                let peer = slot.src.ok_or(DropReason::Unmappable)?;
+                let peer = canonical(peer);
+                match self.by_listener_peer.get(&(l, peer)) {
+                    Some(&i) => i,
+                    None => self.open_inbound(cx, now, l, peer)?,
+                }
+            }
+        };
+        if slot.truncated {
+            return Err(DropReason::TooBig);
+        }
+        let payload = slot.buf.get(..slot.len).ok_or(DropReason::TooBig)?;
+        let flow = self.flow_mut(index).ok_or(DropReason::Malformed)?;
+        let ip = guest_ip_repr(flow.guest_peer.ip(), flow.guest.ip(), protocol::UDP)
+            .ok_or(DropReason::Unmappable)?;
+        let ip_len = ip.headers_len() - wire::ethernet::HEADER_LEN;
+        if ip_len + wire::udp::HEADER_LEN + payload.len() > usize::from(cx.config.mtu) {
+            return Err(DropReason::TooBig);
+        }
+        let repr = UdpRepr {
+            src_port: flow.guest_peer.port(),
+            dst_port: flow.guest.port(),
+        };
+        let max = ip.headers_len() + wire::udp::HEADER_LEN + payload.len();
+        let (our_mac, guest_mac) = (cx.config.our_mac, cx.guest.dst_mac());
+        flow.last_active = now;
+        flow.to_guest = true;
+        if cx.emit(max, |buf| {
+            wire::build_udp(buf, our_mac, guest_mac, ip, &repr, payload).unwrap_or(0)
+        }) {
+            cx.counters.udp_to_guest += 1;
+        }
+        Ok(())
+    }
+
+    /// A new flow for a datagram from `peer` on forwarded port `l`.
+    fn open_inbound<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        l: u32,
+        peer: SocketAddr,
+    ) -> Result<u32, DropReason> {
+        let listener = *self
+            .listeners
+            .get(l as usize)
+            .ok_or(DropReason::Malformed)?;
+        let (seen, guest) = mapping::translate(
+            cx.config,
+            cx.guest,
+            mapping::Direction::Inbound,
+            peer,
+            SocketAddr::new(peer.ip(), listener.guest_port),
+        )
+        .ok_or(DropReason::Unmappable)?;
+        // The guest may already talk to this very endpoint (an outbound
+        // flow): datagrams then join that flow, as the guest sees one tuple.
+        if let Some(&i) = self.by_guest.get(&(guest, seen)) {
+            return Ok(i);
+        }
+        let index = self.allocate().ok_or(DropReason::FlowTableFull)?;
+        self.insert(
+            index,
+            Flow {
+                guest,
+                guest_peer: seen,
+                host_peer: peer,
+                sock: listener.sock,
+                listener: Some(l),
+                last_active: now,
+                to_host: false,
+                to_guest: false,
+                last_udp_len: 0,
+            },
+            cx.config.udp_timeout,
+        );
+        cx.counters.udp_flows_created += 1;
+        Ok(index)
+    }
+
+    /// Takes queued ICMP errors off `sock` and relays each to the guest.
+    fn relay_errors<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, sock: SockId, source: Source) {
+        for _ in 0..ERRORS_PER_EVENT {
+            let report = match cx.host.udp_recv_error(sock) {
+                Ok(Some(r)) => r,
+                Ok(None) | Err(_) => break,
+            };
+            let index = match source {
+                Source::Flow(i) => Some(i),
+                Source::Listener(l) => self
+                    .by_listener_peer
+                    .get(&(l, canonical(report.dst)))
+                    .copied(),
+            };
+            let Some(flow) = index.and_then(|i| self.flow(i)).copied() else {
+                continue;
+            };
+            if !relay_icmp_error(cx, &flow, &report) {
+                cx.counters.drop(DropReason::Unmappable);
+            }
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 peer as the IPv4 address it is.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// IP header fields for a packet we build toward the guest.
+fn guest_ip_repr(src: IpAddr, dst: IpAddr, proto: u8) -> Option<IpRepr> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(IpRepr::V4(Ipv4Repr {
+            src_addr: s,
+            dst_addr: d,
+            protocol: proto,
+            hop_limit: HOP_LIMIT,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: true,
+            payload_len: 0,
+        })),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(IpRepr::V6(Ipv6Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: proto,
+            hop_limit: HOP_LIMIT,
+            traffic_class: 0,
+            flow_label: 0,
+            ext_headers_len: 0,
+            payload_len: 0,
+        })),
+        _ => None,
+    }
+}
+
+/// Writes the guest's datagram header as the guest sent it (IP header plus
+/// the 8-byte UDP header; RFC 792 asks for the header and 64 bits of data)
+/// into `out`; returns its length. The UDP checksum is left zero: the
+/// payload is not kept, and receivers match errors on addresses and ports.
+fn quote_guest_datagram(flow: &Flow, out: &mut [u8; 48]) -> Option<usize> {
+    let udp_len = flow.last_udp_len.max(wire::udp::HEADER_LEN as u16);
+    let ip_len = match guest_ip_repr(flow.guest.ip(), flow.guest_peer.ip(), protocol::UDP)? {
+        IpRepr::V4(ip) => {
+            Ipv4Repr {
+                payload_len: usize::from(udp_len),
+                ..ip
+            }
+            .emit(&mut out[..])
+            .ok()?;
+            ipv4::MIN_HEADER_LEN
+        }
+        IpRepr::V6(ip) => {
+            Ipv6Repr {
+                payload_len: usize::from(udp_len),
+                ..ip
+            }
+            .emit(&mut out[..])
+            .ok()?;
+            ipv6::HEADER_LEN
+        }
+    };
+    let u = out.get_mut(ip_len..ip_len + wire::udp::HEADER_LEN)?;
+    u[0..2].copy_from_slice(&flow.guest.port().to_be_bytes());
+    u[2..4].copy_from_slice(&flow.guest_peer.port().to_be_bytes());
+    u[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    u[6..8].copy_from_slice(&[0, 0]);
+    Some(ip_len + wire::udp::HEADER_LEN)
+}
+
+/// ICMP types relayed for UDP (RFC 792 / RFC 4443 §3).
+mod icmp_types {
+    pub const V4_DST_UNREACHABLE: u8 = 3;
+    pub const V4_TIME_EXCEEDED: u8 = 11;
+    pub const V6_DST_UNREACHABLE: u8 = 1;
+    pub const V6_PACKET_TOO_BIG: u8 = 2;
+    pub const V6_TIME_EXCEEDED: u8 = 3;
+    /// ICMPv4 "fragmentation needed and DF set" (RFC 1191 §4).
+    pub const V4_FRAG_NEEDED: u8 = 4;
+}
+
+/// Builds the guest-side ICMP error for `report` on `flow`. Returns whether
+/// a message was produced (false: a type we do not relay, or a family
+/// mismatch).
+fn relay_icmp_error<H: HostIo>(cx: &mut Ctx<'_, H>, flow: &Flow, report: &IcmpErrorReport) -> bool {
+    let mut quoted = [0u8; 48];
+    let Some(qlen) = quote_guest_datagram(flow, &mut quoted) else {
+        return false;
+    };
+    let data = &quoted[..qlen];
+    // The error appears to come from the address the guest wrote to when
+    // the destination itself answered (port unreachable); from the mapped
+    // router address otherwise, falling back to the same.
+    let origin = match report.origin {
+        Some(o) if o != flow.host_peer.ip() => mapping::guest_source(cx.config, o)
+            .filter(|g| g.is_ipv4() == flow.guest.is_ipv4())
+            .unwrap_or(flow.guest_peer.ip()),
+        _ => flow.guest_peer.ip(),
+    };
+    let (our_mac, guest_mac) = (cx.config.our_mac, cx.guest.dst_mac());
+    let sent = match (origin, flow.guest.ip()) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let icmp = match report.icmp_type {
+                icmp_types::V4_DST_UNREACHABLE => Icmpv4Repr::DstUnreachable {
+                    code: report.icmp_code,
+                    rest: if report.icmp_code == icmp_types::V4_FRAG_NEEDED {
+                        report.info & 0xffff
+                    } else {
+                        0
+                    },
+                    data,
+                },
+                icmp_types::V4_TIME_EXCEEDED => Icmpv4Repr::TimeExceeded {
+                    code: report.icmp_code,
+                    rest: 0,
+                    data,
+                },
+                _ => return false,
+            };
+            let Some(IpRepr::V4(ip)) = guest_ip_repr(IpAddr::V4(src), IpAddr::V4(dst), 0) else {
+                return false;
+            };
+            let len = wire::IPV4_HEADERS_LEN + icmp.buffer_len();
+            cx.emit(len, |buf| {
+                wire::build_icmpv4(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
+            })
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let icmp = match report.icmp_type {
+                icmp_types::V6_DST_UNREACHABLE => Icmpv6Repr::DstUnreachable {
+                    code: report.icmp_code,
+                    data,
+                },
+                icmp_types::V6_PACKET_TOO_BIG => Icmpv6Repr::PacketTooBig {
+                    mtu: report.info,
+                    data,
+                },
+                icmp_types::V6_TIME_EXCEEDED => Icmpv6Repr::TimeExceeded {
+                    code: report.icmp_code,
+                    data,
+                },
+                _ => return false,
+            };
+            let Some(IpRepr::V6(ip)) = guest_ip_repr(IpAddr::V6(src), IpAddr::V6(dst), 0) else {
+                return false;
+            };
+            let len = wire::IPV6_HEADERS_LEN + icmp.buffer_len();
+            cx.emit(len, |buf| {
+                wire::build_icmpv6(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
+            })
+        }
+        _ => return false,
+    };
+    if sent {
+        cx.counters.icmp_errors_to_guest += 1;
+    }
+    true
 }
