@@ -517,6 +517,8 @@ pub struct SimHost {
     pub(crate) services: BTreeMap<EpId, RemoteService>,
     pub(crate) dgram_apps: BTreeMap<SocketAddr, Box<dyn DatagramApp>>,
     pub(crate) dirty: BTreeSet<EpId>,
+    /// When the datagram wire from one IP to another is free again.
+    pub(crate) wire_busy: BTreeMap<(IpAddr, IpAddr), Instant>,
     pub(crate) trace: TraceHash,
     pub(crate) stats: SimHostStats,
 }
@@ -563,6 +565,7 @@ impl SimHost {
             services: BTreeMap::new(),
             dgram_apps: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            wire_busy: BTreeMap::new(),
             trace: TraceHash::new(),
             stats: SimHostStats::default(),
         }

@@ -139,8 +139,13 @@ impl SimHost {
         let path = self.path_between(from.ip(), dst.ip());
         match self.reach_of_dgram(dst.ip()) {
             Reach::Reachable => {
+                // Datagrams between two hosts share one FIFO wire.
+                let busy = self.wire_busy.entry((from.ip(), dst.ip())).or_insert(now);
+                let depart =
+                    (*busy).max(now) + path.link.serialization_delay(payload.len() + UDP_HEADER);
+                *busy = depart;
                 self.sched.schedule(
-                    arrival(&path.link, now, payload.len() + UDP_HEADER),
+                    depart + path.link.latency,
                     Ev::Datagram {
                         to: dst,
                         from,
