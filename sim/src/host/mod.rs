@@ -604,6 +604,12 @@ impl SimHost {
         &self.trace
     }
 
+    /// How many internal events were ever scheduled before `now` (and
+    /// clamped): always 0 unless the model has a bug.
+    pub fn scheduled_in_past(&self) -> u64 {
+        self.sched.clamped()
+    }
+
     // ----- driving -----
 
     /// Current virtual time of the host: every `HostIo` call happens now.
