@@ -22,6 +22,10 @@
 //! - [`link`]: a one-directional [`Link`]: serialization at a bandwidth,
 //!   the fault chain, propagation latency, delivery events into the
 //!   scheduler, and counters.
+//! - [`host`]: [`SimHost`], the simulated kernel socket layer implementing
+//!   `HostIo`, with a simulated internet (remote hosts, services, DNS) and
+//!   host-side faults; [`SimWorld`] runs the backend conformance scenarios
+//!   on it.
 //!
 //! Rules for the whole crate: virtual time only (never the wall clock,
 //! never sleep), randomness only from the master seed, ordered collections
@@ -32,12 +36,14 @@
 
 pub mod demo;
 pub mod fault;
+pub mod host;
 pub mod link;
 pub mod pcap;
 pub mod sched;
 pub mod seed;
 
 pub use fault::{DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams, Verdict};
+pub use host::{RemoteHostConfig, SimHost, SimHostConfig, SimWorld};
 pub use link::{Delivery, Link, LinkConfig, LinkCounters};
 pub use sched::{EventId, Scheduler, StableEncode, TraceHash};
 pub use seed::{SeedError, Seeds, SimRng, for_each_seed, parse_seed};

@@ -1,0 +1,610 @@
+//! Built-in remote services: echo, sink, source, an HTTP-ish server, and
+//! scripted peers (a list of steps; pcap replay builds on these).
+//!
+//! Each runs as a [`StreamApp`] per connection. They are written as
+//! nonblocking programs: read what is there, write what fits, and wait to
+//! be polled again. Observations (byte counts, script outcome) go to shared
+//! handles ([`SinkStats`], [`ScriptReport`]) the test keeps.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use passt_engine::HostError;
+
+use super::remote::{AppConn, AppStatus, RemoteTcpState, StreamApp};
+
+/// The byte at position `i` of generated streams (period 251, as the
+/// conformance scenarios' pattern).
+pub fn pattern_byte(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+/// Counters a [`RemoteService::Sink`] updates.
+#[derive(Clone, Debug, Default)]
+pub struct SinkStats {
+    bytes: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+    eofs: Arc<AtomicU64>,
+}
+
+impl SinkStats {
+    /// Fresh counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Bytes received over all connections.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    /// Connections accepted.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+    /// Connections that ended with the peer's FIN.
+    pub fn eofs(&self) -> u64 {
+        self.eofs.load(Ordering::Relaxed)
+    }
+}
+
+/// A service run on every connection accepted at a remote listener.
+#[derive(Clone)]
+pub enum RemoteService {
+    /// Sends back everything it reads; closes after the peer's FIN.
+    Echo,
+    /// Reads and discards, counting; optionally at most `rate` bytes per
+    /// second (a slow reader, whose window fills the sender's buffer).
+    Sink {
+        /// Counters.
+        stats: SinkStats,
+        /// Read rate limit in bytes per second (`None`: as fast as data
+        /// comes).
+        rate: Option<u64>,
+    },
+    /// Sends `bytes` bytes of [`pattern_byte`] then closes.
+    Source {
+        /// Bytes to send.
+        bytes: u64,
+    },
+    /// Reads a request up to `\r\n\r\n`, answers `200 OK` with a body of
+    /// `body_len` pattern bytes, closes.
+    Http {
+        /// Body size.
+        body_len: usize,
+    },
+    /// Runs a script on every connection.
+    Scripted(Script),
+    /// Any other program.
+    Custom(Arc<dyn Fn(SocketAddr, SocketAddr) -> Box<dyn StreamApp> + Send + Sync>),
+}
+
+impl std::fmt::Debug for RemoteService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteService::Echo => write!(f, "Echo"),
+            RemoteService::Sink { rate, .. } => write!(f, "Sink {{ rate: {rate:?} }}"),
+            RemoteService::Source { bytes } => write!(f, "Source {{ bytes: {bytes} }}"),
+            RemoteService::Http { body_len } => write!(f, "Http {{ body_len: {body_len} }}"),
+            RemoteService::Scripted(s) => write!(f, "Scripted({} steps)", s.steps.len()),
+            RemoteService::Custom(_) => write!(f, "Custom"),
+        }
+    }
+}
+
+impl RemoteService {
+    /// A fresh instance for one connection from `peer` accepted at `local`.
+    pub fn spawn(&self, peer: SocketAddr, local: SocketAddr) -> Box<dyn StreamApp> {
+        match self {
+            RemoteService::Echo => Box::new(Echo::default()),
+            RemoteService::Sink { stats, rate } => {
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                Box::new(Sink {
+                    stats: stats.clone(),
+                    rate: *rate,
+                    budget: 0,
+                    credit: 0,
+                    last: None,
+                })
+            }
+            RemoteService::Source { bytes } => Box::new(Source {
+                total: *bytes,
+                sent: 0,
+            }),
+            RemoteService::Http { body_len } => Box::new(Http {
+                body_len: *body_len,
+                request: Vec::new(),
+                response: None,
+                sent: 0,
+            }),
+            RemoteService::Scripted(s) => s.clone().into_app(),
+            RemoteService::Custom(f) => f(peer, local),
+        }
+    }
+}
+
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Echo {
+    pending: Vec<u8>,
+    eof: bool,
+}
+
+impl StreamApp for Echo {
+    fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
+        let mut buf = vec![0u8; CHUNK];
+        for _ in 0..1024 {
+            if !self.pending.is_empty() {
+                match c.write(&self.pending) {
+                    Ok(n) => {
+                        self.pending.drain(..n);
+                    }
+                    Err(HostError::WouldBlock) => return AppStatus::Continue,
+                    Err(_) => {
+                        c.close();
+                        return AppStatus::Done;
+                    }
+                }
+                if !self.pending.is_empty() {
+                    return AppStatus::Continue;
+                }
+            }
+            if self.eof {
+                c.close();
+                return AppStatus::Done;
+            }
+            // Read no more than we can send: back-pressure reaches the
+            // sender through our window.
+            let room = c.send_space().min(CHUNK);
+            if room == 0 {
+                return AppStatus::Continue;
+            }
+            match c.read(&mut buf[..room]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(HostError::WouldBlock) => return AppStatus::Continue,
+                Err(_) => {
+                    c.close();
+                    return AppStatus::Done;
+                }
+            }
+        }
+        AppStatus::Continue
+    }
+}
+
+struct Sink {
+    stats: SinkStats,
+    rate: Option<u64>,
+    budget: u64,
+    credit: u128,
+    last: Option<passt_engine::Instant>,
+}
+
+/// How often a rate-limited sink wakes up.
+const SINK_TICK: Duration = Duration::from_millis(10);
+
+impl StreamApp for Sink {
+    fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
+        let mut buf = vec![0u8; CHUNK];
+        if let Some(rate) = self.rate {
+            // Credit rate × elapsed, keeping the sub-byte remainder so
+            // frequent polls do not starve a slow reader.
+            let now = c.now();
+            let elapsed = now - self.last.unwrap_or(now);
+            self.last = Some(now);
+            self.credit += u128::from(rate) * elapsed.as_nanos();
+            let whole = self.credit / 1_000_000_000;
+            self.credit %= 1_000_000_000;
+            self.budget = self
+                .budget
+                .saturating_add(u64::try_from(whole).unwrap_or(u64::MAX));
+        }
+        loop {
+            let want = match self.rate {
+                Some(_) => (self.budget.min(CHUNK as u64)) as usize,
+                None => CHUNK,
+            };
+            if want == 0 {
+                if c.available() > 0 || !matches!(c.state(), RemoteTcpState::Closed(_)) {
+                    c.wake_after(SINK_TICK);
+                }
+                return AppStatus::Continue;
+            }
+            match c.read(&mut buf[..want]) {
+                Ok(0) => {
+                    self.stats.eofs.fetch_add(1, Ordering::Relaxed);
+                    c.close();
+                    return AppStatus::Done;
+                }
+                Ok(n) => {
+                    self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if self.rate.is_some() {
+                        self.budget -= n as u64;
+                    }
+                }
+                Err(HostError::WouldBlock) => return AppStatus::Continue,
+                Err(_) => {
+                    c.close();
+                    return AppStatus::Done;
+                }
+            }
+        }
+    }
+}
+
+struct Source {
+    total: u64,
+    sent: u64,
+}
+
+impl StreamApp for Source {
+    fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
+        if matches!(c.state(), RemoteTcpState::Closed(_)) {
+            c.close();
+            return AppStatus::Done;
+        }
+        let mut buf = vec![0u8; CHUNK];
+        while self.sent < self.total {
+            let n = ((self.total - self.sent) as usize).min(CHUNK);
+            for (k, b) in buf[..n].iter_mut().enumerate() {
+                *b = pattern_byte(self.sent + k as u64);
+            }
+            match c.write(&buf[..n]) {
+                Ok(m) => self.sent += m as u64,
+                Err(HostError::WouldBlock) => return AppStatus::Continue,
+                Err(_) => {
+                    c.close();
+                    return AppStatus::Done;
+                }
+            }
+        }
+        // Discard whatever the peer sends, so closing is not a RST.
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = c.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+        c.close();
+        AppStatus::Done
+    }
+}
+
+/// Largest request head the HTTP service accepts.
+const HTTP_MAX_REQUEST: usize = 16 * 1024;
+
+struct Http {
+    body_len: usize,
+    request: Vec<u8>,
+    response: Option<Vec<u8>>,
+    sent: usize,
+}
+
+impl StreamApp for Http {
+    fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
+        let mut buf = [0u8; 4096];
+        while self.response.is_none() {
+            match c.read(&mut buf) {
+                Ok(0) => {
+                    c.close();
+                    return AppStatus::Done;
+                }
+                Ok(n) => {
+                    self.request.extend_from_slice(&buf[..n]);
+                    if self.request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            self.body_len
+                        )
+                        .into_bytes();
+                        r.extend((0..self.body_len as u64).map(pattern_byte));
+                        self.response = Some(r);
+                    } else if self.request.len() > HTTP_MAX_REQUEST {
+                        c.reset();
+                        return AppStatus::Done;
+                    }
+                }
+                Err(HostError::WouldBlock) => return AppStatus::Continue,
+                Err(_) => {
+                    c.close();
+                    return AppStatus::Done;
+                }
+            }
+        }
+        let Some(resp) = &self.response else {
+            return AppStatus::Continue;
+        };
+        while self.sent < resp.len() {
+            match c.write(&resp[self.sent..]) {
+                Ok(n) => self.sent += n,
+                Err(HostError::WouldBlock) => return AppStatus::Continue,
+                Err(_) => {
+                    c.close();
+                    return AppStatus::Done;
+                }
+            }
+        }
+        // Drain anything after the request head so the close is graceful.
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        c.close();
+        AppStatus::Done
+    }
+}
+
+/// One step of a scripted peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Writes these bytes (waiting for send space as needed).
+    Send(Vec<u8>),
+    /// Reads exactly these bytes; anything else fails the script.
+    Expect(Vec<u8>),
+    /// Reads until end of stream; data before it fails the script.
+    ExpectEof,
+    /// Waits, doing nothing (virtual time).
+    Wait(Duration),
+    /// Sends our FIN.
+    ShutdownWrite,
+    /// Closes (gracefully, or RST if unread data remains) and ends.
+    Close,
+    /// Aborts with a RST and ends.
+    Reset,
+}
+
+/// Where a script stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptStatus {
+    /// Not started (no connection yet).
+    Pending,
+    /// Running at this step.
+    Running(usize),
+    /// Every step done.
+    Passed,
+    /// Stopped at `step` for `reason`.
+    Failed {
+        /// Index of the failing step.
+        step: usize,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+struct ScriptLog {
+    status: ScriptStatus,
+    received: Vec<u8>,
+    runs: u32,
+}
+
+/// The outcome of a script's runs, shared with the test.
+#[derive(Clone, Debug)]
+pub struct ScriptReport(Arc<Mutex<ScriptLog>>);
+
+impl ScriptReport {
+    fn with<R>(&self, f: impl FnOnce(&mut ScriptLog) -> R) -> R {
+        match self.0.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+    /// Status of the latest run.
+    pub fn status(&self) -> ScriptStatus {
+        self.with(|l| l.status.clone())
+    }
+    /// Every byte the script read (all runs).
+    pub fn received(&self) -> Vec<u8> {
+        self.with(|l| l.received.clone())
+    }
+    /// How many connections ran the script.
+    pub fn runs(&self) -> u32 {
+        self.with(|l| l.runs)
+    }
+}
+
+/// A scripted peer: steps run in order on one connection.
+#[derive(Clone, Debug)]
+pub struct Script {
+    steps: Vec<Step>,
+    /// How long an `Expect`/`ExpectEof` may wait.
+    expect_timeout: Duration,
+    report: ScriptReport,
+}
+
+impl Script {
+    /// A script of `steps`; expectations time out after 10 s virtual.
+    pub fn new(steps: Vec<Step>) -> Self {
+        Script {
+            steps,
+            expect_timeout: Duration::from_secs(10),
+            report: ScriptReport(Arc::new(Mutex::new(ScriptLog {
+                status: ScriptStatus::Pending,
+                received: Vec::new(),
+                runs: 0,
+            }))),
+        }
+    }
+
+    /// Changes the expectation timeout.
+    pub fn with_expect_timeout(mut self, d: Duration) -> Self {
+        self.expect_timeout = d;
+        self
+    }
+
+    /// The shared report.
+    pub fn report(&self) -> ScriptReport {
+        self.report.clone()
+    }
+
+    /// The program running this script on one connection.
+    pub fn into_app(self) -> Box<dyn StreamApp> {
+        self.report.with(|l| {
+            l.runs += 1;
+            l.status = ScriptStatus::Pending;
+        });
+        Box::new(ScriptApp {
+            script: self,
+            step: 0,
+            progress: 0,
+            got: Vec::new(),
+            deadline: None,
+        })
+    }
+}
+
+struct ScriptApp {
+    script: Script,
+    step: usize,
+    /// Bytes of the current Send written / Expect matched.
+    progress: usize,
+    got: Vec<u8>,
+    deadline: Option<passt_engine::Instant>,
+}
+
+impl ScriptApp {
+    fn fail(&mut self, c: &mut AppConn<'_>, reason: String) -> AppStatus {
+        let step = self.step;
+        self.script
+            .report
+            .with(|l| l.status = ScriptStatus::Failed { step, reason });
+        c.reset();
+        AppStatus::Done
+    }
+
+    fn next(&mut self) {
+        self.step += 1;
+        self.progress = 0;
+        self.got.clear();
+        self.deadline = None;
+        let step = self.step;
+        self.script
+            .report
+            .with(|l| l.status = ScriptStatus::Running(step));
+    }
+
+    fn arm(&mut self, c: &mut AppConn<'_>, d: Duration) {
+        if self.deadline.is_none() {
+            let at = c.now() + d;
+            self.deadline = Some(at);
+            c.wake_at(at);
+        }
+    }
+
+    fn timed_out(&self, c: &AppConn<'_>) -> bool {
+        self.deadline.is_some_and(|d| c.now() >= d)
+    }
+}
+
+impl StreamApp for ScriptApp {
+    fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
+        match c.state() {
+            RemoteTcpState::Connecting => return AppStatus::Continue,
+            RemoteTcpState::Closed(e) if self.step == 0 && self.progress == 0 => {
+                let reason = format!("connection failed: {e:?}");
+                return self.fail(c, reason);
+            }
+            _ => {}
+        }
+        if self.step == 0 && self.progress == 0 {
+            self.script
+                .report
+                .with(|l| l.status = ScriptStatus::Running(0));
+        }
+        let mut buf = [0u8; 4096];
+        for _ in 0..100_000 {
+            let Some(step) = self.script.steps.get(self.step).cloned() else {
+                self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                c.close();
+                return AppStatus::Done;
+            };
+            match step {
+                Step::Send(data) => {
+                    while self.progress < data.len() {
+                        match c.write(&data[self.progress..]) {
+                            Ok(n) => self.progress += n,
+                            Err(HostError::WouldBlock) => return AppStatus::Continue,
+                            Err(e) => return self.fail(c, format!("send: {e:?}")),
+                        }
+                    }
+                    self.next();
+                }
+                Step::Expect(want) => {
+                    self.arm(c, self.script.expect_timeout);
+                    while self.got.len() < want.len() {
+                        let room = (want.len() - self.got.len()).min(buf.len());
+                        match c.read(&mut buf[..room]) {
+                            Ok(0) => {
+                                let reason = format!("EOF after {} bytes", self.got.len());
+                                return self.fail(c, reason);
+                            }
+                            Ok(n) => {
+                                self.got.extend_from_slice(&buf[..n]);
+                                self.script
+                                    .report
+                                    .with(|l| l.received.extend_from_slice(&buf[..n]));
+                            }
+                            Err(HostError::WouldBlock) => {
+                                if self.timed_out(c) {
+                                    return self.fail(c, "expect timed out".into());
+                                }
+                                return AppStatus::Continue;
+                            }
+                            Err(e) => return self.fail(c, format!("read: {e:?}")),
+                        }
+                    }
+                    if self.got != want {
+                        return self.fail(c, "unexpected bytes".into());
+                    }
+                    self.next();
+                }
+                Step::ExpectEof => {
+                    self.arm(c, self.script.expect_timeout);
+                    match c.read(&mut buf) {
+                        Ok(0) => self.next(),
+                        Ok(n) => return self.fail(c, format!("{n} bytes instead of EOF")),
+                        Err(HostError::WouldBlock) => {
+                            if self.timed_out(c) {
+                                return self.fail(c, "EOF timed out".into());
+                            }
+                            return AppStatus::Continue;
+                        }
+                        Err(e) => return self.fail(c, format!("read: {e:?}")),
+                    }
+                }
+                Step::Wait(d) => {
+                    if self.deadline.is_none() {
+                        self.arm(c, d);
+                        return AppStatus::Continue;
+                    }
+                    if !self.timed_out(c) {
+                        return AppStatus::Continue;
+                    }
+                    self.next();
+                }
+                Step::ShutdownWrite => {
+                    if let Err(e) = c.shutdown_write() {
+                        return self.fail(c, format!("shutdown: {e:?}"));
+                    }
+                    self.next();
+                }
+                Step::Close => {
+                    self.next();
+                    self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                    c.close();
+                    return AppStatus::Done;
+                }
+                Step::Reset => {
+                    self.next();
+                    self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                    c.reset();
+                    return AppStatus::Done;
+                }
+            }
+        }
+        AppStatus::Continue
+    }
+}
