@@ -360,7 +360,6 @@ fn read_arp_reply(s: &mut UnixStream) -> Option<Vec<u8>> {
 }
 
 #[test]
-#[ignore = "needs engine dispatch (lead)"]
 fn arp_reply_through_socket() {
     let dir = Scratch::new("arp");
     let (sock, pid) = (dir.path("s.socket"), dir.path("pid"));
