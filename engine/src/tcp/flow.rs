@@ -521,11 +521,17 @@ impl Flow {
             State::SynAckSent | State::SynSent => Interest::NONE,
             State::Established => {
                 let window_open = seq::lt(self.snd_nxt, self.snd_una.wrapping_add(self.snd_wnd));
+                // A zero window with nothing in flight: listen for data
+                // once, to start the persist timer (then it drives us).
+                let arm_persist = self.snd_wnd == 0
+                    && self.snd_nxt == self.snd_una
+                    && !self.persist
+                    && self.rto_at.is_none();
                 Interest {
                     readable: self.fin_seq.is_none()
                         && self.host_end.is_none()
                         && !self.read_parked
-                        && window_open,
+                        && (window_open || arm_persist),
                     writable: self.want_writable && !self.guest_fin,
                 }
             }
