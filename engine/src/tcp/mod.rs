@@ -143,6 +143,10 @@ impl Tcp {
         }
         self.slots.push(None);
         self.generations.push(0);
+        // Room for every slot on the free list, so that freeing a flow
+        // never allocates.
+        self.free
+            .reserve(self.slots.len().saturating_sub(self.free.len()));
         Some((self.slots.len() - 1) as u32)
     }
 
