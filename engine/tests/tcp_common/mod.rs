@@ -42,9 +42,23 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Open descriptors of this process.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+/// IPv4 TCP sockets whose remote port is `port` and that are still
+/// attached to a descriptor (`/proc/net/tcp` inode != 0; orphaned and
+/// TIME_WAIT sockets have none).
+pub fn attached_sockets_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let rem_port = f
+                .get(2)
+                .and_then(|r| r.split(':').nth(1))
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            rem_port == Some(port) && f.get(9).is_some_and(|i| *i != "0")
+        })
+        .count()
 }
 
 /// The engine, its real host, and the clock.
