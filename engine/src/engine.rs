@@ -534,6 +534,18 @@ impl<H: HostIo> Engine<H> {
         &self.icmp
     }
 
+    /// Listens for TCP connections on host address `addr` (a forwarded
+    /// port); each accepted connection is opened toward the guest on
+    /// `guest_port`.
+    pub fn tcp_listen(
+        &mut self,
+        addr: std::net::SocketAddr,
+        guest_port: u16,
+    ) -> Result<(), crate::host_io::HostError> {
+        let (mut cx, t) = self.split_tcp();
+        t.listen(&mut cx, addr, guest_port)
+    }
+
     /// Frames waiting for the guest. The caller writes them out and calls
     /// [`TxQueue::consume`] with the number written.
     pub fn tx_queue(&mut self) -> &mut TxQueue {

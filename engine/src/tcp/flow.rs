@@ -1,0 +1,1285 @@
+//! One TCP flow: the guest-side connection the engine terminates and the
+//! host socket that mirrors it, with no data buffer of our own.
+//!
+//! Sequence spaces, from the engine's point of view:
+//! - toward the guest ("send"): `snd_una..snd_nxt` are bytes sent to the
+//!   guest and not yet acknowledged; they are still in the host socket's
+//!   receive queue, at peek offsets `0..snd_nxt - snd_una`. A guest ACK
+//!   discards them from the socket; a retransmission rewinds `snd_nxt`.
+//! - from the guest ("receive"): `rcv_nxt` is the next byte we expect; we
+//!   only advance it by what the host socket's `send` took.
+//!
+//! This module owns the per-flow state machine (RFC 9293 §3.10 adapted to a
+//! splice between two connections) and never touches the flow table or the
+//! timer index: it returns a [`Verdict`] and its next deadline, and
+//! [`super::Tcp`] does the bookkeeping.
+
+use core::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+
+use super::rtt::{MAX_RTO, RttEstimator};
+use super::seq;
+use crate::counters::Counters;
+use crate::engine::Ctx;
+use crate::host_io::{
+    ConnectProgress, HostError, HostIo, Interest, Readiness, Shutdown, SockId, Token,
+};
+use crate::time::Instant;
+use crate::txq::TxQueue;
+use crate::wire::{self, IpRepr, Ipv4Repr, Ipv6Repr, TcpFlags, TcpOptions, TcpRepr};
+
+/// Window scale we offer the guest (RFC 7323 §2): 2^7 lets us advertise
+/// up to 8 MiB, above Linux's default `tcp_wmem` maximum of 4 MiB.
+pub(crate) const OUR_WINDOW_SCALE: u8 = 7;
+/// Largest shift RFC 7323 §2.3 allows.
+const MAX_WINDOW_SCALE: u8 = 14;
+/// MSS assumed when the guest sends none (RFC 9293 §3.7.1, RFC 8200 §5).
+const DEFAULT_MSS_V4: u16 = 536;
+const DEFAULT_MSS_V6: u16 = 1220;
+/// How long a host connect may take before the guest gets a RST.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// SYN (inbound) / SYN-ACK (outbound) retransmissions before giving up.
+pub(crate) const HANDSHAKE_RETRIES: u8 = 5;
+/// Data retransmissions (RTO expiries in a row) before resetting the flow.
+pub(crate) const MAX_RETRIES: u8 = 10;
+/// Silence from the guest after which we probe it (RFC 9293 §3.8.4:
+/// keep-alives are optional; we use them to notice a vanished guest).
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Interval between unanswered keep-alive probes.
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// Unanswered probes after which the flow is reset both ways.
+pub(crate) const KEEPALIVE_PROBES: u8 = 4;
+/// No data or FIN in either direction for this long: reset both ways (as
+/// upstream passt does after two hours).
+pub(crate) const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(7200);
+/// Duplicate ACKs that trigger a fast retransmit (RFC 5681 §3.2).
+const DUP_ACK_THRESHOLD: u8 = 3;
+
+/// The guest-side identity of a flow: the guest's address and port, and the
+/// peer's as the guest sees it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub(crate) struct FlowKey {
+    pub(crate) guest: SocketAddr,
+    pub(crate) peer: SocketAddr,
+}
+
+/// Where the handshake stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    /// Outbound: the guest's SYN arrived, the host connect is in progress.
+    Connecting,
+    /// Outbound: host connected, SYN-ACK sent to the guest.
+    SynAckSent,
+    /// Inbound: host connection accepted, SYN sent to the guest.
+    SynSent,
+    /// Both handshakes done; half-closes are tracked by flags.
+    Established,
+}
+
+/// What the table must do with the flow after an event.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Verdict {
+    /// Keep it.
+    Keep,
+    /// Done: close the host socket gracefully and free the entry.
+    Close,
+    /// Done: abort the host socket (RST to the host peer) and free.
+    Abort,
+}
+
+/// Counters kept by the TCP module (exposed through `Tcp::stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpStats {
+    /// Flows created (both directions).
+    pub flows_opened: u64,
+    /// Flows freed.
+    pub flows_closed: u64,
+    /// RSTs sent to the guest.
+    pub rst_to_guest: u64,
+    /// Host sockets aborted (RST to the host peer).
+    pub rst_to_host: u64,
+    /// Data segments sent to the guest (first transmissions and
+    /// retransmissions).
+    pub data_segments_out: u64,
+    /// Retransmission timeouts that rewound the send sequence.
+    pub rto_expiries: u64,
+    /// Fast retransmits after duplicate ACKs.
+    pub fast_retransmits: u64,
+    /// Host `send` calls that took less than offered (or nothing).
+    pub partial_writes: u64,
+    /// Zero-window probes sent.
+    pub window_probes: u64,
+    /// Keep-alive probes sent.
+    pub keepalives: u64,
+}
+
+/// One flow. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    pub(crate) key: FlowKey,
+    pub(crate) sock: SockId,
+    pub(crate) token: Token,
+    pub(crate) state: State,
+    /// Interest registered with the host (`None`: never registered).
+    interest: Option<Interest>,
+    // ----- toward the guest -----
+    isn: u32,
+    snd_una: u32,
+    snd_nxt: u32,
+    /// Highest sequence number sent so far (a rewind lowers `snd_nxt`, not
+    /// this): ACKs up to here are acceptable.
+    snd_max: u32,
+    /// The guest's window in bytes (already scaled).
+    snd_wnd: u32,
+    /// Shift applied to the guest's window field (0 if not negotiated).
+    snd_wscale: u8,
+    /// Payload bytes per segment toward the guest.
+    mss: u32,
+    dup_acks: u8,
+    /// Sequence number of our FIN, once sent.
+    fin_seq: Option<u32>,
+    /// Where the host peer's data ends (its FIN), in our sequence space,
+    /// once a peek reported it: our FIN goes right there.
+    host_end: Option<u32>,
+    /// Readable interest is off because the next peek would find nothing new
+    /// while data is in flight: the next guest ACK turns it back on.
+    read_parked: bool,
+    // ----- from the guest -----
+    guest_isn: u32,
+    rcv_nxt: u32,
+    /// Shift we apply to our window field (0 if not negotiated).
+    rcv_wscale: u8,
+    /// Window (bytes) in our last segment.
+    adv_wnd: u32,
+    /// The guest's FIN was received in order; the host socket is shut down
+    /// for writing.
+    guest_fin: bool,
+    /// The host socket took less than the guest sent: once it has room, a
+    /// window update plus duplicate ACKs make the guest retransmit.
+    refused: bool,
+    /// Waiting for room in the host socket's send buffer.
+    want_writable: bool,
+    // ----- timers -----
+    rtt: RttEstimator,
+    /// Segment being timed (Karn's algorithm): its end sequence and send time.
+    rtt_probe: Option<(u32, Instant)>,
+    /// Handshake retransmission, connect timeout, RTO or persist timer.
+    rto_at: Option<Instant>,
+    retries: u8,
+    /// Zero-window probing is on (the RTO timer is the persist timer).
+    persist: bool,
+    last_guest_rx: Instant,
+    last_activity: Instant,
+    keepalives_sent: u8,
+    /// When the timer index holds an entry for this flow, its instant.
+    pub(crate) scheduled: Option<Instant>,
+}
+
+/// Headers-only frame length for a segment with `opts_len` option bytes.
+fn frame_len(key: &FlowKey, opts_len: usize, payload: usize) -> usize {
+    let l3 = match key.guest {
+        SocketAddr::V4(_) => wire::IPV4_HEADERS_LEN,
+        SocketAddr::V6(_) => wire::IPV6_HEADERS_LEN,
+    };
+    l3 + wire::tcp::MIN_HEADER_LEN + opts_len + payload
+}
+
+/// IP header for a segment from the peer (as the guest sees it) to the
+/// guest.
+fn ip_to_guest(key: &FlowKey) -> Option<IpRepr> {
+    match (key.peer.ip(), key.guest.ip()) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => Some(IpRepr::V4(Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            protocol: wire::protocol::TCP,
+            hop_limit: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: true,
+            payload_len: 0,
+        })),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => Some(IpRepr::V6(Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: wire::protocol::TCP,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            ext_headers_len: 0,
+            payload_len: 0,
+        })),
+        _ => None,
+    }
+}
+
+/// Largest payload a frame to the guest can carry for this flow under the
+/// configured MTU (no TCP options on data segments).
+fn mtu_payload(key: &FlowKey, mtu: u16) -> u32 {
+    let ip = match key.guest {
+        SocketAddr::V4(_) => 20,
+        SocketAddr::V6(_) => 40,
+    };
+    u32::from(mtu).saturating_sub(ip + wire::tcp::MIN_HEADER_LEN as u32)
+}
+
+/// The MSS we announce: what fits in our MTU (RFC 9293 §3.7.1), within
+/// the 16-bit option.
+fn our_mss(key: &FlowKey, mtu: u16) -> u16 {
+    mtu_payload(key, mtu).min(u32::from(u16::MAX)) as u16
+}
+
+/// Sends one segment without payload to the guest. Returns whether it was
+/// queued.
+pub(crate) fn emit_control<H: HostIo>(cx: &mut Ctx<'_, H>, key: &FlowKey, repr: &TcpRepr) -> bool {
+    let Some(ip) = ip_to_guest(key) else {
+        return false;
+    };
+    let len = frame_len(key, repr.options.emitted_len(), 0);
+    let our_mac = cx.config.our_mac;
+    let dst_mac = cx.guest.dst_mac();
+    cx.emit(len, |buf| {
+        wire::build_tcp_with(buf, our_mac, dst_mac, ip, repr, 0, |_| 0).unwrap_or(0)
+    })
+}
+
+/// A RST (with ACK) to the guest for `key`.
+pub(crate) fn emit_rst<H: HostIo>(
+    cx: &mut Ctx<'_, H>,
+    stats: &mut TcpStats,
+    key: &FlowKey,
+    seq: u32,
+    ack: Option<u32>,
+) {
+    let repr = TcpRepr {
+        src_port: key.peer.port(),
+        dst_port: key.guest.port(),
+        seq,
+        ack: ack.unwrap_or(0),
+        flags: if ack.is_some() {
+            TcpFlags::RST | TcpFlags::ACK
+        } else {
+            TcpFlags::RST
+        },
+        window: 0,
+        urgent: 0,
+        options: TcpOptions::default(),
+    };
+    if emit_control(cx, key, &repr) {
+        stats.rst_to_guest += 1;
+    }
+}
+
+/// Queues a frame without counting a drop when the queue is full: data
+/// that does not fit now stays in the host socket and goes later.
+fn push_frame(
+    txq: &mut TxQueue,
+    counters: &mut Counters,
+    max_len: usize,
+    build: impl FnOnce(&mut [u8]) -> usize,
+) -> Result<usize, ()> {
+    match txq.push_with(max_len, build) {
+        Ok(0) => Ok(0),
+        Ok(n) => {
+            counters.frames_out += 1;
+            counters.bytes_out += n as u64;
+            Ok(n)
+        }
+        Err(_) => Err(()),
+    }
+}
+
+/// Negotiated options of a SYN: the segment size we may send and the
+/// guest's window shift (if it offered scaling).
+fn syn_options(key: &FlowKey, mtu: u16, opts: &TcpOptions) -> (u32, Option<u8>) {
+    let default = match key.guest {
+        SocketAddr::V4(_) => DEFAULT_MSS_V4,
+        SocketAddr::V6(_) => DEFAULT_MSS_V6,
+    };
+    let mss = u32::from(opts.mss.unwrap_or(default).max(64)).min(mtu_payload(key, mtu));
+    (mss, opts.window_scale.map(|s| s.min(MAX_WINDOW_SCALE)))
+}
+
+impl Flow {
+    fn blank(key: FlowKey, sock: SockId, token: Token, state: State, now: Instant) -> Flow {
+        Flow {
+            key,
+            sock,
+            token,
+            state,
+            interest: None,
+            isn: 0,
+            snd_una: 0,
+            snd_nxt: 0,
+            snd_max: 0,
+            snd_wnd: 0,
+            snd_wscale: 0,
+            mss: u32::from(DEFAULT_MSS_V4),
+            dup_acks: 0,
+            fin_seq: None,
+            host_end: None,
+            read_parked: false,
+            guest_isn: 0,
+            rcv_nxt: 0,
+            rcv_wscale: 0,
+            adv_wnd: 0,
+            guest_fin: false,
+            refused: false,
+            want_writable: false,
+            rtt: RttEstimator::default(),
+            rtt_probe: None,
+            rto_at: None,
+            retries: 0,
+            persist: false,
+            last_guest_rx: now,
+            last_activity: now,
+            keepalives_sent: 0,
+            scheduled: None,
+        }
+    }
+
+    /// A flow for a guest SYN whose host connect was started (`progress`
+    /// says whether it already completed).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn outbound<H: HostIo>(
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        key: FlowKey,
+        sock: SockId,
+        token: Token,
+        isn: u32,
+        syn: &TcpRepr,
+        progress: ConnectProgress,
+    ) -> (Flow, Verdict) {
+        let mut f = Flow::blank(key, sock, token, State::Connecting, now);
+        f.isn = isn;
+        f.snd_una = isn;
+        f.snd_nxt = isn;
+        f.snd_max = isn;
+        f.guest_isn = syn.seq;
+        f.rcv_nxt = syn.seq.wrapping_add(1);
+        let (mss, ws) = syn_options(&key, cx.config.mtu, &syn.options);
+        f.mss = mss;
+        if let Some(ws) = ws {
+            // RFC 7323 §1.3: scaling is on only if both SYNs carry the option.
+            f.snd_wscale = ws;
+            f.rcv_wscale = OUR_WINDOW_SCALE;
+        }
+        f.snd_wnd = u32::from(syn.window);
+        let _ = cx.host.tcp_set_nodelay(sock, true);
+        let verdict = match progress {
+            ConnectProgress::Connected => f.connected(cx, stats, now),
+            ConnectProgress::InProgress => {
+                f.rto_at = Some(now + CONNECT_TIMEOUT);
+                Verdict::Keep
+            }
+        };
+        f.sync_interest(cx.host);
+        (f, verdict)
+    }
+
+    /// A flow for a connection accepted on a forwarded port: sends the SYN
+    /// to the guest.
+    pub(crate) fn inbound<H: HostIo>(
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        key: FlowKey,
+        sock: SockId,
+        token: Token,
+        isn: u32,
+    ) -> Flow {
+        let mut f = Flow::blank(key, sock, token, State::SynSent, now);
+        f.isn = isn;
+        f.snd_una = isn;
+        f.snd_nxt = isn.wrapping_add(1);
+        f.snd_max = f.snd_nxt;
+        f.mss = mtu_payload(&key, cx.config.mtu);
+        let _ = cx.host.tcp_set_nodelay(sock, true);
+        f.send_syn(cx, false);
+        f.rto_at = Some(now + f.rtt.rto());
+        f.sync_interest(cx.host);
+        f
+    }
+
+    /// The earliest instant at which [`Flow::on_timer`] has work to do.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let mut d = self.rto_at;
+        if self.state == State::Established {
+            let ka = self.last_guest_rx
+                + KEEPALIVE_IDLE
+                + KEEPALIVE_INTERVAL * u32::from(self.keepalives_sent);
+            d = Some(d.map_or(ka, |d| d.min(ka)));
+        }
+        let idle = self.last_activity + INACTIVITY_TIMEOUT;
+        Some(d.map_or(idle, |d| d.min(idle)))
+    }
+
+    // ------------------------------------------------------------------
+    // Segments to the guest
+    // ------------------------------------------------------------------
+
+    fn base_repr(&self, seq: u32, flags: TcpFlags) -> TcpRepr {
+        TcpRepr {
+            src_port: self.key.peer.port(),
+            dst_port: self.key.guest.port(),
+            seq,
+            ack: self.rcv_nxt,
+            flags,
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+        }
+    }
+
+    /// The window we can offer: what the host socket's send buffer can
+    /// take now, rounded down to our scale (never more than the socket can
+    /// take, RFC 7323 §2.3 rounding).
+    fn window_bytes<H: HostIo>(&self, host: &mut H) -> u32 {
+        let space = host.tcp_info(self.sock).map_or(0, |i| i.send_space());
+        // The kernel charges buffer overhead (skb truesize) against the
+        // same limit: offer three quarters to keep partial writes rare.
+        let space = space / 4 * 3;
+        let max = 0xffff_u32 << self.rcv_wscale;
+        (space.min(max) >> self.rcv_wscale) << self.rcv_wscale
+    }
+
+    /// Fills in window and records it.
+    fn stamp_window<H: HostIo>(&mut self, host: &mut H, repr: &mut TcpRepr) {
+        let w = self.window_bytes(host);
+        self.adv_wnd = w;
+        repr.window = (w >> self.rcv_wscale) as u16;
+        if w == 0 {
+            // The guest must stop: hear about it when room frees up.
+            self.want_writable = true;
+        }
+    }
+
+    /// An ACK with the current window (also our duplicate ACK).
+    fn send_ack<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>) {
+        let mut r = self.base_repr(self.snd_nxt, TcpFlags::ACK);
+        self.stamp_window(cx.host, &mut r);
+        emit_control(cx, &self.key, &r);
+    }
+
+    fn send_syn<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, with_ack: bool) {
+        let flags = if with_ack {
+            TcpFlags::SYN | TcpFlags::ACK
+        } else {
+            TcpFlags::SYN
+        };
+        let mut r = self.base_repr(self.isn, flags);
+        if !with_ack {
+            r.ack = 0;
+        }
+        r.options.mss = Some(our_mss(&self.key, cx.config.mtu));
+        // RFC 7323 §1.3: in a SYN-ACK only if the SYN carried it.
+        if !with_ack || self.rcv_wscale != 0 {
+            r.options.window_scale = Some(OUR_WINDOW_SCALE);
+        }
+        // RFC 7323 §2.2: the window of a SYN is never scaled.
+        let w = if with_ack {
+            cx.host
+                .tcp_info(self.sock)
+                .map_or(0, |i| i.send_space() / 4 * 3)
+        } else {
+            0xffff
+        };
+        r.window = w.min(0xffff) as u16;
+        self.adv_wnd = u32::from(r.window);
+        emit_control(cx, &self.key, &r);
+    }
+
+    fn send_fin<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>) -> bool {
+        let mut r = self.base_repr(self.snd_nxt, TcpFlags::FIN | TcpFlags::ACK);
+        self.stamp_window(cx.host, &mut r);
+        emit_control(cx, &self.key, &r)
+    }
+
+    /// RST to the guest with our current sequence numbers.
+    fn send_rst<H: HostIo>(&self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) {
+        let ack = match self.state {
+            State::SynSent => None,
+            _ => Some(self.rcv_nxt),
+        };
+        emit_rst(cx, stats, &self.key, self.snd_max, ack);
+    }
+
+    /// Resets both sides: RST to the guest, abort of the host socket.
+    fn reset_both<H: HostIo>(&self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) -> Verdict {
+        self.send_rst(cx, stats);
+        Verdict::Abort
+    }
+
+    // ------------------------------------------------------------------
+    // Interest
+    // ------------------------------------------------------------------
+
+    fn desired_interest(&self) -> Interest {
+        match self.state {
+            State::Connecting => Interest::WRITE,
+            State::SynAckSent | State::SynSent => Interest::NONE,
+            State::Established => {
+                let window_open = seq::lt(self.snd_nxt, self.snd_una.wrapping_add(self.snd_wnd));
+                // A zero window with nothing in flight: listen for data
+                // once, to start the persist timer (then it drives us).
+                let arm_persist = self.snd_wnd == 0
+                    && self.snd_nxt == self.snd_una
+                    && !self.persist
+                    && self.rto_at.is_none();
+                Interest {
+                    readable: self.fin_seq.is_none()
+                        && self.host_end.is_none()
+                        && !self.read_parked
+                        && (window_open || arm_persist),
+                    writable: self.want_writable && !self.guest_fin,
+                }
+            }
+        }
+    }
+
+    /// Registers the interest the current state needs, if it changed.
+    pub(crate) fn sync_interest<H: HostIo>(&mut self, host: &mut H) {
+        let want = self.desired_interest();
+        if self.interest != Some(want) && host.set_interest(self.sock, self.token, want).is_ok() {
+            self.interest = Some(want);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Handshakes
+    // ------------------------------------------------------------------
+
+    /// Outbound: the host connect completed; SYN-ACK to the guest.
+    fn connected<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        _stats: &mut TcpStats,
+        now: Instant,
+    ) -> Verdict {
+        self.state = State::SynAckSent;
+        self.snd_nxt = self.isn.wrapping_add(1);
+        self.snd_max = self.snd_nxt;
+        self.send_syn(cx, true);
+        self.retries = 0;
+        self.rtt_probe = Some((self.snd_nxt, now));
+        self.rto_at = Some(now + self.rtt.rto());
+        Verdict::Keep
+    }
+
+    fn establish(&mut self, now: Instant) {
+        self.state = State::Established;
+        self.snd_una = self.isn.wrapping_add(1);
+        self.rto_at = None;
+        self.retries = 0;
+        self.last_activity = now;
+        if let Some((end, sent)) = self.rtt_probe.take() {
+            if self.snd_una == end {
+                self.rtt.sample(now - sent);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Guest segments
+    // ------------------------------------------------------------------
+
+    /// A segment from the guest for this flow.
+    pub(crate) fn on_segment<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        tcp: &TcpRepr,
+        payload: &[u8],
+    ) -> Verdict {
+        self.last_guest_rx = now;
+        self.keepalives_sent = 0;
+        let v = match self.state {
+            State::Connecting => self.segment_connecting(tcp),
+            State::SynAckSent => self.segment_syn_ack_sent(cx, stats, now, tcp, payload),
+            State::SynSent => self.segment_syn_sent(cx, stats, now, tcp),
+            State::Established => self.segment_established(cx, stats, now, tcp, payload),
+        };
+        if v == Verdict::Keep {
+            self.sync_interest(cx.host);
+        }
+        v
+    }
+
+    fn segment_connecting(&mut self, tcp: &TcpRepr) -> Verdict {
+        // SYN retransmissions are absorbed: the SYN-ACK goes once the host
+        // connect succeeds. A RST from the guest gives up the connect.
+        if tcp.flags.contains(TcpFlags::RST) {
+            return Verdict::Abort;
+        }
+        Verdict::Keep
+    }
+
+    fn segment_syn_ack_sent<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        tcp: &TcpRepr,
+        payload: &[u8],
+    ) -> Verdict {
+        let f = tcp.flags;
+        if f.contains(TcpFlags::RST) {
+            // RFC 9293 §3.10.7.4 (SYN-RECEIVED): an in-window RST closes.
+            return if tcp.seq == self.rcv_nxt {
+                Verdict::Abort
+            } else {
+                Verdict::Keep
+            };
+        }
+        if f.contains(TcpFlags::SYN) {
+            if tcp.seq == self.guest_isn {
+                // Our SYN-ACK was lost: send it again.
+                self.send_syn(cx, true);
+            }
+            return Verdict::Keep;
+        }
+        if !f.contains(TcpFlags::ACK) {
+            return Verdict::Keep;
+        }
+        if tcp.ack != self.isn.wrapping_add(1) {
+            // RFC 9293 §3.10.7.4: unacceptable ACK in SYN-RECEIVED -> RST.
+            emit_rst(cx, stats, &self.key, tcp.ack, None);
+            return Verdict::Keep;
+        }
+        self.establish(now);
+        self.segment_established(cx, stats, now, tcp, payload)
+    }
+
+    fn segment_syn_sent<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        tcp: &TcpRepr,
+    ) -> Verdict {
+        let f = tcp.flags;
+        let ack_ok = f.contains(TcpFlags::ACK) && tcp.ack == self.isn.wrapping_add(1);
+        if f.contains(TcpFlags::RST) {
+            // RFC 9293 §3.10.7.3: a RST is acceptable if it acks our SYN.
+            // The guest refused: the host peer gets a RST too.
+            return if ack_ok {
+                Verdict::Abort
+            } else {
+                Verdict::Keep
+            };
+        }
+        if f.contains(TcpFlags::ACK) && !ack_ok {
+            emit_rst(cx, stats, &self.key, tcp.ack, None);
+            return Verdict::Keep;
+        }
+        if !(f.contains(TcpFlags::SYN) && ack_ok) {
+            return Verdict::Keep;
+        }
+        self.guest_isn = tcp.seq;
+        self.rcv_nxt = tcp.seq.wrapping_add(1);
+        let (mss, ws) = syn_options(&self.key, cx.config.mtu, &tcp.options);
+        self.mss = mss;
+        if let Some(ws) = ws {
+            self.snd_wscale = ws;
+            self.rcv_wscale = OUR_WINDOW_SCALE;
+        }
+        // RFC 7323 §2.2: the SYN-ACK's window is not scaled.
+        self.snd_wnd = u32::from(tcp.window);
+        self.rtt_probe = None; // the SYN may have been retransmitted
+        self.establish(now);
+        // Acknowledge at once: a host peer that waits for the guest to
+        // speak first must not wait for a data segment of ours.
+        self.send_ack(cx);
+        self.push_data(cx, stats, now)
+    }
+
+    fn segment_established<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        tcp: &TcpRepr,
+        payload: &[u8],
+    ) -> Verdict {
+        let f = tcp.flags;
+        if f.contains(TcpFlags::RST) {
+            // RFC 5961 §3.2: exact match resets, in-window gets a challenge
+            // ACK, anything else is dropped.
+            let wnd = self.adv_wnd.max(1);
+            if tcp.seq == self.rcv_nxt {
+                return Verdict::Abort;
+            }
+            if seq::gt(tcp.seq, self.rcv_nxt) && seq::lt(tcp.seq, self.rcv_nxt.wrapping_add(wnd)) {
+                self.send_ack(cx);
+            }
+            return Verdict::Keep;
+        }
+        if f.contains(TcpFlags::SYN) {
+            // RFC 5961 §4: challenge ACK, whatever the sequence number.
+            self.send_ack(cx);
+            return Verdict::Keep;
+        }
+        if !f.contains(TcpFlags::ACK) {
+            return Verdict::Keep;
+        }
+        if let Some(v) = self.process_ack(cx, stats, now, tcp, payload) {
+            return v;
+        }
+        if !payload.is_empty() || f.contains(TcpFlags::FIN) {
+            if let Some(v) = self.process_data(cx, stats, now, tcp, payload) {
+                return v;
+            }
+        }
+        if let Some(v) = self.check_closed() {
+            return v;
+        }
+        self.push_data(cx, stats, now)
+    }
+
+    /// ACK processing (RFC 9293 §3.10.7.4, fifth check). Returns a verdict
+    /// when the flow ends here.
+    fn process_ack<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        tcp: &TcpRepr,
+        payload: &[u8],
+    ) -> Option<Verdict> {
+        let ack = tcp.ack;
+        if seq::gt(ack, self.snd_max) {
+            // Acks something we never sent: answer with an ACK, drop.
+            self.send_ack(cx);
+            return Some(Verdict::Keep);
+        }
+        let new_wnd = u32::from(tcp.window) << self.snd_wscale;
+        let window_changed = new_wnd != self.snd_wnd;
+        if seq::lt(ack, self.snd_una) {
+            // Old duplicate: ignore its ACK (and its window, RFC 9293
+            // SND.WL2 rule).
+            return None;
+        }
+        self.snd_wnd = new_wnd;
+        if ack != self.snd_una {
+            let mut acked = ack.wrapping_sub(self.snd_una);
+            if let Some(fin) = self.fin_seq {
+                if seq::gt(ack, fin) {
+                    acked -= 1; // the FIN occupies a sequence number, not a byte
+                }
+            }
+            if acked > 0 {
+                match cx.host.tcp_discard(self.sock, acked as usize) {
+                    Ok(_) => {}
+                    Err(HostError::WouldBlock) => {}
+                    Err(_) => return Some(self.reset_both(cx, stats)),
+                }
+                self.last_activity = now;
+            }
+            self.snd_una = ack;
+            if seq::lt(self.snd_nxt, ack) {
+                self.snd_nxt = ack;
+            }
+            self.dup_acks = 0;
+            self.retries = 0;
+            self.read_parked = false;
+            if let Some((end, sent)) = self.rtt_probe {
+                if seq::ge(ack, end) {
+                    self.rtt.sample(now - sent);
+                    self.rtt_probe = None;
+                }
+            }
+            // RFC 6298 §5.2/§5.3: stop the timer when all is acked,
+            // restart it otherwise.
+            self.persist = false;
+            self.rto_at = if self.snd_una == self.snd_max {
+                None
+            } else {
+                Some(now + self.rtt.rto())
+            };
+        } else if self.snd_una != self.snd_max
+            && payload.is_empty()
+            && !tcp.flags.contains(TcpFlags::FIN)
+            && !window_changed
+            && !self.persist
+        {
+            // RFC 5681 §2 duplicate ACK.
+            self.dup_acks = self.dup_acks.saturating_add(1);
+            if self.dup_acks == DUP_ACK_THRESHOLD {
+                stats.fast_retransmits += 1;
+                self.rewind();
+            }
+        } else if self.persist && new_wnd > 0 {
+            // The window opened after probing: whatever probe byte is
+            // outstanding goes again with the rest.
+            self.persist = false;
+            self.retries = 0;
+            self.rewind();
+            self.rto_at = None;
+        }
+        if self.persist {
+            // Any answer to a probe shows the guest is alive (RFC 9293
+            // §3.8.6.1: keep probing as long as it answers).
+            self.retries = 0;
+        }
+        None
+    }
+
+    /// Go-back-N from the oldest unacknowledged byte: the data is still in
+    /// the host socket, at peek offset 0.
+    fn rewind(&mut self) {
+        self.snd_nxt = self.snd_una;
+        if let Some(fin) = self.fin_seq {
+            if seq::ge(fin, self.snd_una) {
+                self.fin_seq = None;
+            }
+        }
+        self.rtt_probe = None; // Karn: never time a retransmission
+        self.read_parked = false;
+    }
+
+    /// Data and FIN from the guest (RFC 9293 §3.10.7.4, seventh and eighth
+    /// checks), passed to the host socket.
+    fn process_data<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        tcp: &TcpRepr,
+        payload: &[u8],
+    ) -> Option<Verdict> {
+        let fin = tcp.flags.contains(TcpFlags::FIN);
+        if self.guest_fin {
+            // Everything up to the FIN was taken: a retransmission. Re-ACK.
+            self.send_ack(cx);
+            return None;
+        }
+        let seg_end = tcp.seq.wrapping_add(payload.len() as u32);
+        if seq::gt(tcp.seq, self.rcv_nxt) {
+            // A hole before this segment (lost, or refused by the socket):
+            // duplicate ACK so the guest retransmits from rcv_nxt.
+            self.send_ack(cx);
+            return None;
+        }
+        let skip = self.rcv_nxt.wrapping_sub(tcp.seq) as usize;
+        if skip > payload.len() {
+            // Entirely old.
+            self.send_ack(cx);
+            return None;
+        }
+        let data = &payload[skip..];
+        let mut all_taken = true;
+        if !data.is_empty() {
+            match cx.host.tcp_send(self.sock, data) {
+                Ok(n) => {
+                    self.rcv_nxt = self.rcv_nxt.wrapping_add(n as u32);
+                    if n < data.len() {
+                        all_taken = false;
+                    }
+                    if n > 0 {
+                        self.last_activity = now;
+                    }
+                }
+                Err(HostError::WouldBlock) => all_taken = false,
+                Err(_) => return Some(self.reset_both(cx, stats)),
+            }
+            if !all_taken {
+                stats.partial_writes += 1;
+                self.refused = true;
+                self.want_writable = true;
+            }
+        }
+        if fin && all_taken && self.rcv_nxt == seg_end {
+            // RFC 9293 §3.10.7.4 eighth check: the FIN takes a sequence
+            // number; the host peer gets ours once queued data is sent.
+            self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+            self.guest_fin = true;
+            self.want_writable = false;
+            self.last_activity = now;
+            if let Err(e) = cx.host.tcp_shutdown(self.sock, Shutdown::Write) {
+                if e != HostError::NotConnected {
+                    return Some(self.reset_both(cx, stats));
+                }
+            }
+        }
+        self.send_ack(cx);
+        None
+    }
+
+    /// Both FINs exchanged and ours acknowledged: done, without TIME_WAIT
+    /// (the host kernel keeps its own).
+    fn check_closed(&self) -> Option<Verdict> {
+        let fin_acked = self.fin_seq.is_some_and(|fin| seq::gt(self.snd_una, fin));
+        (self.guest_fin && fin_acked).then_some(Verdict::Close)
+    }
+
+    // ------------------------------------------------------------------
+    // Host -> guest data
+    // ------------------------------------------------------------------
+
+    /// Sends what the guest's window allows from the host socket, then our
+    /// FIN if the host peer closed and everything before it went out.
+    fn push_data<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+    ) -> Verdict {
+        if self.state != State::Established || self.fin_seq.is_some() {
+            return Verdict::Keep;
+        }
+        let Some(ip) = ip_to_guest(&self.key) else {
+            return Verdict::Keep;
+        };
+        let our_mac = cx.config.our_mac;
+        let dst_mac = cx.guest.dst_mac();
+        // Bounded: each round sends a segment or returns.
+        for _ in 0..4096 {
+            if self.host_end == Some(self.snd_nxt) {
+                // Everything before the host's FIN went out: ours follows
+                // (a FIN needs no window space to be sent).
+                if self.send_fin(cx) {
+                    self.fin_seq = Some(self.snd_nxt);
+                    self.snd_nxt = self.snd_nxt.wrapping_add(1);
+                    if seq::gt(self.snd_nxt, self.snd_max) {
+                        self.snd_max = self.snd_nxt;
+                    }
+                    self.last_activity = now;
+                    if self.rto_at.is_none() || self.persist {
+                        self.persist = false;
+                        self.rto_at = Some(now + self.rtt.rto());
+                    }
+                }
+                return Verdict::Keep;
+            }
+            let wnd_end = self.snd_una.wrapping_add(self.snd_wnd);
+            let mut avail = seq::dist(self.snd_nxt, wnd_end);
+            if let Some(end) = self.host_end {
+                avail = avail.min(seq::dist(self.snd_nxt, end));
+            }
+            let offset = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
+            if avail == 0 {
+                if self.snd_wnd == 0
+                    && self.snd_nxt == self.snd_una
+                    && self.rto_at.is_none()
+                    && matches!(
+                        cx.host.tcp_peek(self.sock, offset, &mut [0u8; 1]),
+                        Ok(pk) if pk.len > 0
+                    )
+                {
+                    // RFC 9293 §3.8.6.1: data waits behind a zero window:
+                    // start probing it.
+                    self.persist = true;
+                    self.rto_at = Some(now + self.rtt.rto());
+                }
+                return Verdict::Keep;
+            }
+            let want = avail.min(self.mss) as usize;
+            let mut repr = self.base_repr(self.snd_nxt, TcpFlags::ACK | TcpFlags::PSH);
+            self.stamp_window(cx.host, &mut repr);
+            let max_len = frame_len(&self.key, 0, want);
+            let sock = self.sock;
+            let host = &mut *cx.host;
+            let mut peeked = Err(HostError::WouldBlock);
+            let pushed = push_frame(cx.txq, cx.counters, max_len, |buf| {
+                let r = wire::build_tcp_with(buf, our_mac, dst_mac, ip, &repr, want, |p| {
+                    peeked = host.tcp_peek(sock, offset, p);
+                    peeked.map_or(0, |pk| pk.len)
+                });
+                match (&peeked, r) {
+                    (Ok(pk), Ok(len)) if pk.len > 0 => len,
+                    _ => 0,
+                }
+            });
+            if pushed.is_err() {
+                // Transmit queue full: the data waits in the socket, and the
+                // socket stays readable, so we come back.
+                return Verdict::Keep;
+            }
+            let pk = match peeked {
+                Ok(pk) => pk,
+                Err(HostError::WouldBlock) => {
+                    if self.snd_nxt != self.snd_una {
+                        // Nothing new: wait for the guest's ACK instead of
+                        // spinning on a queue that stays readable.
+                        self.read_parked = true;
+                    }
+                    return Verdict::Keep;
+                }
+                Err(_) => return self.reset_both(cx, stats),
+            };
+            let len = pk.len as u32;
+            if len > 0 {
+                stats.data_segments_out += 1;
+                self.snd_nxt = self.snd_nxt.wrapping_add(len);
+                if seq::gt(self.snd_nxt, self.snd_max) {
+                    self.snd_max = self.snd_nxt;
+                    if self.rtt_probe.is_none() {
+                        self.rtt_probe = Some((self.snd_nxt, now));
+                    }
+                }
+                self.last_activity = now;
+                if self.rto_at.is_none() || self.persist {
+                    self.persist = false;
+                    self.rto_at = Some(now + self.rtt.rto());
+                }
+            }
+            if pk.fin {
+                // The peer's FIN follows these bytes.
+                self.host_end = Some(self.snd_nxt);
+                continue;
+            }
+            if (len as usize) < want {
+                // Short read: the queue is drained for now.
+                if self.snd_nxt != self.snd_una {
+                    self.read_parked = true;
+                }
+                return Verdict::Keep;
+            }
+        }
+        Verdict::Keep
+    }
+
+    /// Zero-window probe: one byte of new data past the window (RFC 9293
+    /// §3.8.6.1), which the guest drops or takes, answering with an ACK.
+    fn send_window_probe<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) {
+        let Some(ip) = ip_to_guest(&self.key) else {
+            return;
+        };
+        let our_mac = cx.config.our_mac;
+        let dst_mac = cx.guest.dst_mac();
+        let offset = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
+        let mut repr = self.base_repr(self.snd_nxt, TcpFlags::ACK);
+        self.stamp_window(cx.host, &mut repr);
+        let sock = self.sock;
+        let host = &mut *cx.host;
+        let mut got = 0;
+        let _ = push_frame(cx.txq, cx.counters, frame_len(&self.key, 0, 1), |buf| {
+            let r = wire::build_tcp_with(buf, our_mac, dst_mac, ip, &repr, 1, |p| {
+                got = host.tcp_peek(sock, offset, p).map_or(0, |pk| pk.len);
+                got
+            });
+            if got == 0 { 0 } else { r.unwrap_or(0) }
+        });
+        if got == 0 {
+            // Nothing to probe with: a pure ACK at snd_nxt - 1 (outside the
+            // guest's window) makes it answer with its window all the same.
+            let mut r = self.base_repr(self.snd_nxt.wrapping_sub(1), TcpFlags::ACK);
+            self.stamp_window(cx.host, &mut r);
+            emit_control(cx, &self.key, &r);
+        } else {
+            self.snd_nxt = self.snd_nxt.wrapping_add(1);
+            if seq::gt(self.snd_nxt, self.snd_max) {
+                self.snd_max = self.snd_nxt;
+            }
+        }
+        stats.window_probes += 1;
+    }
+
+    // ------------------------------------------------------------------
+    // Host events
+    // ------------------------------------------------------------------
+
+    /// Readiness on the host socket.
+    pub(crate) fn on_host_event<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        r: Readiness,
+    ) -> Verdict {
+        let v = self.host_event(cx, stats, now, r);
+        if v == Verdict::Keep {
+            self.sync_interest(cx.host);
+        }
+        v
+    }
+
+    fn host_event<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+        r: Readiness,
+    ) -> Verdict {
+        match self.state {
+            State::Connecting => {
+                if !(r.writable || r.error || r.hangup) {
+                    return Verdict::Keep;
+                }
+                match cx.host.take_error(self.sock) {
+                    Ok(()) if !(r.hangup || r.error) => self.connected(cx, stats, now),
+                    _ => {
+                        // Refused or unreachable: RST+ACK, ack = ISN + 1
+                        // (RFC 9293 §3.10.7.1 answer to a SYN).
+                        emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                        Verdict::Close
+                    }
+                }
+            }
+            State::SynAckSent | State::SynSent => {
+                if r.error || r.hangup {
+                    // The host peer went away before the guest finished.
+                    let _ = cx.host.take_error(self.sock);
+                    if self.state == State::SynAckSent {
+                        return self.reset_both(cx, stats);
+                    }
+                    return Verdict::Abort;
+                }
+                Verdict::Keep
+            }
+            State::Established => {
+                if r.error {
+                    if let Err(_e) = cx.host.take_error(self.sock) {
+                        // Host socket error mid-stream: RST to the guest.
+                        return self.reset_both(cx, stats);
+                    }
+                }
+                if r.writable && self.want_writable {
+                    self.want_writable = false;
+                    self.window_update(cx);
+                }
+                if r.readable || r.read_closed || r.hangup {
+                    self.read_parked = false;
+                    let v = self.push_data(cx, stats, now);
+                    if v != Verdict::Keep {
+                        return v;
+                    }
+                }
+                self.check_closed().unwrap_or(Verdict::Keep)
+            }
+        }
+    }
+
+    /// Room appeared in the host socket: tell the guest, and if it had
+    /// sent bytes the socket refused, make it retransmit them with
+    /// duplicate ACKs (RFC 5681 §3.2 fast retransmit on the guest's side).
+    fn window_update<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>) {
+        let before = self.adv_wnd;
+        let w = self.window_bytes(cx.host);
+        if w <= before && !self.refused {
+            return;
+        }
+        let mut r = self.base_repr(self.snd_nxt, TcpFlags::ACK);
+        self.stamp_window(cx.host, &mut r);
+        // Still no room although the socket said writable: do not re-arm
+        // (that would spin); the guest's zero-window probes ask again.
+        self.want_writable = false;
+        emit_control(cx, &self.key, &r);
+        if self.refused && self.adv_wnd > 0 {
+            self.refused = false;
+            for _ in 0..DUP_ACK_THRESHOLD {
+                emit_control(cx, &self.key, &r);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Timers
+    // ------------------------------------------------------------------
+
+    /// Runs this flow's due timers.
+    pub(crate) fn on_timer<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+    ) -> Verdict {
+        let v = self.timers(cx, stats, now);
+        if v == Verdict::Keep {
+            self.sync_interest(cx.host);
+        }
+        v
+    }
+
+    fn timers<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+    ) -> Verdict {
+        if now >= self.last_activity + INACTIVITY_TIMEOUT {
+            return match self.state {
+                State::Connecting => {
+                    emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                    Verdict::Abort
+                }
+                _ => self.reset_both(cx, stats),
+            };
+        }
+        if self.rto_at.is_some_and(|t| now >= t) {
+            self.rto_at = None;
+            match self.state {
+                State::Connecting => {
+                    // Connect timeout: the guest gets a RST for its SYN.
+                    emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                    return Verdict::Abort;
+                }
+                State::SynAckSent | State::SynSent => {
+                    if self.retries >= HANDSHAKE_RETRIES {
+                        if self.state == State::SynAckSent {
+                            return self.reset_both(cx, stats);
+                        }
+                        return Verdict::Abort;
+                    }
+                    self.retries += 1;
+                    self.rtt.back_off();
+                    self.rtt_probe = None;
+                    let with_ack = self.state == State::SynAckSent;
+                    self.send_syn(cx, with_ack);
+                    self.rto_at = Some(now + self.rtt.rto());
+                }
+                State::Established => {
+                    if self.persist {
+                        // Persist timer: probe, back off, never give up
+                        // while the guest answers (retries reset on ACKs).
+                        if self.retries >= MAX_RETRIES {
+                            return self.reset_both(cx, stats);
+                        }
+                        self.retries += 1;
+                        self.rewind();
+                        self.send_window_probe(cx, stats);
+                        self.rtt.back_off();
+                        self.rto_at = Some(now + self.rtt.rto());
+                    } else if self.snd_una != self.snd_max {
+                        // RFC 6298 §5.4-5.6: retransmit from snd_una, back
+                        // off, restart the timer.
+                        if self.retries >= MAX_RETRIES {
+                            return self.reset_both(cx, stats);
+                        }
+                        self.retries += 1;
+                        stats.rto_expiries += 1;
+                        self.rewind();
+                        self.rtt.back_off();
+                        self.rto_at = Some(now + self.rtt.rto().min(MAX_RTO));
+                        self.dup_acks = 0;
+                        let v = self.push_data(cx, stats, now);
+                        if v != Verdict::Keep {
+                            return v;
+                        }
+                    }
+                }
+            }
+        }
+        if self.state == State::Established {
+            let due = self.last_guest_rx
+                + KEEPALIVE_IDLE
+                + KEEPALIVE_INTERVAL * u32::from(self.keepalives_sent);
+            if now >= due {
+                if self.keepalives_sent >= KEEPALIVE_PROBES {
+                    // The guest is gone.
+                    return self.reset_both(cx, stats);
+                }
+                // RFC 9293 §3.8.4: a segment with SEG.SEQ = SND.NXT - 1
+                // elicits an ACK.
+                let mut r = self.base_repr(self.snd_una.wrapping_sub(1), TcpFlags::ACK);
+                self.stamp_window(cx.host, &mut r);
+                emit_control(cx, &self.key, &r);
+                self.keepalives_sent += 1;
+                stats.keepalives += 1;
+            }
+        }
+        Verdict::Keep
+    }
+}

@@ -1,0 +1,430 @@
+//! TCP translation: guest TCP connections terminated by the engine and
+//! mirrored onto host sockets, without a data buffer of our own.
+//!
+//! - guest SYN -> nonblocking host connect; SYN-ACK to the guest only once
+//!   it succeeded; refusal -> RST+ACK.
+//! - guest data -> `send` on the socket; ACK only what it took; the window
+//!   offered follows the socket's free send space.
+//! - socket data -> peek at the offset of what is in flight, straight into
+//!   the frame for the guest; discard only what the guest acknowledges;
+//!   retransmit by rewinding.
+//! - accepted connections on forwarded ports ([`Tcp::listen`]) -> SYN to
+//!   the guest.
+//!
+//! This module owns the flow table (fixed capacity from
+//! [`Config::flow_capacity`], slab with a free list, looked up through an
+//! ordered map on the 4-tuple), the listeners and the timer index (an
+//! ordered set of `(deadline, slot)`, updated lazily: a flow's entry only
+//! ever moves earlier; a later deadline is noticed when the entry fires).
+//! It never allocates per segment: the slab, free list and maps only grow
+//! when the number of flows reaches a new high.
+//!
+//! Submodules: [`flow`] (the per-flow state machine), `isn` (RFC 6528),
+//! `rtt` (RFC 6298), `seq` (sequence arithmetic).
+
+pub mod flow;
+mod isn;
+mod rtt;
+mod seq;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::Config;
+use crate::counters::DropReason;
+use crate::engine::{Ctx, token};
+use crate::host_io::{HostError, HostIo, Interest, Readiness, SockId, Token};
+use crate::mapping;
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::wire::{TcpFlags, TcpRepr};
+
+pub use flow::TcpStats;
+use flow::{Flow, FlowKey, Verdict, emit_rst};
+use isn::IsnGenerator;
+
+/// Backlog of listening sockets on forwarded ports.
+const LISTEN_BACKLOG: u32 = 128;
+/// Connections accepted per readiness event (the rest wait for the next).
+const ACCEPTS_PER_EVENT: usize = 64;
+
+/// A listening socket on a forwarded port.
+#[derive(Debug)]
+struct Listener {
+    sock: SockId,
+    guest_port: u16,
+}
+
+/// TCP flows between the guest and host sockets.
+#[derive(Debug)]
+pub struct Tcp {
+    capacity: usize,
+    isn: IsnGenerator,
+    /// Slab of flows; `None` slots are on `free`.
+    slots: Vec<Option<Flow>>,
+    /// Generation of each slot, bumped on free: tokens carry it so that a
+    /// late event for a freed flow is recognised.
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    index: BTreeMap<FlowKey, u32>,
+    timers: BTreeSet<(Instant, u32)>,
+    listeners: Vec<Option<Listener>>,
+    stats: TcpStats,
+}
+
+impl Tcp {
+    /// Sized from the configuration (flow table capacity).
+    pub fn new(config: &Config, mut rng: Rng) -> Self {
+        Tcp {
+            capacity: config.flow_capacity,
+            isn: IsnGenerator::new(&mut rng),
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            index: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            listeners: Vec::new(),
+            stats: TcpStats::default(),
+        }
+    }
+
+    /// Live flows.
+    pub fn flow_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Counters of the TCP module.
+    pub fn stats(&self) -> &TcpStats {
+        &self.stats
+    }
+
+    /// Listens on `addr` (a forwarded port); accepted connections go to the
+    /// guest on `guest_port`.
+    pub fn listen<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        addr: SocketAddr,
+        guest_port: u16,
+    ) -> Result<(), HostError> {
+        let sock = cx.host.tcp_listen(addr, LISTEN_BACKLOG)?;
+        let idx = match self.listeners.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.listeners.push(None);
+                self.listeners.len() - 1
+            }
+        };
+        if let Err(e) = cx.host.set_interest(
+            sock,
+            token::make(token::TCP_LISTENER, idx as u64),
+            Interest::READ,
+        ) {
+            cx.host.close(sock);
+            return Err(e);
+        }
+        self.listeners[idx] = Some(Listener { sock, guest_port });
+        Ok(())
+    }
+
+    fn flow_token(slot: u32, generation: u32) -> Token {
+        token::make(
+            token::TCP_FLOW,
+            (u64::from(generation & 0xff_ffff) << 32) | u64::from(slot),
+        )
+    }
+
+    /// A free slot, if the table has room.
+    fn alloc_slot(&mut self) -> Option<u32> {
+        if let Some(s) = self.free.pop() {
+            return Some(s);
+        }
+        if self.slots.len() >= self.capacity {
+            return None;
+        }
+        self.slots.push(None);
+        self.generations.push(0);
+        // Room for every slot on the free list, so that freeing a flow
+        // never allocates.
+        self.free
+            .reserve(self.slots.len().saturating_sub(self.free.len()));
+        Some((self.slots.len() - 1) as u32)
+    }
+
+    fn install(&mut self, slot: u32, flow: Flow) {
+        self.index.insert(flow.key, slot);
+        self.slots[slot as usize] = Some(flow);
+        self.stats.flows_opened += 1;
+        self.reschedule(slot);
+    }
+
+    /// Frees a flow and its socket; every trace of it goes (timer entry,
+    /// index entry, slot).
+    fn release<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, slot: u32, verdict: Verdict) {
+        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        match verdict {
+            Verdict::Abort => {
+                cx.host.tcp_abort(flow.sock);
+                self.stats.rst_to_host += 1;
+            }
+            _ => cx.host.close(flow.sock),
+        }
+        if let Some(t) = flow.scheduled {
+            self.timers.remove(&(t, slot));
+        }
+        self.index.remove(&flow.key);
+        let g = &mut self.generations[slot as usize];
+        *g = g.wrapping_add(1);
+        self.free.push(slot);
+        self.stats.flows_closed += 1;
+    }
+
+    /// Keeps the timer index in step with the flow's next deadline: the
+    /// entry moves only when the deadline got earlier (see module docs).
+    fn reschedule(&mut self, slot: u32) {
+        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(due) = flow.next_deadline() else {
+            return;
+        };
+        match flow.scheduled {
+            Some(t) if t <= due => {}
+            Some(t) => {
+                self.timers.remove(&(t, slot));
+                self.timers.insert((due, slot));
+                flow.scheduled = Some(due);
+            }
+            None => {
+                self.timers.insert((due, slot));
+                flow.scheduled = Some(due);
+            }
+        }
+    }
+
+    fn after<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, slot: u32, verdict: Verdict) {
+        match verdict {
+            Verdict::Keep => self.reschedule(slot),
+            v => self.release(cx, slot, v),
+        }
+    }
+
+    /// A segment from the guest.
+    pub fn on_segment<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        tcp: &TcpRepr,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        if !cx.config.services.tcp {
+            return Err(DropReason::ServiceDisabled);
+        }
+        if tcp.src_port == 0 || tcp.dst_port == 0 {
+            return Err(DropReason::Malformed);
+        }
+        let key = FlowKey {
+            guest: SocketAddr::new(src, tcp.src_port),
+            peer: SocketAddr::new(dst, tcp.dst_port),
+        };
+        if let Some(&slot) = self.index.get(&key) {
+            let Some(flow) = self.slots[slot as usize].as_mut() else {
+                return Ok(());
+            };
+            let v = flow.on_segment(cx, &mut self.stats, now, tcp, payload);
+            self.after(cx, slot, v);
+            return Ok(());
+        }
+        let f = tcp.flags;
+        if f.contains(TcpFlags::RST) {
+            // RFC 9293 §3.10.7.1: a RST for no connection is dropped.
+            return Ok(());
+        }
+        if !f.contains(TcpFlags::SYN) || f.contains(TcpFlags::ACK) {
+            // RFC 9293 §3.10.7.1: anything else for no connection gets a RST.
+            let seg_len = payload.len() as u32
+                + u32::from(f.contains(TcpFlags::SYN))
+                + u32::from(f.contains(TcpFlags::FIN));
+            if f.contains(TcpFlags::ACK) {
+                emit_rst(cx, &mut self.stats, &key, tcp.ack, None);
+            } else {
+                emit_rst(
+                    cx,
+                    &mut self.stats,
+                    &key,
+                    0,
+                    Some(tcp.seq.wrapping_add(seg_len)),
+                );
+            }
+            return Ok(());
+        }
+        self.open_outbound(cx, now, key, tcp)
+    }
+
+    /// A guest SYN for a new flow.
+    fn open_outbound<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        key: FlowKey,
+        syn: &TcpRepr,
+    ) -> Result<(), DropReason> {
+        let dst = key.peer.ip();
+        let unusable = match dst {
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
+            IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
+        };
+        if unusable {
+            return Err(DropReason::NotForUs);
+        }
+        let refuse = |cx: &mut Ctx<'_, H>, stats: &mut TcpStats| {
+            // RST+ACK acknowledging the SYN (RFC 9293 §3.10.7.1).
+            emit_rst(cx, stats, &key, 0, Some(syn.seq.wrapping_add(1)));
+        };
+        let Some(slot) = self.alloc_slot() else {
+            refuse(cx, &mut self.stats);
+            return Err(DropReason::FlowTableFull);
+        };
+        let remote = SocketAddr::new(mapping::host_destination(cx.config, dst), key.peer.port());
+        let (sock, progress) = match cx.host.tcp_connect(None, remote) {
+            Ok(x) => x,
+            Err(_) => {
+                self.free.push(slot);
+                refuse(cx, &mut self.stats);
+                return Ok(());
+            }
+        };
+        let token = Self::flow_token(slot, self.generations[slot as usize]);
+        let isn = self.isn.isn(key.peer, key.guest, now);
+        let (flow, verdict) = Flow::outbound(
+            cx,
+            &mut self.stats,
+            now,
+            key,
+            sock,
+            token,
+            isn,
+            syn,
+            progress,
+        );
+        self.install(slot, flow);
+        self.after(cx, slot, verdict);
+        Ok(())
+    }
+
+    /// Readiness on one of this module's sockets.
+    pub fn on_host_event<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        tok: Token,
+        readiness: Readiness,
+    ) {
+        let idx = token::index(tok);
+        match token::kind(tok) {
+            token::TCP_LISTENER => self.accept(cx, now, idx as usize),
+            token::TCP_FLOW => {
+                let slot = (idx & 0xffff_ffff) as u32;
+                let generation = (idx >> 32) as u32;
+                if self.generations.get(slot as usize).map(|g| g & 0xff_ffff) != Some(generation) {
+                    return; // a late event for a freed flow
+                }
+                let Some(flow) = self.slots[slot as usize].as_mut() else {
+                    return;
+                };
+                let v = flow.on_host_event(cx, &mut self.stats, now, readiness);
+                self.after(cx, slot, v);
+            }
+            _ => {}
+        }
+    }
+
+    /// Accepts pending connections on listener `idx` and opens a flow
+    /// toward the guest for each.
+    fn accept<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant, idx: usize) {
+        let Some(Some(listener)) = self.listeners.get(idx) else {
+            return;
+        };
+        let (lsock, guest_port) = (listener.sock, listener.guest_port);
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let (sock, peer, _local) = match cx.host.tcp_accept(lsock) {
+                Ok(x) => x,
+                Err(_) => return,
+            };
+            let Some(key) = inbound_key(cx, peer, guest_port) else {
+                cx.host.tcp_abort(sock);
+                continue;
+            };
+            if self.index.contains_key(&key) {
+                cx.host.tcp_abort(sock);
+                continue;
+            }
+            let Some(slot) = self.alloc_slot() else {
+                cx.host.tcp_abort(sock);
+                cx.counters.drop(DropReason::FlowTableFull);
+                continue;
+            };
+            let token = Self::flow_token(slot, self.generations[slot as usize]);
+            let isn = self.isn.isn(key.peer, key.guest, now);
+            let flow = Flow::inbound(cx, now, key, sock, token, isn);
+            self.install(slot, flow);
+        }
+    }
+
+    /// Next timer deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|&(t, _)| t)
+    }
+
+    /// Runs due timers.
+    pub fn handle_timeout<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
+        // Bounded by the number of entries due now; each is removed first.
+        while let Some(&(t, slot)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, slot));
+            let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            flow.scheduled = None;
+            let due = flow.next_deadline();
+            let v = if due.is_some_and(|d| d <= now) {
+                flow.on_timer(cx, &mut self.stats, now)
+            } else {
+                Verdict::Keep
+            };
+            self.after(cx, slot, v);
+        }
+    }
+}
+
+/// The guest-side key of a connection accepted from `peer`, or `None` when
+/// the guest cannot be reached in that family or the peer has no address
+/// the guest could see.
+fn inbound_key<H: HostIo>(cx: &Ctx<'_, H>, peer: SocketAddr, guest_port: u16) -> Option<FlowKey> {
+    let src = mapping::guest_source(cx.config, peer.ip())?;
+    let guest_ip = match src {
+        IpAddr::V4(_) => {
+            let v4 = cx.config.ipv4.as_ref()?;
+            IpAddr::V4(cx.guest.ipv4.unwrap_or(v4.addr))
+        }
+        IpAddr::V6(s) => {
+            let v6 = cx.config.ipv6.as_ref()?;
+            let ll = crate::addr::ipv6_is_link_local(s);
+            let a = if ll {
+                cx.guest.ipv6_link_local.or(cx.guest.ipv6)
+            } else {
+                cx.guest.ipv6
+            };
+            IpAddr::V6(a.unwrap_or(v6.addr))
+        }
+    };
+    Some(FlowKey {
+        guest: SocketAddr::new(guest_ip, guest_port),
+        peer: SocketAddr::new(src, peer.port()),
+    })
+}
