@@ -23,7 +23,17 @@ pub struct EchoStats {
     pub peer: SocketAddr,
 }
 
-/// Accepts one connection, echoes exactly `expected` bytes back, then closes.
+/// When the echo server closes its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchoClose {
+    /// As soon as `expected` bytes were echoed (may cross the client's own FIN).
+    AfterExpectedBytes,
+    /// Only after the client half-closed (read returned 0), i.e. a classic echo
+    /// server; more than `expected` bytes is then an error.
+    AfterPeerEof,
+}
+
+/// Accepts one connection, echoes what it reads, then closes per [`EchoClose`].
 pub struct TcpEchoServer {
     /// The loopback port.
     pub port: u16,
@@ -34,6 +44,11 @@ impl TcpEchoServer {
     /// Binds 127.0.0.1:0 and serves one client until `expected` bytes were echoed,
     /// the client closed, or `deadline` passed.
     pub fn start(expected: usize, deadline: Duration) -> Result<Self> {
+        Self::start_with(expected, EchoClose::AfterExpectedBytes, deadline)
+    }
+
+    /// As [`TcpEchoServer::start`], choosing when to close.
+    pub fn start_with(expected: usize, close: EchoClose, deadline: Duration) -> Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let port = listener.local_addr()?.port();
         let until = Instant::now() + deadline;
@@ -42,9 +57,15 @@ impl TcpEchoServer {
             let mut hash = 0xcbf2_9ce4_8422_2325u64;
             let mut bytes = 0usize;
             let mut buf = [0u8; 16384];
-            while bytes < expected {
+            loop {
+                if close == EchoClose::AfterExpectedBytes && bytes >= expected {
+                    break;
+                }
                 set_remaining_timeout(&stream, until)?;
-                let want = buf.len().min(expected - bytes);
+                let want = match close {
+                    EchoClose::AfterExpectedBytes => buf.len().min(expected - bytes),
+                    EchoClose::AfterPeerEof => buf.len(),
+                };
                 let n = match stream.read(&mut buf[..want]) {
                     Ok(0) => break,
                     Ok(n) => n,
@@ -57,6 +78,9 @@ impl TcpEchoServer {
                 }
                 stream.write_all(&buf[..n]).context("echo write")?;
                 bytes += n;
+                if bytes > expected {
+                    bail!("client sent more than the expected {expected} bytes");
+                }
             }
             let _ = stream.shutdown(std::net::Shutdown::Both);
             Ok(EchoStats {
