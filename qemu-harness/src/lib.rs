@@ -226,8 +226,17 @@ where
 {
     let bin = PasstBinary::from_env();
     eprintln!("{}", bin.describe());
+    if bin.from_env && !bin.path.exists() {
+        // An explicit choice that is missing is a configuration error, not a skip.
+        anyhow::bail!("PASST_BIN={} does not exist", bin.path.display());
+    }
     if let Some(reason) = preflight(&bin) {
-        eprintln!("{SKIP_MARKER}: {}: {reason}", spec.name);
+        // Straight to the stderr handle: libtest captures `eprintln!` of passing tests,
+        // and a skip must stay visible.
+        // One write, so parallel tests do not interleave within the line.
+        use std::io::Write as _;
+        let line = format!("{SKIP_MARKER}: {}: {reason}\n", spec.name);
+        let _ = std::io::stderr().write_all(line.as_bytes());
         return Ok(RunOutcome::Skipped(reason));
     }
     let assets = guest_assets().context("assembling the guest")?;

@@ -179,10 +179,10 @@ fn tcp_echo_via_gateway_to_host_loopback() {
 
 /// As above, but the server closes as soon as it has echoed the expected bytes, so
 /// its close crosses the guest's FIN. Debian's passt 0.0~git20230309 fails this
-/// reliably here (host kernel 6.18): after the full echo it keeps sending ~164 KB of
-/// stale bytes past the end of the stream (the guest accepts them) and never sends
-/// FIN, so `nc` hangs until `timeout` kills it. Ignored while the reference fails it;
-/// run with `cargo test -p qemu-harness -- --ignored` against our binary.
+/// reliably here (host kernel 6.18): it never sends the guest a FIN, so `nc` hangs
+/// until `timeout` kills it; in some runs it also first sends ~164 KB of stale bytes
+/// past the end of the stream, which the guest accepts. Ignored while the reference
+/// fails it; run with `cargo test -p qemu-harness -- --ignored` against our binary.
 #[test]
 #[ignore = "Debian's passt 0.0~git20230309 sends stale data past the stream end and no FIN"]
 fn tcp_echo_host_close_crossing_guest_fin() {
