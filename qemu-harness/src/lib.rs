@@ -31,6 +31,22 @@ pub use passt::{PasstBinary, PasstConfig};
 pub use protocol::{CheckReport, CheckStatus, GuestScript};
 pub use vm::{Accel, AccelChoice};
 
+/// Makes `cmd`'s child receive SIGKILL if the spawning thread dies first (a safety
+/// net for a harness killed mid-run; normal teardown kills children by PID first).
+pub(crate) fn kill_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which
+    // is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The line printed when a run is skipped; CI logs can grep for it.
 pub const SKIP_MARKER: &str = "QEMU-HARNESS-SKIPPED";
 

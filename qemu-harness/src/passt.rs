@@ -150,6 +150,7 @@ impl PasstProcess {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
+        crate::kill_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", bin.path.display()))?;

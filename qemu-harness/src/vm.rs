@@ -82,7 +82,9 @@ fn probe_kvm(kernel: &Path) -> AccelChoice {
         };
     }
     let started = Instant::now();
-    let spawned = Command::new(QEMU)
+    let mut cmd = Command::new(QEMU);
+    crate::kill_with_parent(&mut cmd);
+    let spawned = cmd
         .args(["-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults"])
         .args([
             "-no-user-config",
@@ -236,15 +238,13 @@ impl Drop for QemuChild {
 pub fn boot(config: &VmConfig) -> Result<BootOutcome> {
     let started = Instant::now();
     let stderr_path = config.serial_log.with_extension("qemu-stderr");
-    let mut child = QemuChild(
-        Command::new(QEMU)
-            .args(config.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr_path)?)
-            .spawn()
-            .with_context(|| format!("starting {QEMU}"))?,
-    );
+    let mut cmd = Command::new(QEMU);
+    cmd.args(config.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(&stderr_path)?);
+    crate::kill_with_parent(&mut cmd);
+    let mut child = QemuChild(cmd.spawn().with_context(|| format!("starting {QEMU}"))?);
     let stdout = child
         .0
         .stdout
