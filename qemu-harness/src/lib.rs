@@ -1,1 +1,347 @@
-//! QEMU guests against a passt socket (placeholder).
+//! QEMU guests against a passt socket: the foundation of the CI regression suite.
+//!
+//! A run ([`run_guest`]) does, in order: preflight (QEMU, the passt binary, root —
+//! otherwise a visible skip), guest assembly from Debian packages ([`guest`], cached),
+//! then on a fresh thread inside a private network namespace ([`netns`]): the test's
+//! own host-side setup (loopback servers, [`services`]), passt (`-f -e -1 -s SOCK
+//! --pcap`, [`passt`]), one QEMU boot ([`vm`]) running the guest script over the
+//! serial protocol ([`protocol`]), and teardown of both processes by PID. Artefacts
+//! (`serial.log`, `capture.pcap`, `passt.log`, `initrd.img`) stay under
+//! `<target>/qemu-harness/<test>/`.
+//!
+//! Must never: send guest traffic anywhere but passt, or let passt reach a real
+//! network (the namespace's only route is a veth pair that ends inside it).
+
+pub mod cpio;
+pub mod guest;
+pub mod netns;
+pub mod passt;
+pub mod protocol;
+pub mod services;
+pub mod vm;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+
+pub use guest::{GuestAssets, guest_assets, harness_root};
+pub use passt::{PasstBinary, PasstConfig};
+pub use protocol::{CheckReport, CheckStatus, GuestScript};
+pub use vm::{Accel, AccelChoice};
+
+/// Makes `cmd`'s child receive SIGKILL if the spawning thread dies first (a safety
+/// net for a harness killed mid-run; normal teardown kills children by PID first).
+pub(crate) fn kill_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which
+    // is async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The line printed when a run is skipped; CI logs can grep for it.
+pub const SKIP_MARKER: &str = "QEMU-HARNESS-SKIPPED";
+
+/// One run's parameters.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Test name; artefacts go to `<target>/qemu-harness/<name>/`.
+    pub name: String,
+    /// passt's addressing.
+    pub passt: PasstConfig,
+    /// Hard limit on the boot (QEMU is killed after it).
+    pub timeout: Duration,
+    /// `-cpu` override (default: QEMU's own, i.e. `qemu64` under TCG).
+    pub cpu: Option<String>,
+    /// Guest memory in MiB.
+    pub memory_mib: u32,
+    /// Make passt's gateway address a local address of the run's namespace, so that
+    /// traffic passt forwards *to* the gateway address (rather than mapping it to
+    /// loopback) is answered by the namespace's own kernel instead of vanishing.
+    pub gateway_exists_on_host: bool,
+}
+
+impl RunSpec {
+    /// Defaults: [`PasstConfig::default`], 90 s timeout, default CPU, 256 MiB.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            passt: PasstConfig::default(),
+            timeout: Duration::from_secs(90),
+            cpu: None,
+            memory_mib: 256,
+            gateway_exists_on_host: false,
+        }
+    }
+}
+
+/// Everything a finished run reports.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Per check, in script order.
+    pub checks: Vec<CheckReport>,
+    /// The binary under test.
+    pub passt_bin: PasstBinary,
+    /// Accelerator used and why.
+    pub accel: AccelChoice,
+    /// Kernel package and version, busybox version.
+    pub guest: String,
+    /// Host time from QEMU start to `/init` starting.
+    pub booted_at: Option<Duration>,
+    /// Host time from QEMU start to eth0 up.
+    pub net_up_at: Option<Duration>,
+    /// Host time from QEMU start to `@@DONE`.
+    pub done_at: Option<Duration>,
+    /// Wall time of the boot.
+    pub elapsed: Duration,
+    /// The hard timeout fired.
+    pub timed_out: bool,
+    /// `@@WARN` lines from the guest.
+    pub warnings: Vec<String>,
+    /// QEMU's stderr.
+    pub qemu_stderr: String,
+    /// passt's exit status after teardown (`None`: it had to be killed).
+    pub passt_exit: Option<std::process::ExitStatus>,
+    /// Packets the namespace's outbound veth sent during the run: what passt sent
+    /// towards "the network" rather than loopback (ARP for the black-hole next hop
+    /// counts too). 0 means everything stayed on loopback.
+    pub outbound_tx_packets: u64,
+    /// Artefact directory.
+    pub dir: PathBuf,
+}
+
+impl RunReport {
+    /// The check named `name`.
+    pub fn check(&self, name: &str) -> Result<&CheckReport> {
+        self.checks
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| anyhow!("no check {name} in the script"))
+    }
+
+    /// Host time from QEMU start to the end of check `name`.
+    pub fn check_done_at(&self, name: &str) -> Option<Duration> {
+        self.checks
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.ended_at)
+    }
+
+    /// A human summary: binary, accelerator, timings, one line per check, and the
+    /// guest's output for every check that did not pass.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let secs = |d: Option<Duration>| {
+            d.map(|d| format!("{:.2}s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into())
+        };
+        let _ = writeln!(s, "== qemu-harness run {} ==", self.dir.display());
+        let _ = writeln!(s, "{}", self.passt_bin.describe());
+        let _ = writeln!(
+            s,
+            "accel: {} ({}); guest: {}",
+            self.accel.accel.as_arg(),
+            self.accel.reason,
+            self.guest
+        );
+        let _ = writeln!(
+            s,
+            "timing since QEMU start: init {} | eth0 up {} | done {} | total {:.2}s{}",
+            secs(self.booted_at),
+            secs(self.net_up_at),
+            secs(self.done_at),
+            self.elapsed.as_secs_f64(),
+            if self.timed_out { " (TIMED OUT)" } else { "" }
+        );
+        for c in &self.checks {
+            let dur = match (c.began_at, c.ended_at) {
+                (Some(a), Some(b)) => format!(
+                    " in {:.2}s (ends at {})",
+                    (b - a).as_secs_f64(),
+                    secs(Some(b))
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(s, "  check {:<20} {:?}{dur}", c.name, c.status);
+            if !c.passed() {
+                for line in &c.output {
+                    let _ = writeln!(s, "    | {line}");
+                }
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "  warning: {w}");
+        }
+        if !self.qemu_stderr.trim().is_empty() {
+            let _ = writeln!(s, "  qemu stderr: {}", self.qemu_stderr.trim());
+        }
+        let _ = writeln!(
+            s,
+            "  packets passt sent off-loopback (namespace veth tx): {}",
+            self.outbound_tx_packets
+        );
+        let _ = writeln!(
+            s,
+            "  artefacts: serial.log passt.log capture.pcap in {}",
+            self.dir.display()
+        );
+        s
+    }
+}
+
+/// A run either happened or was skipped (with the reason printed).
+#[derive(Debug)]
+pub enum RunOutcome<T> {
+    /// The environment cannot run guests; the reason was printed with [`SKIP_MARKER`].
+    Skipped(String),
+    /// The guest ran; `T` is what the setup closure handed back (e.g. server handles).
+    Ran(Box<RunReport>, T),
+}
+
+/// Why this machine cannot run the suite, if it cannot.
+pub fn preflight(bin: &PasstBinary) -> Option<String> {
+    if guest::which(vm::QEMU).is_none() {
+        return Some(format!(
+            "{} not found (apt-get install -y qemu-system-x86; see qemu-harness/install-deps.sh)",
+            vm::QEMU
+        ));
+    }
+    if !bin.path.exists() {
+        return Some(format!(
+            "passt binary {} does not exist",
+            bin.path.display()
+        ));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root: cannot create the run's network namespace".into());
+    }
+    for tool in ["ip", "apt-get", "dpkg"] {
+        if guest::which(tool).is_none() {
+            return Some(format!("{tool} not found"));
+        }
+    }
+    None
+}
+
+/// Runs one guest. `setup` runs inside the run's network namespace before passt
+/// starts; it starts host-side peers on 127.0.0.1 and returns the guest script and
+/// whatever the test wants back (server handles to join afterwards).
+pub fn run_guest<T, F>(spec: &RunSpec, setup: F) -> Result<RunOutcome<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<(GuestScript, T)> + Send + 'static,
+{
+    let bin = PasstBinary::from_env();
+    eprintln!("{}", bin.describe());
+    if bin.from_env && !bin.path.exists() {
+        // An explicit choice that is missing is a configuration error, not a skip.
+        anyhow::bail!("PASST_BIN={} does not exist", bin.path.display());
+    }
+    if let Some(reason) = preflight(&bin) {
+        // Straight to the stderr handle: libtest captures `eprintln!` of passing tests,
+        // and a skip must stay visible.
+        // One write, so parallel tests do not interleave within the line.
+        use std::io::Write as _;
+        let line = format!("{SKIP_MARKER}: {}: {reason}\n", spec.name);
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        return Ok(RunOutcome::Skipped(reason));
+    }
+    let assets = guest_assets().context("assembling the guest")?;
+    let accel = vm::choose_accel(&assets.kernel);
+    eprintln!("accel: {} ({})", accel.accel.as_arg(), accel.reason);
+    let dir = harness_root().join(&spec.name);
+    std::fs::create_dir_all(&dir)?;
+    // passt drops to `nobody`; make sure it can still write its pcap here.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))?;
+    }
+    let spec = spec.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("qemu-harness-{}", spec.name))
+        .spawn(move || run_in_netns(spec, bin, assets, accel, dir, setup))?;
+    thread.join().map_err(|_| anyhow!("run thread panicked"))?
+}
+
+fn run_in_netns<T, F>(
+    spec: RunSpec,
+    bin: PasstBinary,
+    assets: GuestAssets,
+    accel: AccelChoice,
+    dir: PathBuf,
+    setup: F,
+) -> Result<RunOutcome<T>>
+where
+    F: FnOnce() -> Result<(GuestScript, T)>,
+{
+    let local: Vec<std::net::Ipv4Addr> = if spec.gateway_exists_on_host {
+        vec![spec.passt.gateway]
+    } else {
+        Vec::new()
+    };
+    netns::enter_private_netns_with(&local)?;
+    let outbound_before = netns::outbound_tx_packets()?;
+    let (script, extra) = setup().context("test setup")?;
+    let initrd = dir.join("initrd.img");
+    guest::write_run_initrd(&assets.base_initramfs, &script.render(), &initrd)?;
+    std::fs::write(dir.join("test.sh"), script.render())?;
+
+    let mut passt = passt::PasstProcess::start(&bin, &spec.passt, &dir, Duration::from_secs(10))?;
+    let config = vm::VmConfig {
+        kernel: assets.kernel.clone(),
+        initrd,
+        socket: passt.socket.clone(),
+        accel: accel.accel,
+        cpu: spec.cpu.clone(),
+        memory_mib: spec.memory_mib,
+        extra_append: String::new(),
+        timeout: spec.timeout,
+        serial_log: dir.join("serial.log"),
+    };
+    let boot = vm::boot(&config);
+    // With -1 passt quits once QEMU disconnects; give it a moment, then kill by PID.
+    let mut passt_exit = None;
+    for _ in 0..25 {
+        if let Some(status) = passt.try_exit_status()? {
+            passt_exit = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if passt_exit.is_none() {
+        passt.stop()?;
+    }
+    drop(passt);
+    let outbound_tx_packets = netns::outbound_tx_packets()?.saturating_sub(outbound_before);
+    let boot = boot?;
+    let transcript = protocol::parse_transcript(&boot.lines, &script.check_names());
+    let report = RunReport {
+        checks: transcript.checks,
+        passt_bin: bin,
+        accel,
+        guest: format!(
+            "{} {} + busybox-static {}",
+            assets.kernel_package, assets.kernel_version, assets.busybox_version
+        ),
+        booted_at: transcript.booted_at,
+        net_up_at: transcript.net_up_at,
+        done_at: transcript.done_at,
+        elapsed: boot.elapsed,
+        timed_out: boot.timed_out,
+        warnings: transcript.warnings,
+        qemu_stderr: boot.qemu_stderr,
+        passt_exit,
+        outbound_tx_packets,
+        dir,
+    };
+    Ok(RunOutcome::Ran(Box::new(report), extra))
+}
