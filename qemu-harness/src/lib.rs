@@ -214,12 +214,6 @@ pub fn preflight(bin: &PasstBinary) -> Option<String> {
             vm::QEMU
         ));
     }
-    if !bin.path.exists() {
-        return Some(format!(
-            "passt binary {} does not exist",
-            bin.path.display()
-        ));
-    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root: cannot create the run's network namespace".into());
@@ -242,9 +236,13 @@ where
 {
     let bin = PasstBinary::from_env();
     eprintln!("{}", bin.describe());
-    if bin.from_env && !bin.path.exists() {
-        // An explicit choice that is missing is a configuration error, not a skip.
-        anyhow::bail!("PASST_BIN={} does not exist", bin.path.display());
+    if !bin.path.exists() {
+        // A missing binary is a configuration error, never a skip: our own is
+        // built by `cargo test --workspace` (or `cargo build -p passt-engine`).
+        anyhow::bail!(
+            "passt binary {} does not exist (build it with `cargo build -p passt-engine --bin passt`, or set PASST_BIN)",
+            bin.path.display()
+        );
     }
     if let Some(reason) = preflight(&bin) {
         // Straight to the stderr handle: libtest captures `eprintln!` of passing tests,

@@ -1,6 +1,7 @@
 //! Starting and stopping the passt binary under test.
 //!
-//! Owns: choosing the binary (`PASST_BIN`, else Debian's `/usr/bin/passt` for now),
+//! Owns: choosing the binary (`PASST_BIN`, else this workspace's own `passt`, built
+//! next to the test executable),
 //! its command line (`-f -e -1 -s SOCK --pcap FILE` plus the addressing of
 //! [`PasstConfig`]), waiting until its UNIX socket listens, and killing it by PID.
 //! Must never: connect to the socket itself (with `-1` that would use up passt's one
@@ -14,8 +15,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Used when `PASST_BIN` is unset, until the project's own binary exists.
-pub const DEFAULT_PASST_BIN: &str = "/usr/bin/passt";
+/// Debian's passt, the reference implementation (`PASST_BIN=/usr/bin/passt`).
+pub const DEBIAN_PASST_BIN: &str = "/usr/bin/passt";
+
+/// This workspace's own `passt`: cargo puts binaries in the profile directory
+/// (`target/<profile>/passt`), one level above the test executables in
+/// `target/<profile>/deps/`.
+pub fn workspace_passt_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    profile_dir.join("passt")
+}
 
 /// The passt binary a run uses, and why.
 #[derive(Debug, Clone)]
@@ -27,7 +41,7 @@ pub struct PasstBinary {
 }
 
 impl PasstBinary {
-    /// `PASST_BIN` if set and non-empty, else [`DEFAULT_PASST_BIN`].
+    /// `PASST_BIN` if set and non-empty, else [`workspace_passt_bin`].
     pub fn from_env() -> Self {
         match std::env::var_os("PASST_BIN").filter(|v| !v.is_empty()) {
             Some(path) => Self {
@@ -35,7 +49,7 @@ impl PasstBinary {
                 from_env: true,
             },
             None => Self {
-                path: PathBuf::from(DEFAULT_PASST_BIN),
+                path: workspace_passt_bin(),
                 from_env: false,
             },
         }
@@ -47,7 +61,7 @@ impl PasstBinary {
             format!("passt under test: {} (from PASST_BIN)", self.path.display())
         } else {
             format!(
-                "passt under test: {} (PASST_BIN unset: defaulting to Debian's passt)",
+                "passt under test: {} (this workspace's; PASST_BIN={DEBIAN_PASST_BIN} tests Debian's)",
                 self.path.display()
             )
         }
