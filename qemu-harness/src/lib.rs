@@ -207,7 +207,7 @@ pub enum RunOutcome<T> {
 }
 
 /// Why this machine cannot run the suite, if it cannot.
-pub fn preflight(bin: &PasstBinary) -> Option<String> {
+pub fn preflight() -> Option<String> {
     if guest::which(vm::QEMU).is_none() {
         return Some(format!(
             "{} not found (apt-get install -y qemu-system-x86; see qemu-harness/install-deps.sh)",
@@ -244,7 +244,7 @@ where
             bin.path.display()
         );
     }
-    if let Some(reason) = preflight(&bin) {
+    if let Some(reason) = preflight() {
         // Straight to the stderr handle: libtest captures `eprintln!` of passing tests,
         // and a skip must stay visible.
         // One write, so parallel tests do not interleave within the line.
