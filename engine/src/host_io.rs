@@ -301,6 +301,14 @@ pub trait HostIo {
         interest: Interest,
     ) -> Result<(), HostError>;
 
+    /// Stops all readiness reports for `sock`, errors and hang-ups included
+    /// (`epoll_ctl` DEL), until the next [`HostIo::set_interest`]. For a
+    /// socket whose peer has closed both directions the kernel reports
+    /// `EPOLLHUP` on every wait whatever the interest; a module that has
+    /// nothing left to do with the socket but wait for the guest
+    /// deregisters it instead of spinning on that report.
+    fn deregister(&mut self, sock: SockId) -> Result<(), HostError>;
+
     /// Closes `sock` (`close`). For TCP this is a graceful close: queued data
     /// is still sent and a FIN follows; but if unread data remains in the
     /// receive queue, the kernel sends a RST instead (RFC 2525 §2.17), and
@@ -451,6 +459,9 @@ pub struct NoHost;
 
 impl HostIo for NoHost {
     fn set_interest(&mut self, _: SockId, _: Token, _: Interest) -> Result<(), HostError> {
+        Err(HostError::BadSocket)
+    }
+    fn deregister(&mut self, _: SockId) -> Result<(), HostError> {
         Err(HostError::BadSocket)
     }
     fn close(&mut self, _: SockId) {}

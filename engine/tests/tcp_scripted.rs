@@ -592,3 +592,51 @@ fn full_table_refuses_with_rst() {
         1
     );
 }
+
+/// After both sides sent their FIN, the host socket reports `EPOLLHUP` on
+/// every wait whatever the interest. While the flow waits for the guest's
+/// last ACK it must not spin on that report: the socket is deregistered,
+/// and the wait sleeps.
+#[test]
+fn no_busy_loop_while_waiting_for_the_guests_last_ack() {
+    let mut c = Conn::start(Config::example(), 50099);
+    c.handshake(syn_opts(Some(1460), Some(6)), 64240, 1000);
+    let peer = c.accept();
+    c.s.send(GUEST_ISN + 1, c.seq(1), ACK | TcpFlags::FIN, 1000, &[]);
+    c.s.take();
+    drop(peer);
+    let segs = c.s.pump_until_seg(WAIT);
+    assert!(
+        segs.iter().any(|s| s.has(TcpFlags::FIN)),
+        "host FIN relayed"
+    );
+    // The guest never ACKs our FIN. Count readiness reports over ~300 ms.
+    let mut events = Vec::with_capacity(64);
+    let mut reports = 0;
+    let start = std::time::Instant::now();
+    for _ in 0..3 {
+        events.clear();
+        let _ =
+            c.s.net
+                .engine
+                .host_mut()
+                .wait(Some(Duration::from_millis(100)), &mut events);
+        reports += events.len();
+        for (t, r) in events.drain(..) {
+            c.s.net.engine.handle_host_event(c.s.now, t, r);
+        }
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "the waits slept"
+    );
+    assert!(reports <= 2, "{reports} readiness reports while idle");
+    // The flow still completes when the guest finally ACKs.
+    c.s.send(GUEST_ISN + 2, c.seq(2), ACK, 1000, &[]);
+    c.s.send(GUEST_ISN + 2, c.seq(2), ACK, 1000, &[]);
+    let rst = c.s.take();
+    assert!(
+        rst.iter().any(|s| s.has(TcpFlags::RST)),
+        "flow gone after the last ACK"
+    );
+}

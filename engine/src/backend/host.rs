@@ -395,6 +395,18 @@ impl HostIo for RealHost {
         Ok(())
     }
 
+    fn deregister(&mut self, sock: SockId) -> Result<(), HostError> {
+        let st = self.state(sock)?;
+        if !st.registered {
+            return Ok(());
+        }
+        let fd = st.fd.as_raw_fd();
+        // DEL ignores the event (old kernels want it non-null).
+        self.epoll_ctl(libc::EPOLL_CTL_DEL, fd, Token(0), Interest::NONE)?;
+        self.state_mut(sock)?.registered = false;
+        Ok(())
+    }
+
     fn close(&mut self, sock: SockId) {
         // Dropping the OwnedFd closes it, which also removes it from the
         // epoll set (we never duplicate descriptors). Unread data makes the

@@ -144,6 +144,9 @@ pub(crate) struct Flow {
     /// Readable interest is off because the next peek would find nothing new
     /// while data is in flight: the next guest ACK turns it back on.
     read_parked: bool,
+    /// The host socket reported `EPOLLHUP` (both directions closed): the
+    /// kernel will report it on every wait from now on.
+    host_hup: bool,
     // ----- from the guest -----
     guest_isn: u32,
     rcv_nxt: u32,
@@ -319,6 +322,7 @@ impl Flow {
             fin_seq: None,
             host_end: None,
             read_parked: false,
+            host_hup: false,
             guest_isn: 0,
             rcv_nxt: 0,
             rcv_wscale: 0,
@@ -539,9 +543,22 @@ impl Flow {
     }
 
     /// Registers the interest the current state needs, if it changed.
+    ///
+    /// Once the host socket has hung up and nothing more is wanted from it,
+    /// it is deregistered instead: epoll reports `EPOLLHUP` whatever the
+    /// interest, and the flow would spin on it while it waits for the
+    /// guest's last ACK (guest segments and timers drive it from there).
     pub(crate) fn sync_interest<H: HostIo>(&mut self, host: &mut H) {
         let want = self.desired_interest();
-        if self.interest != Some(want) && host.set_interest(self.sock, self.token, want).is_ok() {
+        if self.interest == Some(want) {
+            return;
+        }
+        let done = if want == Interest::NONE && self.host_hup {
+            host.deregister(self.sock).is_ok()
+        } else {
+            host.set_interest(self.sock, self.token, want).is_ok()
+        };
+        if done {
             self.interest = Some(want);
         }
     }
@@ -1130,6 +1147,11 @@ impl Flow {
                 Verdict::Keep
             }
             State::Established => {
+                if r.hangup && !self.host_hup {
+                    self.host_hup = true;
+                    // Force the next sync to reconsider (deregister).
+                    self.interest = None;
+                }
                 if r.error {
                     if let Err(_e) = cx.host.take_error(self.sock) {
                         // Host socket error mid-stream: RST to the guest.

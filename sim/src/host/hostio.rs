@@ -61,6 +61,16 @@ impl HostIo for SimHost {
         Ok(())
     }
 
+    fn deregister(&mut self, sock: SockId) -> Result<(), HostError> {
+        let slot = self
+            .socks
+            .get_mut(sock.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(HostError::BadSocket)?;
+        slot.token = None;
+        Ok(())
+    }
+
     fn close(&mut self, sock: SockId) {
         if let Some(ep) = self.detach_sock(sock) {
             self.close_ep(ep);
