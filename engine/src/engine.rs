@@ -154,6 +154,14 @@ fn emit_into(
     }
 }
 
+/// The translation modules, kept together so that one of them can be
+/// borrowed beside the shared [`Ctx`].
+struct Transport {
+    tcp: Tcp,
+    udp: Udp,
+    icmp: Icmp,
+}
+
 /// The network engine, generic over its host side.
 pub struct Engine<H: HostIo> {
     config: Config,
@@ -163,9 +171,7 @@ pub struct Engine<H: HostIo> {
     counters: Counters,
     guest: GuestState,
     ndp: NdpResponder,
-    tcp: Tcp,
-    udp: Udp,
-    icmp: Icmp,
+    l4: Transport,
     scratch: Box<[u8; SERVICE_SCRATCH_LEN]>,
 }
 
@@ -190,9 +196,7 @@ impl<H: HostIo> Engine<H> {
             txq,
             counters: Counters::default(),
             ndp: NdpResponder::new(),
-            tcp,
-            udp,
-            icmp,
+            l4: Transport { tcp, udp, icmp },
             scratch: Box::new([0; SERVICE_SCRATCH_LEN]),
         })
     }
@@ -260,17 +264,18 @@ impl<H: HostIo> Engine<H> {
                         seq_no,
                         data,
                     }) => {
-                        let (mut cx, icmp) = self.split_icmp();
-                        icmp.on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
+                        let (mut cx, l4) = self.parts();
+                        l4.icmp
+                            .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
                     }
                     L4::Icmpv4(_) => Err(DropReason::UnsupportedProtocol),
                     L4::Tcp { tcp, payload } => {
-                        let (mut cx, t) = self.split_tcp();
-                        t.on_segment(&mut cx, now, src, dst, &tcp, payload)
+                        let (mut cx, l4) = self.parts();
+                        l4.tcp.on_segment(&mut cx, now, src, dst, &tcp, payload)
                     }
                     L4::Udp { udp, payload } => {
-                        let (mut cx, u) = self.split_udp();
-                        u.on_datagram(&mut cx, now, src, dst, &udp, payload)
+                        let (mut cx, l4) = self.parts();
+                        l4.udp.on_datagram(&mut cx, now, src, dst, &udp, payload)
                     }
                     L4::Icmpv6(_) | L4::Other { .. } => Err(DropReason::UnsupportedProtocol),
                 }
@@ -304,8 +309,9 @@ impl<H: HostIo> Engine<H> {
                         seq_no,
                         data,
                     }) => {
-                        let (mut cx, icmp) = self.split_icmp();
-                        icmp.on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
+                        let (mut cx, l4) = self.parts();
+                        l4.icmp
+                            .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
                     }
                     L4::Icmpv6(_) => Err(DropReason::UnsupportedProtocol),
                     L4::Udp { udp, payload }
@@ -317,12 +323,12 @@ impl<H: HostIo> Engine<H> {
                         self.dhcpv6(eth.src, ip.src_addr, udp, payload)
                     }
                     L4::Tcp { tcp, payload } => {
-                        let (mut cx, t) = self.split_tcp();
-                        t.on_segment(&mut cx, now, src, dst, &tcp, payload)
+                        let (mut cx, l4) = self.parts();
+                        l4.tcp.on_segment(&mut cx, now, src, dst, &tcp, payload)
                     }
                     L4::Udp { udp, payload } => {
-                        let (mut cx, u) = self.split_udp();
-                        u.on_datagram(&mut cx, now, src, dst, &udp, payload)
+                        let (mut cx, l4) = self.parts();
+                        l4.udp.on_datagram(&mut cx, now, src, dst, &udp, payload)
                     }
                     L4::Icmpv4(_) | L4::Other { .. } => Err(DropReason::UnsupportedProtocol),
                 }
@@ -431,16 +437,16 @@ impl<H: HostIo> Engine<H> {
     pub fn handle_host_event(&mut self, now: Instant, token: Token, readiness: Readiness) {
         match token::kind(token) {
             token::TCP_FLOW | token::TCP_LISTENER => {
-                let (mut cx, t) = self.split_tcp();
-                t.on_host_event(&mut cx, now, token, readiness);
+                let (mut cx, l4) = self.parts();
+                l4.tcp.on_host_event(&mut cx, now, token, readiness);
             }
             token::UDP_FLOW | token::UDP_LISTENER => {
-                let (mut cx, u) = self.split_udp();
-                u.on_host_event(&mut cx, now, token, readiness);
+                let (mut cx, l4) = self.parts();
+                l4.udp.on_host_event(&mut cx, now, token, readiness);
             }
             token::ICMP_FLOW => {
-                let (mut cx, i) = self.split_icmp();
-                i.on_host_event(&mut cx, now, token, readiness);
+                let (mut cx, l4) = self.parts();
+                l4.icmp.on_host_event(&mut cx, now, token, readiness);
             }
             _ => {}
         }
@@ -449,9 +455,9 @@ impl<H: HostIo> Engine<H> {
     /// The next instant at which [`Engine::handle_timeout`] must be called,
     /// if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = earliest(self.ndp.poll_timeout(), self.tcp.poll_timeout());
-        let t = earliest(t, self.udp.poll_timeout());
-        earliest(t, self.icmp.poll_timeout())
+        let t = earliest(self.ndp.poll_timeout(), self.l4.tcp.poll_timeout());
+        let t = earliest(t, self.l4.udp.poll_timeout());
+        earliest(t, self.l4.icmp.poll_timeout())
     }
 
     /// Runs every timer due at or before `now`.
@@ -459,19 +465,15 @@ impl<H: HostIo> Engine<H> {
         if let Some(ra) = self.ndp.handle_timeout(&self.config, now) {
             self.emit_ndp(ra);
         }
-        {
-            let (mut cx, t) = self.split_tcp();
-            t.handle_timeout(&mut cx, now);
-        }
-        {
-            let (mut cx, u) = self.split_udp();
-            u.handle_timeout(&mut cx, now);
-        }
-        let (mut cx, i) = self.split_icmp();
-        i.handle_timeout(&mut cx, now);
+        let (mut cx, l4) = self.parts();
+        l4.tcp.handle_timeout(&mut cx, now);
+        l4.udp.handle_timeout(&mut cx, now);
+        l4.icmp.handle_timeout(&mut cx, now);
     }
 
-    fn split_tcp(&mut self) -> (Ctx<'_, H>, &mut Tcp) {
+    /// The shared state as a [`Ctx`] and, borrowed beside it, the
+    /// translation modules.
+    fn parts(&mut self) -> (Ctx<'_, H>, &mut Transport) {
         (
             Ctx {
                 config: &self.config,
@@ -481,35 +483,7 @@ impl<H: HostIo> Engine<H> {
                 rng: &mut self.rng,
                 guest: &self.guest,
             },
-            &mut self.tcp,
-        )
-    }
-
-    fn split_udp(&mut self) -> (Ctx<'_, H>, &mut Udp) {
-        (
-            Ctx {
-                config: &self.config,
-                host: &mut self.host,
-                txq: &mut self.txq,
-                counters: &mut self.counters,
-                rng: &mut self.rng,
-                guest: &self.guest,
-            },
-            &mut self.udp,
-        )
-    }
-
-    fn split_icmp(&mut self) -> (Ctx<'_, H>, &mut Icmp) {
-        (
-            Ctx {
-                config: &self.config,
-                host: &mut self.host,
-                txq: &mut self.txq,
-                counters: &mut self.counters,
-                rng: &mut self.rng,
-                guest: &self.guest,
-            },
-            &mut self.icmp,
+            &mut self.l4,
         )
     }
 
@@ -520,18 +494,18 @@ impl<H: HostIo> Engine<H> {
         addr: std::net::SocketAddr,
         guest_port: u16,
     ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
-        let (mut cx, u) = self.split_udp();
-        u.listen(&mut cx, addr, guest_port)
+        let (mut cx, l4) = self.parts();
+        l4.udp.listen(&mut cx, addr, guest_port)
     }
 
     /// The UDP module (flow inspection for tests and diagnostics).
     pub fn udp(&self) -> &Udp {
-        &self.udp
+        &self.l4.udp
     }
 
     /// The ICMP echo module (flow inspection for tests and diagnostics).
     pub fn icmp(&self) -> &Icmp {
-        &self.icmp
+        &self.l4.icmp
     }
 
     /// Listens for TCP connections on host address `addr` (a forwarded
@@ -542,8 +516,8 @@ impl<H: HostIo> Engine<H> {
         addr: std::net::SocketAddr,
         guest_port: u16,
     ) -> Result<(), crate::host_io::HostError> {
-        let (mut cx, t) = self.split_tcp();
-        t.listen(&mut cx, addr, guest_port)
+        let (mut cx, l4) = self.parts();
+        l4.tcp.listen(&mut cx, addr, guest_port)
     }
 
     /// Frames waiting for the guest. The caller writes them out and calls
