@@ -43,7 +43,7 @@ use passt_engine::backend::RealHost;
 use passt_engine::backend::clock;
 use passt_engine::backend::event_loop::{EventLoop, ExitReason, LoopStats, StopHandle, Transport};
 use passt_engine::backend::tap::Tap;
-use passt_engine::{Config, Counters, Engine};
+use passt_engine::{Config, Counters, DropReason, Engine};
 
 /// Prefix of every namespace this crate creates: `tapharness-<pid>-<n>-<role>`.
 pub const NETNS_PREFIX: &str = "tapharness-";
@@ -609,6 +609,23 @@ pub struct EngineReport {
     pub counters: Counters,
     /// The loop's guest-side counts.
     pub stats: LoopStats,
+}
+
+impl EngineReport {
+    /// The non-zero drop counters, as `Reason=count` pairs (for failure
+    /// messages: "NotImplemented=7" says at once which module ate frames).
+    pub fn drop_summary(&self) -> String {
+        let parts: Vec<String> = DropReason::ALL
+            .iter()
+            .filter(|r| self.counters.drops(**r) > 0)
+            .map(|r| format!("{r:?}={}", self.counters.drops(*r)))
+            .collect();
+        if parts.is_empty() {
+            "no drops".into()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 /// The engine configuration the harness starts from: documentation
