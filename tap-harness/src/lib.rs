@@ -48,6 +48,11 @@ use passt_engine::{Config, Counters, DropReason, Engine};
 /// Prefix of every namespace this crate creates: `tapharness-<pid>-<n>-<role>`.
 pub const NETNS_PREFIX: &str = "tapharness-";
 
+/// When set, every [`TapGuest`] without an explicit [`GuestOptions::pcap`]
+/// records its guest-facing frames (both directions, as the engine sees
+/// them) to `$TAPHARNESS_PCAP_DIR/<guest namespace>.pcap`.
+pub const PCAP_DIR_ENV: &str = "TAPHARNESS_PCAP_DIR";
+
 /// Where `ip netns` keeps its namespace handles.
 const NETNS_DIR: &str = "/run/netns";
 
@@ -690,7 +695,10 @@ impl TapGuest {
         let (tx, rx) = mpsc::channel::<Result<StopHandle, String>>();
         let config = opts.config.clone();
         let seed = opts.seed;
-        let pcap = opts.pcap.clone();
+        let pcap = opts.pcap.clone().or_else(|| {
+            std::env::var_os(PCAP_DIR_ENV)
+                .map(|d| PathBuf::from(d).join(format!("{}.pcap", guest_ns.name())))
+        });
         let host_path = host_ns.as_ref().map(Netns::path);
         let engine = std::thread::Builder::new()
             .name("tap-harness-engine".into())
@@ -875,6 +883,27 @@ impl TapGuest {
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(last)
+    }
+
+    /// Starts `tcpdump -i TAP -U -w path` inside the guest namespace (the
+    /// kernel's view of the tap); it stops when the returned guard drops.
+    /// Needs tcpdump.
+    pub fn capture_in_guest(&self, path: &Path) -> Result<Background, HarnessError> {
+        let path = path.to_string_lossy().into_owned();
+        let bg = self.guest_ns.spawn(
+            "tcpdump",
+            &[
+                "-i",
+                self.tap_name.as_str(),
+                "-U",
+                "-n",
+                "-w",
+                path.as_str(),
+            ],
+        )?;
+        // tcpdump needs a moment before it captures anything.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(bg)
     }
 
     /// Stops the engine and returns its final report.
