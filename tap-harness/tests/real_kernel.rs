@@ -565,11 +565,11 @@ fn udp_echo_server(
     )
 }
 
-fn udp_echo(lo: IpAddr, target: &str, test: &str) {
+fn udp_echo(lo: IpAddr, target: &str, test: &str, host: HostSide) {
     if skipped(test, &[], &["socat"]) {
         return;
     }
-    let g = static_guest(HostSide::default());
+    let g = static_guest(host);
     let (port, server) = udp_echo_server(&g, lo, 2);
     let sport = 40_001;
     let target = target.replace("TAP", g.tap_name());
@@ -607,6 +607,7 @@ fn udp_echo_through_gateway_v4() {
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         "UDP4:192.0.2.1",
         "udp_echo_through_gateway_v4",
+        HostSide::default(),
     );
 }
 
@@ -616,6 +617,19 @@ fn udp_echo_through_gateway_v6() {
         IpAddr::V6(Ipv6Addr::LOCALHOST),
         "UDP6:[fe80::1%TAP]",
         "udp_echo_through_gateway_v6",
+        HostSide::default(),
+    );
+}
+
+/// The engine's sockets in the test process's own namespace (as the
+/// `passt` binary runs): the echo server is on that namespace's loopback.
+#[test]
+fn udp_echo_with_engine_in_current_namespace() {
+    udp_echo(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "UDP4:192.0.2.1",
+        "udp_echo_with_engine_in_current_namespace",
+        HostSide::Current,
     );
 }
 
