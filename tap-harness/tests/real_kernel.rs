@@ -812,7 +812,6 @@ fn tcp_test_plumbing_over_plain_loopback() {
 }
 
 #[test]
-#[ignore = "needs the TCP module (issue #4)"]
 fn tcp_64mib_guest_to_host_v4() {
     tcp_guest_to_host(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -823,7 +822,6 @@ fn tcp_64mib_guest_to_host_v4() {
 }
 
 #[test]
-#[ignore = "needs the TCP module (issue #4)"]
 fn tcp_64mib_host_to_guest_v4() {
     tcp_host_to_guest(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -834,7 +832,6 @@ fn tcp_64mib_host_to_guest_v4() {
 }
 
 #[test]
-#[ignore = "needs the TCP module (issue #4)"]
 fn tcp_64mib_guest_to_host_v6() {
     tcp_guest_to_host(
         IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -845,7 +842,6 @@ fn tcp_64mib_guest_to_host_v6() {
 }
 
 #[test]
-#[ignore = "needs the TCP module (issue #4)"]
 fn tcp_64mib_host_to_guest_v6() {
     tcp_host_to_guest(
         IpAddr::V6(Ipv6Addr::LOCALHOST),
