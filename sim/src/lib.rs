@@ -36,11 +36,13 @@
 
 pub mod demo;
 pub mod fault;
+pub mod guest;
 pub mod host;
 pub mod link;
 pub mod pcap;
 pub mod sched;
 pub mod seed;
+pub mod simulation;
 
 pub use fault::{DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams, Verdict};
 pub use host::{RemoteHostConfig, SimHost, SimHostConfig, SimWorld};
