@@ -40,6 +40,7 @@ pub mod guest;
 pub mod host;
 pub mod link;
 pub mod pcap;
+pub mod scenario;
 pub mod sched;
 pub mod seed;
 pub mod simulation;

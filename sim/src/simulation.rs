@@ -29,6 +29,9 @@
 //! Read the wall clock, sleep, draw randomness other than from the seeds
 //! handed in, or iterate unordered collections.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
 use passt_engine::host_io::Token;
 use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
 use passt_engine::{Config, ConfigError, Engine, Instant, Readiness};
@@ -149,6 +152,11 @@ pub struct SimCounters {
     pub up: ClassCounts,
     /// Engine → guest, per class.
     pub down: ClassCounts,
+    /// TCP segments from the guest that resent sequence space already sent
+    /// (SYN, data or FIN ending at or below the highest sent so far).
+    pub tcp_retransmits_up: u64,
+    /// Same for TCP segments from the engine.
+    pub tcp_retransmits_down: u64,
 }
 
 /// Why [`Simulation::run_until`] returned.
@@ -198,7 +206,11 @@ pub struct Simulation {
     guest_out: Vec<Vec<u8>>,
     scratch: Vec<u8>,
     stalled_at: Option<(Instant, u64)>,
+    tcp_highest: BTreeMap<TcpDirKey, u32>,
 }
+
+/// (direction, source, source port, destination, destination port).
+type TcpDirKey = (u8, IpAddr, u16, IpAddr, u16);
 
 impl std::fmt::Debug for Simulation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -235,6 +247,7 @@ impl Simulation {
             guest_out: Vec::new(),
             scratch: Vec::new(),
             stalled_at: None,
+            tcp_highest: BTreeMap::new(),
         })
     }
 
@@ -425,6 +438,9 @@ impl Simulation {
     fn send_to_engine(&mut self, now: Instant, frame: Vec<u8>) {
         let class = FrameClass::of(&frame);
         self.counters.up.sent[class as usize] += 1;
+        if class == FrameClass::Tcp && self.is_retransmit(0, &frame) {
+            self.counters.tcp_retransmits_up += 1;
+        }
         self.scratch.clear();
         self.scratch.push(3);
         frame.encode_stable(&mut self.scratch);
@@ -446,12 +462,53 @@ impl Simulation {
         for frame in frames {
             let class = FrameClass::of(&frame);
             self.counters.down.sent[class as usize] += 1;
+            if class == FrameClass::Tcp && self.is_retransmit(1, &frame) {
+                self.counters.tcp_retransmits_down += 1;
+            }
             self.scratch.clear();
             self.scratch.push(4);
             frame.encode_stable(&mut self.scratch);
             self.trace.record(now, &self.scratch);
             self.to_guest
                 .send(&mut self.sched, frame, |f| SimEvent::ToGuest(class, f));
+        }
+    }
+
+    /// Whether a TCP segment resends sequence space already sent in its
+    /// direction (RFC 9293 §3.4: SYN and FIN occupy one sequence number).
+    fn is_retransmit(&mut self, dir: u8, frame: &[u8]) -> bool {
+        let Ok(parsed) = wire::parse_frame(frame) else {
+            return false;
+        };
+        let (src, dst, l4) = match parsed.l3 {
+            L3::Ipv4 { ip, l4 } => (IpAddr::V4(ip.src_addr), IpAddr::V4(ip.dst_addr), l4),
+            L3::Ipv6 { ip, l4 } => (IpAddr::V6(ip.src_addr), IpAddr::V6(ip.dst_addr), l4),
+            L3::Arp(_) => return false,
+        };
+        let L4::Tcp { tcp, payload } = l4 else {
+            return false;
+        };
+        let len = payload.len() as u32
+            + u32::from(tcp.flags.contains(wire::TcpFlags::SYN))
+            + u32::from(tcp.flags.contains(wire::TcpFlags::FIN));
+        if len == 0 || tcp.flags.contains(wire::TcpFlags::RST) {
+            return false;
+        }
+        let end = tcp.seq.wrapping_add(len);
+        let key = (dir, src, tcp.src_port, dst, tcp.dst_port);
+        match self.tcp_highest.get_mut(&key) {
+            Some(high) => {
+                if (end.wrapping_sub(*high) as i32) <= 0 {
+                    true
+                } else {
+                    *high = end;
+                    false
+                }
+            }
+            None => {
+                self.tcp_highest.insert(key, end);
+                false
+            }
         }
     }
 }

@@ -883,7 +883,9 @@ impl ScriptGuest {
                     self.advance(due);
                 }
                 Action::Expect(_) => {
-                    if now > self.deadline(&line) {
+                    // Frames due at this instant were delivered before
+                    // this poll: reaching the deadline empty-handed fails.
+                    if now >= self.deadline(&line) {
                         let window = match line.time {
                             TimeSpec::Any => format!("by {}", self.deadline(&line)),
                             _ => format!("at {} ± {:?}", due, self.script.options.tolerance),
@@ -1547,7 +1549,7 @@ mod tests {
         let mut out = Vec::new();
         g.poll(Instant::from_millis(549), &mut out);
         assert!(!g.finished());
-        g.poll(Instant::from_millis(551), &mut out);
+        g.poll(Instant::from_millis(550), &mut out);
         let m = g.mismatch().expect("mismatch");
         assert!(m.reason.contains("none came"), "{m}");
     }
