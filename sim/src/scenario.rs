@@ -389,6 +389,10 @@ pub struct RunReport {
     pub down: LinkCounters,
     /// The guest's address, if it got one (smoltcp guests).
     pub guest_address: Option<String>,
+    /// The guest's default gateway (smoltcp guests).
+    pub guest_router: Option<Ipv4Addr>,
+    /// DNS servers the guest learnt by DHCP (smoltcp guests).
+    pub guest_dns: Vec<Ipv4Addr>,
     /// Workload reports (smoltcp guests).
     pub workloads: Vec<WorkloadReport>,
     /// The script's outcome (scripted guests).
@@ -894,6 +898,12 @@ impl Scenario {
                 .as_smol()
                 .and_then(|g| g.address())
                 .map(|a| a.to_string()),
+            guest_router: sim.guest().as_smol().and_then(|g| g.router()),
+            guest_dns: sim
+                .guest()
+                .as_smol()
+                .map(|g| g.dns_servers().to_vec())
+                .unwrap_or_default(),
             workloads: sim
                 .guest()
                 .as_smol()

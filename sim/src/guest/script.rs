@@ -331,7 +331,7 @@ fn tokenize(line: &str) -> Result<Vec<Tok>, String> {
 
 fn seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s.parse().map_err(|_| format!("bad time `{s}`"))?;
-    if !v.is_finite() || v < 0.0 || v > 1e9 {
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
         return Err(format!("bad time `{s}`"));
     }
     Ok(Duration::from_nanos((v * 1e9).round() as u64))
