@@ -26,6 +26,13 @@
 //!   `HostIo`, with a simulated internet (remote hosts, services, DNS) and
 //!   host-side faults; [`SimWorld`] runs the backend conformance scenarios
 //!   on it.
+//! - [`guest`]: simulated guests: a smoltcp stack configured by DHCP
+//!   through the engine and running workloads, and scripted guests in a
+//!   packetdrill-like dialect.
+//! - [`simulation`]: [`Simulation`], the whole-system driver (guest, links,
+//!   engine, host on one virtual clock; trace hash; pcap capture).
+//! - [`scenario`]: TOML scenario files, built into a [`Simulation`] from one
+//!   master seed, run and judged (what `passt-sim run` and `sweep` use).
 //!
 //! Rules for the whole crate: virtual time only (never the wall clock,
 //! never sleep), randomness only from the master seed, ordered collections
@@ -50,3 +57,4 @@ pub use host::{RemoteHostConfig, SimHost, SimHostConfig, SimWorld};
 pub use link::{Delivery, Link, LinkConfig, LinkCounters};
 pub use sched::{EventId, Scheduler, StableEncode, TraceHash};
 pub use seed::{SeedError, Seeds, SimRng, for_each_seed, parse_seed};
+pub use simulation::{Simulation, StopReason};

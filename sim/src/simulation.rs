@@ -512,3 +512,97 @@ impl Simulation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::{Script, ScriptGuest};
+    use passt_engine::MacAddr;
+    use passt_engine::wire::{IpRepr, Ipv4Repr, TcpFlags, TcpRepr};
+
+    fn tcp_frame(seq: u32, flags: TcpFlags, len: usize) -> Vec<u8> {
+        let ip = IpRepr::V4(Ipv4Repr {
+            src_addr: "192.0.2.15".parse().unwrap(),
+            dst_addr: "203.0.113.7".parse().unwrap(),
+            protocol: 0,
+            hop_limit: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: true,
+            payload_len: 0,
+        });
+        let tcp = TcpRepr {
+            src_port: 40000,
+            dst_port: 7,
+            seq,
+            flags,
+            window: 100,
+            ..TcpRepr::default()
+        };
+        let mut buf = vec![0; 200];
+        let n = wire::build_tcp(
+            &mut buf,
+            crate::demo::GUEST_MAC,
+            MacAddr::PASST_DEFAULT,
+            ip,
+            &tcp,
+            &vec![7; len],
+        )
+        .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn idle_sim() -> Simulation {
+        let script = Script::parse("").unwrap();
+        Simulation::new(
+            Config::example(),
+            SimHost::with_seed(1),
+            1,
+            Guest::Script(Box::new(ScriptGuest::new(
+                script,
+                MacAddr::PASST_DEFAULT,
+                Instant::ZERO,
+            ))),
+            Link::ideal("up"),
+            Link::ideal("down"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn classifies_frames() {
+        assert_eq!(
+            FrameClass::of(&tcp_frame(1, TcpFlags::SYN, 0)),
+            FrameClass::Tcp
+        );
+        assert_eq!(FrameClass::of(&[0u8; 10]), FrameClass::Other);
+    }
+
+    #[test]
+    fn counts_retransmitted_sequence_space() {
+        let mut sim = idle_sim();
+        let ack = TcpFlags::ACK;
+        assert!(!sim.is_retransmit(0, &tcp_frame(100, TcpFlags::SYN, 0)));
+        assert!(sim.is_retransmit(0, &tcp_frame(100, TcpFlags::SYN, 0)));
+        assert!(!sim.is_retransmit(0, &tcp_frame(101, ack, 10)));
+        // A pure ACK occupies no sequence space.
+        assert!(!sim.is_retransmit(0, &tcp_frame(111, ack, 0)));
+        assert!(sim.is_retransmit(0, &tcp_frame(101, ack, 10)));
+        assert!(!sim.is_retransmit(0, &tcp_frame(111, ack, 10)));
+        // The other direction is tracked apart.
+        assert!(!sim.is_retransmit(1, &tcp_frame(101, ack, 10)));
+    }
+
+    #[test]
+    fn an_empty_script_finishes_at_once_and_time_stays() {
+        let mut sim = idle_sim();
+        assert_eq!(
+            sim.run_until(Instant::from_secs(5)),
+            StopReason::GuestFinished
+        );
+        assert_eq!(sim.now(), Instant::ZERO);
+        assert!(sim.take_pcap().is_none(), "capture is opt-in");
+    }
+}
