@@ -26,6 +26,13 @@
 //!   `HostIo`, with a simulated internet (remote hosts, services, DNS) and
 //!   host-side faults; [`SimWorld`] runs the backend conformance scenarios
 //!   on it.
+//! - [`guest`]: simulated guests: a smoltcp stack configured by DHCP
+//!   through the engine and running workloads, and scripted guests in a
+//!   packetdrill-like dialect.
+//! - [`simulation`]: [`Simulation`], the whole-system driver (guest, links,
+//!   engine, host on one virtual clock; trace hash; pcap capture).
+//! - [`scenario`]: TOML scenario files, built into a [`Simulation`] from one
+//!   master seed, run and judged (what `passt-sim run` and `sweep` use).
 //!
 //! Rules for the whole crate: virtual time only (never the wall clock,
 //! never sleep), randomness only from the master seed, ordered collections
@@ -36,14 +43,18 @@
 
 pub mod demo;
 pub mod fault;
+pub mod guest;
 pub mod host;
 pub mod link;
 pub mod pcap;
+pub mod scenario;
 pub mod sched;
 pub mod seed;
+pub mod simulation;
 
 pub use fault::{DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams, Verdict};
 pub use host::{RemoteHostConfig, SimHost, SimHostConfig, SimWorld};
 pub use link::{Delivery, Link, LinkConfig, LinkCounters};
 pub use sched::{EventId, Scheduler, StableEncode, TraceHash};
 pub use seed::{SeedError, Seeds, SimRng, for_each_seed, parse_seed};
+pub use simulation::{Simulation, StopReason};

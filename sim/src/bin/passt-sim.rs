@@ -1,15 +1,28 @@
 //! `passt-sim`: runs the passt engine in the deterministic simulator.
 //!
-//! Subcommands grow with the simulator; today:
+//! Subcommands:
 //! - `demo [--seed N] [--duration SECS]`: a scripted guest configures
 //!   itself through the engine (DHCPv4, ARP, router solicitation, NDP,
 //!   DHCPv6) in virtual time; prints the decoded conversation and a
 //!   summary.
+//! - `run SCENARIO.toml [--seed N] [--pcap out.pcap]`: runs a scenario
+//!   (guest workload or script, remote services, faults, duration), prints
+//!   a summary and writes the guest-side capture. Exit status 1 if a pass
+//!   criterion failed.
+//! - `sweep SCENARIO.toml --seeds A..B [--shard K/N]`: runs many seeds,
+//!   stops at the first failure and prints its seed and the command that
+//!   reproduces it.
+//!
+//! `PASST_SIM_CHECK_DETERMINISM=1` makes `run` and `sweep` run every seed
+//! twice and compare the trace hashes and captures.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+use passt_sim::scenario::{self, Scenario};
 use passt_sim::{demo, parse_seed};
 
 #[derive(Parser)]
@@ -36,6 +49,188 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         duration: u64,
     },
+    /// Runs one scenario file and prints a summary.
+    Run {
+        /// The scenario (TOML, see docs/simulation.md).
+        scenario: PathBuf,
+        /// Master seed (default: the scenario's `seed`, else 1).
+        #[arg(long, value_parser = seed_arg)]
+        seed: Option<u64>,
+        /// Write the guest side of the wire here (pcap, nanosecond
+        /// timestamps in virtual time).
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+    },
+    /// Runs a scenario over many seeds; stops at the first failure.
+    Sweep {
+        /// The scenario.
+        scenario: PathBuf,
+        /// Seeds: `A..B` (B excluded), `A..=B`, or one seed.
+        #[arg(long, default_value = "1..101")]
+        seeds: String,
+        /// Run only the K-th of N interleaved slices of the seeds
+        /// (`K/N`, 1 ≤ K ≤ N).
+        #[arg(long)]
+        shard: Option<String>,
+    },
+}
+
+/// Parses `A..B`, `A..=B` or `A` into an inclusive range.
+fn seed_range(s: &str) -> Result<(u64, u64), String> {
+    let bad = |e: String| format!("--seeds `{s}`: {e}");
+    if let Some((a, b)) = s.split_once("..=") {
+        let a = parse_seed(a).map_err(|e| bad(e.to_string()))?;
+        let b = parse_seed(b).map_err(|e| bad(e.to_string()))?;
+        if b < a {
+            return Err(bad("empty range".into()));
+        }
+        Ok((a, b))
+    } else if let Some((a, b)) = s.split_once("..") {
+        let a = parse_seed(a).map_err(|e| bad(e.to_string()))?;
+        let b = parse_seed(b).map_err(|e| bad(e.to_string()))?;
+        if b <= a {
+            return Err(bad("empty range".into()));
+        }
+        Ok((a, b - 1))
+    } else {
+        let a = parse_seed(s).map_err(|e| bad(e.to_string()))?;
+        Ok((a, a))
+    }
+}
+
+/// Parses `K/N` (1-based K).
+fn shard(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("--shard `{s}`: expected K/N with 1 <= K <= N");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let k: u64 = k.trim().parse().map_err(|_| bad())?;
+    let n: u64 = n.trim().parse().map_err(|_| bad())?;
+    if n == 0 || k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+fn run_once(sc: &Scenario, seed: u64, capture: bool) -> Result<scenario::RunReport, String> {
+    if scenario::determinism_check_requested() {
+        scenario::check_determinism(sc, seed)
+    } else {
+        sc.run(seed, capture).map_err(|e| e.to_string())
+    }
+}
+
+fn cmd_run(path: PathBuf, seed: Option<u64>, pcap: Option<PathBuf>) -> ExitCode {
+    let sc = match Scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let seed = seed.unwrap_or_else(|| sc.default_seed());
+    let started = std::time::Instant::now();
+    let report = match run_once(&sc, seed, pcap.is_some()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    print!("{report}");
+    let virt = report.virtual_end.as_nanos() as f64 / 1e9;
+    println!("virtual duration  {virt:.6} s");
+    println!("wall time         {wall:.3} s");
+    println!(
+        "events            {} ({:.0} events/s)",
+        report.trace_events,
+        report.trace_events as f64 / wall.max(1e-9)
+    );
+    if let (Some(path), Some(bytes)) = (&pcap, &report.pcap) {
+        if let Err(e) = std::fs::write(path, bytes) {
+            eprintln!("passt-sim: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        println!(
+            "pcap              {} ({} bytes)",
+            path.display(),
+            bytes.len()
+        );
+    }
+    if report.passed() {
+        println!("result            PASS");
+        ExitCode::SUCCESS
+    } else {
+        println!("result            FAIL");
+        println!(
+            "reproduce         passt-sim run {} --seed {seed}",
+            path.display()
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
+    let sc = match Scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (lo, hi) = match seed_range(seeds) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (k, n) = match shard_spec.map(shard).transpose() {
+        Ok(s) => s.unwrap_or((1, 1)),
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut runs = 0u64;
+    let mut events = 0u64;
+    for seed in lo..=hi {
+        if (seed - lo) % n != k - 1 {
+            continue;
+        }
+        runs += 1;
+        match run_once(&sc, seed, false) {
+            Ok(r) if r.passed() => events += r.trace_events,
+            Ok(r) => {
+                print!("{r}");
+                println!("result            FAIL after {runs} runs");
+                println!("failing seed      {seed}");
+                println!(
+                    "reproduce         passt-sim run {} --seed {seed}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                println!("failing seed      {seed}: {e}");
+                println!(
+                    "reproduce         passt-sim run {} --seed {seed}",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "sweep             {} seeds of {lo}..={hi} (shard {k}/{n}) passed",
+        runs
+    );
+    println!(
+        "wall time         {wall:.3} s ({:.0} events/s)",
+        events as f64 / wall.max(1e-9)
+    );
+    ExitCode::SUCCESS
 }
 
 fn seed_arg(s: &str) -> Result<u64, String> {
@@ -45,6 +240,16 @@ fn seed_arg(s: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run {
+            scenario,
+            seed,
+            pcap,
+        } => cmd_run(scenario, seed, pcap),
+        Command::Sweep {
+            scenario,
+            seeds,
+            shard,
+        } => cmd_sweep(scenario, &seeds, shard.as_deref()),
         Command::Demo { seed, duration } => {
             let started = std::time::Instant::now();
             let report = match demo::run(seed, Duration::from_secs(duration)) {

@@ -1,0 +1,1013 @@
+//! Scenario files: a whole simulated system described in TOML, built into a
+//! [`Simulation`], run, and judged.
+//!
+//! # What this module owns
+//!
+//! The file format ([`Scenario`], serde-derived, unknown keys refused), the
+//! construction of every part from one master seed (engine, simulated host
+//! and its remote services, guest, the two links and their fault chains),
+//! running it ([`Scenario::run`]) and the [`RunReport`] with the summary
+//! `passt-sim run` prints and the pass/fail verdict the sweep uses.
+//!
+//! Every generator is a named child of the master seed: `engine`, `host`,
+//! `guest`, `link-up`, `link-down`, `swarm-up`, `swarm-down`,
+//! `swarm-host`. The format is documented in `docs/simulation.md`.
+//!
+//! # What it must never do
+//!
+//! Read the wall clock for anything but the report's "wall time" line, or
+//! let that value influence the run.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use passt_engine::{Config, Instant};
+use serde::Deserialize;
+
+use crate::fault::{
+    BernoulliLoss, Corruption, DropCause, Duplication, FaultChain, GilbertElliott, HostFaults,
+    Latency, MtuClamp, TokenBucket,
+};
+use crate::guest::{
+    Guest, Script, ScriptGuest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec,
+};
+use crate::host::dns::DnsResponder;
+use crate::host::{
+    DatagramApp, Reach, RemoteHostConfig, RemoteService, SimHost, SimHostConfig, SinkStats,
+};
+use crate::link::{Link, LinkConfig, LinkCounters};
+use crate::seed::SimRng;
+use crate::simulation::{FrameClass, SimCounters, Simulation, StopReason};
+
+/// Why a scenario could not be loaded or built.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid or does not match the format.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: String,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+    /// The guest's script does not parse.
+    #[error("{path}: {source}")]
+    Script {
+        /// The script file (or "inline script").
+        path: String,
+        /// The parse error.
+        source: crate::guest::ScriptError,
+    },
+    /// The engine refused the configuration.
+    #[error("engine configuration: {0}")]
+    Engine(#[from] passt_engine::ConfigError),
+}
+
+/// A scenario file (see `docs/simulation.md`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name for reports (default: the file name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What the scenario checks, for humans.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Longest virtual run, in seconds (default 60). The run ends earlier
+    /// when the guest is finished.
+    #[serde(default)]
+    pub duration: Option<f64>,
+    /// Default master seed (default 1; `--seed` overrides it).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Engine settings.
+    #[serde(default)]
+    pub engine: EngineSection,
+    /// The guest.
+    #[serde(default)]
+    pub guest: GuestSection,
+    /// The guest↔engine links.
+    #[serde(default)]
+    pub link: LinkSection,
+    /// Faults on the guest↔engine links.
+    #[serde(default)]
+    pub faults: FaultsSection,
+    /// Remote services.
+    #[serde(default)]
+    pub remote: Vec<RemoteSection>,
+    /// Per-remote-host path properties.
+    #[serde(default)]
+    pub remote_host: Vec<RemoteHostSection>,
+    /// Faults of the simulated host's sockets.
+    #[serde(default)]
+    pub host_faults: HostFaultsSection,
+    /// Pass criteria.
+    #[serde(default)]
+    pub expect: ExpectSection,
+    #[serde(skip)]
+    base_dir: Option<PathBuf>,
+}
+
+/// `[engine]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// MTU announced to the guest (default: the engine's example config).
+    pub mtu: Option<u16>,
+}
+
+/// `[guest]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSection {
+    /// `"smoltcp"` (default) or `"script"`.
+    pub kind: Option<String>,
+    /// smoltcp: configure by DHCP (default true); otherwise the engine's
+    /// configured address is set statically.
+    pub dhcp: Option<bool>,
+    /// smoltcp: interface MTU (default 1500).
+    pub mtu: Option<usize>,
+    /// script: the script file, relative to the scenario file.
+    pub script: Option<String>,
+    /// script: the script itself.
+    pub script_text: Option<String>,
+    /// smoltcp: workloads.
+    #[serde(default)]
+    pub workload: Vec<WorkloadSection>,
+}
+
+/// `[[guest.workload]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSection {
+    /// `ping`, `udp-echo`, `tcp-echo`, `tcp-send`, `tcp-recv`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Destination (`IP` for ping, `IP:PORT` otherwise). Ping defaults to
+    /// the gateway.
+    pub dst: Option<String>,
+    /// Requests / datagrams (default 5).
+    pub count: Option<u32>,
+    /// Seconds between requests (default 0.1).
+    pub interval: Option<f64>,
+    /// Payload bytes per request (default 56 for ping, 64 for UDP).
+    pub size: Option<usize>,
+    /// TCP bytes (default 100000).
+    pub bytes: Option<u64>,
+    /// Seconds after configuration before starting (default 0).
+    pub start: Option<f64>,
+    /// Seconds before the workload fails (default 60).
+    pub timeout: Option<f64>,
+    /// Seconds to wait for late replies after the last request (default 2).
+    pub linger: Option<f64>,
+}
+
+/// `[link]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSection {
+    /// Bits per second each way (default: unlimited).
+    pub bandwidth: Option<u64>,
+    /// Propagation latency each way, seconds (default 0.0001).
+    pub latency: Option<f64>,
+}
+
+/// Fault parameters of one direction.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultParams {
+    /// Independent loss probability.
+    pub loss: Option<f64>,
+    /// Gilbert–Elliott burst loss: `[p_good_to_bad, p_bad_to_good, loss_bad]`.
+    pub burst_loss: Option<[f64; 3]>,
+    /// Uniform extra delay up to this many seconds (reorders).
+    pub jitter: Option<f64>,
+    /// Fixed extra delay, seconds.
+    pub delay: Option<f64>,
+    /// Duplication probability.
+    pub duplicate: Option<f64>,
+    /// Single-bit corruption probability.
+    pub corrupt: Option<f64>,
+    /// Drop frames longer than this many bytes.
+    pub mtu: Option<usize>,
+    /// Rate limit in bytes per second (burst 64 KiB, queue 256 KiB).
+    pub rate: Option<u64>,
+    /// Replace everything above by a swarm-mode chain drawn from the seed.
+    pub swarm: Option<bool>,
+}
+
+/// `[faults]`: parameters for both directions, overridden per direction by
+/// `[faults.up]` (guest → engine) and `[faults.down]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsSection {
+    /// Both directions.
+    #[serde(flatten)]
+    pub both: FaultParams,
+    /// Guest → engine only.
+    pub up: Option<FaultParams>,
+    /// Engine → guest only.
+    pub down: Option<FaultParams>,
+}
+
+/// `[[remote]]`: a service in the simulated internet (or on the host's
+/// loopback: use 127.0.0.1, which the guest reaches through the gateway).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSection {
+    /// `udp-echo`, `tcp-echo`, `tcp-sink`, `tcp-source`, `http`, `dns`.
+    pub service: String,
+    /// Where it listens, `IP:PORT`.
+    pub addr: String,
+    /// tcp-source: bytes to send (default 100000).
+    pub bytes: Option<u64>,
+    /// tcp-sink: read rate limit, bytes per second.
+    pub rate: Option<u64>,
+    /// http: body length (default 1000).
+    pub body: Option<usize>,
+    /// dns: name → address table.
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
+}
+
+/// `[[remote_host]]`: the path to one remote IP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteHostSection {
+    /// The remote IP.
+    pub ip: String,
+    /// One-way latency, seconds (default 0.01).
+    pub latency: Option<f64>,
+    /// Bits per second (default 100 Mbit/s).
+    pub bandwidth: Option<u64>,
+    /// TCP MSS on the path (default 1460).
+    pub mss: Option<u32>,
+    /// `reachable` (default), `host-unreachable`, `no-route`, `blackhole`.
+    pub reach: Option<String>,
+    /// Whether it answers ping (default true).
+    pub answers_ping: Option<bool>,
+}
+
+/// `[host_faults]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFaultsSection {
+    /// Probability that a connection attempt is refused.
+    pub refuse_probability: Option<f64>,
+    /// Ports whose connection attempts are always refused.
+    #[serde(default)]
+    pub refuse_ports: Vec<u16>,
+    /// Reset connections after this many bytes.
+    pub reset_after: Option<u64>,
+    /// Probability of a spurious EAGAIN per socket call.
+    pub eagain: Option<f64>,
+    /// Largest read per call.
+    pub max_read: Option<usize>,
+    /// Largest write per call.
+    pub max_write: Option<usize>,
+    /// Draw all of the above from the seed.
+    pub swarm: Option<bool>,
+}
+
+/// `[expect]`: what a passing run looks like.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSection {
+    /// Every workload must finish without error (default true).
+    pub workloads_succeed: Option<bool>,
+    /// Ping / UDP echo: least fraction of requests answered (default 1.0).
+    pub min_reply_ratio: Option<f64>,
+    /// Most engine drops allowed in total (default: not checked).
+    pub max_engine_drops: Option<u64>,
+    /// The guest must obtain an address by DHCP (default: true when DHCP
+    /// is on).
+    pub dhcp: Option<bool>,
+}
+
+fn secs(v: Option<f64>, default: f64, what: &str) -> Result<Duration, ScenarioError> {
+    let v = v.unwrap_or(default);
+    if !v.is_finite() || !(0.0..=1e7).contains(&v) {
+        return Err(ScenarioError::Invalid(format!(
+            "{what}: {v} is not a duration in seconds"
+        )));
+    }
+    Ok(Duration::from_nanos((v * 1e9).round() as u64))
+}
+
+fn prob(v: f64, what: &str) -> Result<f64, ScenarioError> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ScenarioError::Invalid(format!(
+            "{what}: {v} is not a probability"
+        )))
+    }
+}
+
+fn addr<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, ScenarioError> {
+    s.parse()
+        .map_err(|_| ScenarioError::Invalid(format!("{what}: `{s}` is not a valid address")))
+}
+
+/// Counters of the UDP echo services of a run.
+#[derive(Clone, Debug, Default)]
+pub struct UdpEchoStats(Arc<AtomicU64>);
+
+impl UdpEchoStats {
+    /// Datagrams echoed.
+    pub fn echoed(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A UDP echo service: every datagram goes back to its sender unchanged.
+#[derive(Debug)]
+pub struct UdpEcho {
+    stats: UdpEchoStats,
+}
+
+impl UdpEcho {
+    /// A service counting into `stats`.
+    pub fn new(stats: UdpEchoStats) -> Self {
+        UdpEcho { stats }
+    }
+}
+
+impl DatagramApp for UdpEcho {
+    fn on_datagram(
+        &mut self,
+        _now: Instant,
+        _from: SocketAddr,
+        _to: SocketAddr,
+        payload: &[u8],
+        replies: &mut Vec<Vec<u8>>,
+    ) {
+        self.stats.0.fetch_add(1, Ordering::Relaxed);
+        replies.push(payload.to_vec());
+    }
+}
+
+/// What one run did and whether it passed.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Scenario name.
+    pub name: String,
+    /// Master seed.
+    pub seed: u64,
+    /// Why the run stopped.
+    pub stop: StopReason,
+    /// Virtual time at the end.
+    pub virtual_end: Instant,
+    /// Hash of the whole event trace.
+    pub trace_hash: u64,
+    /// Events in the trace.
+    pub trace_events: u64,
+    /// Driver counters.
+    pub sim: SimCounters,
+    /// Engine counters.
+    pub engine: passt_engine::Counters,
+    /// Guest → engine link.
+    pub up: LinkCounters,
+    /// Engine → guest link.
+    pub down: LinkCounters,
+    /// The guest's address, if it got one (smoltcp guests).
+    pub guest_address: Option<String>,
+    /// The guest's default gateway (smoltcp guests).
+    pub guest_router: Option<Ipv4Addr>,
+    /// DNS servers the guest learnt by DHCP (smoltcp guests).
+    pub guest_dns: Vec<Ipv4Addr>,
+    /// Workload reports (smoltcp guests).
+    pub workloads: Vec<WorkloadReport>,
+    /// The script's outcome (scripted guests).
+    pub script: Option<Result<(), String>>,
+    /// Datagrams the UDP echo services answered.
+    pub udp_echoed: u64,
+    /// Bytes the TCP sinks received.
+    pub sink_bytes: u64,
+    /// The guest-side capture, if asked for.
+    pub pcap: Option<Vec<u8>>,
+    /// Every failed criterion; empty when the run passed.
+    pub failures: Vec<String>,
+}
+
+impl RunReport {
+    /// Whether every criterion held.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        let _ = writeln!(s, "scenario          {}", self.name);
+        let _ = writeln!(s, "seed              {}", self.seed);
+        let _ = writeln!(
+            s,
+            "stopped           {:?} at {} (virtual)",
+            self.stop, self.virtual_end
+        );
+        if let Some(a) = &self.guest_address {
+            let _ = writeln!(s, "guest address     {a}");
+        }
+        for w in &self.workloads {
+            let _ = write!(
+                s,
+                "flow              {}: sent {} ({} B) received {} ({} B)",
+                w.name, w.sent, w.bytes_sent, w.received, w.bytes_received
+            );
+            if w.duplicates > 0 || w.corrupt > 0 {
+                let _ = write!(s, " dup {} corrupt {}", w.duplicates, w.corrupt);
+            }
+            if let (Some(lo), Some(hi)) = (w.rtt_min, w.rtt_max) {
+                let _ = write!(s, " rtt {lo:?}..{hi:?}");
+            }
+            match (&w.error, w.finished) {
+                (Some(e), _) => {
+                    let _ = write!(s, " FAILED: {e}");
+                }
+                (None, Some(t)) => {
+                    let _ = write!(s, " done at {t}");
+                }
+                (None, None) => s.push_str(" unfinished"),
+            }
+            s.push('\n');
+        }
+        if let Some(r) = &self.script {
+            match r {
+                Ok(()) => s.push_str("script            passed\n"),
+                Err(e) => {
+                    let _ = writeln!(s, "script            FAILED: {e}");
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "guest -> engine   {} frames {} B sent, {} delivered",
+            self.up.sent, self.up.sent_bytes, self.up.delivered
+        );
+        let _ = writeln!(
+            s,
+            "engine -> guest   {} frames {} B sent, {} delivered",
+            self.down.sent, self.down.sent_bytes, self.down.delivered
+        );
+        let _ = writeln!(
+            s,
+            "tcp retransmits   guest {} engine {}",
+            self.sim.tcp_retransmits_up, self.sim.tcp_retransmits_down
+        );
+        if self.udp_echoed > 0 {
+            let _ = writeln!(s, "udp echoed        {}", self.udp_echoed);
+        }
+        if self.sink_bytes > 0 {
+            let _ = writeln!(s, "sink bytes        {}", self.sink_bytes);
+        }
+        for (dir, c) in [
+            ("guest -> engine", &self.up),
+            ("engine -> guest", &self.down),
+        ] {
+            for cause in DropCause::ALL {
+                let n = c.dropped(cause);
+                if n > 0 {
+                    let _ = writeln!(s, "link drops        {dir} {cause}: {n}");
+                }
+            }
+            if c.duplicated + c.corrupted > 0 {
+                let _ = writeln!(
+                    s,
+                    "link faults       {dir} duplicated {} corrupted {}",
+                    c.duplicated, c.corrupted
+                );
+            }
+        }
+        for (reason, n) in self.engine.nonzero_drops() {
+            let _ = writeln!(s, "engine drops      {reason}: {n}");
+        }
+        let _ = writeln!(
+            s,
+            "trace             {:016x} ({} events)",
+            self.trace_hash, self.trace_events
+        );
+        for e in &self.failures {
+            let _ = writeln!(s, "FAILED            {e}");
+        }
+        f.write_str(&s)
+    }
+}
+
+/// What a built scenario needs to keep for its report.
+struct Observers {
+    udp_echo: UdpEchoStats,
+    sinks: Vec<SinkStats>,
+}
+
+impl Scenario {
+    /// Parses a scenario from TOML text; `origin` names it in errors and
+    /// `base_dir` resolves relative script paths.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Self, ScenarioError> {
+        let mut s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Format {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        s.base_dir = base_dir.map(Path::to_path_buf);
+        if s.name.is_none() {
+            s.name = Some(
+                Path::new(origin)
+                    .file_stem()
+                    .map_or_else(|| origin.to_string(), |n| n.to_string_lossy().into_owned()),
+            );
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Reads and parses a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string(), path.parent())
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("scenario")
+    }
+
+    /// The default seed.
+    pub fn default_seed(&self) -> u64 {
+        self.seed.unwrap_or(1)
+    }
+
+    /// The longest virtual run.
+    pub fn duration(&self) -> Duration {
+        secs(self.duration, 60.0, "duration").unwrap_or(Duration::from_secs(60))
+    }
+
+    fn validate(&self) -> Result<(), ScenarioError> {
+        secs(self.duration, 60.0, "duration")?;
+        // Building with seed 0 checks every value once.
+        self.build(0).map(|_| ())
+    }
+
+    fn is_script(&self) -> Result<bool, ScenarioError> {
+        match self.guest.kind.as_deref() {
+            None | Some("smoltcp") => Ok(false),
+            Some("script") => Ok(true),
+            Some(other) => Err(ScenarioError::Invalid(format!(
+                "guest.kind: `{other}` (use smoltcp or script)"
+            ))),
+        }
+    }
+
+    fn script(&self) -> Result<Script, ScenarioError> {
+        let (text, origin) = match (&self.guest.script, &self.guest.script_text) {
+            (Some(p), None) => {
+                let path = match &self.base_dir {
+                    Some(d) => d.join(p),
+                    None => PathBuf::from(p),
+                };
+                let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                (text, path.display().to_string())
+            }
+            (None, Some(t)) => (t.clone(), "inline script".to_string()),
+            _ => {
+                return Err(ScenarioError::Invalid(
+                    "a script guest needs exactly one of guest.script and guest.script_text".into(),
+                ));
+            }
+        };
+        Script::parse(&text).map_err(|source| ScenarioError::Script {
+            path: origin,
+            source,
+        })
+    }
+
+    fn workloads(&self) -> Result<Vec<WorkloadSpec>, ScenarioError> {
+        let mut out = Vec::new();
+        for (i, w) in self.guest.workload.iter().enumerate() {
+            let what = format!("guest.workload[{i}]");
+            let dst4 = |default: Option<&str>| -> Result<SocketAddrV4, ScenarioError> {
+                let d = w.dst.as_deref().or(default).ok_or_else(|| {
+                    ScenarioError::Invalid(format!("{what}: `dst = \"IP:PORT\"` is needed"))
+                })?;
+                addr(d, &format!("{what}.dst"))
+            };
+            let workload = match w.kind.as_str() {
+                "ping" => Workload::Ping {
+                    dst: w
+                        .dst
+                        .as_deref()
+                        .map(|d| addr::<Ipv4Addr>(d, &format!("{what}.dst")))
+                        .transpose()?,
+                    count: w.count.unwrap_or(5),
+                    interval: secs(w.interval, 0.1, &what)?,
+                    size: w.size.unwrap_or(56),
+                },
+                "udp-echo" => {
+                    let size = w.size.unwrap_or(64);
+                    if size < 4 {
+                        return Err(ScenarioError::Invalid(format!("{what}: size must be ≥ 4")));
+                    }
+                    Workload::UdpEcho {
+                        dst: dst4(None)?,
+                        count: w.count.unwrap_or(5),
+                        interval: secs(w.interval, 0.1, &what)?,
+                        size,
+                    }
+                }
+                "tcp-echo" => Workload::TcpEcho {
+                    dst: dst4(None)?,
+                    bytes: w.bytes.unwrap_or(100_000),
+                },
+                "tcp-send" => Workload::TcpSend {
+                    dst: dst4(None)?,
+                    bytes: w.bytes.unwrap_or(100_000),
+                },
+                "tcp-recv" => Workload::TcpRecv {
+                    dst: dst4(None)?,
+                    bytes: w.bytes.unwrap_or(100_000),
+                },
+                other => {
+                    return Err(ScenarioError::Invalid(format!(
+                        "{what}: unknown type `{other}` (ping, udp-echo, tcp-echo, tcp-send, tcp-recv)"
+                    )));
+                }
+            };
+            out.push(WorkloadSpec {
+                workload,
+                start: secs(w.start, 0.0, &what)?,
+                timeout: secs(w.timeout, 60.0, &what)?,
+                linger: secs(w.linger, 2.0, &what)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn chain(
+        &self,
+        params: &FaultParams,
+        rng: SimRng,
+        swarm_seed: u64,
+    ) -> Result<FaultChain, ScenarioError> {
+        if params.swarm == Some(true) {
+            return Ok(FaultChain::swarm(swarm_seed));
+        }
+        let mut chain = FaultChain::new(rng);
+        if let Some(mtu) = params.mtu {
+            chain.push(MtuClamp::drop_above(mtu));
+        }
+        if let Some(rate) = params.rate {
+            chain.push(TokenBucket::new(rate, 64 * 1024).with_queue_limit(256 * 1024));
+        }
+        if let Some([g2b, b2g, loss_bad]) = params.burst_loss {
+            chain.push(GilbertElliott::new(
+                prob(g2b, "burst_loss")?,
+                prob(b2g, "burst_loss")?,
+                0.0,
+                prob(loss_bad, "burst_loss")?,
+            ));
+        }
+        if let Some(p) = params.loss {
+            chain.push(BernoulliLoss::new(prob(p, "loss")?));
+        }
+        if let Some(p) = params.corrupt {
+            chain.push(Corruption::new(prob(p, "corrupt")?));
+        }
+        if let Some(p) = params.duplicate {
+            chain.push(Duplication::new(
+                prob(p, "duplicate")?,
+                Duration::from_millis(1),
+            ));
+        }
+        if params.delay.is_some() || params.jitter.is_some() {
+            chain.push(Latency::uniform(
+                secs(params.delay, 0.0, "delay")?,
+                secs(params.jitter, 0.0, "jitter")?,
+            ));
+        }
+        Ok(chain)
+    }
+
+    fn merged(&self, dir: Option<&FaultParams>) -> FaultParams {
+        let b = &self.faults.both;
+        let d = dir.cloned().unwrap_or_default();
+        FaultParams {
+            loss: d.loss.or(b.loss),
+            burst_loss: d.burst_loss.or(b.burst_loss),
+            jitter: d.jitter.or(b.jitter),
+            delay: d.delay.or(b.delay),
+            duplicate: d.duplicate.or(b.duplicate),
+            corrupt: d.corrupt.or(b.corrupt),
+            mtu: d.mtu.or(b.mtu),
+            rate: d.rate.or(b.rate),
+            swarm: d.swarm.or(b.swarm),
+        }
+    }
+
+    fn host(&self, rng: &SimRng, seed: u64) -> Result<(SimHost, Observers), ScenarioError> {
+        let mut host = SimHost::new(SimHostConfig::default(), rng.child("host"));
+        for (i, h) in self.remote_host.iter().enumerate() {
+            let what = format!("remote_host[{i}]");
+            let ip: IpAddr = addr(&h.ip, &format!("{what}.ip"))?;
+            let mut cfg = RemoteHostConfig::internet();
+            cfg.link.latency = secs(h.latency, 0.01, &what)?;
+            if let Some(b) = h.bandwidth {
+                cfg.link.bandwidth_bps = Some(b);
+            }
+            if let Some(m) = h.mss {
+                cfg.mss = m;
+            }
+            cfg.reach = match h.reach.as_deref() {
+                None | Some("reachable") => Reach::Reachable,
+                Some("host-unreachable") => Reach::HostUnreachable,
+                Some("no-route") => Reach::NoRoute,
+                Some("blackhole") => Reach::Blackhole,
+                Some(other) => {
+                    return Err(ScenarioError::Invalid(format!(
+                        "{what}.reach: `{other}` (reachable, host-unreachable, no-route, blackhole)"
+                    )));
+                }
+            };
+            cfg.answers_ping = h.answers_ping.unwrap_or(true);
+            host.set_remote_host(ip, cfg);
+        }
+        let hf = &self.host_faults;
+        let faults = if hf.swarm == Some(true) {
+            HostFaults::swarm(SimRng::from_seed(seed).child("swarm-host").next_u64())
+        } else {
+            let mut f = HostFaults::none();
+            f.refuse.probability =
+                prob(hf.refuse_probability.unwrap_or(0.0), "refuse_probability")?;
+            f.refuse.ports = hf.refuse_ports.iter().copied().collect();
+            f.reset_after = hf
+                .reset_after
+                .map(|bytes| crate::fault::ResetAfter { bytes });
+            f.eagain.probability = prob(hf.eagain.unwrap_or(0.0), "eagain")?;
+            f.short_io.max_read = hf.max_read.and_then(NonZeroUsize::new);
+            f.short_io.max_write = hf.max_write.and_then(NonZeroUsize::new);
+            f
+        };
+        host.set_faults(faults);
+        let mut obs = Observers {
+            udp_echo: UdpEchoStats::default(),
+            sinks: Vec::new(),
+        };
+        for (i, r) in self.remote.iter().enumerate() {
+            let what = format!("remote[{i}]");
+            let at: SocketAddr = addr(&r.addr, &format!("{what}.addr"))?;
+            let busy = |e| ScenarioError::Invalid(format!("{what}: cannot listen on {at}: {e}"));
+            match r.service.as_str() {
+                "udp-echo" => host
+                    .remote_udp_serve(at, Box::new(UdpEcho::new(obs.udp_echo.clone())))
+                    .map_err(busy)?,
+                "dns" => {
+                    let mut d = DnsResponder::new();
+                    for (name, a) in &r.names {
+                        d.insert(name, addr(a, &format!("{what}.names.{name}"))?);
+                    }
+                    host.remote_udp_serve(at, Box::new(d)).map_err(busy)?;
+                }
+                "tcp-echo" | "tcp-sink" | "tcp-source" | "http" => {
+                    let service = match r.service.as_str() {
+                        "tcp-echo" => RemoteService::Echo,
+                        "tcp-sink" => {
+                            let stats = SinkStats::new();
+                            obs.sinks.push(stats.clone());
+                            RemoteService::Sink {
+                                stats,
+                                rate: r.rate,
+                            }
+                        }
+                        "tcp-source" => RemoteService::Source {
+                            bytes: r.bytes.unwrap_or(100_000),
+                        },
+                        _ => RemoteService::Http {
+                            body_len: r.body.unwrap_or(1000),
+                        },
+                    };
+                    host.remote_tcp_serve(at, 128, service).map_err(busy)?;
+                }
+                other => {
+                    return Err(ScenarioError::Invalid(format!(
+                        "{what}.service: unknown `{other}` (udp-echo, dns, tcp-echo, tcp-sink, tcp-source, http)"
+                    )));
+                }
+            }
+        }
+        Ok((host, obs))
+    }
+
+    fn build(&self, seed: u64) -> Result<(Simulation, Observers), ScenarioError> {
+        let root = SimRng::from_seed(seed);
+        let mut config = Config::example();
+        if let Some(mtu) = self.engine.mtu {
+            config.mtu = mtu;
+        }
+        let (host, obs) = self.host(&root, seed)?;
+        let guest = if self.is_script()? {
+            Guest::Script(Box::new(ScriptGuest::new(
+                self.script()?,
+                config.our_mac,
+                Instant::ZERO,
+            )))
+        } else {
+            let mut g = SmolGuestConfig::new(root.child("guest").next_u64());
+            g.dhcp = self.guest.dhcp.unwrap_or(true);
+            g.mtu = self.guest.mtu.unwrap_or(1500);
+            if !(576..=65_000).contains(&g.mtu) {
+                return Err(ScenarioError::Invalid(format!("guest.mtu: {}", g.mtu)));
+            }
+            if let Some(v4) = &config.ipv4 {
+                g.static_v4 = Some((v4.addr, v4.prefix_len, v4.gateway));
+            }
+            g.workloads = self.workloads()?;
+            Guest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO)))
+        };
+        let link_cfg = LinkConfig {
+            bandwidth_bps: self.link.bandwidth,
+            latency: secs(self.link.latency, 0.0001, "link.latency")?,
+        };
+        let up = self.chain(
+            &self.merged(self.faults.up.as_ref()),
+            root.child("link-up"),
+            root.child("swarm-up").next_u64(),
+        )?;
+        let down = self.chain(
+            &self.merged(self.faults.down.as_ref()),
+            root.child("link-down"),
+            root.child("swarm-down").next_u64(),
+        )?;
+        let sim = Simulation::new(
+            config,
+            host,
+            root.child("engine").next_u64(),
+            guest,
+            Link::new("guest->engine", link_cfg, up),
+            Link::new("engine->guest", link_cfg, down),
+        )?;
+        Ok((sim, obs))
+    }
+
+    /// Runs the scenario with `seed`, capturing the guest side as pcap if
+    /// `capture`.
+    pub fn run(&self, seed: u64, capture: bool) -> Result<RunReport, ScenarioError> {
+        let (mut sim, obs) = self.build(seed)?;
+        if capture {
+            sim.enable_capture();
+        }
+        let stop = sim.run_until(Instant::ZERO + self.duration());
+        let mut report = RunReport {
+            name: self.name().to_string(),
+            seed,
+            stop,
+            virtual_end: sim.now(),
+            trace_hash: sim.trace_hash(),
+            trace_events: sim.trace_events(),
+            sim: sim.counters().clone(),
+            engine: sim.engine().counters().clone(),
+            up: *sim.link_to_engine().counters(),
+            down: *sim.link_to_guest().counters(),
+            guest_address: sim
+                .guest()
+                .as_smol()
+                .and_then(|g| g.address())
+                .map(|a| a.to_string()),
+            guest_router: sim.guest().as_smol().and_then(|g| g.router()),
+            guest_dns: sim
+                .guest()
+                .as_smol()
+                .map(|g| g.dns_servers().to_vec())
+                .unwrap_or_default(),
+            workloads: sim
+                .guest()
+                .as_smol()
+                .map(|g| g.reports())
+                .unwrap_or_default(),
+            script: sim
+                .guest()
+                .as_script()
+                .map(|g| g.outcome().map_err(|m| m.to_string())),
+            udp_echoed: obs.udp_echo.echoed(),
+            sink_bytes: obs.sinks.iter().map(SinkStats::bytes).sum(),
+            pcap: sim.take_pcap(),
+            failures: Vec::new(),
+        };
+        report.failures = self.judge(&report, &sim);
+        Ok(report)
+    }
+
+    fn judge(&self, r: &RunReport, sim: &Simulation) -> Vec<String> {
+        let mut f = Vec::new();
+        if r.stop == StopReason::Stalled {
+            f.push(format!("the run stalled at {}", r.virtual_end));
+        }
+        if !r.up.is_balanced() || !r.down.is_balanced() {
+            f.push("link counters do not balance".into());
+        }
+        if let Some(Err(e)) = &r.script {
+            f.push(e.clone());
+        }
+        let x = &self.expect;
+        if let Some(g) = sim.guest().as_smol() {
+            let dhcp_on = self.guest.dhcp.unwrap_or(true);
+            if x.dhcp.unwrap_or(dhcp_on) && g.configured_at().is_none() {
+                f.push("the guest never obtained an address by DHCP".into());
+            }
+            let ratio = x.min_reply_ratio.unwrap_or(1.0);
+            for w in &r.workloads {
+                if x.workloads_succeed.unwrap_or(true) && !w.succeeded() {
+                    f.push(format!(
+                        "workload `{}`: {}",
+                        w.name,
+                        w.error.as_deref().unwrap_or("did not finish")
+                    ));
+                }
+                if w.sent > 0 && (w.received as f64) < ratio * w.sent as f64 {
+                    f.push(format!(
+                        "workload `{}`: {} of {} answered, less than {ratio}",
+                        w.name, w.received, w.sent
+                    ));
+                }
+                if w.corrupt > 0 {
+                    f.push(format!("workload `{}`: {} corrupt", w.name, w.corrupt));
+                }
+            }
+        }
+        if let Some(max) = x.max_engine_drops {
+            if r.engine.total_drops() > max {
+                f.push(format!(
+                    "engine dropped {} frames, more than {max}",
+                    r.engine.total_drops()
+                ));
+            }
+        }
+        // Frames of each class the engine received are the ones the link
+        // delivered: nothing is lost between link and engine.
+        let delivered: u64 = FrameClass::ALL.iter().map(|c| r.sim.up.delivered(*c)).sum();
+        if delivered != r.engine.frames_in {
+            f.push(format!(
+                "{delivered} frames delivered to the engine but it counted {}",
+                r.engine.frames_in
+            ));
+        }
+        f
+    }
+}
+
+/// `PASST_SIM_CHECK_DETERMINISM`: set (to anything but `0` or empty) to run
+/// every scenario twice and compare trace hashes.
+pub fn determinism_check_requested() -> bool {
+    std::env::var("PASST_SIM_CHECK_DETERMINISM")
+        .map(|v| !v.is_empty() && v != "0")
+        .unwrap_or(false)
+}
+
+/// Runs `scenario` twice with `seed` and fails if the trace hash, the
+/// counters or the capture differ.
+pub fn check_determinism(scenario: &Scenario, seed: u64) -> Result<RunReport, String> {
+    let a = scenario.run(seed, true).map_err(|e| e.to_string())?;
+    let b = scenario.run(seed, true).map_err(|e| e.to_string())?;
+    if a.trace_hash != b.trace_hash || a.trace_events != b.trace_events {
+        return Err(format!(
+            "non-deterministic: seed {seed} gave trace {:016x} ({} events) then {:016x} ({} events)",
+            a.trace_hash, a.trace_events, b.trace_hash, b.trace_events
+        ));
+    }
+    if a.pcap != b.pcap {
+        return Err(format!(
+            "non-deterministic: seed {seed} gave two different captures"
+        ));
+    }
+    if a.sim != b.sim || a.engine != b.engine {
+        return Err(format!(
+            "non-deterministic: seed {seed} gave different counters"
+        ));
+    }
+    Ok(a)
+}

@@ -1,0 +1,608 @@
+//! The whole-system driver: guest, links, engine and simulated host on one
+//! virtual clock.
+//!
+//! # What this module owns
+//!
+//! [`Simulation`] owns the [`Scheduler`] of link deliveries, the
+//! `Engine<SimHost>` under test, the [`Guest`] (smoltcp or scripted) and
+//! the two [`Link`]s between guest and engine (each with its fault chain).
+//! One step of the loop:
+//!
+//! 1. the next time anything is due is
+//!    `min(next delivery, engine.poll_timeout(), host.poll_timeout(),
+//!    guest.poll_at())`; virtual time jumps there (nothing sleeps);
+//! 2. the simulated host advances to that time (its own segments, ACKs,
+//!    remote services);
+//! 3. deliveries due are handed to the engine (`handle_frame`) or the guest;
+//! 4. host readiness goes to the engine (`handle_host_event`), then due
+//!    engine timers run (`handle_timeout`);
+//! 5. the guest runs, and what it sends enters the guest→engine link;
+//! 6. the engine's transmit queue is drained into the engine→guest link.
+//!
+//! Every processed event (deliveries, engine timers, host readiness, frames
+//! sent by either side) is folded into a [`TraceHash`]; the host's own
+//! trace hash is folded in by [`Simulation::trace_hash`]. The guest side of
+//! the wire can be captured as pcap ([`Simulation::enable_capture`]).
+//!
+//! # What it must never do
+//!
+//! Read the wall clock, sleep, draw randomness other than from the seeds
+//! handed in, or iterate unordered collections.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use passt_engine::host_io::Token;
+use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
+use passt_engine::{Config, ConfigError, Engine, Instant, Readiness};
+
+use crate::guest::Guest;
+use crate::host::SimHost;
+use crate::link::Link;
+use crate::pcap::PcapWriter;
+use crate::sched::{Scheduler, StableEncode, TraceHash};
+
+/// What a frame carries, for per-protocol counts on the links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FrameClass {
+    /// ARP.
+    Arp,
+    /// DHCPv4 / DHCPv6.
+    Dhcp,
+    /// NDP (router and neighbour discovery).
+    Ndp,
+    /// ICMP / ICMPv6 other than NDP (echo, errors).
+    Icmp,
+    /// UDP other than DHCP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// Anything else, including frames that do not parse.
+    Other,
+}
+
+impl FrameClass {
+    /// Number of classes.
+    pub const COUNT: usize = 7;
+    /// Every class, in counter order.
+    pub const ALL: [FrameClass; FrameClass::COUNT] = [
+        FrameClass::Arp,
+        FrameClass::Dhcp,
+        FrameClass::Ndp,
+        FrameClass::Icmp,
+        FrameClass::Udp,
+        FrameClass::Tcp,
+        FrameClass::Other,
+    ];
+
+    /// Short name for reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FrameClass::Arp => "arp",
+            FrameClass::Dhcp => "dhcp",
+            FrameClass::Ndp => "ndp",
+            FrameClass::Icmp => "icmp",
+            FrameClass::Udp => "udp",
+            FrameClass::Tcp => "tcp",
+            FrameClass::Other => "other",
+        }
+    }
+
+    /// Classifies a frame (as sent: before any fault touched it).
+    pub fn of(frame: &[u8]) -> FrameClass {
+        let Ok(parsed) = wire::parse_frame(frame) else {
+            return FrameClass::Other;
+        };
+        let l4 = match parsed.l3 {
+            L3::Arp(_) => return FrameClass::Arp,
+            L3::Ipv4 { l4, .. } | L3::Ipv6 { l4, .. } => l4,
+        };
+        match l4 {
+            L4::Tcp { .. } => FrameClass::Tcp,
+            L4::Udp { udp, .. } => {
+                if [67, 68, 546, 547].contains(&udp.src_port)
+                    && [67, 68, 546, 547].contains(&udp.dst_port)
+                {
+                    FrameClass::Dhcp
+                } else {
+                    FrameClass::Udp
+                }
+            }
+            L4::Icmpv6(Icmpv6Repr::Ndp(_)) => FrameClass::Ndp,
+            L4::Icmpv4(_) | L4::Icmpv6(_) => FrameClass::Icmp,
+            L4::Other { .. } => FrameClass::Other,
+        }
+    }
+}
+
+/// Frames per class sent into a link and delivered out of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassCounts {
+    /// Frames sent into the link, by [`FrameClass`] index.
+    pub sent: [u64; FrameClass::COUNT],
+    /// Frames (including duplicates) delivered at the far end.
+    pub delivered: [u64; FrameClass::COUNT],
+}
+
+impl ClassCounts {
+    /// Frames of `class` sent.
+    pub fn sent(&self, class: FrameClass) -> u64 {
+        self.sent[class as usize]
+    }
+    /// Frames of `class` delivered.
+    pub fn delivered(&self, class: FrameClass) -> u64 {
+        self.delivered[class as usize]
+    }
+}
+
+/// What the driver did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimCounters {
+    /// Loop iterations.
+    pub steps: u64,
+    /// Link deliveries processed.
+    pub deliveries: u64,
+    /// Times the engine's timers ran.
+    pub engine_timers: u64,
+    /// Readiness events handed to the engine.
+    pub host_events: u64,
+    /// Times the guest ran.
+    pub guest_polls: u64,
+    /// Guest → engine, per class.
+    pub up: ClassCounts,
+    /// Engine → guest, per class.
+    pub down: ClassCounts,
+    /// TCP segments from the guest that resent sequence space already sent
+    /// (SYN, data or FIN ending at or below the highest sent so far).
+    pub tcp_retransmits_up: u64,
+    /// Same for TCP segments from the engine.
+    pub tcp_retransmits_down: u64,
+}
+
+/// Why [`Simulation::run_until`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The guest finished its work.
+    GuestFinished,
+    /// The time limit was reached.
+    TimeUp,
+    /// Nothing is pending anywhere: nothing can happen any more.
+    Idle,
+    /// Too many steps without virtual time moving (a livelock in a model).
+    Stalled,
+}
+
+/// Most loop steps at one instant before the run is declared stalled.
+const MAX_STEPS_PER_INSTANT: u64 = 100_000;
+
+#[derive(Debug)]
+enum SimEvent {
+    ToEngine(FrameClass, Vec<u8>),
+    ToGuest(FrameClass, Vec<u8>),
+}
+
+impl StableEncode for SimEvent {
+    fn encode_stable(&self, out: &mut Vec<u8>) {
+        let (tag, frame) = match self {
+            SimEvent::ToEngine(_, f) => (0u8, f),
+            SimEvent::ToGuest(_, f) => (1u8, f),
+        };
+        out.push(tag);
+        frame.encode_stable(out);
+    }
+}
+
+/// The whole simulated system (see the [module docs](self)).
+pub struct Simulation {
+    sched: Scheduler<SimEvent>,
+    engine: Engine<SimHost>,
+    guest: Guest,
+    to_engine: Link,
+    to_guest: Link,
+    trace: TraceHash,
+    capture: Option<PcapWriter<Vec<u8>>>,
+    counters: SimCounters,
+    host_events: Vec<(Token, Readiness)>,
+    guest_out: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
+    stalled_at: Option<(Instant, u64)>,
+    tcp_highest: BTreeMap<TcpDirKey, u32>,
+}
+
+/// (direction, source, source port, destination, destination port).
+type TcpDirKey = (u8, IpAddr, u16, IpAddr, u16);
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("now", &self.now())
+            .field("guest", &self.guest)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Simulation {
+    /// Builds the engine (from `config`, on `host`, with `engine_seed`) and
+    /// wires it to `guest` through `to_engine` and `to_guest`.
+    pub fn new(
+        config: Config,
+        host: SimHost,
+        engine_seed: u64,
+        guest: Guest,
+        to_engine: Link,
+        to_guest: Link,
+    ) -> Result<Self, ConfigError> {
+        let engine = Engine::new(config, host, engine_seed)?;
+        Ok(Simulation {
+            sched: Scheduler::starting_at(engine.host().now()),
+            engine,
+            guest,
+            to_engine,
+            to_guest,
+            trace: TraceHash::new(),
+            capture: None,
+            counters: SimCounters::default(),
+            host_events: Vec::new(),
+            guest_out: Vec::new(),
+            scratch: Vec::new(),
+            stalled_at: None,
+            tcp_highest: BTreeMap::new(),
+        })
+    }
+
+    /// Starts capturing the guest side of the wire (frames the guest sends,
+    /// when it sends them; frames it receives, when they arrive).
+    pub fn enable_capture(&mut self) {
+        if self.capture.is_none() {
+            self.capture = PcapWriter::new(Vec::new()).ok();
+        }
+    }
+
+    /// The capture so far as a pcap file, ending the capture.
+    pub fn take_pcap(&mut self) -> Option<Vec<u8>> {
+        self.capture.take().and_then(|w| w.finish().ok())
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Instant {
+        self.sched.now()
+    }
+
+    /// The engine under test.
+    pub fn engine(&self) -> &Engine<SimHost> {
+        &self.engine
+    }
+
+    /// The engine, mutably (e.g. to open forwarded ports).
+    pub fn engine_mut(&mut self) -> &mut Engine<SimHost> {
+        &mut self.engine
+    }
+
+    /// The simulated host.
+    pub fn host(&self) -> &SimHost {
+        self.engine.host()
+    }
+
+    /// The simulated host, mutably (remote services, faults).
+    pub fn host_mut(&mut self) -> &mut SimHost {
+        self.engine.host_mut()
+    }
+
+    /// The guest.
+    pub fn guest(&self) -> &Guest {
+        &self.guest
+    }
+
+    /// The guest→engine link.
+    pub fn link_to_engine(&self) -> &Link {
+        &self.to_engine
+    }
+
+    /// The engine→guest link.
+    pub fn link_to_guest(&self) -> &Link {
+        &self.to_guest
+    }
+
+    /// The driver's counters.
+    pub fn counters(&self) -> &SimCounters {
+        &self.counters
+    }
+
+    /// Hash of the whole event trace: the driver's events and the host's
+    /// internal events.
+    pub fn trace_hash(&self) -> u64 {
+        let mut t = self.trace.clone();
+        t.write(&self.engine.host().trace_hash().value().to_le_bytes());
+        t.value()
+    }
+
+    /// Number of events recorded in the trace (driver and host).
+    pub fn trace_events(&self) -> u64 {
+        self.trace.events() + self.engine.host().trace_hash().events()
+    }
+
+    /// The next time anything is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.sched.peek_time(),
+            self.engine.poll_timeout(),
+            self.engine.host().poll_timeout(),
+            self.guest.poll_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs until the guest is finished, `end` is reached, nothing is
+    /// pending, or the run stalls.
+    pub fn run_until(&mut self, end: Instant) -> StopReason {
+        loop {
+            if self.guest.finished() {
+                return StopReason::GuestFinished;
+            }
+            let Some(next) = self.next_deadline() else {
+                return StopReason::Idle;
+            };
+            if next > end {
+                let _ = self.sched.advance_to(end);
+                self.engine.host_mut().advance(end);
+                return StopReason::TimeUp;
+            }
+            if !self.step_at(next) {
+                return StopReason::Stalled;
+            }
+        }
+    }
+
+    /// One iteration of the loop at `at` (clamped to now). Returns false
+    /// if the run is stalled.
+    pub fn step_at(&mut self, at: Instant) -> bool {
+        let now = at.max(self.now());
+        match self.stalled_at {
+            Some((t, n)) if t == now => {
+                if n >= MAX_STEPS_PER_INSTANT {
+                    return false;
+                }
+                self.stalled_at = Some((t, n + 1));
+            }
+            _ => self.stalled_at = Some((now, 1)),
+        }
+        self.counters.steps += 1;
+
+        // The host's clock first: every HostIo call the engine makes below
+        // happens at `now`.
+        self.engine.host_mut().advance(now);
+
+        let mut guest_got_frames = false;
+        while let Some((t, ev)) = self.sched.pop_due(now) {
+            self.trace.record_event(t, &ev);
+            self.counters.deliveries += 1;
+            match ev {
+                SimEvent::ToEngine(class, frame) => {
+                    self.counters.up.delivered[class as usize] += 1;
+                    self.engine.handle_frame(now, &frame);
+                }
+                SimEvent::ToGuest(class, frame) => {
+                    self.counters.down.delivered[class as usize] += 1;
+                    if let Some(w) = self.capture.as_mut() {
+                        let _ = w.write(now.as_nanos(), &frame);
+                    }
+                    self.guest.on_frame(now, &frame);
+                    guest_got_frames = true;
+                }
+            }
+        }
+        let _ = self.sched.advance_to(now);
+
+        self.host_events.clear();
+        self.engine.host_mut().take_events(&mut self.host_events);
+        for i in 0..self.host_events.len() {
+            let (token, r) = self.host_events[i];
+            self.scratch.clear();
+            self.scratch.push(2);
+            self.scratch.extend_from_slice(&token.0.to_le_bytes());
+            self.scratch.push(
+                u8::from(r.readable)
+                    | u8::from(r.writable) << 1
+                    | u8::from(r.read_closed) << 2
+                    | u8::from(r.hangup) << 3
+                    | u8::from(r.error) << 4,
+            );
+            self.trace.record(now, &self.scratch);
+            self.counters.host_events += 1;
+            self.engine.handle_host_event(now, token, r);
+        }
+
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.trace.record(now, b"engine-timer");
+            self.counters.engine_timers += 1;
+            self.engine.handle_timeout(now);
+        }
+
+        if guest_got_frames || self.guest.poll_at().is_some_and(|t| t <= now) {
+            self.counters.guest_polls += 1;
+            let mut out = core::mem::take(&mut self.guest_out);
+            self.guest.poll(now, &mut out);
+            for frame in out.drain(..) {
+                self.send_to_engine(now, frame);
+            }
+            self.guest_out = out;
+        }
+
+        self.drain_engine(now);
+        true
+    }
+
+    fn send_to_engine(&mut self, now: Instant, frame: Vec<u8>) {
+        let class = FrameClass::of(&frame);
+        self.counters.up.sent[class as usize] += 1;
+        if class == FrameClass::Tcp && self.is_retransmit(0, &frame) {
+            self.counters.tcp_retransmits_up += 1;
+        }
+        self.scratch.clear();
+        self.scratch.push(3);
+        frame.encode_stable(&mut self.scratch);
+        self.trace.record(now, &self.scratch);
+        if let Some(w) = self.capture.as_mut() {
+            let _ = w.write(now.as_nanos(), &frame);
+        }
+        self.to_engine
+            .send(&mut self.sched, frame, |f| SimEvent::ToEngine(class, f));
+    }
+
+    fn drain_engine(&mut self, now: Instant) {
+        let txq = self.engine.tx_queue();
+        if txq.is_empty() {
+            return;
+        }
+        let frames: Vec<Vec<u8>> = txq.iter().map(<[u8]>::to_vec).collect();
+        txq.clear();
+        for frame in frames {
+            let class = FrameClass::of(&frame);
+            self.counters.down.sent[class as usize] += 1;
+            if class == FrameClass::Tcp && self.is_retransmit(1, &frame) {
+                self.counters.tcp_retransmits_down += 1;
+            }
+            self.scratch.clear();
+            self.scratch.push(4);
+            frame.encode_stable(&mut self.scratch);
+            self.trace.record(now, &self.scratch);
+            self.to_guest
+                .send(&mut self.sched, frame, |f| SimEvent::ToGuest(class, f));
+        }
+    }
+
+    /// Whether a TCP segment resends sequence space already sent in its
+    /// direction (RFC 9293 §3.4: SYN and FIN occupy one sequence number).
+    fn is_retransmit(&mut self, dir: u8, frame: &[u8]) -> bool {
+        let Ok(parsed) = wire::parse_frame(frame) else {
+            return false;
+        };
+        let (src, dst, l4) = match parsed.l3 {
+            L3::Ipv4 { ip, l4 } => (IpAddr::V4(ip.src_addr), IpAddr::V4(ip.dst_addr), l4),
+            L3::Ipv6 { ip, l4 } => (IpAddr::V6(ip.src_addr), IpAddr::V6(ip.dst_addr), l4),
+            L3::Arp(_) => return false,
+        };
+        let L4::Tcp { tcp, payload } = l4 else {
+            return false;
+        };
+        let len = payload.len() as u32
+            + u32::from(tcp.flags.contains(wire::TcpFlags::SYN))
+            + u32::from(tcp.flags.contains(wire::TcpFlags::FIN));
+        if len == 0 || tcp.flags.contains(wire::TcpFlags::RST) {
+            return false;
+        }
+        let end = tcp.seq.wrapping_add(len);
+        let key = (dir, src, tcp.src_port, dst, tcp.dst_port);
+        match self.tcp_highest.get_mut(&key) {
+            Some(high) => {
+                if (end.wrapping_sub(*high) as i32) <= 0 {
+                    true
+                } else {
+                    *high = end;
+                    false
+                }
+            }
+            None => {
+                self.tcp_highest.insert(key, end);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::{Script, ScriptGuest};
+    use passt_engine::MacAddr;
+    use passt_engine::wire::{IpRepr, Ipv4Repr, TcpFlags, TcpRepr};
+
+    fn tcp_frame(seq: u32, flags: TcpFlags, len: usize) -> Vec<u8> {
+        let ip = IpRepr::V4(Ipv4Repr {
+            src_addr: "192.0.2.15".parse().unwrap(),
+            dst_addr: "203.0.113.7".parse().unwrap(),
+            protocol: 0,
+            hop_limit: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: true,
+            payload_len: 0,
+        });
+        let tcp = TcpRepr {
+            src_port: 40000,
+            dst_port: 7,
+            seq,
+            flags,
+            window: 100,
+            ..TcpRepr::default()
+        };
+        let mut buf = vec![0; 200];
+        let n = wire::build_tcp(
+            &mut buf,
+            crate::demo::GUEST_MAC,
+            MacAddr::PASST_DEFAULT,
+            ip,
+            &tcp,
+            &vec![7; len],
+        )
+        .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn idle_sim() -> Simulation {
+        let script = Script::parse("").unwrap();
+        Simulation::new(
+            Config::example(),
+            SimHost::with_seed(1),
+            1,
+            Guest::Script(Box::new(ScriptGuest::new(
+                script,
+                MacAddr::PASST_DEFAULT,
+                Instant::ZERO,
+            ))),
+            Link::ideal("up"),
+            Link::ideal("down"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn classifies_frames() {
+        assert_eq!(
+            FrameClass::of(&tcp_frame(1, TcpFlags::SYN, 0)),
+            FrameClass::Tcp
+        );
+        assert_eq!(FrameClass::of(&[0u8; 10]), FrameClass::Other);
+    }
+
+    #[test]
+    fn counts_retransmitted_sequence_space() {
+        let mut sim = idle_sim();
+        let ack = TcpFlags::ACK;
+        assert!(!sim.is_retransmit(0, &tcp_frame(100, TcpFlags::SYN, 0)));
+        assert!(sim.is_retransmit(0, &tcp_frame(100, TcpFlags::SYN, 0)));
+        assert!(!sim.is_retransmit(0, &tcp_frame(101, ack, 10)));
+        // A pure ACK occupies no sequence space.
+        assert!(!sim.is_retransmit(0, &tcp_frame(111, ack, 0)));
+        assert!(sim.is_retransmit(0, &tcp_frame(101, ack, 10)));
+        assert!(!sim.is_retransmit(0, &tcp_frame(111, ack, 10)));
+        // The other direction is tracked apart.
+        assert!(!sim.is_retransmit(1, &tcp_frame(101, ack, 10)));
+    }
+
+    #[test]
+    fn an_empty_script_finishes_at_once_and_time_stays() {
+        let mut sim = idle_sim();
+        assert_eq!(
+            sim.run_until(Instant::from_secs(5)),
+            StopReason::GuestFinished
+        );
+        assert_eq!(sim.now(), Instant::ZERO);
+        assert!(sim.take_pcap().is_none(), "capture is opt-in");
+    }
+}
