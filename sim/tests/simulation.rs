@@ -344,26 +344,7 @@ fn every_shipped_scenario_loads() {
 
 // ----- TCP: these need the engine's TCP module (issue #4) -----
 
-/// Without the TCP module every guest segment is dropped as
-/// `not_implemented`: the tests below fail for that reason only.
 #[test]
-fn tcp_scenarios_fail_today_only_for_lack_of_tcp() {
-    let r = load("tcp-echo.toml").run(1, false).expect("run");
-    if r.passed() {
-        // TCP has landed: the ignored tests below should be un-ignored.
-        return;
-    }
-    assert!(r.engine.drops(DropReason::NotImplemented) > 0, "{r}");
-    assert_eq!(
-        r.engine.total_drops(),
-        r.engine.drops(DropReason::NotImplemented),
-        "{r}"
-    );
-    assert!(r.guest_address.is_some(), "{r}");
-}
-
-#[test]
-#[ignore = "needs the TCP module (issue #4)"]
 fn tcp_echo_through_the_engine() {
     let sc = load("tcp-echo.toml");
     for_each_seed("tcp_echo_through_the_engine", 1, |seed| {
@@ -379,8 +360,15 @@ fn tcp_echo_through_the_engine() {
     });
 }
 
+/// Known failure (issue #4): with 2% loss and jitter on the guest link the
+/// smoltcp guest's transfer stalls. Observed with seed 1: 27,740 of
+/// 100,000 bytes echoed in 63 s of virtual time, 287 guest
+/// retransmissions, then no frame from the guest until the 110 s timeout.
+/// The engine keeps no out-of-order data (by design), so each loss
+/// discards the rest of the guest's window; why the guest then stops is
+/// not yet established.
 #[test]
-#[ignore = "needs the TCP module (issue #4)"]
+#[ignore = "known failure: TCP over a 2% lossy link stalls with the smoltcp guest (issue #4)"]
 fn tcp_echo_survives_a_lossy_link() {
     let sc = load("tcp-echo-lossy.toml");
     for_each_seed("tcp_echo_survives_a_lossy_link", 1, |seed| {
@@ -395,7 +383,6 @@ fn tcp_echo_survives_a_lossy_link() {
 }
 
 #[test]
-#[ignore = "needs the TCP module (issue #4)"]
 fn scripted_tcp_handshake_echo_and_close() {
     let r = run(&load("tcp-handshake.toml"), 1, false).expect("run");
     assert!(r.passed(), "{r}");
