@@ -10,9 +10,11 @@
 //! error exits with status 1 as upstream does ([`CliError::exit_code`]); clap's
 //! own exit status (2) and multi-line messages are never shown.
 //!
-//! Options that later modules consume (port forwarding specs, address
-//! mappings, outbound addresses) are parsed and stored here as they are; the
-//! port specification grammar is parsed elsewhere.
+//! Port forwarding options (`-t`/`-u`) are parsed with [`crate::fwd`] into
+//! [`Forwarding`] (malformed specifications are one-line errors like every
+//! other option); binding the forwarded ports is the event loop's
+//! ([`crate::backend::event_loop::forward`]). Options that later modules
+//! consume (address mappings, outbound addresses) are stored as they are.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use clap::{CommandFactory, Parser};
 use crate::addr::MacAddr;
 use crate::backend::hostcfg::HostNetwork;
 use crate::config::{Config, DEFAULT_MTU, Ipv4Config, Ipv6Config, Services};
+use crate::fwd::{self, ForwardSpec, ForwardSpecBuilder, Program, SpecContext};
 
 /// Default `--log-size`, as upstream: 1 MiB.
 pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
@@ -133,6 +136,81 @@ pub enum Verbosity {
     Trace,
 }
 
+/// The port forwarding the command line asks for (`-t`, `-u`), resolved by
+/// [`crate::fwd`]: ranges, exclusions, `all` expanded outside the ephemeral
+/// range the parser was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forwarding {
+    /// TCP: `-t`, or `none` (passt's default).
+    pub tcp: ForwardSpec,
+    /// UDP: `-u`, or the TCP ports without translation when no `-u` is
+    /// given ([`fwd::udp_from_tcp`]).
+    pub udp: ForwardSpec,
+    /// No `-u` was given: UDP follows `-t` (bind errors then name `-t`).
+    pub udp_follows_tcp: bool,
+}
+
+impl Forwarding {
+    /// Nothing forwarded (passt's default).
+    pub fn none() -> Self {
+        Forwarding {
+            tcp: ForwardSpec::none(),
+            udp: ForwardSpec::none(),
+            udp_follows_tcp: true,
+        }
+    }
+}
+
+/// Parses the `-t` and `-u` arguments (each list in the order given).
+pub fn parse_forwarding(
+    tcp: &[String],
+    udp: &[String],
+    cx: SpecContext,
+) -> Result<Forwarding, CliError> {
+    let build = |specs: &[String]| -> Result<ForwardSpecBuilder, CliError> {
+        let mut b = ForwardSpecBuilder::new(cx);
+        for s in specs {
+            b.add(s).map_err(|e| CliError::invalid(e.to_string()))?;
+        }
+        Ok(b)
+    };
+    let tcp_spec = build(tcp)?.finish();
+    let udp_b = build(udp)?;
+    let udp_follows_tcp = !udp_b.is_given();
+    let udp_spec = if udp_follows_tcp {
+        fwd::udp_from_tcp(&tcp_spec)
+    } else {
+        udp_b.finish()
+    };
+    Ok(Forwarding {
+        tcp: tcp_spec,
+        udp: udp_spec,
+        udp_follows_tcp,
+    })
+}
+
+/// The `-t`/`-u` argument (of `specs`, in order) that asks for host port
+/// `port` on `addr`: what bind errors quote, as upstream does ("for option
+/// '-t SPEC'"). Ports of `all` and exclusion-only arguments are attributed
+/// like the parser resolves them with `cx`.
+pub fn forward_origin(
+    specs: &[String],
+    addr: Option<IpAddr>,
+    port: u16,
+    cx: SpecContext,
+) -> Option<&str> {
+    specs
+        .iter()
+        .find(|s| {
+            fwd::parse(s, &cx).is_ok_and(|spec| {
+                spec.rules
+                    .iter()
+                    .any(|r| r.addr == addr && r.host.contains(port))
+            })
+        })
+        .map(String::as_str)
+}
+
 /// Everything the command line says, parsed and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -198,6 +276,8 @@ pub struct Options {
     pub tcp_ports: Vec<String>,
     /// `-u` specs, raw, in order.
     pub udp_ports: Vec<String>,
+    /// `-t`/`-u` resolved (see [`parse_forwarding`]).
+    pub forwarding: Forwarding,
     /// `-H`.
     pub hostname: Option<String>,
     /// `--fqdn`.
@@ -349,10 +429,10 @@ struct RawArgs {
     /// Disable router advertisements
     #[arg(long = "no-ra")]
     no_ra: bool,
-    /// TCP port forwarding to guest (repeatable; default: none)
+    /// TCP ports to forward to the guest: none, all, or [ADDR/]PORT[-LAST][:GUEST[-LAST]][,~EXCLUDED]... (repeatable; default: none)
     #[arg(short = 't', long = "tcp-ports", value_name = "SPEC")]
     tcp_ports: Vec<String>,
-    /// UDP port forwarding to guest (repeatable; default: none)
+    /// UDP ports to forward to the guest, as -t (default: the -t ports, untranslated)
     #[arg(short = 'u', long = "udp-ports", value_name = "SPEC")]
     udp_ports: Vec<String>,
     /// Hostname to configure the guest with (DHCP option 12)
@@ -378,8 +458,20 @@ pub fn version_text() -> String {
     )
 }
 
-/// Parses a command line (`args[0]` is the program name).
+/// Parses a command line (`args[0]` is the program name), with the
+/// kernel's default ephemeral port range for `-t all` and exclusion-only
+/// specifications (see [`parse_args_in`]).
 pub fn parse_args<I, T>(args: I) -> Result<Options, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    parse_args_in(args, SpecContext::new(Program::Passt))
+}
+
+/// Parses a command line; port forwarding specifications are resolved in
+/// `cx` (the binary passes the host's `ip_local_port_range`).
+pub fn parse_args_in<I, T>(args: I, cx: SpecContext) -> Result<Options, CliError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -391,7 +483,7 @@ where
     if raw.version {
         return Err(CliError::Version(version_text()));
     }
-    options_from_raw(raw)
+    options_from_raw(raw, cx)
 }
 
 /// Turns clap's error into upstream's one-line wording.
@@ -491,7 +583,7 @@ fn valid_dns_name(s: &str) -> bool {
             .all(|l| l.len() <= 63 && l.bytes().all(|b| b.is_ascii_graphic()))
 }
 
-fn options_from_raw(raw: RawArgs) -> Result<Options, CliError> {
+fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> {
     // Conflicts first, with upstream's wording.
     if raw.ipv4_only && raw.ipv6_only {
         return Err(CliError::invalid(
@@ -615,6 +707,7 @@ fn options_from_raw(raw: RawArgs) -> Result<Options, CliError> {
     }
 
     let runas = raw.runas.as_deref().map(parse_runas).transpose()?;
+    let forwarding = parse_forwarding(&raw.tcp_ports, &raw.udp_ports, cx)?;
 
     let services = Services {
         dhcp: !raw.no_dhcp,
@@ -658,6 +751,7 @@ fn options_from_raw(raw: RawArgs) -> Result<Options, CliError> {
         services,
         tcp_ports: raw.tcp_ports,
         udp_ports: raw.udp_ports,
+        forwarding,
         hostname: raw.hostname,
         fqdn: raw.fqdn,
         one_off: raw.one_off || fd.is_some(),
@@ -1105,6 +1199,81 @@ mod tests {
             Err(e @ CliError::Version(_)) => assert!(e.to_string().starts_with("passt ")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn port_forwarding_is_parsed() {
+        use crate::fwd::{ForwardMode, PortRange};
+        let o = parse("").unwrap();
+        assert_eq!(o.forwarding, Forwarding::none());
+        let o = parse("-t 22 -t 127.0.0.1/80-81:8080-8081").unwrap();
+        let tcp = &o.forwarding.tcp;
+        assert_eq!(tcp.mode, ForwardMode::Ports);
+        assert_eq!(tcp.rules.len(), 2);
+        assert_eq!(tcp.guest_port(81), Some(8081));
+        assert_eq!(tcp.guest_port(22), Some(22));
+        assert!(o.forwarding.udp_follows_tcp);
+        // UDP follows TCP without translation.
+        assert_eq!(o.forwarding.udp.guest_port(81), Some(81));
+        assert_eq!(o.forwarding.udp.rules.len(), 2);
+
+        let o = parse("-t 22 -u 53:5353").unwrap();
+        assert!(!o.forwarding.udp_follows_tcp);
+        assert_eq!(o.forwarding.udp.guest_port(53), Some(5353));
+        assert_eq!(o.forwarding.udp.guest_port(22), None);
+
+        let o = parse("-t all").unwrap();
+        assert_eq!(o.forwarding.tcp.mode, ForwardMode::All);
+        assert_eq!(o.forwarding.tcp.guest_port(40000), None, "ephemeral");
+        assert_eq!(o.forwarding.udp.mode, ForwardMode::All);
+
+        // The ephemeral range comes from the caller.
+        let cx = SpecContext {
+            program: Program::Passt,
+            ephemeral: PortRange::new(50000, 50010),
+        };
+        let o = parse_args_in(["passt", "-t", "all"], cx).unwrap();
+        assert_eq!(o.forwarding.tcp.guest_port(40000), Some(40000));
+        assert_eq!(o.forwarding.tcp.guest_port(50005), None);
+
+        let o = parse("-u none").unwrap();
+        assert_eq!(o.forwarding.udp.mode, ForwardMode::None);
+    }
+
+    #[test]
+    fn port_forwarding_errors_are_one_liners() {
+        for (args, start) in [
+            ("-t 22a", "Invalid port specifier 22a"),
+            ("-t 0", "Invalid port specifier 0"),
+            ("-t 22,22", "Overlapping port specifier 22,22"),
+            ("-t 22 -t 22", "Overlapping port specifier 22"),
+            (
+                "-t auto",
+                "'auto' port forwarding is only allowed for pasta",
+            ),
+            ("-t none -t 22", "Specific ports cannot be specified"),
+            ("-t 22 -t all", "Port forwarding mode 'all' conflicts"),
+            ("-u 80-22", "Invalid port specifier 80-22"),
+            ("-t 22-23:30", "Invalid port specifier 22-23:30"),
+        ] {
+            let m = invalid(args);
+            assert!(m.starts_with(start), "{args}: {m}");
+            assert!(!m.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn forward_origin_names_the_option() {
+        let cx = SpecContext::new(Program::Passt);
+        let specs: Vec<String> = vec!["22,25".into(), "127.0.0.1/80".into(), "~1-1000".into()];
+        assert_eq!(forward_origin(&specs, None, 25, cx), Some("22,25"));
+        let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(forward_origin(&specs, lo, 80, cx), Some("127.0.0.1/80"));
+        assert_eq!(forward_origin(&specs, None, 80, cx), None);
+        assert_eq!(forward_origin(&specs, None, 2000, cx), Some("~1-1000"));
+        let all = vec!["all".to_string()];
+        assert_eq!(forward_origin(&all, None, 80, cx), Some("all"));
+        assert_eq!(forward_origin(&all, None, 40000, cx), None);
     }
 
     #[test]

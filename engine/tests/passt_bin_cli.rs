@@ -33,6 +33,13 @@ fn bad_options_exit_1_with_one_line_naming_them() {
         (&["-q", "-d"][..], "--debug or --quiet"),
         (&["stray"][..], "stray"),
         (&["-s", "/tmp/x.sock", "-F", "5"][..], "--socket and --fd"),
+        (&["-t", "22a"][..], "Invalid port specifier 22a"),
+        (&["-t", "auto"][..], "only allowed for pasta"),
+        (&["-u", "22,22"][..], "Overlapping port specifier 22,22"),
+        (
+            &["-t", "none", "-t", "22"][..],
+            "Specific ports cannot be specified",
+        ),
     ] {
         let o = passt(args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");

@@ -26,6 +26,7 @@
 //! one-off mode (`-1`, implied by `-F`). Frames the engine queues while no
 //! guest is connected are discarded.
 
+pub mod forward;
 pub mod logging;
 pub mod process;
 
@@ -265,6 +266,7 @@ pub struct EventLoop {
     guest_wants_write: bool,
     events: Vec<(Token, Readiness)>,
     stats: LoopStats,
+    ping_warned: bool,
 }
 
 fn eventfd() -> io::Result<OwnedFd> {
@@ -347,6 +349,7 @@ impl EventLoop {
             guest_wants_write: false,
             events: Vec::with_capacity(256),
             stats,
+            ping_warned: false,
         })
     }
 
@@ -494,10 +497,24 @@ impl EventLoop {
             }
         }
         self.events = events;
+        self.warn_once();
         if exit.is_some() {
             return Ok(exit);
         }
         self.flush_guest()
+    }
+
+    /// One-time warnings about conditions the engine counts.
+    fn warn_once(&mut self) {
+        if !self.ping_warned && self.engine.counters().ping_not_permitted > 0 {
+            self.ping_warned = true;
+            log_warn!("{}", crate::icmp::PING_NOT_PERMITTED_WARNING);
+        }
+    }
+
+    /// Whether the ping-sockets warning has been logged.
+    pub fn ping_warning_logged(&self) -> bool {
+        self.ping_warned
     }
 
     fn accept_clients(&mut self) -> Result<(), LoopError> {

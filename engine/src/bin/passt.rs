@@ -11,11 +11,12 @@ use std::process::ExitCode;
 
 use passt_engine::Engine;
 use passt_engine::backend::event_loop::logging::{self, Level, Sink};
-use passt_engine::backend::event_loop::{EventLoop, Transport, process};
+use passt_engine::backend::event_loop::{EventLoop, Transport, forward, process};
 use passt_engine::backend::pcap::PcapWriter;
 use passt_engine::backend::{RealHost, clock, hostcfg};
 use passt_engine::cli::{self, CliError, Options, Verbosity};
 use passt_engine::config::Config;
+use passt_engine::fwd::{PortRange, Program, SpecContext};
 
 fn level_of(v: Verbosity) -> Level {
     match v {
@@ -76,8 +77,27 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The host's ephemeral port range (`net.ipv4.ip_local_port_range`, which
+/// also governs IPv6), or the kernel's default when it cannot be read.
+fn ephemeral_range() -> PortRange {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>());
+            match (it.next(), it.next()) {
+                (Some(Ok(a)), Some(Ok(b))) if a <= b && a > 0 => Some(PortRange::new(a, b)),
+                _ => None,
+            }
+        })
+        .unwrap_or(passt_engine::fwd::DEFAULT_EPHEMERAL)
+}
+
 fn main() -> ExitCode {
-    let opts = match cli::parse_args(std::env::args_os()) {
+    let cx = SpecContext {
+        program: Program::Passt,
+        ephemeral: ephemeral_range(),
+    };
+    let opts = match cli::parse_args_in(std::env::args_os(), cx) {
         Ok(o) => o,
         Err(e @ (CliError::Help(_) | CliError::Version(_))) => {
             print!("{e}");
@@ -88,10 +108,10 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
-    run(opts)
+    run(opts, cx)
 }
 
-fn run(opts: Options) -> ExitCode {
+fn run(opts: Options, cx: SpecContext) -> ExitCode {
     let level = level_of(opts.verbosity);
     let sink = match &opts.log_file {
         Some(path) => match logging::file_sink(path, opts.log_size) {
@@ -133,6 +153,43 @@ fn run(opts: Options) -> ExitCode {
         logging::log(Level::Info, format_args!("{line}"));
     }
 
+    // Forwarded ports first, as upstream: a port that cannot be bound
+    // stops the start before the socket is announced.
+    let host_io = match RealHost::new() {
+        Ok(h) => h,
+        Err(e) => return fail(format_args!("Failed to set up epoll: {e}")),
+    };
+    let mut engine = match Engine::new(config, host_io, clock::random_seed()) {
+        Ok(e) => e,
+        Err(e) => return fail(format_args!("Invalid configuration: {e}")),
+    };
+    if let Err(e) = process::raise_nofile_limit() {
+        logging::log(
+            Level::Debug,
+            format_args!("Can't raise the open files limit: {e}"),
+        );
+    }
+    match forward::bind_forwards(
+        &mut engine,
+        &opts.forwarding,
+        &opts.tcp_ports,
+        &opts.udp_ports,
+        cx,
+    ) {
+        Ok(report) => {
+            for run in &report.bound {
+                logging::log(Level::Debug, format_args!("Forwarding {run}"));
+            }
+            logging::log(
+                Level::Debug,
+                format_args!(
+                    "Forwarded ports: {} socket(s) bound; skipped with 'all': {} TCP, {} UDP",
+                    report.sockets, report.skipped.0, report.skipped.1
+                ),
+            );
+        }
+        Err(e) => return fail(e),
+    }
     let transport = match (opts.fd, &opts.socket) {
         (Some(fd), _) => {
             Transport::qemu_from_raw_fd(fd).map_err(|e| format!("Invalid --fd {fd}: {e}"))
@@ -161,14 +218,6 @@ fn run(opts: Options) -> ExitCode {
         }
     }
 
-    let host_io = match RealHost::new() {
-        Ok(h) => h,
-        Err(e) => return fail(format_args!("Failed to set up epoll: {e}")),
-    };
-    let engine = match Engine::new(config, host_io, clock::random_seed()) {
-        Ok(e) => e,
-        Err(e) => return fail(format_args!("Invalid configuration: {e}")),
-    };
     let mut event_loop = match EventLoop::new(engine, transport) {
         Ok(l) => l,
         Err(e) => return fail(format_args!("Failed to start the event loop: {e}")),

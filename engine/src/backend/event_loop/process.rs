@@ -192,3 +192,19 @@ impl SignalFd {
         (n == size as isize).then_some(info.ssi_signo as i32)
     }
 }
+
+/// Raises the soft limit on open descriptors to the hard limit (forwarding
+/// `-t all` takes one socket per port and family, as upstream does).
+/// Returns the limit now in force.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        cvt(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            cvt(libc::setrlimit(libc::RLIMIT_NOFILE, &lim))?;
+        }
+        Ok(lim.rlim_cur as u64)
+    }
+}
