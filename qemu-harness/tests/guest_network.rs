@@ -50,7 +50,7 @@ fn value<'a>(report: &RunReport, check: &'a CheckReport, key: &str) -> &'a str {
 fn try_run<T: Send + 'static>(
     spec: &RunSpec,
     setup: impl FnOnce() -> anyhow::Result<(GuestScript, T)> + Send + 'static,
-) -> anyhow::Result<Option<(Box<RunReport>, T)>> {
+) -> BootResult<T> {
     Ok(match run_guest(spec, setup)? {
         RunOutcome::Skipped(_) => None,
         RunOutcome::Ran(report, extra) => {
@@ -309,11 +309,14 @@ echo "lines=$(fold -w 16 /tmp/body | sort -u | wc -l)""#
 /// string when the harness failed (so every test sharing it fails with the cause).
 type Shared<T> = OnceLock<Result<Option<(Box<RunReport>, T)>, String>>;
 
+/// What a shared boot function returns: `None` when the environment skips.
+type BootResult<T> = anyhow::Result<Option<(Box<RunReport>, T)>>;
+
 /// The first caller runs `boot`; later (and concurrent) callers get its result.
 /// `boot` must not panic (a panic would make the next caller boot again).
 fn shared<T: Send + Sync + 'static>(
     cell: &'static Shared<T>,
-    boot: fn() -> anyhow::Result<Option<(Box<RunReport>, T)>>,
+    boot: fn() -> BootResult<T>,
 ) -> Option<&'static (Box<RunReport>, T)> {
     match cell.get_or_init(|| boot().map_err(|e| format!("{e:#}"))) {
         Ok(Some(x)) => Some(x),
@@ -356,7 +359,7 @@ const SMALL_ECHO_LEN: usize = 20000;
 /// One guest with IPv4 and IPv6: DHCPv4, SLAAC from passt's RA (busybox 1.35 has
 /// no DHCPv6 client), TCP over both families and ICMPv6 echo to the gateway, then
 /// the guest's neighbour tables.
-fn dual_stack_boot() -> anyhow::Result<Option<(Box<RunReport>, DualStackHost)>> {
+fn dual_stack_boot() -> BootResult<DualStackHost> {
     let spec = RunSpec::dual_stack("dual_stack");
     let gw4 = spec.passt.gateway;
     let gw6 = HOST_V6_GATEWAY;
@@ -575,7 +578,7 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn bulk_boot() -> anyhow::Result<Option<(Box<RunReport>, BulkHost)>> {
+fn bulk_boot() -> BootResult<BulkHost> {
     let mut spec = RunSpec::new("bulk_udp_dns");
     spec.timeout = Duration::from_secs(150);
     spec.passt.extra_args = vec![
