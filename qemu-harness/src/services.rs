@@ -360,7 +360,7 @@ pub struct InboundStats {
 /// The host end of an inbound connection test: waits until the guest connects to
 /// `ready_port` (its server is listening by then), then connects to
 /// `127.0.0.1:forwarded_port` (which passt forwards into the guest with `-t`),
-/// writes `greeting`, half-closes, and reads until the guest closes.
+/// writes `greeting`, reads until the guest half-closes, then closes.
 pub struct InboundProbe {
     /// The loopback port the guest signals readiness on.
     pub ready_port: u16,
@@ -397,7 +397,8 @@ impl InboundProbe {
             };
             set_remaining_timeout(&stream, until)?;
             stream.write_all(&greeting)?;
-            stream.shutdown(std::net::Shutdown::Write)?;
+            // No half-close yet: busybox `nc` quits as soon as the network side
+            // reaches EOF, even with stdin left to send. Close after its FIN.
             let mut hash = Sha256::new();
             let mut bytes = 0usize;
             let mut buf = vec![0u8; 65536];
@@ -413,6 +414,7 @@ impl InboundProbe {
                     Err(e) => return Err(e).context("reading from the guest's server"),
                 }
             }
+            let _ = stream.shutdown(std::net::Shutdown::Both);
             Ok(InboundStats {
                 ready_line: String::from_utf8_lossy(&ready_line).trim().to_string(),
                 bytes,
@@ -832,6 +834,148 @@ mod tests {
         let stats = server.join().expect("join");
         assert_eq!(stats.bytes, 5);
         assert_eq!(stats.fnv64, 0xa430_d846_80aa_bd0b);
+    }
+
+    #[test]
+    fn send_and_sink_servers_hash_what_they_move() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let send = TcpSendServer::start(payload.clone(), Duration::from_secs(5)).expect("send");
+        let mut c = TcpStream::connect((Ipv4Addr::LOCALHOST, send.port)).expect("connect");
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).expect("read");
+        drop(c);
+        assert_eq!(got, payload);
+        let stats = send.join().expect("join");
+        assert_eq!(stats.bytes, payload.len());
+        assert_eq!(stats.sha256, crate::digest::sha256_hex(&payload));
+
+        let sink = TcpSinkServer::start(Duration::from_secs(5)).expect("sink");
+        let mut c = TcpStream::connect((Ipv4Addr::LOCALHOST, sink.port)).expect("connect");
+        c.write_all(&payload[..777]).expect("write");
+        c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).expect("eof");
+        let stats = sink.join().expect("join");
+        assert_eq!(stats.bytes, 777);
+        assert_eq!(stats.sha256, crate::digest::sha256_hex(&payload[..777]));
+    }
+
+    #[test]
+    fn boot_counter_numbers_clients_and_echoes_their_line() {
+        let server = BootCounterServer::start(2, Duration::from_secs(5)).expect("start");
+        for n in 1..=2 {
+            let mut c = TcpStream::connect((Ipv4Addr::LOCALHOST, server.port)).expect("connect");
+            c.write_all(format!("token={n}x\n").as_bytes())
+                .expect("write");
+            c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            let mut reply = String::new();
+            c.read_to_string(&mut reply).expect("read");
+            assert_eq!(reply, format!("boot={n}\necho=token={n}x\n"));
+        }
+        assert_eq!(server.join().expect("join"), vec!["token=1x", "token=2x"]);
+    }
+
+    /// A minimal RFC 1350 client: WRQ then RRQ of the same file.
+    #[test]
+    fn tftp_put_then_get_returns_the_same_bytes() {
+        let server = start_tftp_server(Duration::from_secs(10)).expect("start");
+        let to = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port));
+        let c = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        c.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let data: Vec<u8> = (0..1536u32).map(|i| (i * 13) as u8).collect(); // 3 full blocks
+        let mut buf = [0u8; 1024];
+        c.send_to(b"\x00\x02echo\x00octet\x00", to).expect("wrq");
+        let (n, _) = c.recv_from(&mut buf).expect("ack0");
+        assert_eq!(&buf[..n], &[0, 4, 0, 0]);
+        // 3 full blocks and the empty one that ends a multiple-of-512 file.
+        for (i, chunk) in data.chunks(512).chain([&[][..]]).enumerate() {
+            let block = (i + 1) as u16;
+            let mut pkt = vec![0, 3];
+            pkt.extend_from_slice(&block.to_be_bytes());
+            pkt.extend_from_slice(chunk);
+            c.send_to(&pkt, to).expect("data");
+            let (n, _) = c.recv_from(&mut buf).expect("ack");
+            assert_eq!(&buf[..n], &tftp_ack(block));
+        }
+        c.send_to(b"\x00\x01echo\x00octet\x00blksize\x001024\x00", to)
+            .expect("rrq");
+        let mut back = Vec::new();
+        loop {
+            let (n, _) = c.recv_from(&mut buf).expect("data");
+            assert_eq!(&buf[..2], &[0, 3]);
+            back.extend_from_slice(&buf[4..n]);
+            c.send_to(&tftp_ack(u16::from_be_bytes([buf[2], buf[3]])), to)
+                .expect("ack");
+            if n - 4 < 512 {
+                break;
+            }
+        }
+        assert_eq!(back, data);
+        c.send_to(b"\x00\x01nope\x00octet\x00", to).expect("rrq");
+        let (n, _) = c.recv_from(&mut buf).expect("error");
+        assert_eq!(&buf[..4], &[0, 5, 0, 1], "{:?}", &buf[..n]);
+        let transfers = server.finish().expect("finish");
+        assert_eq!(transfers.len(), 2);
+        assert!(
+            transfers
+                .iter()
+                .all(|t| t.completed && t.bytes == data.len())
+        );
+        assert!(transfers[0].write && !transfers[1].write);
+    }
+
+    fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+        q
+    }
+
+    #[test]
+    fn dns_responder_answers_a_and_refuses_unknown_names() {
+        let answer = Ipv4Addr::new(198, 51, 100, 7);
+        let server = start_dns_responder(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            vec![("probe.test".into(), answer)],
+            Duration::from_secs(5),
+        )
+        .expect("start");
+        let to = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port));
+        let c = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        c.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        let q = dns_query(0x1234, "Probe.Test", 1);
+        c.send_to(&q, to).expect("send");
+        let (n, _) = c.recv_from(&mut buf).expect("reply");
+        let r = &buf[..n];
+        assert_eq!(&r[..2], &[0x12, 0x34]);
+        assert_eq!(r[2] & 0x80, 0x80, "QR");
+        assert_eq!(r[3] & 0x0f, 0, "NOERROR");
+        assert_eq!(&r[6..8], &[0, 1], "one answer");
+        assert_eq!(&r[12..q.len()], &q[12..], "question echoed");
+        assert_eq!(&r[n - 4..], &answer.octets());
+        c.send_to(&dns_query(7, "other.test", 1), to).expect("send");
+        let (n, _) = c.recv_from(&mut buf).expect("reply");
+        assert_eq!(buf[3] & 0x0f, 3, "NXDOMAIN");
+        assert_eq!(&buf[6..8], &[0, 0]);
+        assert!(n > 12);
+        c.send_to(&dns_query(8, "probe.test", 28), to)
+            .expect("send");
+        let (_, _) = c.recv_from(&mut buf).expect("reply");
+        assert_eq!((buf[3] & 0x0f, buf[7]), (0, 0), "AAAA: NOERROR, no answer");
+        let seen = server.finish().expect("finish");
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].name, "probe.test");
+        assert!(parse_dns_query(&[0u8; 11]).is_none());
+        assert!(parse_dns_query(&dns_query(1, "a.b", 1)[..14]).is_none());
     }
 
     #[test]
