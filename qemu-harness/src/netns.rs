@@ -11,8 +11,8 @@
 //! (`net.ipv4.ping_group_range`) for every group, since passt drops to `nobody`.
 //!
 //! Must never: change the caller's original namespace, or configure addresses other
-//! than 192.0.2.0/24 (RFC 5737), 2001:db8:1::/64 (RFC 3849), loopback, and the /32s
-//! a run asks for (which then exist only inside this namespace).
+//! than 192.0.2.0/24 (RFC 5737), 2001:db8:1::/64 (RFC 3849), fe80::2, loopback, and
+//! the /32s a run asks for (which then exist only inside this namespace).
 //!
 //! Processes spawned from the thread afterwards and threads it creates inherit the
 //! namespace; the namespace disappears when the last of them exits.
@@ -29,6 +29,8 @@ pub const OUTBOUND_IF: &str = "qh-out0";
 /// The namespace's IPv6 address on [`OUTBOUND_IF`] (prefix /64) when IPv6 is on;
 /// passt copies it as the guest's address unless given `-a`.
 pub const HOST_V6_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+/// The link-local address of [`OUTBOUND_IF`] when IPv6 is on.
+pub const HOST_V6_LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 /// The namespace's IPv6 default router (nothing answers it); passt makes it the
 /// guest's IPv6 gateway and maps it to the host's `::1`.
 pub const HOST_V6_GATEWAY: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
@@ -89,8 +91,8 @@ pub fn enter_private_netns_opts(opts: &NetnsOptions) -> Result<()> {
         .with_context(|| format!("setting disable_ipv6 on {end}"))?;
     }
     if opts.ipv6 {
-        // No link-local address (addr_gen_mode 1), hence no DAD for it and no
-        // router solicitations; no RA processing.
+        // No kernel-generated link-local address (addr_gen_mode 1; a fixed one is
+        // added below), no DAD, no router solicitations, no RA processing.
         for (knob, value) in [
             ("addr_gen_mode", "1"),
             ("accept_ra", "0"),
@@ -117,6 +119,17 @@ pub fn enter_private_netns_opts(opts: &NetnsOptions) -> Result<()> {
         OUTBOUND_IF,
     ])?;
     if opts.ipv6 {
+        // A template interface has a link-local address; Debian's passt
+        // (0.0~git20230309) leaves IPv6 off without one.
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{HOST_V6_LINK_LOCAL}/64"),
+            "dev",
+            OUTBOUND_IF,
+            "nodad",
+        ])?;
         ip(&[
             "-6",
             "addr",
