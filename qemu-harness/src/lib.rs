@@ -3,16 +3,18 @@
 //! A run ([`run_guest`]) does, in order: preflight (QEMU, the passt binary, root —
 //! otherwise a visible skip), guest assembly from Debian packages ([`guest`], cached),
 //! then on a fresh thread inside a private network namespace ([`netns`]): the test's
-//! own host-side setup (loopback servers, [`services`]), passt (`-f -e -1 -s SOCK
-//! --pcap`, [`passt`]), one QEMU boot ([`vm`]) running the guest script over the
-//! serial protocol ([`protocol`]), and teardown of both processes by PID. Artefacts
-//! (`serial.log`, `capture.pcap`, `passt.log`, `initrd.img`) stay under
+//! own host-side setup (loopback servers, [`services`]), passt (`-f -e [-1] -s SOCK
+//! --pcap`, [`passt`]), one or more QEMU processes in sequence ([`vm`]; each may
+//! reboot its guest) running the guest script over the serial protocol
+//! ([`protocol`]), and teardown of both processes by PID. Artefacts (`serial.log`,
+//! `capture.pcap`, `passt.log`, `initrd.img`) stay under
 //! `<target>/qemu-harness/<test>/`.
 //!
 //! Must never: send guest traffic anywhere but passt, or let passt reach a real
 //! network (the namespace's only route is a veth pair that ends inside it).
 
 pub mod cpio;
+pub mod digest;
 pub mod guest;
 pub mod netns;
 pub mod passt;
@@ -28,7 +30,7 @@ use anyhow::{Context, Result, anyhow};
 
 pub use guest::{GuestAssets, guest_assets, harness_root};
 pub use passt::{PasstBinary, PasstConfig};
-pub use protocol::{CheckReport, CheckStatus, GuestScript};
+pub use protocol::{CheckReport, CheckStatus, GuestScript, Transcript};
 pub use vm::{Accel, AccelChoice};
 
 /// Makes `cmd`'s child receive SIGKILL if the spawning thread dies first (a safety
@@ -67,10 +69,20 @@ pub struct RunSpec {
     /// traffic passt forwards *to* the gateway address (rather than mapping it to
     /// loopback) is answered by the namespace's own kernel instead of vanishing.
     pub gateway_exists_on_host: bool,
+    /// Give the namespace an IPv6 template ([`netns::HOST_V6_ADDR`]/64, default
+    /// route via [`netns::HOST_V6_GATEWAY`]) so passt serves IPv6 too (needs
+    /// `passt.ipv4_only == false`).
+    pub host_ipv6: bool,
+    /// QEMU processes started one after the other against the same passt (each
+    /// after the previous one exited). More than one needs `passt.one_off == false`.
+    pub guests: u32,
+    /// Let the guest reboot inside its QEMU process (no `-no-reboot`).
+    pub allow_reboot: bool,
 }
 
 impl RunSpec {
-    /// Defaults: [`PasstConfig::default`], 90 s timeout, default CPU, 256 MiB.
+    /// Defaults: [`PasstConfig::default`] (IPv4 only, `-1`), 90 s timeout, default
+    /// CPU, 256 MiB, one guest, no reboot.
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
@@ -79,15 +91,48 @@ impl RunSpec {
             cpu: None,
             memory_mib: 256,
             gateway_exists_on_host: false,
+            host_ipv6: false,
+            guests: 1,
+            allow_reboot: false,
         }
     }
+
+    /// As [`RunSpec::new`] with IPv6 on: no `-4`, and an IPv6 template in the
+    /// namespace from which passt derives the guest's IPv6 address and gateway.
+    pub fn dual_stack(name: &str) -> Self {
+        let mut spec = Self::new(name);
+        spec.passt.ipv4_only = false;
+        spec.host_ipv6 = true;
+        spec
+    }
+}
+
+/// One QEMU process of a run.
+#[derive(Debug)]
+pub struct QemuRun {
+    /// One transcript per boot (more than one when the guest rebooted); times are
+    /// host times since this QEMU process started.
+    pub boots: Vec<Transcript>,
+    /// QEMU's exit status (`None`: killed on timeout, or never started).
+    pub exit: Option<std::process::ExitStatus>,
+    /// Its hard timeout fired.
+    pub timed_out: bool,
+    /// Wall time of this QEMU process.
+    pub elapsed: Duration,
+    /// Its serial log file.
+    pub serial_log: PathBuf,
 }
 
 /// Everything a finished run reports.
 #[derive(Debug)]
 pub struct RunReport {
-    /// Per check, in script order.
+    /// Per check of the first boot, in script order (see [`RunReport::qemu_runs`]
+    /// for later boots and later guests).
     pub checks: Vec<CheckReport>,
+    /// Every QEMU process of the run, in order (one unless [`RunSpec::guests`] > 1).
+    pub qemu_runs: Vec<QemuRun>,
+    /// passt had exited before a later guest could start (runs with several guests).
+    pub passt_gone_before_guest: Option<usize>,
     /// The binary under test.
     pub passt_bin: PasstBinary,
     /// Accelerator used and why.
@@ -100,11 +145,11 @@ pub struct RunReport {
     pub net_up_at: Option<Duration>,
     /// Host time from QEMU start to `@@DONE`.
     pub done_at: Option<Duration>,
-    /// Wall time of the boot.
+    /// Wall time of all QEMU processes.
     pub elapsed: Duration,
-    /// The hard timeout fired.
+    /// The hard timeout of some QEMU process fired.
     pub timed_out: bool,
-    /// `@@WARN` lines from the guest.
+    /// `@@WARN` lines from the guest (all boots).
     pub warnings: Vec<String>,
     /// QEMU's stderr.
     pub qemu_stderr: String,
@@ -125,6 +170,11 @@ impl RunReport {
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| anyhow!("no check {name} in the script"))
+    }
+
+    /// Every boot of every QEMU process, in order.
+    pub fn boots(&self) -> Vec<&Transcript> {
+        self.qemu_runs.iter().flat_map(|q| q.boots.iter()).collect()
     }
 
     /// Host time from QEMU start to the end of check `name`.
@@ -176,6 +226,35 @@ impl RunReport {
                     let _ = writeln!(s, "    | {line}");
                 }
             }
+        }
+        let boots = self.boots();
+        if boots.len() > 1 {
+            for (q, run) in self.qemu_runs.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "  QEMU #{} ({}): {} boot(s), exit {:?}, {:.2}s{}",
+                    q + 1,
+                    run.serial_log.display(),
+                    run.boots.len(),
+                    run.exit,
+                    run.elapsed.as_secs_f64(),
+                    if run.timed_out { " (TIMED OUT)" } else { "" }
+                );
+                for (b, boot) in run.boots.iter().enumerate() {
+                    for c in &boot.checks {
+                        let _ =
+                            writeln!(s, "    boot {} check {:<20} {:?}", b + 1, c.name, c.status);
+                        if !c.passed() && b + q > 0 {
+                            for line in &c.output {
+                                let _ = writeln!(s, "      | {line}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(g) = self.passt_gone_before_guest {
+            let _ = writeln!(s, "  passt had exited before guest #{g} could start");
         }
         for w in &self.warnings {
             let _ = writeln!(s, "  warning: {w}");
@@ -281,31 +360,71 @@ fn run_in_netns<T, F>(
 where
     F: FnOnce() -> Result<(GuestScript, T)>,
 {
-    let local: Vec<std::net::Ipv4Addr> = if spec.gateway_exists_on_host {
-        vec![spec.passt.gateway]
-    } else {
-        Vec::new()
+    let opts = netns::NetnsOptions {
+        local_v4: if spec.gateway_exists_on_host {
+            vec![spec.passt.gateway]
+        } else {
+            Vec::new()
+        },
+        ipv6: spec.host_ipv6,
     };
-    netns::enter_private_netns_with(&local)?;
-    let outbound_before = netns::outbound_tx_packets()?;
+    netns::enter_private_netns_opts(&opts)?;
+    let outbound_before = if spec.host_ipv6 {
+        netns::settle_outbound_tx(Duration::from_millis(1200), Duration::from_secs(5))?
+    } else {
+        netns::outbound_tx_packets()?
+    };
     let (script, extra) = setup().context("test setup")?;
     let initrd = dir.join("initrd.img");
     guest::write_run_initrd(&assets.base_initramfs, &script.render(), &initrd)?;
     std::fs::write(dir.join("test.sh"), script.render())?;
 
     let mut passt = passt::PasstProcess::start(&bin, &spec.passt, &dir, Duration::from_secs(10))?;
-    let config = vm::VmConfig {
-        kernel: assets.kernel.clone(),
-        initrd,
-        socket: passt.socket.clone(),
-        accel: accel.accel,
-        cpu: spec.cpu.clone(),
-        memory_mib: spec.memory_mib,
-        extra_append: String::new(),
-        timeout: spec.timeout,
-        serial_log: dir.join("serial.log"),
-    };
-    let boot = vm::boot(&config);
+    let mut qemu_runs = Vec::new();
+    let mut first_boot = None;
+    let mut passt_gone_before_guest = None;
+    let mut boot_error = None;
+    for guest_index in 0..spec.guests.max(1) as usize {
+        if guest_index > 0 && passt.try_exit_status()?.is_some() {
+            passt_gone_before_guest = Some(guest_index + 1);
+            break;
+        }
+        let serial_log = if guest_index == 0 {
+            dir.join("serial.log")
+        } else {
+            dir.join(format!("serial.guest{}.log", guest_index + 1))
+        };
+        let config = vm::VmConfig {
+            kernel: assets.kernel.clone(),
+            initrd: initrd.clone(),
+            socket: passt.socket.clone(),
+            accel: accel.accel,
+            cpu: spec.cpu.clone(),
+            memory_mib: spec.memory_mib,
+            extra_append: String::new(),
+            allow_reboot: spec.allow_reboot,
+            timeout: spec.timeout,
+            serial_log: serial_log.clone(),
+        };
+        match vm::boot(&config) {
+            Ok(boot) => {
+                qemu_runs.push(QemuRun {
+                    boots: protocol::parse_boots(&boot.lines, &script.check_names()),
+                    exit: boot.exit,
+                    timed_out: boot.timed_out,
+                    elapsed: boot.elapsed,
+                    serial_log,
+                });
+                if first_boot.is_none() {
+                    first_boot = Some(boot);
+                }
+            }
+            Err(e) => {
+                boot_error = Some(e);
+                break;
+            }
+        }
+    }
     // With -1 passt quits once QEMU disconnects; give it a moment, then kill by PID.
     let mut passt_exit = None;
     for _ in 0..25 {
@@ -320,10 +439,26 @@ where
     }
     drop(passt);
     let outbound_tx_packets = netns::outbound_tx_packets()?.saturating_sub(outbound_before);
-    let boot = boot?;
-    let transcript = protocol::parse_transcript(&boot.lines, &script.check_names());
+    if let Some(e) = boot_error {
+        return Err(e);
+    }
+    let boot = first_boot.ok_or_else(|| anyhow!("no QEMU process ran"))?;
+    let transcript = qemu_runs
+        .first()
+        .and_then(|q| q.boots.first())
+        .cloned()
+        .unwrap_or_default();
+    let elapsed = qemu_runs.iter().map(|q| q.elapsed).sum();
+    let timed_out = qemu_runs.iter().any(|q| q.timed_out);
+    let warnings = qemu_runs
+        .iter()
+        .flat_map(|q| q.boots.iter())
+        .flat_map(|b| b.warnings.iter().cloned())
+        .collect();
     let report = RunReport {
         checks: transcript.checks,
+        qemu_runs,
+        passt_gone_before_guest,
         passt_bin: bin,
         accel,
         guest: format!(
@@ -333,9 +468,9 @@ where
         booted_at: transcript.booted_at,
         net_up_at: transcript.net_up_at,
         done_at: transcript.done_at,
-        elapsed: boot.elapsed,
-        timed_out: boot.timed_out,
-        warnings: transcript.warnings,
+        elapsed,
+        timed_out,
+        warnings,
         qemu_stderr: boot.qemu_stderr,
         passt_exit,
         outbound_tx_packets,

@@ -2,13 +2,13 @@
 //!
 //! Owns: choosing the binary (`PASST_BIN`, else this workspace's own `passt`, built
 //! next to the test executable),
-//! its command line (`-f -e -1 -s SOCK --pcap FILE` plus the addressing of
+//! its command line (`-f -e [-1] -s SOCK --pcap FILE` plus the addressing of
 //! [`PasstConfig`]), waiting until its UNIX socket listens, and killing it by PID.
 //! Must never: connect to the socket itself (with `-1` that would use up passt's one
 //! client), or signal any process it did not start.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,8 +81,16 @@ pub struct PasstConfig {
     pub mtu: u16,
     /// `-D`: DNS servers announced via DHCP.
     pub dns: Vec<Ipv4Addr>,
-    /// `-4`: IPv4 only (the suite does not cover IPv6 yet).
+    /// `-4`: IPv4 only. Without it passt also serves IPv6 when the run's namespace
+    /// has an IPv6 default route ([`crate::RunSpec::host_ipv6`]) or `ipv6_address`
+    /// is given.
     pub ipv4_only: bool,
+    /// A second `-a` with the guest's IPv6 address (default: passt copies the
+    /// template interface's address).
+    pub ipv6_address: Option<Ipv6Addr>,
+    /// `-1`: quit when the first guest disconnects. Off, passt keeps listening and
+    /// a second QEMU can connect after the first one left.
+    pub one_off: bool,
     /// Extra arguments appended verbatim.
     pub extra_args: Vec<String>,
 }
@@ -98,13 +106,15 @@ impl Default for PasstConfig {
             mtu: 1500,
             dns: vec![Ipv4Addr::new(10, 0, 2, 3)],
             ipv4_only: true,
+            ipv6_address: None,
+            one_off: true,
             extra_args: Vec::new(),
         }
     }
 }
 
 impl PasstConfig {
-    /// The arguments after the fixed `-f -e -1 -s SOCK --pcap FILE`.
+    /// The arguments after the fixed `-f -e [-1] -s SOCK --pcap FILE`.
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
             "-a".into(),
@@ -116,6 +126,10 @@ impl PasstConfig {
             "-m".into(),
             self.mtu.to_string(),
         ];
+        if let Some(v6) = self.ipv6_address {
+            args.push("-a".into());
+            args.push(v6.to_string());
+        }
         for dns in &self.dns {
             args.push("-D".into());
             args.push(dns.to_string());
@@ -141,8 +155,8 @@ pub struct PasstProcess {
 }
 
 impl PasstProcess {
-    /// Starts `bin -f -e -1 -s <dir>/passt.sock --pcap <dir>/capture.pcap <config>` and
-    /// waits (up to `ready_timeout`) until the socket is listening.
+    /// Starts `bin -f -e [-1] -s <dir>/passt.sock --pcap <dir>/capture.pcap <config>`
+    /// and waits (up to `ready_timeout`) until the socket is listening.
     pub fn start(
         bin: &PasstBinary,
         config: &PasstConfig,
@@ -156,7 +170,11 @@ impl PasstProcess {
         let _ = std::fs::remove_file(&pcap);
         let log_file = File::create(&log)?;
         let mut cmd = Command::new(&bin.path);
-        cmd.args(["-f", "-e", "-1", "-s"])
+        cmd.args(["-f", "-e"]);
+        if config.one_off {
+            cmd.arg("-1");
+        }
+        cmd.arg("-s")
             .arg(&socket)
             .arg("--pcap")
             .arg(&pcap)
@@ -259,5 +277,14 @@ mod tests {
                 "-4"
             ]
         );
+        let dual = PasstConfig {
+            ipv4_only: false,
+            ipv6_address: Some("2001:db8:1::9".parse().expect("v6")),
+            dns: Vec::new(),
+            ..PasstConfig::default()
+        };
+        let args = dual.args();
+        assert!(!args.contains(&"-4".to_string()));
+        assert_eq!(args[8..], ["-a", "2001:db8:1::9"]);
     }
 }

@@ -158,6 +158,9 @@ pub struct VmConfig {
     pub memory_mib: u32,
     /// Extra kernel command-line words.
     pub extra_append: String,
+    /// Let a guest reboot (`reboot -f`) restart it inside the same QEMU process
+    /// (no `-no-reboot`); QEMU then exits only on power-off or the timeout.
+    pub allow_reboot: bool,
     /// Hard limit on the whole boot.
     pub timeout: Duration,
     /// Where the serial transcript is written (with host timestamps).
@@ -180,7 +183,6 @@ impl VmConfig {
             "stdio".into(),
             "-monitor".into(),
             "none".into(),
-            "-no-reboot".into(),
             "-kernel".into(),
             self.kernel.display().to_string(),
             "-initrd".into(),
@@ -198,6 +200,9 @@ impl VmConfig {
             // romfile= : no iPXE option ROM, the guest boots from -kernel.
             "virtio-net-pci,netdev=n0,romfile=".into(),
         ];
+        if !self.allow_reboot {
+            args.push("-no-reboot".into());
+        }
         match (&self.cpu, self.accel) {
             (Some(cpu), _) => args.extend(["-cpu".into(), cpu.clone()]),
             (None, Accel::Kvm) => args.extend(["-cpu".into(), "host".into()]),
