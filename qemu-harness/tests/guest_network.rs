@@ -768,7 +768,6 @@ const INBOUND_LEN: usize = 65536;
 /// `nc -l -p 8080` in the guest; the host reads the guest's 64 KiB (checksum
 /// compared) and the guest reads the host's greeting.
 #[test]
-#[ignore = "needs -t wiring in passt (issue #6)"]
 fn inbound_tcp_forward_into_guest() {
     let mut spec = RunSpec::new("inbound_tcp");
     spec.passt.extra_args = vec![
