@@ -274,6 +274,11 @@ pub struct IcmpErrorReport {
     pub info: u32,
     /// Translated errno (e.g. `ConnectionRefused` for port unreachable).
     pub error: HostError,
+    /// Bytes of the offending datagram's payload that came back with the
+    /// error: the kernel returns the payload the ICMP message quoted (the
+    /// whole payload for small datagrams; RFC 1812 §4.3.2.3 and RFC 4443
+    /// §2.4(c) let routers cut it). `None` when unknown (ping sockets).
+    pub payload_len: Option<usize>,
 }
 
 /// Result of a socket-to-socket splice.

@@ -698,8 +698,19 @@ fn guest_ip_repr(src: IpAddr, dst: IpAddr, proto: u8) -> Option<IpRepr> {
 /// the 8-byte UDP header; RFC 792 asks for the header and 64 bits of data)
 /// into `out`; returns its length. The UDP checksum is left zero: the
 /// payload is not kept, and receivers match errors on addresses and ports.
-fn quote_guest_datagram(flow: &Flow, out: &mut [u8; 48]) -> Option<usize> {
-    let udp_len = flow.last_udp_len.max(wire::udp::HEADER_LEN as u16);
+///
+/// The UDP length is the offending datagram's own when the host reported
+/// how much payload came back with the error (exact for any datagram the
+/// ICMP message quoted whole), else that of the flow's latest datagram.
+fn quote_guest_datagram(
+    flow: &Flow,
+    payload_len: Option<usize>,
+    out: &mut [u8; 48],
+) -> Option<usize> {
+    let udp_len = payload_len
+        .and_then(|n| u16::try_from(n + wire::udp::HEADER_LEN).ok())
+        .unwrap_or(flow.last_udp_len)
+        .max(wire::udp::HEADER_LEN as u16);
     let ip_len = match guest_ip_repr(flow.guest.ip(), flow.guest_peer.ip(), protocol::UDP)? {
         IpRepr::V4(ip) => {
             Ipv4Repr {
@@ -744,7 +755,7 @@ mod icmp_types {
 /// mismatch).
 fn relay_icmp_error<H: HostIo>(cx: &mut Ctx<'_, H>, flow: &Flow, report: &IcmpErrorReport) -> bool {
     let mut quoted = [0u8; 48];
-    let Some(qlen) = quote_guest_datagram(flow, &mut quoted) else {
+    let Some(qlen) = quote_guest_datagram(flow, report.payload_len, &mut quoted) else {
         return false;
     };
     let data = &quoted[..qlen];

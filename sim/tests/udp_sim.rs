@@ -554,7 +554,6 @@ flow 192.0.2.15:40000 > 203.0.113.7:7
 /// `MSG_ERRQUEUE` read returns its payload, so the real backend could
 /// supply it).
 #[test]
-#[ignore = "engine bug: ICMP error quotes the flow's last datagram length, not the offending one's"]
 fn udp_port_unreachable_quotes_each_offending_datagram() {
     let guest = sa("192.0.2.15:41010");
     let dst = sa("203.0.113.7:4444");

@@ -993,6 +993,8 @@ pub fn udp_port_unreachable<W: World>(w: &mut W, family: Family) -> Outcome {
             check!(N, rep.dst == closed, "dst {} vs {closed}", rep.dst);
             check!(N, rep.error == HostError::ConnectionRefused, "{rep:?}");
             check!(N, rep.origin == Some(w.loopback(family)), "origin {rep:?}");
+            // The kernel hands back the quoted payload: all 7 bytes here.
+            check!(N, rep.payload_len == Some(7), "payload_len {rep:?}");
         }
         other => return fail(N, format!("udp_recv_error: {other:?}")),
     }

@@ -975,7 +975,10 @@ fn recv_icmp_error(fd: RawFd) -> Result<ErrQueue, HostError> {
     let mut name: libc::sockaddr_storage = unsafe { zeroed() };
     // u64 elements keep the control buffer aligned for cmsghdr.
     let mut control = [0u64; 64];
-    let mut payload = [0u8; 1];
+    // The quoted payload comes back as the message body: at most what an
+    // ICMP error can carry (576 bytes for IPv4, 1280 for IPv6, minus
+    // headers), so 2 KiB always holds it and its length is exact.
+    let mut payload = [0u8; 2048];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr() as *mut libc::c_void,
         iov_len: payload.len(),
@@ -990,11 +993,11 @@ fn recv_icmp_error(fd: RawFd) -> Result<ErrQueue, HostError> {
     // SAFETY: every pointer in `msg` refers to a live local buffer of the
     // advertised size.
     let r = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
-    match cvt_size(r) {
-        Ok(_) => {}
+    let returned = match cvt_size(r) {
+        Ok(n) => n,
         Err(HostError::WouldBlock) => return Ok(ErrQueue::Empty),
         Err(e) => return Err(e),
-    }
+    };
     let dst = from_sockaddr(&name, msg.msg_namelen);
     // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled,
     // staying within msg_controllen.
@@ -1035,6 +1038,7 @@ fn recv_icmp_error(fd: RawFd) -> Result<ErrQueue, HostError> {
                 icmp_code: ee.ee_code,
                 info: ee.ee_info,
                 error: map_errno(ee.ee_errno as i32),
+                payload_len: Some(returned),
             }));
         }
         // SAFETY: walks to the next header within the buffer, or null.

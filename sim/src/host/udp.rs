@@ -169,6 +169,7 @@ impl SimHost {
                                 icmp_code,
                                 info: 0,
                                 error: HostError::HostUnreachable,
+                                payload_len: Some(payload.len()),
                             },
                         },
                     );
@@ -321,6 +322,7 @@ impl SimHost {
                             icmp_code,
                             info: 0,
                             error: HostError::ConnectionRefused,
+                            payload_len: Some(payload.len()),
                         },
                     },
                 );
@@ -445,6 +447,7 @@ impl SimHost {
                             icmp_code,
                             info: 0,
                             error: HostError::HostUnreachable,
+                            payload_len: None,
                         },
                     },
                 );
