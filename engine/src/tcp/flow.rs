@@ -60,6 +60,13 @@ const DUP_ACK_THRESHOLD: u8 = 3;
 /// instead of listening for writability, which would be reported again at
 /// once. Far below a guest's persist timer (200 ms and backing off).
 pub(crate) const WINDOW_RECHECK: Duration = Duration::from_millis(10);
+/// What the kernel charges against `SO_SNDBUF` beyond the payload queued
+/// (socket buffer headers, `truesize`), as a fraction of that payload in
+/// 1/256ths, until a refusal teaches a flow better: 1/16. Linux on
+/// loopback, with segments coalesced up to 64 KiB, charges about 2%.
+const SEND_OVERHEAD_Q8: u32 = 16;
+/// Upper bound of a learned overhead: 4 times the payload.
+const MAX_SEND_OVERHEAD_Q8: u32 = 1024;
 
 /// The guest-side identity of a flow: the guest's address and port, and the
 /// peer's as the guest sees it.
@@ -162,6 +169,9 @@ pub(crate) struct Flow {
     adv_wnd: u32,
     /// The MSS we announced: the largest segment the guest sends us.
     rcv_mss: u32,
+    /// Kernel overhead per byte queued in the host socket's send buffer,
+    /// in 1/256ths (see [`SEND_OVERHEAD_Q8`]); only grows, on refusals.
+    send_overhead_q8: u32,
     /// The guest's FIN was received in order; the host socket is shut down
     /// for writing.
     guest_fin: bool,
@@ -342,6 +352,7 @@ impl Flow {
             rcv_wscale: 0,
             adv_wnd: 0,
             rcv_mss: u32::from(DEFAULT_MSS_V4),
+            send_overhead_q8: SEND_OVERHEAD_Q8,
             guest_fin: false,
             refused: false,
             want_writable: false,
@@ -462,7 +473,14 @@ impl Flow {
     ///
     /// The window is what the host socket's send buffer can take now,
     /// rounded down to our scale (never more than the socket can take,
-    /// RFC 7323 §2.3 rounding).
+    /// RFC 7323 §2.3 rounding). The kernel limits the buffer by its own
+    /// accounting (`sk_wmem_queued`: payload plus per-buffer overhead),
+    /// while `SIOCOUTQ` counts payload only; near a full buffer the
+    /// overhead of megabytes queued exceeds the free space itself, so it is
+    /// charged explicitly (learned from refusals, [`Flow::learn_overhead`])
+    /// before taking three quarters of what is left. Offering more than
+    /// the socket takes is costly: what the guest sends past a refusal is
+    /// dropped (we keep no buffer) and recovered by its retransmissions.
     ///
     /// Below the floor, the guest may well send nothing: a sender avoiding
     /// silly windows (RFC 9293 §3.8.6.2.1; Linux waits for room for a whole
@@ -477,13 +495,32 @@ impl Flow {
     /// `sk_stream_min_wspace`), so its window then reaches the floor.
     fn window_view<H: HostIo>(&self, host: &mut H) -> (u32, u32) {
         let info = host.tcp_info(self.sock).unwrap_or_default();
-        // The kernel charges buffer overhead (skb truesize) against the
-        // same limit: offer three quarters to keep partial writes rare.
-        let space = info.send_space() / 4 * 3;
+        let queued = u64::from(info.send_queued);
+        let charged = queued + queued * u64::from(self.send_overhead_q8) / 256;
+        let free = u64::from(info.send_buf).saturating_sub(charged);
+        // Three quarters: a margin for what the estimate misses.
+        let space = u32::try_from(free / 4 * 3).unwrap_or(u32::MAX);
         let max = 0xffff_u32 << self.rcv_wscale;
         let round = |x: u32| (x.min(max) >> self.rcv_wscale) << self.rcv_wscale;
         let floor = round(self.rcv_mss.min(info.send_buf / 5)).max(1);
         (round(space), floor)
+    }
+
+    /// The socket refused data: by the kernel's accounting its buffer is
+    /// full, so what it charges beyond the payload queued is at least
+    /// `SO_SNDBUF - SIOCOUTQ`. Raise the overhead estimate to that (plus an
+    /// eighth) when enough is queued to tell.
+    fn learn_overhead<H: HostIo>(&mut self, host: &mut H) {
+        let Ok(info) = host.tcp_info(self.sock) else {
+            return;
+        };
+        let (queued, buf) = (u64::from(info.send_queued), u64::from(info.send_buf));
+        if queued == 0 || queued < buf / 4 {
+            return;
+        }
+        let seen = buf.saturating_sub(queued) * 256 / queued;
+        let q8 = (seen + seen / 8 + 1).min(u64::from(MAX_SEND_OVERHEAD_Q8)) as u32;
+        self.send_overhead_q8 = self.send_overhead_q8.max(q8);
     }
 
     /// Fills in window and records it.
@@ -943,6 +980,7 @@ impl Flow {
                 stats.partial_writes += 1;
                 self.refused = true;
                 self.want_writable = true;
+                self.learn_overhead(cx.host);
             }
         }
         if fin && all_taken && self.rcv_nxt == seg_end {
