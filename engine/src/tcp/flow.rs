@@ -492,7 +492,9 @@ impl Flow {
     /// the update is sent once a full segment fits). The floor is one
     /// segment of ours, capped at a fifth of the buffer: a socket reported
     /// writable has at least a third of its buffer free (Linux:
-    /// `sk_stream_min_wspace`), so its window then reaches the floor.
+    /// `sk_stream_min_wspace`), so with the default overhead charge its
+    /// window then reaches the floor (a larger learned charge, or a stale
+    /// report, falls back on [`WINDOW_RECHECK`]).
     fn window_view<H: HostIo>(&self, host: &mut H) -> (u32, u32) {
         let info = host.tcp_info(self.sock).unwrap_or_default();
         let queued = u64::from(info.send_queued);
