@@ -640,3 +640,340 @@ fn no_busy_loop_while_waiting_for_the_guests_last_ack() {
         "flow gone after the last ACK"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Guest -> host backpressure: window updates and FIN ordering
+// ---------------------------------------------------------------------------
+
+/// Shrinks the receive buffer of the connections `l` accepts (inherited
+/// from the listener), so that a peer that does not read fills the
+/// engine's socket quickly.
+fn set_rcvbuf(l: &TcpListener, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid descriptor and option buffer.
+    let r = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &bytes as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+}
+
+/// Window scale the backpressure tests offer; the engine's windows are in
+/// units of 2^OUR_WS (it offers 7 when the guest offers scaling).
+const ENGINE_WS: u32 = 7;
+
+/// The engine's window in an ACK, in bytes.
+fn window_of(s: &Seg) -> u32 {
+    u32::from(s.tcp.window) << ENGINE_WS
+}
+
+/// A connection for the backpressure tests: the guest offers a large MSS,
+/// the host peer has a small receive buffer and does not read yet.
+/// Returns the connection, the peer, the engine's MSS and its first window.
+fn backpressure_conn(guest_port: u16) -> (Conn, TcpStream, u32, u32) {
+    let mut c = Conn::start(Config::example(), guest_port);
+    set_rcvbuf(&c.listener, 64 * 1024);
+    let sa = c.handshake(syn_opts(Some(65000), Some(7)), 65535, 65535);
+    let mss = u32::from(sa.tcp.options.mss.expect("MSS in the SYN-ACK"));
+    let peer = c.accept();
+    (c, peer, mss, u32::from(sa.tcp.window))
+}
+
+/// Sends guest data strictly within the engine's window, in segments of
+/// at most `mss`, until the window offered is smaller than one segment.
+/// Asserts the socket took every byte (the window never promised more
+/// than the socket takes). Returns the next sequence number and the last
+/// window (bytes).
+fn fill_within_window(c: &mut Conn, mss: u32, first_window: u32) -> (u32, u32) {
+    let data = pattern(mss as usize, 21);
+    let mut seq = GUEST_ISN + 1;
+    let mut wnd = first_window;
+    for _ in 0..100_000 {
+        if wnd < mss {
+            return (seq, wnd);
+        }
+        let n = wnd.min(mss) as usize;
+        c.s.send(seq, c.seq(1), ACK, 65535, &data[..n]);
+        let acks = c.s.take();
+        let last = acks.last().expect("an ACK per data segment");
+        seq = seq.wrapping_add(n as u32);
+        assert_eq!(
+            last.tcp.ack, seq,
+            "the socket refused data within the window"
+        );
+        wnd = window_of(last);
+    }
+    panic!("the window never fell below one segment");
+}
+
+/// Reads from the peer until `total` bytes arrived (pumping the engine
+/// meanwhile when `pump`); returns the segments the engine sent.
+fn drain_peer(
+    c: &mut Conn,
+    peer: &mut TcpStream,
+    total: &mut u64,
+    target: u64,
+    pump: bool,
+) -> Vec<Seg> {
+    peer.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut segs = Vec::new();
+    let t = std::time::Instant::now();
+    while *total < target {
+        assert!(t.elapsed() < WAIT, "peer got {total} of {target} bytes");
+        match peer.read(&mut buf) {
+            Ok(0) => panic!("EOF after {total} of {target} bytes"),
+            Ok(n) => *total += n as u64,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if pump {
+                    segs.extend(c.s.pump(Duration::from_millis(1)));
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    segs
+}
+
+/// The engine offered a window smaller than one segment (a Linux guest
+/// then sends nothing and waits for its persist timer, which backs off
+/// exponentially): once the host socket drains, a window update must
+/// follow without any segment from the guest.
+#[test]
+fn small_window_is_updated_when_the_socket_drains() {
+    let (mut c, mut peer, mss, w0) = backpressure_conn(50020);
+    let (seq, wnd) = fill_within_window(&mut c, mss, w0);
+    assert!(
+        wnd > 0 && wnd < mss,
+        "scenario: small nonzero window, got {wnd}"
+    );
+    let sent = u64::from(seq.wrapping_sub(GUEST_ISN + 1));
+    let mut got = 0;
+    let mut segs = drain_peer(&mut c, &mut peer, &mut got, sent, true);
+    let t = std::time::Instant::now();
+    while !segs.iter().any(|s| window_of(s) >= mss) && t.elapsed() < WAIT {
+        segs.extend(c.s.pump(Duration::from_millis(10)));
+    }
+    let upd = segs
+        .iter()
+        .find(|s| window_of(s) >= mss)
+        .unwrap_or_else(|| panic!("no window update after the socket drained: {segs:?}"));
+    assert_eq!(upd.tcp.ack, seq);
+    assert!(upd.payload.is_empty());
+}
+
+/// Pushes guest data past the window until the socket refuses some; returns
+/// the engine's ACK (the next sequence number the guest must send).
+fn push_until_refused(c: &mut Conn, mut seq: u32) -> u32 {
+    let data = pattern(60_000, 22);
+    for _ in 0..100_000 {
+        c.s.send(seq, c.seq(1), ACK, 65535, &data);
+        let acks = c.s.take();
+        let a = acks.last().expect("an ACK per data segment").tcp.ack;
+        if a != seq.wrapping_add(data.len() as u32) {
+            return a;
+        }
+        seq = a;
+    }
+    panic!("the socket never refused");
+}
+
+/// A writable report that is stale by the time it is handled (the guest
+/// filled the socket again in between) must not end the engine's interest
+/// in the socket's room: once it drains, the guest hears about it.
+#[test]
+fn stale_writable_report_does_not_stall_window_updates() {
+    let (mut c, mut peer, mss, w0) = backpressure_conn(50021);
+    let (seq, _) = fill_within_window(&mut c, mss, w0);
+    let seq = push_until_refused(&mut c, seq);
+    let mut got = 0;
+    drain_peer(
+        &mut c,
+        &mut peer,
+        &mut got,
+        u64::from(seq.wrapping_sub(GUEST_ISN + 1)),
+        false,
+    );
+    // The socket has room: collect the report without handling it yet.
+    let mut events = Vec::with_capacity(64);
+    let t = std::time::Instant::now();
+    while !events
+        .iter()
+        .any(|(_, r): &(passt_engine::Token, passt_engine::Readiness)| r.writable)
+        && t.elapsed() < WAIT
+    {
+        let _ =
+            c.s.net
+                .engine
+                .host_mut()
+                .wait(Some(Duration::from_millis(10)), &mut events);
+    }
+    assert!(
+        events.iter().any(|(_, r)| r.writable),
+        "writable report: {events:?}"
+    );
+    // The guest fills the socket again, then the stale report is handled.
+    let seq = push_until_refused(&mut c, seq);
+    for (t, r) in events.drain(..) {
+        c.s.net.engine.handle_host_event(c.s.now, t, r);
+    }
+    c.s.take();
+    let target = u64::from(seq.wrapping_sub(GUEST_ISN + 1));
+    drain_peer(&mut c, &mut peer, &mut got, target, false);
+    // Time passes (real, for the host; virtual, for the engine's timers:
+    // far less than a guest's persist timer backs off to).
+    let mut segs = Vec::new();
+    for _ in 0..100 {
+        segs.extend(c.s.advance(Duration::from_millis(20)));
+        segs.extend(c.s.pump(Duration::from_millis(10)));
+        if segs.iter().any(|s| window_of(s) >= mss) {
+            break;
+        }
+    }
+    let upd = segs
+        .iter()
+        .find(|s| window_of(s) >= mss)
+        .unwrap_or_else(|| panic!("no window update after the socket drained: {segs:?}"));
+    assert_eq!(upd.tcp.ack, seq);
+}
+
+/// The guest's FIN arrives while the socket still refuses earlier data:
+/// neither the FIN nor the refused bytes are acknowledged, the host peer
+/// sees no EOF; once the guest resends the rest with its FIN, the peer
+/// gets every byte, in order, then EOF.
+#[test]
+fn guest_fin_waits_for_refused_data() {
+    let (mut c, mut peer, mss, w0) = backpressure_conn(50022);
+    let (seq, _) = fill_within_window(&mut c, mss, w0);
+    let hole = push_until_refused(&mut c, seq);
+    // The rest of the stream, FIN included, while the socket is full: the
+    // part past the hole and a bare FIN at the end are not acknowledged.
+    let tail = pattern(30_000, 24);
+    c.s.send(hole, c.seq(1), ACK | TcpFlags::FIN, 65535, &tail);
+    let end = hole.wrapping_add(tail.len() as u32);
+    c.s.send(end, c.seq(1), ACK | TcpFlags::FIN, 65535, &[]);
+    let acks = c.s.take();
+    assert!(!acks.is_empty());
+    let acked = acks.last().unwrap().tcp.ack;
+    assert!(
+        seq::lt_or_eq(acked, end),
+        "FIN acknowledged before the data: ack {acked} end {end}"
+    );
+    // The peer reads what was taken, and sees no EOF yet.
+    let mut got = 0;
+    let taken = u64::from(acked.wrapping_sub(GUEST_ISN + 1));
+    drain_peer(&mut c, &mut peer, &mut got, taken, true);
+    let mut b = [0u8; 1];
+    std::thread::sleep(Duration::from_millis(50));
+    match peer.read(&mut b) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("the peer must wait for more data: {other:?}"),
+    }
+    // The guest resends from the ACK with its FIN, until all is taken.
+    let mut at = acked;
+    let mut fin_acked = false;
+    for _ in 0..1000 {
+        let off = at.wrapping_sub(hole) as usize;
+        c.s.send(
+            at,
+            c.seq(1),
+            ACK | TcpFlags::FIN,
+            65535,
+            &tail[off.min(tail.len())..],
+        );
+        let a = c.s.take().last().expect("ACK").tcp.ack;
+        if a == end.wrapping_add(1) {
+            fin_acked = true;
+            break;
+        }
+        at = a;
+        let target = u64::from(at.wrapping_sub(GUEST_ISN + 1));
+        drain_peer(&mut c, &mut peer, &mut got, target, true);
+    }
+    assert!(fin_acked, "FIN never taken");
+    let total = u64::from(end.wrapping_sub(GUEST_ISN + 1));
+    drain_peer(&mut c, &mut peer, &mut got, total, true);
+    peer.set_nonblocking(false).unwrap();
+    assert_eq!(peer.read(&mut b).unwrap(), 0, "EOF after every byte");
+    assert_eq!(got, total);
+}
+
+mod seq {
+    pub fn lt_or_eq(a: u32, b: u32) -> bool {
+        (b.wrapping_sub(a) as i32) >= 0
+    }
+}
+
+/// Fills the socket strictly within the windows the engine offers, in
+/// segments of `seg` bytes (smaller when the window is), down to a zero
+/// window or the first refusal; returns the bytes taken and refused.
+fn refused_within_window(port: u16, rcvbuf: Option<i32>, seg: u32) -> (u64, u64) {
+    let mut c = Conn::start(Config::example(), port);
+    if let Some(b) = rcvbuf {
+        set_rcvbuf(&c.listener, b);
+    }
+    let sa = c.handshake(syn_opts(Some(65000), Some(7)), 65535, 65535);
+    let _peer = c.accept();
+    let data = pattern(seg as usize, 25);
+    let mut seq = GUEST_ISN + 1;
+    let mut wnd = u32::from(sa.tcp.window);
+    let mut refused = 0u64;
+    let mut sent = 0u64;
+    for _ in 0..200_000 {
+        if wnd == 0 {
+            break;
+        }
+        let n = wnd.min(seg) as usize;
+        c.s.send(seq, c.seq(1), ACK, 65535, &data[..n]);
+        let acks = c.s.take();
+        let last = acks.last().expect("an ACK per data segment");
+        let took = last.tcp.ack.wrapping_sub(seq);
+        refused += n as u64 - u64::from(took);
+        sent += u64::from(took);
+        seq = last.tcp.ack;
+        wnd = window_of(last);
+        if refused > 0 {
+            break;
+        }
+    }
+    (sent, refused)
+}
+
+/// The window offered never exceeds what the host socket takes, down to a
+/// full buffer (the peer does not read): the kernel charges its per-buffer
+/// overhead against `SO_SNDBUF`, which `SIOCOUTQ` does not count, and with
+/// megabytes queued that overhead exceeds the free space that is left.
+/// What the guest sends past a refusal is lost to it (we keep no buffer):
+/// without SACK it recovers by retransmission timeouts that back off.
+#[test]
+fn window_never_promises_more_than_the_socket_takes() {
+    let mut bad = Vec::new();
+    for (i, (rcvbuf, seg)) in [
+        (None, 65_000),
+        (None, 1448),
+        (Some(64 * 1024), 1448),
+        (None, 9000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (sent, refused) = refused_within_window(50030 + i as u16, rcvbuf, seg);
+        eprintln!("rcvbuf {rcvbuf:?} seg {seg}: sent {sent} refused {refused}");
+        if refused > 0 {
+            bad.push(format!(
+                "rcvbuf {rcvbuf:?} seg {seg}: {refused} bytes refused after {sent}"
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the socket refused data within the window: {bad:?}"
+    );
+}

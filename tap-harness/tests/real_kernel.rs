@@ -677,7 +677,11 @@ enum TcpPath {
 
 /// Runs the TCP client `args` over `path`; on failure, the panic message
 /// includes the engine's counters.
-fn run_tcp_client(g: TapGuest, path: TcpPath, args: &[String], what: &str) -> Duration {
+/// Runs socat as the guest's (or the plain-loopback) client. Returns the
+/// guest, still running: socat exits as soon as its last bytes are in its
+/// kernel's send buffer (megabytes), so the engine must keep running until
+/// the host side has seen the end of the stream.
+fn run_tcp_client(g: TapGuest, path: TcpPath, args: &[String], what: &str) -> (Duration, TapGuest) {
     let t = Instant::now();
     let out = match path {
         TcpPath::ThroughEngine => g.run_in_ns("socat", args, TCP_LIMIT),
@@ -691,7 +695,7 @@ fn run_tcp_client(g: TapGuest, path: TcpPath, args: &[String], what: &str) -> Du
             .map_or_else(|e| e.to_string(), |r| r.drop_summary());
         panic!("{what} ({path:?}):\n{}\nengine drops: {drops}", text(&out));
     }
-    elapsed
+    (elapsed, g)
 }
 
 fn tcp_target(g: &TapGuest, path: TcpPath, lo: IpAddr, target: &str, port: u16) -> String {
@@ -737,11 +741,16 @@ fn tcp_guest_to_host(lo: IpAddr, target: &str, test: &str, path: TcpPath) {
         format!("OPEN:{},rdonly", file.display()),
         target,
     ];
-    let elapsed = run_tcp_client(g, path, &args, "socat upload");
+    let t = Instant::now();
+    let (_, g) = run_tcp_client(g, path, &args, "socat upload");
+    // The engine runs until the sink saw EOF (or gave up): the guest's
+    // kernel may still hold megabytes that socat handed it.
     let c = sink
         .join()
         .expect("sink thread")
         .expect("the host never saw a connection");
+    let elapsed = t.elapsed();
+    drop(g);
     assert_eq!(c.first_mismatch, None, "data differs");
     assert_eq!(c.checked, TCP_BYTES, "length");
     eprintln!(
@@ -785,7 +794,8 @@ fn tcp_host_to_guest(lo: IpAddr, target: &str, test: &str, path: TcpPath) {
         target,
         format!("CREATE:{}", file.display()),
     ];
-    let elapsed = run_tcp_client(g, path, &args, "socat download");
+    let (elapsed, g) = run_tcp_client(g, path, &args, "socat download");
+    drop(g);
     assert!(
         source.join().expect("source thread"),
         "the host could not send everything"

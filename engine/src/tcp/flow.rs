@@ -54,6 +54,19 @@ pub(crate) const KEEPALIVE_PROBES: u8 = 4;
 pub(crate) const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(7200);
 /// Duplicate ACKs that trigger a fast retransmit (RFC 5681 §3.2).
 const DUP_ACK_THRESHOLD: u8 = 3;
+/// The host socket reported room while the window we can offer is still
+/// below [`Flow::window_view`]'s floor (a stale report, or buffer
+/// accounting the estimate does not see): look again after this long
+/// instead of listening for writability, which would be reported again at
+/// once. Far below a guest's persist timer (200 ms and backing off).
+pub(crate) const WINDOW_RECHECK: Duration = Duration::from_millis(10);
+/// What the kernel charges against `SO_SNDBUF` beyond the payload queued
+/// (socket buffer headers, `truesize`), as a fraction of that payload in
+/// 1/256ths, until a refusal teaches a flow better: 1/16. Linux on
+/// loopback, with segments coalesced up to 64 KiB, charges about 2%.
+const SEND_OVERHEAD_Q8: u32 = 16;
+/// Upper bound of a learned overhead: 4 times the payload.
+const MAX_SEND_OVERHEAD_Q8: u32 = 1024;
 
 /// The guest-side identity of a flow: the guest's address and port, and the
 /// peer's as the guest sees it.
@@ -154,14 +167,25 @@ pub(crate) struct Flow {
     rcv_wscale: u8,
     /// Window (bytes) in our last segment.
     adv_wnd: u32,
+    /// The MSS we announced: the largest segment the guest sends us.
+    rcv_mss: u32,
+    /// Kernel overhead per byte queued in the host socket's send buffer,
+    /// in 1/256ths (see [`SEND_OVERHEAD_Q8`]); only grows, on refusals.
+    send_overhead_q8: u32,
     /// The guest's FIN was received in order; the host socket is shut down
     /// for writing.
     guest_fin: bool,
     /// The host socket took less than the guest sent: once it has room, a
     /// window update plus duplicate ACKs make the guest retransmit.
     refused: bool,
-    /// Waiting for room in the host socket's send buffer.
+    /// Waiting for room in the host socket's send buffer: the window last
+    /// offered is below the floor of [`Flow::window_view`] (zero included),
+    /// or the socket refused data. Writability then brings a window update:
+    /// the guest must never be left to find out by its own persist timer.
     want_writable: bool,
+    /// The socket reported room but the window is still below the floor:
+    /// when to look again (see [`WINDOW_RECHECK`]).
+    wnd_check_at: Option<Instant>,
     // ----- timers -----
     rtt: RttEstimator,
     /// Segment being timed (Karn's algorithm): its end sequence and send time.
@@ -327,9 +351,12 @@ impl Flow {
             rcv_nxt: 0,
             rcv_wscale: 0,
             adv_wnd: 0,
+            rcv_mss: u32::from(DEFAULT_MSS_V4),
+            send_overhead_q8: SEND_OVERHEAD_Q8,
             guest_fin: false,
             refused: false,
             want_writable: false,
+            wnd_check_at: None,
             rtt: RttEstimator::default(),
             rtt_probe: None,
             rto_at: None,
@@ -371,6 +398,7 @@ impl Flow {
             f.rcv_wscale = OUR_WINDOW_SCALE;
         }
         f.snd_wnd = u32::from(syn.window);
+        f.rcv_mss = u32::from(our_mss(&key, cx.config.mtu));
         let _ = cx.host.tcp_set_nodelay(sock, true);
         let verdict = match progress {
             ConnectProgress::Connected => f.connected(cx, stats, now),
@@ -399,6 +427,7 @@ impl Flow {
         f.snd_nxt = isn.wrapping_add(1);
         f.snd_max = f.snd_nxt;
         f.mss = mtu_payload(&key, cx.config.mtu);
+        f.rcv_mss = u32::from(our_mss(&key, cx.config.mtu));
         let _ = cx.host.tcp_set_nodelay(sock, true);
         f.send_syn(cx, false);
         f.rto_at = Some(now + f.rtt.rto());
@@ -408,7 +437,10 @@ impl Flow {
 
     /// The earliest instant at which [`Flow::on_timer`] has work to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let mut d = self.rto_at;
+        let mut d = match (self.rto_at, self.wnd_check_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if self.state == State::Established {
             let ka = self.last_guest_rx
                 + KEEPALIVE_IDLE
@@ -436,25 +468,70 @@ impl Flow {
         }
     }
 
-    /// The window we can offer: what the host socket's send buffer can
-    /// take now, rounded down to our scale (never more than the socket can
-    /// take, RFC 7323 §2.3 rounding).
-    fn window_bytes<H: HostIo>(&self, host: &mut H) -> u32 {
-        let space = host.tcp_info(self.sock).map_or(0, |i| i.send_space());
-        // The kernel charges buffer overhead (skb truesize) against the
-        // same limit: offer three quarters to keep partial writes rare.
-        let space = space / 4 * 3;
+    /// The window we can offer, and its floor: the smallest window that
+    /// lets the guest go on by itself.
+    ///
+    /// The window is what the host socket's send buffer can take now,
+    /// rounded down to our scale (never more than the socket can take,
+    /// RFC 7323 §2.3 rounding). The kernel limits the buffer by its own
+    /// accounting (`sk_wmem_queued`: payload plus per-buffer overhead),
+    /// while `SIOCOUTQ` counts payload only; near a full buffer the
+    /// overhead of megabytes queued exceeds the free space itself, so it is
+    /// charged explicitly (learned from refusals, [`Flow::learn_overhead`])
+    /// before taking three quarters of what is left. Offering more than
+    /// the socket takes is costly: what the guest sends past a refusal is
+    /// dropped (we keep no buffer) and recovered by its retransmissions.
+    ///
+    /// Below the floor, the guest may well send nothing: a sender avoiding
+    /// silly windows (RFC 9293 §3.8.6.2.1; Linux waits for room for a whole
+    /// segment) waits for its persist timer, whose interval doubles with
+    /// every probe answered with a small window (RFC 9293 §3.8.6.1), so a
+    /// guest left to itself stalls for seconds. Whenever the window offered
+    /// is below the floor, the flow therefore watches the socket for room
+    /// and tells the guest (receiver-side SWS rule, RFC 9293 §3.8.6.2.2:
+    /// the update is sent once a full segment fits). The floor is one
+    /// segment of ours, capped at a fifth of the buffer: a socket reported
+    /// writable has at least a third of its buffer free (Linux:
+    /// `sk_stream_min_wspace`), so with the default overhead charge its
+    /// window then reaches the floor (a larger learned charge, or a stale
+    /// report, falls back on [`WINDOW_RECHECK`]).
+    fn window_view<H: HostIo>(&self, host: &mut H) -> (u32, u32) {
+        let info = host.tcp_info(self.sock).unwrap_or_default();
+        let queued = u64::from(info.send_queued);
+        let charged = queued + queued * u64::from(self.send_overhead_q8) / 256;
+        let free = u64::from(info.send_buf).saturating_sub(charged);
+        // Three quarters: a margin for what the estimate misses.
+        let space = u32::try_from(free / 4 * 3).unwrap_or(u32::MAX);
         let max = 0xffff_u32 << self.rcv_wscale;
-        (space.min(max) >> self.rcv_wscale) << self.rcv_wscale
+        let round = |x: u32| (x.min(max) >> self.rcv_wscale) << self.rcv_wscale;
+        let floor = round(self.rcv_mss.min(info.send_buf / 5)).max(1);
+        (round(space), floor)
+    }
+
+    /// The socket refused data: by the kernel's accounting its buffer is
+    /// full, so what it charges beyond the payload queued is at least
+    /// `SO_SNDBUF - SIOCOUTQ`. Raise the overhead estimate to that (plus an
+    /// eighth) when enough is queued to tell.
+    fn learn_overhead<H: HostIo>(&mut self, host: &mut H) {
+        let Ok(info) = host.tcp_info(self.sock) else {
+            return;
+        };
+        let (queued, buf) = (u64::from(info.send_queued), u64::from(info.send_buf));
+        if queued == 0 || queued < buf / 4 {
+            return;
+        }
+        let seen = buf.saturating_sub(queued) * 256 / queued;
+        let q8 = (seen + seen / 8 + 1).min(u64::from(MAX_SEND_OVERHEAD_Q8)) as u32;
+        self.send_overhead_q8 = self.send_overhead_q8.max(q8);
     }
 
     /// Fills in window and records it.
     fn stamp_window<H: HostIo>(&mut self, host: &mut H, repr: &mut TcpRepr) {
-        let w = self.window_bytes(host);
+        let (w, floor) = self.window_view(host);
         self.adv_wnd = w;
         repr.window = (w >> self.rcv_wscale) as u16;
-        if w == 0 {
-            // The guest must stop: hear about it when room frees up.
+        if w < floor && self.wnd_check_at.is_none() {
+            // The guest must stop, or may: tell it when room frees up.
             self.want_writable = true;
         }
     }
@@ -905,6 +982,7 @@ impl Flow {
                 stats.partial_writes += 1;
                 self.refused = true;
                 self.want_writable = true;
+                self.learn_overhead(cx.host);
             }
         }
         if fin && all_taken && self.rcv_nxt == seg_end {
@@ -913,6 +991,7 @@ impl Flow {
             self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
             self.guest_fin = true;
             self.want_writable = false;
+            self.wnd_check_at = None;
             self.last_activity = now;
             if let Err(e) = cx.host.tcp_shutdown(self.sock, Shutdown::Write) {
                 if e != HostError::NotConnected {
@@ -1160,7 +1239,7 @@ impl Flow {
                 }
                 if r.writable && self.want_writable {
                     self.want_writable = false;
-                    self.window_update(cx);
+                    self.window_update(cx, now, false);
                 }
                 if r.readable || r.read_closed || r.hangup {
                     self.read_parked = false;
@@ -1174,26 +1253,48 @@ impl Flow {
         }
     }
 
-    /// Room appeared in the host socket: tell the guest, and if it had
-    /// sent bytes the socket refused, make it retransmit them with
-    /// duplicate ACKs (RFC 5681 §3.2 fast retransmit on the guest's side).
-    fn window_update<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>) {
-        let before = self.adv_wnd;
-        let w = self.window_bytes(cx.host);
-        if w <= before && !self.refused {
+    /// Room appeared in the host socket (`via_timer`: or may have, see
+    /// [`WINDOW_RECHECK`]): tell the guest once the window reached the
+    /// floor (or opened from zero), and if it had sent bytes the socket
+    /// refused, make it retransmit them with duplicate ACKs (RFC 5681 §3.2
+    /// fast retransmit on the guest's side).
+    ///
+    /// Never gives up while the window stays below the floor: a report of
+    /// room that turns out stale (handled after the guest filled the socket
+    /// again) or a buffer accounted differently from our estimate moves the
+    /// watch to the recheck timer, which listens for writability again.
+    fn window_update<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant, via_timer: bool) {
+        self.wnd_check_at = None;
+        if self.guest_fin {
+            self.want_writable = false;
             return;
         }
-        let mut r = self.base_repr(self.snd_nxt, TcpFlags::ACK);
-        self.stamp_window(cx.host, &mut r);
-        // Still no room although the socket said writable: do not re-arm
-        // (that would spin); the guest's zero-window probes ask again.
-        self.want_writable = false;
-        emit_control(cx, &self.key, &r);
-        if self.refused && self.adv_wnd > 0 {
-            self.refused = false;
-            for _ in 0..DUP_ACK_THRESHOLD {
-                emit_control(cx, &self.key, &r);
+        let before = self.adv_wnd;
+        let (w, floor) = self.window_view(cx.host);
+        let opened = w > before && (w >= floor || before == 0);
+        if opened || (self.refused && w > 0) {
+            let mut r = self.base_repr(self.snd_nxt, TcpFlags::ACK);
+            self.stamp_window(cx.host, &mut r);
+            emit_control(cx, &self.key, &r);
+            if self.refused && self.adv_wnd > 0 {
+                self.refused = false;
+                for _ in 0..DUP_ACK_THRESHOLD {
+                    emit_control(cx, &self.key, &r);
+                }
             }
+        }
+        // What the guest now knows is `adv_wnd`.
+        if self.adv_wnd < floor || self.refused {
+            if via_timer {
+                // Listen again: the next report of room comes when the
+                // socket drains (or at once, and we are back here).
+                self.want_writable = true;
+            } else {
+                self.want_writable = false;
+                self.wnd_check_at = Some(now + WINDOW_RECHECK);
+            }
+        } else {
+            self.want_writable = false;
         }
     }
 
@@ -1229,6 +1330,12 @@ impl Flow {
                 }
                 _ => self.reset_both(cx, stats),
             };
+        }
+        if self.wnd_check_at.is_some_and(|t| now >= t) {
+            self.wnd_check_at = None;
+            if self.state == State::Established {
+                self.window_update(cx, now, true);
+            }
         }
         if self.rto_at.is_some_and(|t| now >= t) {
             self.rto_at = None;
