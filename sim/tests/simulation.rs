@@ -365,8 +365,11 @@ fn tcp_echo_through_the_engine() {
 /// 100,000 bytes echoed in 63 s of virtual time, 287 guest
 /// retransmissions, then no frame from the guest until the 110 s timeout.
 /// The engine keeps no out-of-order data (by design), so each loss
-/// discards the rest of the guest's window; why the guest then stops is
-/// not yet established.
+/// discards the rest of the guest's window. The guest's retransmissions
+/// then come one segment per retransmission timeout, 1, 2, 4, 8, 16, 32 s
+/// apart (seen in the pcap): smoltcp's backoff never resets, because every
+/// later segment is itself a retransmission and gives no RTT sample
+/// (Karn's rule), so the next timeout (64 s) falls after the deadline.
 #[test]
 #[ignore = "known failure: TCP over a 2% lossy link stalls with the smoltcp guest (issue #4)"]
 fn tcp_echo_survives_a_lossy_link() {
