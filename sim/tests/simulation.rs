@@ -366,7 +366,7 @@ fn tcp_echo_through_the_engine() {
 /// retransmissions, then no frame from the guest until the 110 s timeout.
 /// The engine keeps no out-of-order data (by design), so each loss
 /// discards the rest of the guest's window. The guest's retransmissions
-/// then come one segment per retransmission timeout, 1, 2, 4, 8, 16, 32 s
+/// then move a segment or two per retransmission timeout, 1, 2, 4, 8, 16, 32 s
 /// apart (seen in the pcap): smoltcp's backoff never resets, because every
 /// later segment is itself a retransmission and gives no RTT sample
 /// (Karn's rule), so the next timeout (64 s) falls after the deadline.
