@@ -977,3 +977,49 @@ fn window_never_promises_more_than_the_socket_takes() {
         "the socket refused data within the window: {bad:?}"
     );
 }
+
+#[path = "udp_support/mod.rs"]
+mod udp_support;
+
+/// DNS over TCP to the `--dns-forward` address reaches the host resolver
+/// (`--dns-host`), as DNS over UDP does; other ports on that address are
+/// not redirected. Runs in a network namespace of its own, so binding
+/// port 53 on its loopback touches nothing else.
+#[test]
+fn dns_over_tcp_follows_dns_forward() {
+    if !udp_support::enter_private_netns() {
+        eprintln!("SKIPPED dns_over_tcp_follows_dns_forward: not root (no private namespace)");
+        return;
+    }
+    let resolver = TcpListener::bind("127.0.0.1:53").expect("port 53 in our own namespace");
+    let mut config = Config::example();
+    let forward = std::net::Ipv4Addr::new(192, 0, 2, 53);
+    config.mapping.dns_forward_v4 = Some(forward);
+    config.mapping.dns_host_v4 = Some(std::net::Ipv4Addr::LOCALHOST);
+    let mut s = Script::new(
+        config,
+        guest_addr(50200),
+        SocketAddr::new(IpAddr::V4(forward), 53),
+    );
+    s.send_opts(
+        GUEST_ISN,
+        0,
+        TcpFlags::SYN,
+        64240,
+        syn_opts(Some(1460), None),
+        &[],
+    );
+    let mut segs = s.take();
+    if segs.is_empty() {
+        segs = s.pump_until_seg(WAIT);
+    }
+    assert!(
+        segs.iter()
+            .any(|seg| seg.has(TcpFlags::SYN | TcpFlags::ACK)),
+        "connected through to the resolver: {segs:?}"
+    );
+    resolver.set_nonblocking(false).unwrap();
+    let (conn, peer) = resolver.accept().expect("the resolver got the connection");
+    assert!(peer.ip().is_loopback());
+    drop(conn);
+}

@@ -288,7 +288,10 @@ impl Tcp {
             refuse(cx, &mut self.stats);
             return Err(DropReason::FlowTableFull);
         };
-        let remote = SocketAddr::new(mapping::host_destination(cx.config, dst), key.peer.port());
+        // Port-aware: DNS to the --dns-forward address goes to the host
+        // resolver over TCP as over UDP.
+        let remote =
+            mapping::host_destination_port(cx.config, SocketAddr::new(dst, key.peer.port()));
         let (sock, progress) = match cx.host.tcp_connect(None, remote) {
             Ok(x) => x,
             Err(_) => {
