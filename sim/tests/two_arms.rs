@@ -22,7 +22,7 @@ fn load(name: &str) -> Scenario {
 fn opts() -> RealArmOptions {
     RealArmOptions {
         capture: false,
-        max_wall: std::time::Duration::from_secs(60),
+        max_wall: std::time::Duration::from_secs(150),
     }
 }
 
