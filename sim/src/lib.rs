@@ -33,10 +33,14 @@
 //!   engine, host on one virtual clock; trace hash; pcap capture).
 //! - [`scenario`]: TOML scenario files, built into a [`Simulation`] from one
 //!   master seed, run and judged (what `passt-sim run` and `sweep` use).
+//! - [`real_arm`]: the same scenarios against the real kernel
+//!   (`Engine<RealHost>`, real services on loopback, wall-clock time), and
+//!   the comparison of both arms' outcomes (`passt-sim run --arm real`).
 //!
 //! Rules for the whole crate: virtual time only (never the wall clock,
 //! never sleep), randomness only from the master seed, ordered collections
-//! only, so the same seed yields the same run bit for bit.
+//! only, so the same seed yields the same run bit for bit. The one
+//! exception is [`real_arm`], which exists to run on the wall clock.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -47,6 +51,7 @@ pub mod guest;
 pub mod host;
 pub mod link;
 pub mod pcap;
+pub mod real_arm;
 pub mod scenario;
 pub mod sched;
 pub mod seed;

@@ -299,9 +299,13 @@ pub struct ExpectSection {
     /// The guest must obtain an address by DHCP (default: true when DHCP
     /// is on).
     pub dhcp: Option<bool>,
+    /// Every workload must fail, with an error containing this text (e.g.
+    /// `"connection refused"`, `"connection reset"`); `workloads_succeed`
+    /// is then not checked.
+    pub workload_error: Option<String>,
 }
 
-fn secs(v: Option<f64>, default: f64, what: &str) -> Result<Duration, ScenarioError> {
+pub(crate) fn secs(v: Option<f64>, default: f64, what: &str) -> Result<Duration, ScenarioError> {
     let v = v.unwrap_or(default);
     if !v.is_finite() || !(0.0..=1e7).contains(&v) {
         return Err(ScenarioError::Invalid(format!(
@@ -572,7 +576,7 @@ impl Scenario {
         self.build(0).map(|_| ())
     }
 
-    fn is_script(&self) -> Result<bool, ScenarioError> {
+    pub(crate) fn is_script(&self) -> Result<bool, ScenarioError> {
         match self.guest.kind.as_deref() {
             None | Some("smoltcp") => Ok(false),
             Some("script") => Ok(true),
@@ -608,7 +612,7 @@ impl Scenario {
         })
     }
 
-    fn workloads(&self) -> Result<Vec<WorkloadSpec>, ScenarioError> {
+    pub(crate) fn workloads(&self) -> Result<Vec<WorkloadSpec>, ScenarioError> {
         let mut out = Vec::new();
         for (i, w) in self.guest.workload.iter().enumerate() {
             let what = format!("guest.workload[{i}]");
@@ -653,9 +657,13 @@ impl Scenario {
                     dst: dst4(None)?,
                     bytes: w.bytes.unwrap_or(100_000),
                 },
+                "tcp-half-close" => Workload::TcpHalfClose {
+                    dst: dst4(None)?,
+                    bytes: w.bytes.unwrap_or(100_000),
+                },
                 other => {
                     return Err(ScenarioError::Invalid(format!(
-                        "{what}: unknown type `{other}` (ping, udp-echo, tcp-echo, tcp-send, tcp-recv)"
+                        "{what}: unknown type `{other}` (ping, udp-echo, tcp-echo, tcp-send, tcp-recv, tcp-half-close)"
                     )));
                 }
             };
@@ -669,7 +677,7 @@ impl Scenario {
         Ok(out)
     }
 
-    fn chain(
+    pub(crate) fn chain(
         &self,
         params: &FaultParams,
         rng: SimRng,
@@ -714,7 +722,7 @@ impl Scenario {
         Ok(chain)
     }
 
-    fn merged(&self, dir: Option<&FaultParams>) -> FaultParams {
+    pub(crate) fn merged(&self, dir: Option<&FaultParams>) -> FaultParams {
         let b = &self.faults.both;
         let d = dir.cloned().unwrap_or_default();
         FaultParams {
@@ -918,11 +926,13 @@ impl Scenario {
             pcap: sim.take_pcap(),
             failures: Vec::new(),
         };
-        report.failures = self.judge(&report, &sim);
+        report.failures = self.judge(&report, sim.guest());
         Ok(report)
     }
 
-    fn judge(&self, r: &RunReport, sim: &Simulation) -> Vec<String> {
+    /// Every pass criterion of `[expect]` (and the ones always checked)
+    /// applied to a finished run; the real arm judges its runs with it too.
+    pub(crate) fn judge(&self, r: &RunReport, guest: &Guest) -> Vec<String> {
         let mut f = Vec::new();
         if r.stop == StopReason::Stalled {
             f.push(format!("the run stalled at {}", r.virtual_end));
@@ -934,14 +944,26 @@ impl Scenario {
             f.push(e.clone());
         }
         let x = &self.expect;
-        if let Some(g) = sim.guest().as_smol() {
+        if let Some(g) = guest.as_smol() {
             let dhcp_on = self.guest.dhcp.unwrap_or(true);
             if x.dhcp.unwrap_or(dhcp_on) && g.configured_at().is_none() {
                 f.push("the guest never obtained an address by DHCP".into());
             }
             let ratio = x.min_reply_ratio.unwrap_or(1.0);
             for w in &r.workloads {
-                if x.workloads_succeed.unwrap_or(true) && !w.succeeded() {
+                if let Some(want) = &x.workload_error {
+                    match &w.error {
+                        Some(e) if e.contains(want.as_str()) => {}
+                        Some(e) => f.push(format!(
+                            "workload `{}`: expected an error with `{want}`, got: {e}",
+                            w.name
+                        )),
+                        None => f.push(format!(
+                            "workload `{}`: expected an error with `{want}`, it succeeded",
+                            w.name
+                        )),
+                    }
+                } else if x.workloads_succeed.unwrap_or(true) && !w.succeeded() {
                     f.push(format!(
                         "workload `{}`: {}",
                         w.name,

@@ -5,10 +5,12 @@
 //!   itself through the engine (DHCPv4, ARP, router solicitation, NDP,
 //!   DHCPv6) in virtual time; prints the decoded conversation and a
 //!   summary.
-//! - `run SCENARIO.toml [--seed N] [--pcap out.pcap]`: runs a scenario
-//!   (guest workload or script, remote services, faults, duration), prints
-//!   a summary and writes the guest-side capture. Exit status 1 if a pass
-//!   criterion failed.
+//! - `run SCENARIO.toml [--seed N] [--pcap out.pcap] [--arm sim|real]`:
+//!   runs a scenario (guest workload or script, remote services, faults,
+//!   duration), prints a summary and writes the guest-side capture. Exit
+//!   status 1 if a pass criterion failed. `--arm real` runs it against the
+//!   real kernel instead (`Engine<RealHost>`, services on loopback, wall
+//!   clock; no root needed).
 //! - `sweep SCENARIO.toml --seeds A..B [--shard K/N]`: runs many seeds,
 //!   stops at the first failure and prints its seed and the command that
 //!   reproduces it.
@@ -22,6 +24,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use passt_sim::real_arm::{self, RealArmOptions};
 use passt_sim::scenario::{self, Scenario};
 use passt_sim::{demo, parse_seed};
 
@@ -60,6 +63,10 @@ enum Command {
         /// timestamps in virtual time).
         #[arg(long)]
         pcap: Option<PathBuf>,
+        /// `sim`: the simulated host in virtual time; `real`: the real
+        /// kernel on loopback in wall-clock time.
+        #[arg(long, default_value = "sim", value_parser = ["sim", "real"])]
+        arm: String,
     },
     /// Runs a scenario over many seeds; stops at the first failure.
     Sweep {
@@ -118,7 +125,50 @@ fn run_once(sc: &Scenario, seed: u64, capture: bool) -> Result<scenario::RunRepo
     }
 }
 
-fn cmd_run(path: PathBuf, seed: Option<u64>, pcap: Option<PathBuf>) -> ExitCode {
+fn cmd_run_real(
+    sc: &Scenario,
+    path: &std::path::Path,
+    seed: u64,
+    pcap: Option<PathBuf>,
+) -> ExitCode {
+    let opts = RealArmOptions {
+        capture: pcap.is_some(),
+        ..RealArmOptions::default()
+    };
+    let r = match real_arm::run(sc, seed, opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{r}");
+    println!("wall time         {:.3} s", r.wall.as_secs_f64());
+    if let (Some(path), Some(bytes)) = (&pcap, &r.report.pcap) {
+        if let Err(e) = std::fs::write(path, bytes) {
+            eprintln!("passt-sim: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        println!(
+            "pcap              {} ({} bytes)",
+            path.display(),
+            bytes.len()
+        );
+    }
+    if r.passed() {
+        println!("result            PASS");
+        ExitCode::SUCCESS
+    } else {
+        println!("result            FAIL");
+        println!(
+            "rerun             passt-sim run {} --seed {seed} --arm real",
+            path.display()
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn cmd_run(path: PathBuf, seed: Option<u64>, pcap: Option<PathBuf>, arm: &str) -> ExitCode {
     let sc = match Scenario::load(&path) {
         Ok(s) => s,
         Err(e) => {
@@ -127,6 +177,9 @@ fn cmd_run(path: PathBuf, seed: Option<u64>, pcap: Option<PathBuf>) -> ExitCode 
         }
     };
     let seed = seed.unwrap_or_else(|| sc.default_seed());
+    if arm == "real" {
+        return cmd_run_real(&sc, &path, seed, pcap);
+    }
     let started = std::time::Instant::now();
     let report = match run_once(&sc, seed, pcap.is_some()) {
         Ok(r) => r,
@@ -244,7 +297,8 @@ fn main() -> ExitCode {
             scenario,
             seed,
             pcap,
-        } => cmd_run(scenario, seed, pcap),
+            arm,
+        } => cmd_run(scenario, seed, pcap, &arm),
         Command::Sweep {
             scenario,
             seeds,

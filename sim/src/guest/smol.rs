@@ -94,6 +94,15 @@ pub enum Workload {
         /// Bytes expected.
         bytes: u64,
     },
+    /// Half-close (RFC 9293 §3.6): `bytes` of pattern to an echo service,
+    /// then our FIN at once; the whole echo must still arrive after it,
+    /// followed by the peer's FIN.
+    TcpHalfClose {
+        /// The echo service.
+        dst: SocketAddrV4,
+        /// Bytes to send (and to get back after our FIN).
+        bytes: u64,
+    },
 }
 
 impl Workload {
@@ -108,13 +117,17 @@ impl Workload {
             Workload::TcpEcho { dst, bytes } => format!("tcp-echo {dst} {bytes} B"),
             Workload::TcpSend { dst, bytes } => format!("tcp-send {dst} {bytes} B"),
             Workload::TcpRecv { dst, bytes } => format!("tcp-recv {dst} {bytes} B"),
+            Workload::TcpHalfClose { dst, bytes } => format!("tcp-half-close {dst} {bytes} B"),
         }
     }
 
     fn is_tcp(&self) -> bool {
         matches!(
             self,
-            Workload::TcpEcho { .. } | Workload::TcpSend { .. } | Workload::TcpRecv { .. }
+            Workload::TcpEcho { .. }
+                | Workload::TcpSend { .. }
+                | Workload::TcpRecv { .. }
+                | Workload::TcpHalfClose { .. }
         )
     }
 }
@@ -292,6 +305,9 @@ struct WorkloadState {
     outstanding: BTreeMap<u32, Instant>,
     answered: BTreeSet<u32>,
     closing: bool,
+    /// The TCP connection reached a synchronized state (RFC 9293 §3.3.2):
+    /// a later close without our FIN is a reset, before it a refusal.
+    established: bool,
 }
 
 /// Most bytes handed to a TCP socket per call.
@@ -359,6 +375,7 @@ impl SmolGuest {
                 outstanding: BTreeMap::new(),
                 answered: BTreeSet::new(),
                 closing: false,
+                established: false,
             })
             .collect();
         let mut guest = SmolGuest {
@@ -560,7 +577,8 @@ impl SmolGuest {
             } => step_udp(&mut self.sockets, w, now, dst, count, interval, size),
             Workload::TcpEcho { bytes, .. }
             | Workload::TcpSend { bytes, .. }
-            | Workload::TcpRecv { bytes, .. } => step_tcp(&mut self.sockets, w, now, bytes),
+            | Workload::TcpRecv { bytes, .. }
+            | Workload::TcpHalfClose { bytes, .. } => step_tcp(&mut self.sockets, w, now, bytes),
         };
         if w.phase != Phase::Done && now >= deadline {
             let msg = format!(
@@ -654,7 +672,8 @@ fn open_socket(
         }
         Workload::TcpEcho { dst, .. }
         | Workload::TcpSend { dst, .. }
-        | Workload::TcpRecv { dst, .. } => {
+        | Workload::TcpRecv { dst, .. }
+        | Workload::TcpHalfClose { dst, .. } => {
             let mut s = tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
                 tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
@@ -840,7 +859,15 @@ fn step_tcp(
         }
     }
     let state = s.state();
-    let sent_all = !sends || (w.report.bytes_sent >= bytes && s.send_queue() == 0);
+    if !matches!(
+        state,
+        tcp::State::Closed | tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived
+    ) {
+        w.established = true;
+    }
+    let half_close = matches!(w.spec.workload, Workload::TcpHalfClose { .. });
+    // Half-close: the FIN follows the last queued byte, acknowledged or not.
+    let sent_all = !sends || (w.report.bytes_sent >= bytes && (half_close || s.send_queue() == 0));
     let got_all = match w.spec.workload {
         Workload::TcpEcho { .. } => w.report.bytes_received >= bytes,
         Workload::TcpRecv { .. } => !s.may_recv() && state != tcp::State::SynSent,
@@ -851,10 +878,16 @@ fn step_tcp(
         w.closing = true;
     }
     if w.closing {
-        let closed_enough = matches!(
-            s.state(),
-            tcp::State::Closed | tcp::State::TimeWait | tcp::State::FinWait2
-        );
+        let closed_enough = if half_close {
+            // Both FINs exchanged (or the connection gone): the echo that
+            // followed our FIN is complete.
+            matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait)
+        } else {
+            matches!(
+                s.state(),
+                tcp::State::Closed | tcp::State::TimeWait | tcp::State::FinWait2
+            )
+        };
         if closed_enough {
             if receives && w.report.bytes_received != bytes {
                 let msg = format!(
@@ -871,8 +904,13 @@ fn step_tcp(
             return None;
         }
     } else if state == tcp::State::Closed && w.report.started.is_some_and(|t| now > t) {
+        let how = if w.established {
+            "connection reset"
+        } else {
+            "connection refused (closed before it was established)"
+        };
         let msg = format!(
-            "connection closed (refused or reset) after {} B sent, {} B received",
+            "{how} after {} B sent, {} B received",
             w.report.bytes_sent, w.report.bytes_received
         );
         fail(w, now, msg);
