@@ -493,7 +493,7 @@ impl RefusalLimiter {
         if earned > 0 {
             let earned32 = u32::try_from(earned).unwrap_or(u32::MAX);
             self.tokens = self.tokens.saturating_add(earned32).min(REFUSAL_BURST);
-            self.refilled = self.refilled + Duration::from_nanos(earned * interval);
+            self.refilled += Duration::from_nanos(earned * interval);
         }
         if self.tokens == 0 {
             return false;
