@@ -170,7 +170,7 @@ fn udp_refusals_are_rate_limited_by_a_token_bucket() {
         u64::from(REFUSED) - burst as u64
     );
     // Half an interval later: still nothing; one interval: one token.
-    h.now = h.now + REFUSAL_INTERVAL / 2;
+    h.now += REFUSAL_INTERVAL / 2;
     h.send_udp(SocketAddr::new(IpAddr::V4(GUEST4), 43300), dst, b"x");
     assert!(h.take_frames().is_empty());
     h.now = Instant::from_secs(100) + REFUSAL_INTERVAL;
@@ -180,7 +180,7 @@ fn udp_refusals_are_rate_limited_by_a_token_bucket() {
     assert_eq!(frames.len(), 1);
     assert_eq!(as_unreachable(&frames[0]).quoted.2, 43301);
     // After a pause the full burst is back.
-    h.now = h.now + Duration::from_secs(60);
+    h.now += Duration::from_secs(60);
     for i in 0..REFUSED {
         h.send_udp(SocketAddr::new(IpAddr::V4(GUEST4), 43400 + i), dst, b"x");
     }
