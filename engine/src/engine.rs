@@ -17,6 +17,16 @@
 //! Everything else is dropped and counted under a [`DropReason`]. The
 //! engine never reads a clock: every entry point takes `now`. It never
 //! panics on guest input: every frame is untrusted.
+//!
+//! # Batching guest frames
+//!
+//! Call [`Engine::flush`] after a batch of [`Engine::handle_frame`] calls
+//! (everything one read from the guest transport produced) and before
+//! waiting. `handle_frame` never waits for it to send: work it queues for
+//! the host (today: UDP datagrams, sent with one `sendmmsg` per socket) is
+//! done at the latest on `flush`. A driver that forgets still loses
+//! nothing: while work is queued, [`Engine::poll_timeout`] returns an
+//! instant already past, and [`Engine::handle_timeout`] flushes too.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -202,6 +212,8 @@ impl<H: HostIo> Engine<H> {
     }
 
     /// One Ethernet frame from the guest (without any length prefix).
+    /// Host-side sends it causes may be queued until [`Engine::flush`]
+    /// (see [Batching guest frames](self#batching-guest-frames)).
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) {
         self.counters.frames_in += 1;
         self.counters.bytes_in += frame.len() as u64;
@@ -452,15 +464,27 @@ impl<H: HostIo> Engine<H> {
         }
     }
 
+    /// Sends what guest frames queued for the host since the last flush
+    /// (UDP datagrams, batched per socket). Call it after each batch of
+    /// [`Engine::handle_frame`] calls and before waiting; it may queue
+    /// frames for the guest (ICMP refusals), so drain the transmit queue
+    /// after it.
+    pub fn flush(&mut self, now: Instant) {
+        let (mut cx, l4) = self.parts();
+        l4.udp.flush(&mut cx, now);
+    }
+
     /// The next instant at which [`Engine::handle_timeout`] must be called,
-    /// if any.
+    /// if any. While guest datagrams wait for [`Engine::flush`] it is an
+    /// instant already reached (the oldest one's arrival).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = earliest(self.ndp.poll_timeout(), self.l4.tcp.poll_timeout());
         let t = earliest(t, self.l4.udp.poll_timeout());
         earliest(t, self.l4.icmp.poll_timeout())
     }
 
-    /// Runs every timer due at or before `now`.
+    /// Runs every timer due at or before `now`, after flushing what
+    /// [`Engine::flush`] would.
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(ra) = self.ndp.handle_timeout(&self.config, now) {
             self.emit_ndp(ra);

@@ -21,7 +21,24 @@
 //!   own datagram header (RFC 792 "Destination Unreachable"; RFC 4443 §3);
 //! - preallocated receive buffers: host datagrams are read in batches
 //!   ([`HostIo::udp_recv_batch`]) into one arena allocated at start, and
-//!   copied once into the transmit queue; nothing is allocated per datagram.
+//!   copied once into the transmit queue; nothing is allocated per datagram;
+//! - **batched sends**: a guest datagram is not sent from
+//!   [`Udp::on_datagram`]; its payload is copied into a transmit arena
+//!   allocated at start (at most [`TX_BATCH`] datagrams and
+//!   [`TX_ARENA_BYTES`] bytes) and [`Udp::flush`] (called by
+//!   `Engine::flush` after a batch of guest frames, and by
+//!   [`Udp::handle_timeout`]) sends everything queued for one host socket
+//!   with one [`HostIo::udp_send_batch`] (`sendmmsg`) per
+//!   [`SEND_CHUNK`] datagrams, in the order the guest sent them. While
+//!   datagrams wait, [`Udp::poll_timeout`] reports the instant the oldest
+//!   was queued, so a driver that only follows timers flushes them at once.
+//!   When the arena cannot take one more datagram, everything queued is
+//!   flushed first (all sockets, in order), then the new one is queued: a
+//!   flow's datagrams never overtake each other;
+//! - refusing flows it cannot open: a full table, or a host socket that
+//!   cannot reach the destination (`ENETUNREACH`, `EHOSTUNREACH`, `EACCES`),
+//!   answers the guest with a destination unreachable quoting its datagram
+//!   ([`crate::icmp::refuse`], rate-limited), besides the counted drop.
 //!
 //! What it must never do: name a syscall (everything goes through
 //! [`HostIo`]), read a clock (time is `now`), or send a datagram to an
@@ -36,6 +53,7 @@ use crate::engine::{Ctx, token};
 use crate::host_io::{
     HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
 };
+use crate::icmp::{Refusal, RefusalLimiter, refuse};
 use crate::mapping;
 use crate::time::Instant;
 use crate::wire::{
@@ -56,6 +74,14 @@ const ERRORS_PER_EVENT: usize = 16;
 const HOP_LIMIT: u8 = 64;
 /// Generation bits carried in a token (the slot index takes the low 32).
 const GEN_MASK: u32 = 0x00ff_ffff;
+/// Guest datagrams queued toward host sockets between flushes.
+pub const TX_BATCH: usize = 128;
+/// Payload bytes queued toward host sockets between flushes (room for
+/// several datagrams of the largest size a 65520-byte MTU allows).
+pub const TX_ARENA_BYTES: usize = 512 * 1024;
+/// Datagrams per [`HostIo::udp_send_batch`] call (the real backend's
+/// `sendmmsg` takes up to 64 per call).
+pub const SEND_CHUNK: usize = 64;
 
 /// One UDP flow.
 #[derive(Debug, Clone, Copy)]
@@ -111,11 +137,46 @@ struct Table {
     next_deadline: Option<Instant>,
 }
 
+/// One guest datagram waiting in the transmit arena.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    /// The socket it leaves through.
+    sock: SockId,
+    /// Arrival order (unique between flushes).
+    seq: u32,
+    /// Its flow, and the slot generation when it was queued.
+    flow: u32,
+    generation: u32,
+    /// Destination for forwarded-port sockets; `None` when connected.
+    dst: Option<SocketAddr>,
+    /// Payload location in the arena.
+    start: usize,
+    len: usize,
+}
+
+/// The transmit arena: guest datagrams waiting for [`Udp::flush`].
+#[derive(Debug)]
+struct TxBatch {
+    arena: Box<[u8]>,
+    used: usize,
+    queued: Vec<Queued>,
+    /// When the oldest queued datagram arrived.
+    since: Option<Instant>,
+}
+
+impl TxBatch {
+    fn fits(&self, len: usize) -> bool {
+        self.queued.len() < TX_BATCH && self.used + len <= self.arena.len()
+    }
+}
+
 /// UDP flows between the guest and host sockets.
 #[derive(Debug)]
 pub struct Udp {
     table: Table,
     rx: Box<[u8]>,
+    tx: TxBatch,
+    limiter: RefusalLimiter,
 }
 
 /// Identifies a socket bound on a forwarded port ([`Udp::listen`]).
@@ -250,7 +311,19 @@ impl Udp {
                 next_deadline: None,
             },
             rx: vec![0u8; RX_BATCH * RX_SLOT].into_boxed_slice(),
+            tx: TxBatch {
+                arena: vec![0u8; TX_ARENA_BYTES].into_boxed_slice(),
+                used: 0,
+                queued: Vec::with_capacity(TX_BATCH),
+                since: None,
+            },
+            limiter: RefusalLimiter::default(),
         }
+    }
+
+    /// Guest datagrams waiting for [`Udp::flush`].
+    pub fn pending_datagrams(&self) -> usize {
+        self.tx.queued.len()
     }
 
     /// Binds a host UDP socket on `addr` (a forwarded port) whose datagrams
@@ -312,7 +385,9 @@ impl Udp {
     }
 
     /// A datagram from the guest (its checksum already verified by
-    /// [`wire::parse_frame`]).
+    /// [`wire::parse_frame`]). It is queued, not sent: [`Udp::flush`]
+    /// sends it. A flow that cannot be opened is refused (see the module
+    /// docs) and the reason returned for the caller to count.
     pub fn on_datagram<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
@@ -333,58 +408,212 @@ impl Udp {
         }
         let guest = SocketAddr::new(src, udp.src_port);
         let guest_peer = SocketAddr::new(dst, udp.dst_port);
+        let udp_len = u16::try_from(payload.len() + wire::udp::HEADER_LEN).unwrap_or(0);
         let index = match self.table.by_guest.get(&(guest, guest_peer)) {
             Some(&i) => i,
-            None => self.open_outbound(cx, now, guest, guest_peer)?,
+            None => match self.open_outbound(cx, now, guest, guest_peer) {
+                Ok(i) => i,
+                Err((reason, refusal)) => {
+                    if let Some(r) = refusal {
+                        self.refuse_datagram(cx, now, r, guest, guest_peer, udp_len);
+                    }
+                    return Err(reason);
+                }
+            },
         };
-        let t = &mut self.table;
-        let flow = t.flow_mut(index).ok_or(DropReason::Malformed)?;
-        let msg = [UdpSend {
-            dst: flow.listener.map(|_| flow.host_peer),
-            payload,
-        }];
-        match cx.host.udp_send_batch(flow.sock, &msg) {
-            Ok(1) => {}
-            Ok(_) | Err(_) => return Err(DropReason::HostSocketError),
+        if !self.tx.fits(payload.len()) {
+            // Full arena: everything queued leaves first, so no datagram
+            // of any flow overtakes an earlier one.
+            self.flush(cx, now);
         }
+        if !self.tx.fits(payload.len()) {
+            return Err(DropReason::TooBig);
+        }
+        let generation = self.table.slots[index as usize].generation;
+        let flow = self.table.flow_mut(index).ok_or(DropReason::Malformed)?;
         flow.last_active = now;
         flow.to_host = true;
-        flow.last_udp_len = u16::try_from(payload.len() + wire::udp::HEADER_LEN).unwrap_or(0);
-        cx.counters.udp_to_host += 1;
+        flow.last_udp_len = udp_len;
+        let (sock, dst) = (flow.sock, flow.listener.map(|_| flow.host_peer));
+        let tx = &mut self.tx;
+        let start = tx.used;
+        tx.arena[start..start + payload.len()].copy_from_slice(payload);
+        tx.used += payload.len();
+        let seq = u32::try_from(tx.queued.len()).unwrap_or(u32::MAX);
+        tx.queued.push(Queued {
+            sock,
+            seq,
+            flow: index,
+            generation,
+            dst,
+            start,
+            len: payload.len(),
+        });
+        tx.since.get_or_insert(now);
         Ok(())
     }
 
-    /// Opens the host socket of a new outbound flow and enters it.
+    /// Sends every queued guest datagram: one [`HostIo::udp_send_batch`]
+    /// per socket (per [`SEND_CHUNK`] datagrams), in arrival order within
+    /// each socket. Datagrams the host does not take are dropped and
+    /// counted (UDP may lose datagrams; the arena never waits for room in a
+    /// socket buffer): the rest of a socket's batch on `EAGAIN`, the one
+    /// datagram that failed otherwise. A send refused by local policy
+    /// (`EACCES`/`EPERM`) or for want of a route (`ENETUNREACH`) is refused
+    /// toward the guest too; other errors of a connected socket come from
+    /// ICMP errors that the error queue relays already. The arena is empty
+    /// afterwards.
+    pub fn flush<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
+        if self.tx.queued.is_empty() {
+            return;
+        }
+        // A flow closed while its datagrams waited (flows only close in
+        // `handle_timeout`, which flushes first, so this is defensive).
+        let slots = &self.table.slots;
+        let before = self.tx.queued.len();
+        self.tx.queued.retain(|q| {
+            slots
+                .get(q.flow as usize)
+                .is_some_and(|s| s.generation == q.generation && s.flow.is_some())
+        });
+        for _ in self.tx.queued.len()..before {
+            cx.counters.drop(DropReason::HostSocketError);
+        }
+        // Arrival numbers are unique, so the unstable (allocation-free)
+        // sort is deterministic and keeps each socket's order.
+        self.tx.queued.sort_unstable_by_key(|q| (q.sock, q.seq));
+        let total = self.tx.queued.len();
+        let mut i = 0;
+        while i < total {
+            let sock = self.tx.queued[i].sock;
+            let end = i + self.tx.queued[i..]
+                .iter()
+                .take_while(|q| q.sock == sock)
+                .count();
+            self.send_socket_batch(cx, now, sock, i, end);
+            i = end;
+        }
+        self.tx.queued.clear();
+        self.tx.used = 0;
+        self.tx.since = None;
+    }
+
+    /// Sends queued datagrams `start..end`, which all leave through `sock`.
+    fn send_socket_batch<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        sock: SockId,
+        start: usize,
+        end: usize,
+    ) {
+        let mut k = start;
+        // Every round consumes at least one datagram.
+        while k < end {
+            let n = (end - k).min(SEND_CHUNK);
+            let mut msgs = [UdpSend {
+                dst: None,
+                payload: &[],
+            }; SEND_CHUNK];
+            for (m, q) in msgs.iter_mut().zip(&self.tx.queued[k..k + n]) {
+                *m = UdpSend {
+                    dst: q.dst,
+                    payload: &self.tx.arena[q.start..q.start + q.len],
+                };
+            }
+            match cx.host.udp_send_batch(sock, &msgs[..n]) {
+                Ok(sent) if sent > 0 => {
+                    let sent = sent.min(n);
+                    cx.counters.udp_to_host += sent as u64;
+                    k += sent;
+                }
+                Ok(_) | Err(HostError::WouldBlock) => {
+                    for _ in k..end {
+                        cx.counters.drop(DropReason::HostSocketError);
+                    }
+                    k = end;
+                }
+                Err(e) => {
+                    cx.counters.drop(DropReason::HostSocketError);
+                    let q = self.tx.queued[k];
+                    let refusal = match e {
+                        HostError::PermissionDenied | HostError::NetworkUnreachable => {
+                            Refusal::from_host_error(e)
+                        }
+                        _ => None,
+                    };
+                    if let (Some(r), Some(flow)) = (refusal, self.table.flow(q.flow).copied()) {
+                        let udp_len = u16::try_from(q.len + wire::udp::HEADER_LEN).unwrap_or(0);
+                        self.refuse_datagram(cx, now, r, flow.guest, flow.guest_peer, udp_len);
+                    }
+                    k += 1;
+                }
+            }
+        }
+    }
+
+    /// Answers the guest's datagram `guest -> guest_peer` (UDP length
+    /// `udp_len`) with a rate-limited destination unreachable.
+    fn refuse_datagram<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        now: Instant,
+        refusal: Refusal,
+        guest: SocketAddr,
+        guest_peer: SocketAddr,
+        udp_len: u16,
+    ) {
+        let mut quoted = [0u8; 48];
+        if let Some(n) = quote_udp_header(guest, guest_peer, udp_len, &mut quoted) {
+            refuse(
+                cx,
+                &mut self.limiter,
+                now,
+                refusal,
+                guest.ip(),
+                guest_peer.ip(),
+                &quoted[..n],
+            );
+        }
+    }
+
+    /// Opens the host socket of a new outbound flow and enters it. On
+    /// failure: the drop reason, and the refusal the guest should get.
     fn open_outbound<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
         now: Instant,
         guest: SocketAddr,
         guest_peer: SocketAddr,
-    ) -> Result<u32, DropReason> {
+    ) -> Result<u32, (DropReason, Option<Refusal>)> {
         let host_peer = mapping::host_destination_port(cx.config, guest_peer);
         if is_unroutable(host_peer.ip()) {
-            return Err(DropReason::Unmappable);
+            return Err((DropReason::Unmappable, None));
         }
-        let index = self.table.allocate().ok_or(DropReason::FlowTableFull)?;
+        // DESIGN.md "Bounded memory": a full table refuses the new flow
+        // cleanly, and says so.
+        let index = self
+            .table
+            .allocate()
+            .ok_or((DropReason::FlowTableFull, Some(Refusal::AdminProhibited)))?;
         let generation = self.table.slots[index as usize].generation;
         // Keep the guest's source port where the host lets us bind it: peers
         // that answer to a fixed port (or log it) then see the same one.
         let unspec = unspecified_like(host_peer.ip());
         let sock = match cx.host.udp_bind(SocketAddr::new(unspec, guest.port())) {
             Ok(s) => s,
-            Err(_) => cx
-                .host
-                .udp_bind(SocketAddr::new(unspec, 0))
-                .map_err(|_| self.release(index))?,
+            Err(_) => match cx.host.udp_bind(SocketAddr::new(unspec, 0)) {
+                Ok(s) => s,
+                Err(e) => return Err((self.release(index), Refusal::from_host_error(e))),
+            },
         };
         let setup = cx.host.udp_connect(sock, host_peer).and_then(|()| {
             cx.host
                 .set_interest(sock, flow_token(index, generation), Interest::READ)
         });
-        if setup.is_err() {
+        if let Err(e) = setup {
             cx.host.close(sock);
-            return Err(self.release(index));
+            return Err((self.release(index), Refusal::from_host_error(e)));
         }
         self.table.insert(
             index,
@@ -494,13 +723,19 @@ impl Udp {
         }
     }
 
-    /// Next timer deadline.
+    /// Next timer deadline: the arrival of the oldest datagram waiting
+    /// for [`Udp::flush`] (already due), else the earliest flow expiry.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.table.next_deadline
+        match (self.tx.since, self.table.next_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Expires idle flows.
+    /// Flushes queued datagrams (see [`Udp::flush`]), then expires idle
+    /// flows.
     pub fn handle_timeout<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
+        self.flush(cx, now);
         match self.table.next_deadline {
             Some(d) if d <= now => {}
             _ => return,
@@ -709,9 +944,21 @@ fn quote_guest_datagram(
 ) -> Option<usize> {
     let udp_len = payload_len
         .and_then(|n| u16::try_from(n + wire::udp::HEADER_LEN).ok())
-        .unwrap_or(flow.last_udp_len)
-        .max(wire::udp::HEADER_LEN as u16);
-    let ip_len = match guest_ip_repr(flow.guest.ip(), flow.guest_peer.ip(), protocol::UDP)? {
+        .unwrap_or(flow.last_udp_len);
+    quote_udp_header(flow.guest, flow.guest_peer, udp_len, out)
+}
+
+/// Writes the IP and UDP headers of a guest datagram `guest -> guest_peer`
+/// of UDP length `udp_len` into `out` (checksum zero; see
+/// [`quote_guest_datagram`]); returns the length written.
+fn quote_udp_header(
+    guest: SocketAddr,
+    guest_peer: SocketAddr,
+    udp_len: u16,
+    out: &mut [u8; 48],
+) -> Option<usize> {
+    let udp_len = udp_len.max(wire::udp::HEADER_LEN as u16);
+    let ip_len = match guest_ip_repr(guest.ip(), guest_peer.ip(), protocol::UDP)? {
         IpRepr::V4(ip) => {
             Ipv4Repr {
                 payload_len: usize::from(udp_len),
@@ -732,8 +979,8 @@ fn quote_guest_datagram(
         }
     };
     let u = out.get_mut(ip_len..ip_len + wire::udp::HEADER_LEN)?;
-    u[0..2].copy_from_slice(&flow.guest.port().to_be_bytes());
-    u[2..4].copy_from_slice(&flow.guest_peer.port().to_be_bytes());
+    u[0..2].copy_from_slice(&guest.port().to_be_bytes());
+    u[2..4].copy_from_slice(&guest_peer.port().to_be_bytes());
     u[4..6].copy_from_slice(&udp_len.to_be_bytes());
     u[6..8].copy_from_slice(&[0, 0]);
     Some(ip_len + wire::udp::HEADER_LEN)

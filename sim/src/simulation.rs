@@ -13,7 +13,9 @@
 //!    guest.poll_at())`; virtual time jumps there (nothing sleeps);
 //! 2. the simulated host advances to that time (its own segments, ACKs,
 //!    remote services);
-//! 3. deliveries due are handed to the engine (`handle_frame`) or the guest;
+//! 3. deliveries due are handed to the engine (`handle_frame`) or the guest,
+//!    then the engine flushes what those frames queued for the host
+//!    (`Engine::flush`: batched UDP sends);
 //! 4. host readiness goes to the engine (`handle_host_event`), then due
 //!    engine timers run (`handle_timeout`);
 //! 5. the guest runs, and what it sends enters the guest→engine link;
@@ -395,6 +397,9 @@ impl Simulation {
             }
         }
         let _ = self.sched.advance_to(now);
+        // The frames delivered at this instant are one batch: what they
+        // queued for the host (UDP datagrams) leaves now, batched.
+        self.engine.flush(now);
 
         self.host_events.clear();
         self.engine.host_mut().take_events(&mut self.host_events);

@@ -5,9 +5,11 @@
 //! It owns the guest side's descriptors, the framing state, the capture file
 //! and the loop's own wake-ups (signals, a stop handle); it hands every frame
 //! to [`Engine::handle_frame`], every other readiness to
-//! [`Engine::handle_host_event`], calls [`Engine::handle_timeout`] when
-//! [`Engine::poll_timeout`] says so, and drains [`Engine::tx_queue`] to the
-//! guest. It never looks inside a frame.
+//! [`Engine::handle_host_event`], calls [`Engine::flush`] after each round
+//! of events (so the frames of one wake-up are sent to the host in
+//! batches), calls [`Engine::handle_timeout`] when [`Engine::poll_timeout`]
+//! says so, and drains [`Engine::tx_queue`] to the guest. It never looks
+//! inside a frame.
 //!
 //! # Reserved tokens
 //!
@@ -497,6 +499,9 @@ impl EventLoop {
             }
         }
         self.events = events;
+        // Guest frames read above may have queued host sends (UDP
+        // datagrams, one sendmmsg per socket): send them before waiting.
+        self.engine.flush(now);
         self.warn_once();
         if exit.is_some() {
             return Ok(exit);

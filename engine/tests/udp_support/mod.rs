@@ -98,7 +98,16 @@ impl Harness {
         buf
     }
 
+    /// One guest datagram as a batch of one: `handle_frame` then
+    /// `flush`, as the event loop does after a read.
     pub fn send_udp(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        self.queue_udp(src, dst, payload);
+        self.engine.flush(self.now);
+    }
+
+    /// One guest datagram handed to the engine without flushing (a batch
+    /// in progress).
+    pub fn queue_udp(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
         let f = self.udp_frame(src, dst, payload);
         self.engine.handle_frame(self.now, &f);
     }
