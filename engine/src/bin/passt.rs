@@ -93,6 +93,13 @@ fn ephemeral_range() -> PortRange {
 }
 
 fn main() -> ExitCode {
+    // Before anything else (and before the fork): a SIGTERM that arrives
+    // before the loop reads its signalfd must wait for it, not kill us
+    // with the socket and pid files left behind.
+    if let Err(e) = process::block_stop_signals() {
+        eprintln!("Failed to block signals: {e}");
+        return ExitCode::from(1);
+    }
     let cx = SpecContext {
         program: Program::Passt,
         ephemeral: ephemeral_range(),

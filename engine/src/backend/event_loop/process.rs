@@ -136,6 +136,34 @@ pub fn drop_privileges(runas: &RunAs) -> io::Result<()> {
     Ok(())
 }
 
+/// The signals that stop the loop cleanly.
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; the calls initialise it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        set
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread. Call it first
+/// thing in `main`, before any `fork`: the mask is inherited, so a stop
+/// signal sent to the daemon before its [`SignalFd`] exists stays pending
+/// (and is then read from the descriptor) instead of killing the process
+/// without cleaning up its socket and pid files.
+pub fn block_stop_signals() -> io::Result<()> {
+    let set = stop_signals();
+    // SAFETY: `set` is initialised; the old mask is not wanted.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
 /// A `signalfd(2)` for SIGTERM, SIGINT and SIGHUP, which are blocked in the
 /// calling thread (and in threads it starts afterwards) so that they are only
 /// read from the descriptor.
@@ -147,17 +175,10 @@ pub struct SignalFd {
 impl SignalFd {
     /// Blocks the stop signals and opens the descriptor (nonblocking).
     pub fn new() -> io::Result<SignalFd> {
-        // SAFETY: sigset_t is plain data; the calls initialise it.
+        block_stop_signals()?;
+        let set = stop_signals();
+        // SAFETY: `set` is initialised; a new descriptor is requested.
         let fd = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGTERM);
-            libc::sigaddset(&mut set, libc::SIGINT);
-            libc::sigaddset(&mut set, libc::SIGHUP);
-            let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            if r != 0 {
-                return Err(io::Error::from_raw_os_error(r));
-            }
             cvt(libc::signalfd(
                 -1,
                 &set,
