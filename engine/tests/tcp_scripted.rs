@@ -1023,3 +1023,40 @@ fn dns_over_tcp_follows_dns_forward() {
     assert!(peer.ip().is_loopback());
     drop(conn);
 }
+
+/// The guest's segment 1 is lost and segment 2 arrives beyond the hole, so
+/// it is dropped (we keep no out-of-order data). When the guest resends
+/// segment 1, the cumulative ACK is followed by three duplicates of it:
+/// the guest must resend segment 2 too, and a sender without NewReno (or
+/// with a backed-off timer) only does that at once on duplicate ACKs
+/// (RFC 5681 §3.2).
+#[test]
+fn dropped_data_after_a_hole_is_asked_for_again_at_once() {
+    let mut c = Conn::start(Config::example(), 50300);
+    c.handshake(syn_opts(Some(1460), None), 64240, 1000);
+    let _peer = c.accept();
+    let one = [b'1'; 100];
+    let two = [b'2'; 100];
+    // Segment 2 first: beyond the hole, dropped, one duplicate ACK.
+    c.s.send(GUEST_ISN + 101, c.seq(1), ACK, 1000, &two);
+    let dup = c.s.take();
+    assert_eq!(dup.len(), 1, "{dup:?}");
+    assert_eq!(dup[0].tcp.ack, GUEST_ISN + 1);
+    // Segment 1 fills the hole: ACK 101 and three duplicates of it.
+    c.s.send(GUEST_ISN + 1, c.seq(1), ACK, 1000, &one);
+    let acks = c.s.take();
+    assert_eq!(acks.len(), 4, "{acks:?}");
+    assert!(
+        acks.iter()
+            .all(|a| a.tcp.ack == GUEST_ISN + 101 && a.payload.is_empty())
+    );
+    assert!(
+        acks.windows(2).all(|w| w[0].tcp.window == w[1].tcp.window),
+        "same window: true duplicates"
+    );
+    // Segment 2 again: in order now, a single ACK (nothing dropped beyond).
+    c.s.send(GUEST_ISN + 101, c.seq(1), ACK, 1000, &two);
+    let last = c.s.take();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0].tcp.ack, GUEST_ISN + 201);
+}

@@ -120,6 +120,9 @@ pub struct TcpStats {
     pub fast_retransmits: u64,
     /// Host `send` calls that took less than offered (or nothing).
     pub partial_writes: u64,
+    /// Triple duplicate ACKs sent to restart a guest's recovery after we
+    /// dropped data that followed a hole.
+    pub recovery_dup_acks: u64,
     /// Zero-window probes sent.
     pub window_probes: u64,
     /// Keep-alive probes sent.
@@ -178,6 +181,10 @@ pub(crate) struct Flow {
     /// The host socket took less than the guest sent: once it has room, a
     /// window update plus duplicate ACKs make the guest retransmit.
     refused: bool,
+    /// End of the highest guest segment dropped for arriving beyond a hole
+    /// (we keep no out-of-order data): until `rcv_nxt` passes it, the guest
+    /// has sent data we threw away and must send again.
+    dropped_beyond: Option<u32>,
     /// Waiting for room in the host socket's send buffer: the window last
     /// offered is below the floor of [`Flow::window_view`] (zero included),
     /// or the socket refused data. Writability then brings a window update:
@@ -355,6 +362,7 @@ impl Flow {
             send_overhead_q8: SEND_OVERHEAD_Q8,
             guest_fin: false,
             refused: false,
+            dropped_beyond: None,
             want_writable: false,
             wnd_check_at: None,
             rtt: RttEstimator::default(),
@@ -953,6 +961,9 @@ impl Flow {
         if seq::gt(tcp.seq, self.rcv_nxt) {
             // A hole before this segment (lost, or refused by the socket):
             // duplicate ACK so the guest retransmits from rcv_nxt.
+            if self.dropped_beyond.is_none_or(|d| seq::gt(seg_end, d)) {
+                self.dropped_beyond = Some(seg_end);
+            }
             self.send_ack(cx);
             return None;
         }
@@ -1000,6 +1011,23 @@ impl Flow {
             }
         }
         self.send_ack(cx);
+        // Recovery help for guests without SACK: the hole is filled, but
+        // what the guest sent after it was dropped. A cumulative ACK alone
+        // is a "partial ACK" that only NewReno senders act on; others (and
+        // any sender once its retransmission timer backs off) would wait a
+        // full, growing timeout per dropped segment. Three duplicates of
+        // this ACK make any RFC 5681 sender fast-retransmit the next
+        // missing segment now (§3.2).
+        match self.dropped_beyond {
+            Some(d) if seq::lt(self.rcv_nxt, d) && all_taken && !data.is_empty() => {
+                for _ in 0..DUP_ACK_THRESHOLD {
+                    self.send_ack(cx);
+                }
+                stats.recovery_dup_acks += 1;
+            }
+            Some(d) if !seq::lt(self.rcv_nxt, d) => self.dropped_beyond = None,
+            _ => {}
+        }
         None
     }
 
