@@ -29,6 +29,9 @@
 //! - [`guest`]: simulated guests: a smoltcp stack configured by DHCP
 //!   through the engine and running workloads, and scripted guests in a
 //!   packetdrill-like dialect.
+//! - [`inbound`]: remote clients that connect to forwarded host ports (and
+//!   through the engine to a server workload in the guest), check what
+//!   comes back and report like the guest's workloads.
 //! - [`simulation`]: [`Simulation`], the whole-system driver (guest, links,
 //!   engine, host on one virtual clock; trace hash; pcap capture).
 //! - [`scenario`]: TOML scenario files, built into a [`Simulation`] from one
@@ -49,6 +52,7 @@ pub mod demo;
 pub mod fault;
 pub mod guest;
 pub mod host;
+pub mod inbound;
 pub mod link;
 pub mod pcap;
 pub mod real_arm;

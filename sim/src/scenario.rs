@@ -9,6 +9,12 @@
 //! running it ([`Scenario::run`]) and the [`RunReport`] with the summary
 //! `passt-sim run` prints and the pass/fail verdict the sweep uses.
 //!
+//! Inbound traffic: `[[forward]]` opens forwarded host ports on the engine
+//! before the run (`Engine::tcp_listen`), and `[[inbound]]` clients
+//! ([`crate::inbound`]) connect to them from remote addresses at given
+//! times; a scenario with clients runs until the guest *and* every client
+//! are finished.
+//!
 //! Every generator is a named child of the master seed: `engine`, `host`,
 //! `guest`, `link-up`, `link-down`, `swarm-up`, `swarm-down`,
 //! `swarm-host`. The format is documented in `docs/simulation.md`.
@@ -34,6 +40,7 @@ use crate::fault::{
     BernoulliLoss, Corruption, DropCause, Duplication, FaultChain, GilbertElliott, HostFaults,
     Latency, MtuClamp, TokenBucket,
 };
+use crate::guest::smol::{MAX_SERVE_CONNECTIONS, ServeMode};
 use crate::guest::{
     Guest, Script, ScriptGuest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec,
 };
@@ -41,6 +48,7 @@ use crate::host::dns::DnsResponder;
 use crate::host::{
     DatagramApp, Reach, RemoteHostConfig, RemoteService, SimHost, SimHostConfig, SinkStats,
 };
+use crate::inbound::{InboundClient, InboundClientSpec, InboundLog};
 use crate::link::{Link, LinkConfig, LinkCounters};
 use crate::seed::SimRng;
 use crate::simulation::{FrameClass, SimCounters, Simulation, StopReason};
@@ -118,6 +126,12 @@ pub struct Scenario {
     /// Faults of the simulated host's sockets.
     #[serde(default)]
     pub host_faults: HostFaultsSection,
+    /// Forwarded host ports (inbound connections to the guest).
+    #[serde(default)]
+    pub forward: Vec<ForwardSection>,
+    /// Remote clients connecting to forwarded ports.
+    #[serde(default)]
+    pub inbound: Vec<InboundSection>,
     /// Pass criteria.
     #[serde(default)]
     pub expect: ExpectSection,
@@ -177,6 +191,57 @@ pub struct WorkloadSection {
     pub timeout: Option<f64>,
     /// Seconds to wait for late replies after the last request (default 2).
     pub linger: Option<f64>,
+    /// tcp-serve: the guest port to listen on.
+    pub port: Option<u16>,
+    /// tcp-serve: `echo` (default), `sink` or `source`.
+    pub mode: Option<String>,
+    /// tcp-serve: connections to serve (default 1).
+    pub connections: Option<u32>,
+}
+
+/// `[[forward]]`: a forwarded host port. The engine listens on
+/// `addr:host_port` on the host; each accepted connection is opened toward
+/// the guest on `guest_port`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSection {
+    /// `tcp` (default; the only one for now).
+    pub proto: Option<String>,
+    /// The host address listened on (default `0.0.0.0`).
+    pub addr: Option<String>,
+    /// The host port.
+    pub host_port: u16,
+    /// The guest port (default: `host_port`).
+    pub guest_port: Option<u16>,
+}
+
+/// `[[inbound]]`: remote clients connecting to a forwarded port.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundSection {
+    /// The remote IP (or `IP:PORT`) connecting (default `203.0.113.9`).
+    pub from: Option<String>,
+    /// Where to connect, `IP:PORT` (default: the simulated host's own
+    /// address and the first `[[forward]]`'s host port).
+    pub to: Option<String>,
+    /// Connections from this entry (default 1; they start together unless
+    /// `interval` spaces them).
+    pub count: Option<u32>,
+    /// Seconds between this entry's connections (default 0).
+    pub interval: Option<f64>,
+    /// Seconds after the guest is configured before the first connects
+    /// (default 0.5).
+    pub start: Option<f64>,
+    /// Bytes each connection sends before its FIN (default 0).
+    pub send: Option<u64>,
+    /// Bytes each connection expects back before the server's FIN
+    /// (default 0).
+    pub expect: Option<u64>,
+    /// Seconds before a connection fails (default 60).
+    pub timeout: Option<f64>,
+    /// This entry's connections must fail with an error containing this
+    /// text (e.g. `"connection reset"`).
+    pub expect_error: Option<String>,
 }
 
 /// `[link]`.
@@ -399,6 +464,8 @@ pub struct RunReport {
     pub guest_dns: Vec<Ipv4Addr>,
     /// Workload reports (smoltcp guests).
     pub workloads: Vec<WorkloadReport>,
+    /// Inbound client reports (`[[inbound]]`), one per connection.
+    pub inbound: Vec<WorkloadReport>,
     /// The script's outcome (scripted guests).
     pub script: Option<Result<(), String>>,
     /// Datagrams the UDP echo services answered.
@@ -431,12 +498,15 @@ impl fmt::Display for RunReport {
         if let Some(a) = &self.guest_address {
             let _ = writeln!(s, "guest address     {a}");
         }
-        for w in &self.workloads {
+        for w in self.workloads.iter().chain(&self.inbound) {
             let _ = write!(
                 s,
                 "flow              {}: sent {} ({} B) received {} ({} B)",
                 w.name, w.sent, w.bytes_sent, w.received, w.bytes_received
             );
+            if w.connections > 0 {
+                let _ = write!(s, " connections {}", w.connections);
+            }
             if w.duplicates > 0 || w.corrupt > 0 {
                 let _ = write!(s, " dup {} corrupt {}", w.duplicates, w.corrupt);
             }
@@ -661,9 +731,37 @@ impl Scenario {
                     dst: dst4(None)?,
                     bytes: w.bytes.unwrap_or(100_000),
                 },
+                "tcp-serve" => {
+                    let port = w.port.ok_or_else(|| {
+                        ScenarioError::Invalid(format!("{what}: tcp-serve needs `port`"))
+                    })?;
+                    let mode = match w.mode.as_deref() {
+                        None | Some("echo") => ServeMode::Echo { expect: w.bytes },
+                        Some("sink") => ServeMode::Sink { expect: w.bytes },
+                        Some("source") => ServeMode::Source {
+                            bytes: w.bytes.unwrap_or(100_000),
+                        },
+                        Some(other) => {
+                            return Err(ScenarioError::Invalid(format!(
+                                "{what}.mode: `{other}` (echo, sink, source)"
+                            )));
+                        }
+                    };
+                    let connections = w.connections.unwrap_or(1);
+                    if connections == 0 || connections > MAX_SERVE_CONNECTIONS {
+                        return Err(ScenarioError::Invalid(format!(
+                            "{what}.connections: {connections} (1..={MAX_SERVE_CONNECTIONS})"
+                        )));
+                    }
+                    Workload::TcpServe {
+                        port,
+                        mode,
+                        connections,
+                    }
+                }
                 other => {
                     return Err(ScenarioError::Invalid(format!(
-                        "{what}: unknown type `{other}` (ping, udp-echo, tcp-echo, tcp-send, tcp-recv, tcp-half-close)"
+                        "{what}: unknown type `{other}` (ping, udp-echo, tcp-echo, tcp-send, tcp-recv, tcp-half-close, tcp-serve)"
                     )));
                 }
             };
@@ -871,7 +969,7 @@ impl Scenario {
             root.child("link-down"),
             root.child("swarm-down").next_u64(),
         )?;
-        let sim = Simulation::new(
+        let mut sim = Simulation::new(
             config,
             host,
             root.child("engine").next_u64(),
@@ -879,6 +977,13 @@ impl Scenario {
             Link::new("guest->engine", link_cfg, up),
             Link::new("engine->guest", link_cfg, down),
         )?;
+        for (i, (at, guest_port)) in self.forwards()?.into_iter().enumerate() {
+            sim.engine_mut().tcp_listen(at, guest_port).map_err(|e| {
+                ScenarioError::Invalid(format!("forward[{i}]: cannot listen on {at}: {e}"))
+            })?;
+        }
+        // Checks the clients' addresses once.
+        self.inbound_clients(sim.host())?;
         Ok((sim, obs))
     }
 
@@ -889,7 +994,13 @@ impl Scenario {
         if capture {
             sim.enable_capture();
         }
-        let stop = sim.run_until(Instant::ZERO + self.duration());
+        let end = Instant::ZERO + self.duration();
+        let (stop, inbound) = if self.inbound.is_empty() {
+            (sim.run_until(end), Vec::new())
+        } else {
+            let clients = self.inbound_clients(sim.host())?;
+            drive_with_clients(&mut sim, end, clients)
+        };
         let mut report = RunReport {
             name: self.name().to_string(),
             seed,
@@ -917,6 +1028,7 @@ impl Scenario {
                 .as_smol()
                 .map(|g| g.reports())
                 .unwrap_or_default(),
+            inbound,
             script: sim
                 .guest()
                 .as_script()
@@ -981,6 +1093,32 @@ impl Scenario {
                 }
             }
         }
+        for (w, spec) in r.inbound.iter().zip(self.inbound_expectations()) {
+            match spec.or(x.workload_error.as_deref()) {
+                Some(want) => match &w.error {
+                    Some(e) if e.contains(want) => {}
+                    Some(e) => f.push(format!(
+                        "`{}`: expected an error with `{want}`, got: {e}",
+                        w.name
+                    )),
+                    None => f.push(format!(
+                        "`{}`: expected an error with `{want}`, it succeeded",
+                        w.name
+                    )),
+                },
+                None if x.workloads_succeed.unwrap_or(true) && !w.succeeded() => {
+                    f.push(format!(
+                        "`{}`: {}",
+                        w.name,
+                        w.error.as_deref().unwrap_or("did not finish")
+                    ));
+                }
+                None => {}
+            }
+            if w.corrupt > 0 {
+                f.push(format!("`{}`: {} corrupt", w.name, w.corrupt));
+            }
+        }
         if let Some(max) = x.max_engine_drops {
             if r.engine.total_drops() > max {
                 f.push(format!(
@@ -1000,6 +1138,203 @@ impl Scenario {
         }
         f
     }
+}
+
+impl Scenario {
+    /// The `[[forward]]` entries: (host address, guest port).
+    pub(crate) fn forwards(&self) -> Result<Vec<(SocketAddr, u16)>, ScenarioError> {
+        let mut out = Vec::new();
+        for (i, fw) in self.forward.iter().enumerate() {
+            let what = format!("forward[{i}]");
+            match fw.proto.as_deref() {
+                None | Some("tcp") => {}
+                Some(other) => {
+                    return Err(ScenarioError::Invalid(format!(
+                        "{what}.proto: `{other}` (only tcp)"
+                    )));
+                }
+            }
+            let ip: IpAddr = addr(fw.addr.as_deref().unwrap_or("0.0.0.0"), &what)?;
+            if fw.host_port == 0 {
+                return Err(ScenarioError::Invalid(format!("{what}.host_port: 0")));
+            }
+            let guest_port = fw.guest_port.unwrap_or(fw.host_port);
+            if guest_port == 0 {
+                return Err(ScenarioError::Invalid(format!("{what}.guest_port: 0")));
+            }
+            out.push((SocketAddr::new(ip, fw.host_port), guest_port));
+        }
+        Ok(out)
+    }
+
+    /// One entry per inbound connection, in start order within each
+    /// `[[inbound]]` entry (entries in file order).
+    pub(crate) fn inbound_clients(
+        &self,
+        host: &SimHost,
+    ) -> Result<Vec<InboundClientSpec>, ScenarioError> {
+        let mut out = Vec::new();
+        for (i, c) in self.inbound.iter().enumerate() {
+            let what = format!("inbound[{i}]");
+            let from = c.from.as_deref().unwrap_or("203.0.113.9");
+            let from: SocketAddr = match from.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => SocketAddr::new(addr(from, &format!("{what}.from"))?, 0),
+            };
+            let to: SocketAddr = match &c.to {
+                Some(t) => addr(t, &format!("{what}.to"))?,
+                None => {
+                    let port = self.forward.first().map(|f| f.host_port).ok_or_else(|| {
+                        ScenarioError::Invalid(format!(
+                            "{what}: `to` is needed when there is no [[forward]]"
+                        ))
+                    })?;
+                    let ip = match from.ip() {
+                        IpAddr::V4(_) => host.config().host_v4.map(IpAddr::V4),
+                        IpAddr::V6(_) => host.config().host_v6.map(IpAddr::V6),
+                    }
+                    .ok_or_else(|| {
+                        ScenarioError::Invalid(format!("{what}: the host has no address to reach"))
+                    })?;
+                    SocketAddr::new(ip, port)
+                }
+            };
+            if from.is_ipv4() != to.is_ipv4() {
+                return Err(ScenarioError::Invalid(format!(
+                    "{what}: `from` and `to` are of different families"
+                )));
+            }
+            let count = c.count.unwrap_or(1);
+            if count == 0 || count > 10_000 {
+                return Err(ScenarioError::Invalid(format!(
+                    "{what}.count: {count} (1..=10000)"
+                )));
+            }
+            let start = secs(c.start, 0.5, &format!("{what}.start"))?;
+            let interval = secs(c.interval, 0.0, &format!("{what}.interval"))?;
+            for k in 0..count {
+                out.push(InboundClientSpec {
+                    from,
+                    to,
+                    start: start + interval * k,
+                    send: c.send.unwrap_or(0),
+                    expect: c.expect.unwrap_or(0),
+                    timeout: secs(c.timeout, 60.0, &format!("{what}.timeout"))?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each inbound connection's own `expect_error`, in the order of
+    /// [`Scenario::inbound_clients`].
+    fn inbound_expectations(&self) -> impl Iterator<Item = Option<&str>> {
+        self.inbound.iter().flat_map(|c| {
+            std::iter::repeat_n(c.expect_error.as_deref(), c.count.unwrap_or(1) as usize)
+        })
+    }
+}
+
+/// An inbound client waiting to connect, or connected and reporting.
+struct PendingClient {
+    spec: InboundClientSpec,
+    log: InboundLog,
+    started: bool,
+}
+
+/// [`Simulation::run_until`] with inbound clients: each connects at its
+/// start time (after the guest is configured; scripted guests: after time
+/// zero), and the run goes on until the guest *and* every client are
+/// finished. A client still unfinished at its deadline fails with a
+/// timeout (a connect that never completes is never polled by the host).
+fn drive_with_clients(
+    sim: &mut Simulation,
+    end: Instant,
+    specs: Vec<InboundClientSpec>,
+) -> (StopReason, Vec<WorkloadReport>) {
+    let mut clients: Vec<PendingClient> = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, spec)| PendingClient {
+            log: InboundLog::new(format!("{} #{i}", spec.describe())),
+            spec,
+            started: false,
+        })
+        .collect();
+    let stop = loop {
+        let base = match sim.guest() {
+            Guest::Smol(g) => g.configured_at(),
+            Guest::Script(_) => Some(Instant::ZERO),
+        };
+        let now = sim.now();
+        let mut client_due: Option<Instant> = None;
+        for c in &mut clients {
+            let Some(base) = base else { break };
+            let start = base + c.spec.start;
+            if !c.started {
+                if start <= now {
+                    c.started = true;
+                    c.log.started(now);
+                    let app = InboundClient::new(c.spec.clone(), c.log.clone());
+                    if let Err(e) =
+                        sim.host_mut()
+                            .remote_tcp_connect_app(c.spec.from, c.spec.to, Box::new(app))
+                    {
+                        c.log.fail(now, format!("connect: {e}"));
+                    }
+                } else {
+                    client_due = Some(client_due.map_or(start, |d: Instant| d.min(start)));
+                    continue;
+                }
+            }
+            if !c.log.is_finished() {
+                let deadline = c.log.report().started.unwrap_or(now) + c.spec.timeout;
+                if deadline <= now {
+                    let r = c.log.report();
+                    c.log.fail(
+                        now,
+                        format!(
+                            "timed out after {:?}: {} B sent, {} B received",
+                            c.spec.timeout, r.bytes_sent, r.bytes_received
+                        ),
+                    );
+                } else {
+                    client_due = Some(client_due.map_or(deadline, |d| d.min(deadline)));
+                }
+            }
+        }
+        let clients_done = clients.iter().all(|c| c.started && c.log.is_finished());
+        if sim.guest().finished() && clients_done {
+            break StopReason::GuestFinished;
+        }
+        let next = match (sim.next_deadline(), client_due) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => break StopReason::Idle,
+            },
+        };
+        if next > end {
+            // Moves the clocks to `end`; the guest may be finished already.
+            let r = sim.run_until(end);
+            break if r == StopReason::GuestFinished {
+                StopReason::TimeUp
+            } else {
+                r
+            };
+        }
+        if !sim.step_at(next) {
+            break StopReason::Stalled;
+        }
+    };
+    let now = sim.now();
+    for c in &clients {
+        if !c.log.is_finished() {
+            c.log
+                .fail(now, "did not finish before the end of the run".into());
+        }
+    }
+    (stop, clients.iter().map(|c| c.log.report()).collect())
 }
 
 /// `PASST_SIM_CHECK_DETERMINISM`: set (to anything but `0` or empty) to run

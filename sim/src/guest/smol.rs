@@ -6,7 +6,9 @@
 //! A smoltcp [`Interface`] over an in-memory Ethernet device (frames in from
 //! the simulation, frames out to it), a DHCPv4 client socket, and the
 //! [`Workload`]s: ping, UDP echo client, TCP echo / send / receive
-//! clients. Each workload keeps a [`WorkloadReport`] (packets and bytes each
+//! clients, and a TCP server ([`Workload::TcpServe`]: echo, sink or source
+//! for connections the engine opens toward the guest from a forwarded
+//! port). Each workload keeps a [`WorkloadReport`] (packets and bytes each
 //! way, duplicates, corrupt payloads, round-trip times, the error that
 //! stopped it).
 //!
@@ -103,6 +105,56 @@ pub enum Workload {
         /// Bytes to send (and to get back after our FIN).
         bytes: u64,
     },
+    /// A TCP server: listens on `port` and serves `connections`
+    /// connections (inbound: the engine opens them toward the guest for
+    /// connections accepted on a forwarded host port), then finishes.
+    /// Every connection is served as `mode` says; incoming bytes are
+    /// checked against the pattern.
+    TcpServe {
+        /// The guest port listened on.
+        port: u16,
+        /// What each connection gets.
+        mode: ServeMode,
+        /// Connections to serve (at most [`MAX_SERVE_CONNECTIONS`]); this
+        /// many listening sockets are opened at once, so they may arrive
+        /// concurrently.
+        connections: u32,
+    },
+}
+
+/// Most connections one [`Workload::TcpServe`] accepts.
+pub const MAX_SERVE_CONNECTIONS: u32 = 256;
+
+/// How a [`Workload::TcpServe`] serves each connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServeMode {
+    /// Sends back everything it reads; closes after the peer's FIN once
+    /// all of it is echoed.
+    Echo {
+        /// Bytes each connection must carry, if checked.
+        expect: Option<u64>,
+    },
+    /// Reads and discards; closes after the peer's FIN.
+    Sink {
+        /// Bytes each connection must carry, if checked.
+        expect: Option<u64>,
+    },
+    /// Sends `bytes` pattern bytes, then closes (discarding anything the
+    /// peer sends).
+    Source {
+        /// Bytes to send per connection.
+        bytes: u64,
+    },
+}
+
+impl ServeMode {
+    fn name(self) -> &'static str {
+        match self {
+            ServeMode::Echo { .. } => "echo",
+            ServeMode::Sink { .. } => "sink",
+            ServeMode::Source { .. } => "source",
+        }
+    }
 }
 
 impl Workload {
@@ -118,6 +170,20 @@ impl Workload {
             Workload::TcpSend { dst, bytes } => format!("tcp-send {dst} {bytes} B"),
             Workload::TcpRecv { dst, bytes } => format!("tcp-recv {dst} {bytes} B"),
             Workload::TcpHalfClose { dst, bytes } => format!("tcp-half-close {dst} {bytes} B"),
+            Workload::TcpServe {
+                port,
+                mode,
+                connections,
+            } => {
+                let bytes = match mode {
+                    ServeMode::Source { bytes } => format!(" {bytes} B"),
+                    ServeMode::Echo { expect: Some(b) } | ServeMode::Sink { expect: Some(b) } => {
+                        format!(" {b} B")
+                    }
+                    _ => String::new(),
+                };
+                format!("tcp-serve :{port} {}{bytes} x{connections}", mode.name())
+            }
         }
     }
 
@@ -186,6 +252,8 @@ pub struct WorkloadReport {
     pub rtt_max: Option<Duration>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// TCP connections completed (tcp-serve: served and closed).
+    pub connections: u64,
 }
 
 impl WorkloadReport {
@@ -308,6 +376,23 @@ struct WorkloadState {
     /// The TCP connection reached a synchronized state (RFC 9293 §3.3.2):
     /// a later close without our FIN is a reset, before it a refusal.
     established: bool,
+    /// tcp-serve: one entry per listening socket / connection.
+    serve: Vec<ServeConn>,
+}
+
+/// One connection of a [`Workload::TcpServe`] (a listening socket until a
+/// SYN arrives).
+#[derive(Debug)]
+struct ServeConn {
+    handle: SocketHandle,
+    /// Reached a synchronized state (RFC 9293 §3.3.2).
+    established: bool,
+    /// We called `close` (our FIN is queued).
+    closing: bool,
+    /// Finished (both FINs exchanged).
+    done: bool,
+    received: u64,
+    sent: u64,
 }
 
 /// Most bytes handed to a TCP socket per call.
@@ -376,6 +461,7 @@ impl SmolGuest {
                 answered: BTreeSet::new(),
                 closing: false,
                 established: false,
+                serve: Vec::new(),
             })
             .collect();
         let mut guest = SmolGuest {
@@ -547,6 +633,16 @@ impl SmolGuest {
                 w.phase = Phase::Running;
                 w.report.started = Some(now);
                 w.next_send = Some(now);
+                if let Workload::TcpServe {
+                    port, connections, ..
+                } = w.spec.workload
+                {
+                    if let Err(e) = open_listeners(&mut self.sockets, w, port, connections) {
+                        fail(w, now, e);
+                        return None;
+                    }
+                    return earliest(Some(now), Some(now + w.spec.timeout));
+                }
                 let handle = match open_socket(&mut self.iface, &mut self.sockets, w, router) {
                     Ok(h) => h,
                     Err(e) => {
@@ -579,6 +675,9 @@ impl SmolGuest {
             | Workload::TcpSend { bytes, .. }
             | Workload::TcpRecv { bytes, .. }
             | Workload::TcpHalfClose { bytes, .. } => step_tcp(&mut self.sockets, w, now, bytes),
+            Workload::TcpServe {
+                mode, connections, ..
+            } => step_serve(&mut self.sockets, w, now, mode, connections),
         };
         if w.phase != Phase::Done && now >= deadline {
             let msg = format!(
@@ -599,9 +698,40 @@ impl SmolGuest {
                 Some(s) => format!("{msg}, TCP state {s}"),
                 None => msg,
             };
+            let msg = if w.serve.is_empty() {
+                msg
+            } else {
+                let states: Vec<String> = w
+                    .serve
+                    .iter()
+                    .filter(|c| !c.done)
+                    .map(|c| {
+                        self.sockets
+                            .get::<tcp::Socket>(c.handle)
+                            .state()
+                            .to_string()
+                    })
+                    .collect();
+                format!(
+                    "timed out after {:?}: {} connections served, {} B received, {} B sent; open sockets: {}",
+                    w.spec.timeout,
+                    w.report.connections,
+                    w.report.bytes_received,
+                    w.report.bytes_sent,
+                    states.join(", ")
+                )
+            };
             fail(w, now, msg);
         }
         if w.phase == Phase::Done {
+            // tcp-serve: listeners nobody connected to stop listening (so a
+            // late SYN draws a RST); connections finish their close.
+            for c in &w.serve {
+                let s = self.sockets.get_mut::<tcp::Socket>(c.handle);
+                if s.state() == tcp::State::Listen {
+                    s.abort();
+                }
+            }
             if let Some(h) = w.handle.take() {
                 if w.spec.workload.is_tcp() {
                     // Leave the connection to finish its close in the
@@ -670,6 +800,7 @@ fn open_socket(
                 .map_err(|e| format!("udp-echo: bind: {e}"))?;
             Ok(sockets.add(s))
         }
+        Workload::TcpServe { .. } => Err("tcp-serve opens listeners, not one socket".into()),
         Workload::TcpEcho { dst, .. }
         | Workload::TcpSend { dst, .. }
         | Workload::TcpRecv { dst, .. }
@@ -918,5 +1049,169 @@ fn step_tcp(
     }
     // The stack's own poll_at covers retransmissions; come back soon for
     // buffer space and data.
+    None
+}
+
+/// Opens `connections` sockets listening on `port` (RFC 9293 §3.10.1:
+/// a passive OPEN). smoltcp hands each SYN to the first socket still in
+/// LISTEN, so several connections may be set up at once.
+fn open_listeners(
+    sockets: &mut SocketSet<'static>,
+    w: &mut WorkloadState,
+    port: u16,
+    connections: u32,
+) -> Result<(), String> {
+    if connections == 0 || connections > MAX_SERVE_CONNECTIONS {
+        return Err(format!(
+            "tcp-serve: connections must be 1..={MAX_SERVE_CONNECTIONS}, not {connections}"
+        ));
+    }
+    for _ in 0..connections {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+            tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+        );
+        s.listen(port)
+            .map_err(|e| format!("tcp-serve: listen on {port}: {e}"))?;
+        w.serve.push(ServeConn {
+            handle: sockets.add(s),
+            established: false,
+            closing: false,
+            done: false,
+            received: 0,
+            sent: 0,
+        });
+    }
+    Ok(())
+}
+
+/// Serves every connection of a [`Workload::TcpServe`]; finishes once
+/// `connections` of them are closed both ways, fails at the first reset
+/// or at a wrong byte count.
+fn step_serve(
+    sockets: &mut SocketSet<'static>,
+    w: &mut WorkloadState,
+    now: Instant,
+    mode: ServeMode,
+    connections: u32,
+) -> Option<Instant> {
+    let mut buf = vec![0u8; TCP_CHUNK];
+    let mut error: Option<String> = None;
+    for c in w.serve.iter_mut().filter(|c| !c.done) {
+        let s = sockets.get_mut::<tcp::Socket>(c.handle);
+        // In: checked against the pattern; echoed no faster than the send
+        // buffer takes it, so back-pressure reaches the peer through our
+        // window.
+        loop {
+            let room = match mode {
+                ServeMode::Echo { .. } => (s.send_capacity() - s.send_queue()).min(TCP_CHUNK),
+                _ => TCP_CHUNK,
+            };
+            if room == 0 || !s.can_recv() {
+                break;
+            }
+            let n = match s.recv_slice(&mut buf[..room]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let bad = buf[..n]
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| **b != pattern_byte(c.received + *i as u64))
+                .count();
+            w.report.corrupt += bad as u64;
+            c.received += n as u64;
+            w.report.bytes_received += n as u64;
+            if matches!(mode, ServeMode::Echo { .. }) {
+                // Fits: `room` is the free send space.
+                let k = s.send_slice(&buf[..n]).unwrap_or(0);
+                c.sent += k as u64;
+                w.report.bytes_sent += k as u64;
+                if k < n {
+                    error.get_or_insert_with(|| "tcp-serve: echo lost bytes".into());
+                }
+            }
+        }
+        // Out (source): pattern bytes, as much as the socket takes.
+        if let ServeMode::Source { bytes } = mode {
+            while c.sent < bytes && s.can_send() {
+                let n = (bytes - c.sent).min(TCP_CHUNK as u64) as usize;
+                for (k, b) in buf[..n].iter_mut().enumerate() {
+                    *b = pattern_byte(c.sent + k as u64);
+                }
+                match s.send_slice(&buf[..n]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => {
+                        c.sent += k as u64;
+                        w.report.bytes_sent += k as u64;
+                    }
+                }
+            }
+        }
+        let state = s.state();
+        if !matches!(
+            state,
+            tcp::State::Closed | tcp::State::Listen | tcp::State::SynReceived
+        ) {
+            c.established = true;
+        }
+        if !c.established {
+            // Still listening (a RST in SYN-RECEIVED returns the socket to
+            // LISTEN, RFC 9293 §3.10.7.3).
+            continue;
+        }
+        // Our FIN: after the peer's FIN (echo, sink: RFC 9293 §3.6, the
+        // peer may half-close and still read) or after the last byte
+        // (source).
+        let ready_to_close = match mode {
+            ServeMode::Echo { .. } | ServeMode::Sink { .. } => !s.may_recv(),
+            ServeMode::Source { bytes } => c.sent >= bytes,
+        };
+        if !c.closing && ready_to_close && state != tcp::State::Closed {
+            s.close();
+            c.closing = true;
+        }
+        let state = s.state();
+        if c.closing && matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+            c.done = true;
+            w.report.connections += 1;
+            let expect = match mode {
+                ServeMode::Echo { expect } | ServeMode::Sink { expect } => expect,
+                ServeMode::Source { .. } => None,
+            };
+            if let Some(want) = expect {
+                if c.received != want {
+                    error.get_or_insert_with(|| {
+                        format!(
+                            "tcp-serve: a connection carried {} B, expected {want}",
+                            c.received
+                        )
+                    });
+                }
+            }
+        } else if !c.closing && state == tcp::State::Closed {
+            c.done = true;
+            error.get_or_insert_with(|| {
+                format!(
+                    "connection reset after {} B received, {} B sent",
+                    c.received, c.sent
+                )
+            });
+        }
+    }
+    if let Some(e) = error {
+        fail(w, now, e);
+        return None;
+    }
+    if w.report.connections >= u64::from(connections) {
+        if w.report.corrupt > 0 {
+            let msg = format!("{} corrupt bytes", w.report.corrupt);
+            fail(w, now, msg);
+        } else {
+            finish(w, now);
+        }
+        return None;
+    }
+    // The stack's own poll_at covers retransmissions; frames wake us.
     None
 }

@@ -378,6 +378,12 @@ fn prepare(
             "scripted guests name exact addresses; only smoltcp guests run on the real arm".into(),
         ));
     }
+    if !sc.forward.is_empty() || !sc.inbound.is_empty() {
+        return Err(invalid(
+            "[[forward]] / [[inbound]] (inbound connections) are not implemented on the real arm"
+                .into(),
+        ));
+    }
     let hf = &sc.host_faults;
     let unsupported = [
         ("swarm", hf.swarm == Some(true)),
@@ -546,6 +552,11 @@ fn prepare(
                 dst: translate(Proto::Tcp, dst)?,
                 bytes,
             },
+            Workload::TcpServe { .. } => {
+                return Err(invalid(
+                    "tcp-serve (inbound connections) is not implemented on the real arm".into(),
+                ));
+            }
         };
     }
     // The loopback rule, checked before anything runs.
@@ -742,6 +753,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
         guest_router: smol.and_then(|g| g.router()),
         guest_dns: smol.map(|g| g.dns_servers().to_vec()).unwrap_or_default(),
         workloads,
+        inbound: Vec::new(),
         script: None,
         udp_echoed: stats.udp_echoed.load(std::sync::atomic::Ordering::Relaxed),
         sink_bytes: stats.sink_bytes.load(std::sync::atomic::Ordering::Relaxed),
