@@ -408,8 +408,10 @@ fn fast_retransmit_on_three_duplicate_acks() {
     insta::assert_snapshot!(c.log.join("\n"));
 }
 
-/// A zero window: nothing is sent, then one-byte probes with backoff; when
-/// the window opens, everything goes from the first byte.
+/// A zero window: nothing is sent, then probes with backoff: pure ACKs one
+/// below the first unacknowledged byte, which the guest must answer with
+/// its window and which consume no sequence space; when the window opens,
+/// everything goes from the first byte.
 #[test]
 fn zero_window_probe() {
     let mut c = Conn::start(Config::example(), 50008);
@@ -421,7 +423,12 @@ fn zero_window_probe() {
     let p1 = c.s.advance(Duration::from_millis(250));
     c.note_all("t=250ms", &p1);
     assert_eq!(p1.len(), 1);
-    assert_eq!(p1[0].payload.len(), 1);
+    assert!(p1[0].payload.is_empty(), "a pure ACK");
+    assert_eq!(
+        p1[0].tcp.seq,
+        c.seq(0),
+        "one below the first unacknowledged byte"
+    );
     // The guest still has no room; the next probe comes after the
     // backed-off timeout (400 ms).
     c.s.send(GUEST_ISN + 1, c.seq(1), ACK, 0, &[]);

@@ -352,7 +352,6 @@ fn inbound_echo_survives_light_loss() {
 /// reason of `tcp_echo_survives_a_lossy_link` (no out-of-order buffer +
 /// smoltcp backoff), though step 1 starts the same way.
 #[test]
-#[ignore = "known failure: engine ACKs after an unanswered zero-window probe fall outside the guest's window (seeds 27, 28, 33, …)"]
 fn inbound_echo_recovers_from_a_zero_window_after_loss() {
     let sc = load("inbound-lossy.toml");
     for_each_seed(

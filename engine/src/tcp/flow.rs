@@ -1165,39 +1165,19 @@ impl Flow {
         Verdict::Keep
     }
 
-    /// Zero-window probe: one byte of new data past the window (RFC 9293
-    /// §3.8.6.1), which the guest drops or takes, answering with an ACK.
+    /// Zero-window probe (RFC 9293 §3.8.6.1): a pure ACK one below the
+    /// oldest unacknowledged byte. That sequence number is always outside
+    /// the guest's window, so the guest answers with an ACK carrying its
+    /// current window, and nothing is consumed: `snd_nxt` does not move.
+    ///
+    /// (A probe carrying one byte of new data, the other form the RFC
+    /// allows, moved `snd_nxt` past a byte the guest had not taken; every
+    /// later pure ACK then carried a sequence number the zero-window guest
+    /// had to drop, ACK field included, and the flow stalled.)
     fn send_window_probe<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) {
-        let Some(ip) = ip_to_guest(&self.key) else {
-            return;
-        };
-        let our_mac = cx.config.our_mac;
-        let dst_mac = cx.guest.dst_mac();
-        let offset = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
-        let mut repr = self.base_repr(self.snd_nxt, TcpFlags::ACK);
-        self.stamp_window(cx.host, &mut repr);
-        let sock = self.sock;
-        let host = &mut *cx.host;
-        let mut got = 0;
-        let _ = push_frame(cx.txq, cx.counters, frame_len(&self.key, 0, 1), |buf| {
-            let r = wire::build_tcp_with(buf, our_mac, dst_mac, ip, &repr, 1, |p| {
-                got = host.tcp_peek(sock, offset, p).map_or(0, |pk| pk.len);
-                got
-            });
-            if got == 0 { 0 } else { r.unwrap_or(0) }
-        });
-        if got == 0 {
-            // Nothing to probe with: a pure ACK at snd_nxt - 1 (outside the
-            // guest's window) makes it answer with its window all the same.
-            let mut r = self.base_repr(self.snd_nxt.wrapping_sub(1), TcpFlags::ACK);
-            self.stamp_window(cx.host, &mut r);
-            emit_control(cx, &self.key, &r);
-        } else {
-            self.snd_nxt = self.snd_nxt.wrapping_add(1);
-            if seq::gt(self.snd_nxt, self.snd_max) {
-                self.snd_max = self.snd_nxt;
-            }
-        }
+        let mut r = self.base_repr(self.snd_una.wrapping_sub(1), TcpFlags::ACK);
+        self.stamp_window(cx.host, &mut r);
+        emit_control(cx, &self.key, &r);
         stats.window_probes += 1;
     }
 
