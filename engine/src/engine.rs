@@ -372,18 +372,13 @@ impl<H: HostIo> Engine<H> {
             dont_frag: true,
             payload_len: 0,
         });
-        let repr = UdpRepr {
-            src_port: DHCP_SERVER_PORT,
-            dst_port: DHCP_CLIENT_PORT,
-        };
-        let body = &self.scratch[..reply.len];
-        let max = ip.headers_len() + wire::udp::HEADER_LEN + body.len();
-        let our_mac = self.config.our_mac;
-        if emit_into(&mut self.txq, &mut self.counters, max, |buf| {
-            wire::build_udp(buf, our_mac, reply.dst_mac, ip, &repr, body).unwrap_or(0)
-        }) {
-            self.counters.dhcp_replies += 1;
-        }
+        let sent = self.emit_service_reply(
+            ip,
+            (DHCP_SERVER_PORT, DHCP_CLIENT_PORT),
+            reply.dst_mac,
+            reply.len,
+        );
+        self.counters.dhcp_replies += u64::from(sent);
         Ok(())
     }
 
@@ -417,19 +412,32 @@ impl<H: HostIo> Engine<H> {
             ext_headers_len: 0,
             payload_len: 0,
         });
-        let repr = UdpRepr {
-            src_port: DHCPV6_SERVER_PORT,
-            dst_port: DHCPV6_CLIENT_PORT,
-        };
-        let body = &self.scratch[..reply.len];
+        let sent = self.emit_service_reply(
+            ip,
+            (DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT),
+            reply.dst_mac,
+            reply.len,
+        );
+        self.counters.dhcpv6_replies += u64::from(sent);
+        Ok(())
+    }
+
+    /// Wraps the first `len` bytes of the service scratch buffer (a DHCP or
+    /// DHCPv6 reply) in UDP/IP/Ethernet and queues it for the guest.
+    fn emit_service_reply(
+        &mut self,
+        ip: IpRepr,
+        (src_port, dst_port): (u16, u16),
+        dst_mac: MacAddr,
+        len: usize,
+    ) -> bool {
+        let repr = UdpRepr { src_port, dst_port };
+        let body = &self.scratch[..len];
         let max = ip.headers_len() + wire::udp::HEADER_LEN + body.len();
         let our_mac = self.config.our_mac;
-        if emit_into(&mut self.txq, &mut self.counters, max, |buf| {
-            wire::build_udp(buf, our_mac, reply.dst_mac, ip, &repr, body).unwrap_or(0)
-        }) {
-            self.counters.dhcpv6_replies += 1;
-        }
-        Ok(())
+        emit_into(&mut self.txq, &mut self.counters, max, |buf| {
+            wire::build_udp(buf, our_mac, dst_mac, ip, &repr, body).unwrap_or(0)
+        })
     }
 
     fn emit_ndp(&mut self, reply: NdpReply) {
