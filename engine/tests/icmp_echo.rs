@@ -10,70 +10,12 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use passt_engine::icmp::PING_NOT_PERMITTED_WARNING;
-use passt_engine::wire::{self, Icmpv4Repr, Icmpv6Repr, Ipv4Repr, Ipv6Repr, L3, L4};
+use passt_engine::wire::{self, Icmpv4Repr, Icmpv6Repr, L3, L4};
 use passt_engine::{Config, DropReason, Instant};
 use udp_support::*;
 
 const RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
 const WAIT: Duration = Duration::from_secs(2);
-
-fn echo_frame(
-    h: &Harness,
-    src: IpAddr,
-    dst: IpAddr,
-    ident: u16,
-    seq_no: u16,
-    data: &[u8],
-) -> Vec<u8> {
-    let mut buf = vec![0u8; 14 + 40 + 8 + data.len()];
-    let n = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => wire::build_icmpv4(
-            &mut buf,
-            GUEST_MAC,
-            h.our_mac(),
-            &Ipv4Repr {
-                src_addr: s,
-                dst_addr: d,
-                protocol: 1,
-                hop_limit: 64,
-                dscp: 0,
-                ecn: 0,
-                ident: 9,
-                dont_frag: true,
-                payload_len: 0,
-            },
-            &Icmpv4Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            },
-        ),
-        (IpAddr::V6(s), IpAddr::V6(d)) => wire::build_icmpv6(
-            &mut buf,
-            GUEST_MAC,
-            h.our_mac(),
-            &Ipv6Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: 58,
-                hop_limit: 64,
-                traffic_class: 0,
-                flow_label: 0,
-                ext_headers_len: 0,
-                payload_len: 0,
-            },
-            &Icmpv6Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            },
-        ),
-        _ => unreachable!(),
-    }
-    .expect("build");
-    buf.truncate(n);
-    buf
-}
 
 /// (src, dst, ident, seq, data) of an echo reply frame.
 fn as_echo_reply(frame: &[u8]) -> (IpAddr, IpAddr, u16, u16, Vec<u8>) {

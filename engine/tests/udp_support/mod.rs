@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use passt_engine::backend::host::RealHost;
-use passt_engine::wire::{self, IpRepr, Ipv4Repr, Ipv6Repr, L3, L4, UdpRepr};
+use passt_engine::wire::{
+    self, Icmpv4Repr, Icmpv6Repr, IpRepr, Ipv4Repr, Ipv6Repr, L3, L4, UdpRepr,
+};
 use passt_engine::{Config, Engine, Instant, MacAddr, Readiness, Token};
 
 pub const GUEST_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x15]);
@@ -238,4 +240,64 @@ pub fn as_udp(frame: &[u8]) -> Option<GuestUdp> {
 pub fn closed_port(ip: IpAddr) -> u16 {
     let s = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).expect("bind");
     s.local_addr().expect("addr").port()
+}
+
+/// An ICMP/ICMPv6 echo request from the guest, built with the engine's
+/// wire builders.
+pub fn echo_frame(
+    h: &Harness,
+    src: IpAddr,
+    dst: IpAddr,
+    ident: u16,
+    seq_no: u16,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 14 + 40 + 8 + data.len()];
+    let n = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => wire::build_icmpv4(
+            &mut buf,
+            GUEST_MAC,
+            h.our_mac(),
+            &Ipv4Repr {
+                src_addr: s,
+                dst_addr: d,
+                protocol: 1,
+                hop_limit: 64,
+                dscp: 0,
+                ecn: 0,
+                ident: 9,
+                dont_frag: true,
+                payload_len: 0,
+            },
+            &Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            },
+        ),
+        (IpAddr::V6(s), IpAddr::V6(d)) => wire::build_icmpv6(
+            &mut buf,
+            GUEST_MAC,
+            h.our_mac(),
+            &Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: 58,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+                ext_headers_len: 0,
+                payload_len: 0,
+            },
+            &Icmpv6Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            },
+        ),
+        _ => unreachable!(),
+    }
+    .expect("build");
+    buf.truncate(n);
+    buf
 }
