@@ -361,17 +361,12 @@ impl<H: HostIo> Engine<H> {
             DhcpOutcome::Reply(r) => r,
             DhcpOutcome::Ignored(why) => return Err(why.drop_reason()),
         };
-        let ip = IpRepr::V4(wire::Ipv4Repr {
-            src_addr: reply.src_ip,
-            dst_addr: reply.dst_ip,
-            protocol: wire::protocol::UDP,
-            hop_limit: 64,
-            dscp: 0,
-            ecn: 0,
-            ident: 0,
-            dont_frag: true,
-            payload_len: 0,
-        });
+        let ip = IpRepr::V4(wire::Ipv4Repr::new(
+            reply.src_ip,
+            reply.dst_ip,
+            wire::protocol::UDP,
+            64,
+        ));
         let sent = self.emit_service_reply(
             ip,
             (DHCP_SERVER_PORT, DHCP_CLIENT_PORT),
@@ -402,16 +397,12 @@ impl<H: HostIo> Engine<H> {
             Dhcpv6Outcome::Reply(r) => r,
             Dhcpv6Outcome::Ignored(why) => return Err(why.drop_reason()),
         };
-        let ip = IpRepr::V6(wire::Ipv6Repr {
-            src_addr: reply.src_ip,
-            dst_addr: reply.dst_ip,
-            next_header: wire::protocol::UDP,
-            hop_limit: 255,
-            traffic_class: 0,
-            flow_label: 0,
-            ext_headers_len: 0,
-            payload_len: 0,
-        });
+        let ip = IpRepr::V6(wire::Ipv6Repr::new(
+            reply.src_ip,
+            reply.dst_ip,
+            wire::protocol::UDP,
+            255,
+        ));
         let sent = self.emit_service_reply(
             ip,
             (DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT),

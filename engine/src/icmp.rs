@@ -352,17 +352,7 @@ fn relay_reply<H: HostIo>(
             if wire::ipv4::MIN_HEADER_LEN + icmp.buffer_len() > mtu {
                 return Err(DropReason::TooBig);
             }
-            let ip = Ipv4Repr {
-                src_addr: src,
-                dst_addr: dst,
-                protocol: protocol::ICMP,
-                hop_limit: HOP_LIMIT,
-                dscp: 0,
-                ecn: 0,
-                ident: 0,
-                dont_frag: true,
-                payload_len: 0,
-            };
+            let ip = Ipv4Repr::new(src, dst, protocol::ICMP, HOP_LIMIT);
             cx.emit(wire::IPV4_HEADERS_LEN + icmp.buffer_len(), |buf| {
                 wire::build_icmpv4(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
             })
@@ -379,16 +369,7 @@ fn relay_reply<H: HostIo>(
             if wire::ipv6::HEADER_LEN + icmp.buffer_len() > mtu {
                 return Err(DropReason::TooBig);
             }
-            let ip = Ipv6Repr {
-                src_addr: src,
-                dst_addr: dst,
-                next_header: protocol::ICMPV6,
-                hop_limit: HOP_LIMIT,
-                traffic_class: 0,
-                flow_label: 0,
-                ext_headers_len: 0,
-                payload_len: 0,
-            };
+            let ip = Ipv6Repr::new(src, dst, protocol::ICMPV6, HOP_LIMIT);
             cx.emit(wire::IPV6_HEADERS_LEN + icmp.buffer_len(), |buf| {
                 wire::build_icmpv6(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
             })
@@ -538,17 +519,7 @@ pub(crate) fn refuse<H: HostIo>(
                 rest: 0,
                 data: quoted,
             };
-            let ip = Ipv4Repr {
-                src_addr: src,
-                dst_addr: dst,
-                protocol: protocol::ICMP,
-                hop_limit: HOP_LIMIT,
-                dscp: 0,
-                ecn: 0,
-                ident: 0,
-                dont_frag: true,
-                payload_len: 0,
-            };
+            let ip = Ipv4Repr::new(src, dst, protocol::ICMP, HOP_LIMIT);
             cx.emit(wire::IPV4_HEADERS_LEN + icmp.buffer_len(), |buf| {
                 wire::build_icmpv4(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
             })
@@ -567,16 +538,7 @@ pub(crate) fn refuse<H: HostIo>(
                 code: refusal.icmpv6_code(),
                 data: quoted,
             };
-            let ip = Ipv6Repr {
-                src_addr: src,
-                dst_addr: dst,
-                next_header: protocol::ICMPV6,
-                hop_limit: HOP_LIMIT,
-                traffic_class: 0,
-                flow_label: 0,
-                ext_headers_len: 0,
-                payload_len: 0,
-            };
+            let ip = Ipv6Repr::new(src, dst, protocol::ICMPV6, HOP_LIMIT);
             cx.emit(wire::IPV6_HEADERS_LEN + icmp.buffer_len(), |buf| {
                 wire::build_icmpv6(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
             })
@@ -604,15 +566,8 @@ fn quote_echo_request(
     let (ip_len, echo_type) = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             Ipv4Repr {
-                src_addr: s,
-                dst_addr: d,
-                protocol: protocol::ICMP,
-                hop_limit: HOP_LIMIT,
-                dscp: 0,
-                ecn: 0,
-                ident: 0,
-                dont_frag: true,
                 payload_len: icmp_len,
+                ..Ipv4Repr::new(s, d, protocol::ICMP, HOP_LIMIT)
             }
             .emit(&mut out[..])
             .ok()?;
@@ -620,14 +575,8 @@ fn quote_echo_request(
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             Ipv6Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: protocol::ICMPV6,
-                hop_limit: HOP_LIMIT,
-                traffic_class: 0,
-                flow_label: 0,
-                ext_headers_len: 0,
                 payload_len: icmp_len,
+                ..Ipv6Repr::new(s, d, protocol::ICMPV6, HOP_LIMIT)
             }
             .emit(&mut out[..])
             .ok()?;

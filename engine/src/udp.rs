@@ -904,27 +904,8 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 /// IP header fields for a packet we build toward the guest.
 fn guest_ip_repr(src: IpAddr, dst: IpAddr, proto: u8) -> Option<IpRepr> {
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Some(IpRepr::V4(Ipv4Repr {
-            src_addr: s,
-            dst_addr: d,
-            protocol: proto,
-            hop_limit: HOP_LIMIT,
-            dscp: 0,
-            ecn: 0,
-            ident: 0,
-            dont_frag: true,
-            payload_len: 0,
-        })),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Some(IpRepr::V6(Ipv6Repr {
-            src_addr: s,
-            dst_addr: d,
-            next_header: proto,
-            hop_limit: HOP_LIMIT,
-            traffic_class: 0,
-            flow_label: 0,
-            ext_headers_len: 0,
-            payload_len: 0,
-        })),
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(IpRepr::V4(Ipv4Repr::new(s, d, proto, HOP_LIMIT))),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(IpRepr::V6(Ipv6Repr::new(s, d, proto, HOP_LIMIT))),
         _ => None,
     }
 }

@@ -471,30 +471,11 @@ impl ScriptedGuest {
 }
 
 fn ipv4(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Repr {
-    Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: wire::protocol::UDP,
-        hop_limit: 64,
-        dscp: 0,
-        ecn: 0,
-        ident: 0,
-        dont_frag: false,
-        payload_len: 0,
-    }
+    Ipv4Repr::new(src, dst, wire::protocol::UDP, 64)
 }
 
 fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8) -> Ipv6Repr {
-    Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: wire::protocol::UDP,
-        hop_limit,
-        traffic_class: 0,
-        flow_label: 0,
-        ext_headers_len: 0,
-        payload_len: 0,
-    }
+    Ipv6Repr::new(src, dst, wire::protocol::UDP, hop_limit)
 }
 
 fn udp_frame(

@@ -526,17 +526,12 @@ mod tests {
     use passt_engine::wire::{IpRepr, Ipv4Repr, TcpFlags, TcpRepr};
 
     fn tcp_frame(seq: u32, flags: TcpFlags, len: usize) -> Vec<u8> {
-        let ip = IpRepr::V4(Ipv4Repr {
-            src_addr: "192.0.2.15".parse().unwrap(),
-            dst_addr: "203.0.113.7".parse().unwrap(),
-            protocol: 0,
-            hop_limit: 64,
-            dscp: 0,
-            ecn: 0,
-            ident: 0,
-            dont_frag: true,
-            payload_len: 0,
-        });
+        let ip = IpRepr::V4(Ipv4Repr::new(
+            "192.0.2.15".parse().unwrap(),
+            "203.0.113.7".parse().unwrap(),
+            0,
+            64,
+        ));
         let tcp = TcpRepr {
             src_port: 40000,
             dst_port: 7,

@@ -222,27 +222,12 @@ fn frame_len(key: &FlowKey, opts_len: usize, payload: usize) -> usize {
 /// guest.
 fn ip_to_guest(key: &FlowKey) -> Option<IpRepr> {
     match (key.peer.ip(), key.guest.ip()) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => Some(IpRepr::V4(Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            protocol: wire::protocol::TCP,
-            hop_limit: 64,
-            dscp: 0,
-            ecn: 0,
-            ident: 0,
-            dont_frag: true,
-            payload_len: 0,
-        })),
-        (IpAddr::V6(src), IpAddr::V6(dst)) => Some(IpRepr::V6(Ipv6Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: wire::protocol::TCP,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-            ext_headers_len: 0,
-            payload_len: 0,
-        })),
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            Some(IpRepr::V4(Ipv4Repr::new(src, dst, wire::protocol::TCP, 64)))
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            Some(IpRepr::V6(Ipv6Repr::new(src, dst, wire::protocol::TCP, 64)))
+        }
         _ => None,
     }
 }

@@ -160,6 +160,24 @@ pub struct Ipv4Repr {
 }
 
 impl Ipv4Repr {
+    /// The header every frame we build carries: no DSCP/ECN marks,
+    /// identification 0 with Don't Fragment set (RFC 6864 §4.1 allows a
+    /// zero ID on atomic datagrams), and the payload length left for the
+    /// builders to fill in.
+    pub const fn new(src_addr: Ipv4Addr, dst_addr: Ipv4Addr, protocol: u8, hop_limit: u8) -> Self {
+        Ipv4Repr {
+            src_addr,
+            dst_addr,
+            protocol,
+            hop_limit,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: true,
+            payload_len: 0,
+        }
+    }
+
     /// Verifies the header checksum and refuses fragments.
     pub fn parse<T: AsRef<[u8]>>(packet: &Ipv4Packet<T>) -> Result<Self, WireError> {
         if !packet.verify_checksum() {

@@ -159,6 +159,27 @@ pub struct Ipv6Repr {
 }
 
 impl Ipv6Repr {
+    /// The header every packet we build carries: traffic class and flow
+    /// label 0, no extension headers, and the payload length left for the
+    /// builders to fill in.
+    pub const fn new(
+        src_addr: Ipv6Addr,
+        dst_addr: Ipv6Addr,
+        next_header: u8,
+        hop_limit: u8,
+    ) -> Self {
+        Ipv6Repr {
+            src_addr,
+            dst_addr,
+            next_header,
+            hop_limit,
+            traffic_class: 0,
+            flow_label: 0,
+            ext_headers_len: 0,
+            payload_len: 0,
+        }
+    }
+
     /// Reads the header and walks the extension chain.
     pub fn parse<T: AsRef<[u8]>>(packet: &Ipv6Packet<T>) -> Result<Self, WireError> {
         let (next_header, ext_headers_len) = packet.upper_layer()?;

@@ -1366,30 +1366,11 @@ fn describe(frame: &[u8]) -> String {
 }
 
 fn v4(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Repr {
-    Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol: 0,
-        hop_limit: 64,
-        dscp: 0,
-        ecn: 0,
-        ident: 0,
-        dont_frag: true,
-        payload_len: 0,
-    }
+    Ipv4Repr::new(src, dst, 0, 64)
 }
 
 fn v6(src: Ipv6Addr, dst: Ipv6Addr) -> Ipv6Repr {
-    Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: 0,
-        hop_limit: 64,
-        traffic_class: 0,
-        flow_label: 0,
-        ext_headers_len: 0,
-        payload_len: 0,
-    }
+    Ipv6Repr::new(src, dst, 0, 64)
 }
 
 fn ip_repr(src: IpAddr, dst: IpAddr) -> IpRepr {

@@ -787,17 +787,7 @@ mod tests {
     use passt_engine::wire::{IpRepr, Ipv4Repr, TcpRepr};
 
     fn tcp_to(dst: Ipv4Addr) -> Vec<u8> {
-        let ip = IpRepr::V4(Ipv4Repr {
-            src_addr: Ipv4Addr::new(192, 0, 2, 15),
-            dst_addr: dst,
-            protocol: 0,
-            hop_limit: 64,
-            dscp: 0,
-            ecn: 0,
-            ident: 0,
-            dont_frag: true,
-            payload_len: 0,
-        });
+        let ip = IpRepr::V4(Ipv4Repr::new(Ipv4Addr::new(192, 0, 2, 15), dst, 0, 64));
         let tcp = TcpRepr {
             src_port: 40000,
             dst_port: 7,
