@@ -808,36 +808,44 @@ fn build_ipv4(opts: &Options, host: &HostNetwork) -> Result<Option<Ipv4Config>, 
             "Gateway {gateway} is the guest's own address"
         )));
     }
-    let dns = if opts.no_dhcp_dns {
-        Vec::new()
-    } else if let Some(fwd) = opts.dns_forward.v4 {
-        vec![fwd]
-    } else {
-        match &opts.dns {
-            DnsChoice::Disabled => Vec::new(),
-            DnsChoice::Servers(s) => s
-                .iter()
-                .filter_map(|a| match a {
-                    IpAddr::V4(v) => Some(*v),
-                    IpAddr::V6(_) => None,
-                })
-                .collect(),
-            DnsChoice::FromHost => host
-                .dns
-                .iter()
-                .filter_map(|a| match a {
-                    IpAddr::V4(v) if !v.is_loopback() && !v.is_unspecified() => Some(*v),
-                    _ => None,
-                })
-                .collect(),
-        }
-    };
+    let dns = guest_dns(opts, host, opts.dns_forward.v4, |a| match a {
+        IpAddr::V4(v) => Some(v),
+        IpAddr::V6(_) => None,
+    });
     Ok(Some(Ipv4Config {
         addr,
         prefix_len: opts.prefix_len.unwrap_or(host_prefix),
         gateway,
         dns,
     }))
+}
+
+/// The resolvers DHCP/RA announce for one address family (`family` picks
+/// it): none with `--no-dhcp-dns`, the `--dns-forward` address when given,
+/// else `-D` or the host's resolvers (loopback ones, such as 127.0.0.53,
+/// are unreachable from the guest and left out).
+fn guest_dns<A>(
+    opts: &Options,
+    host: &HostNetwork,
+    forward: Option<A>,
+    family: impl Fn(IpAddr) -> Option<A>,
+) -> Vec<A> {
+    if opts.no_dhcp_dns {
+        return Vec::new();
+    }
+    if let Some(fwd) = forward {
+        return vec![fwd];
+    }
+    match &opts.dns {
+        DnsChoice::Disabled => Vec::new(),
+        DnsChoice::Servers(s) => s.iter().filter_map(|a| family(*a)).collect(),
+        DnsChoice::FromHost => host
+            .dns
+            .iter()
+            .filter(|a| !a.is_loopback() && !a.is_unspecified())
+            .filter_map(|a| family(*a))
+            .collect(),
+    }
 }
 
 fn build_ipv6(
@@ -866,30 +874,10 @@ fn build_ipv6(
             "Gateway {gateway} is the guest's own address"
         )));
     }
-    let dns = if opts.no_dhcp_dns {
-        Vec::new()
-    } else if let Some(fwd) = opts.dns_forward.v6 {
-        vec![fwd]
-    } else {
-        match &opts.dns {
-            DnsChoice::Disabled => Vec::new(),
-            DnsChoice::Servers(s) => s
-                .iter()
-                .filter_map(|a| match a {
-                    IpAddr::V6(v) => Some(*v),
-                    IpAddr::V4(_) => None,
-                })
-                .collect(),
-            DnsChoice::FromHost => host
-                .dns
-                .iter()
-                .filter_map(|a| match a {
-                    IpAddr::V6(v) if !v.is_loopback() && !v.is_unspecified() => Some(*v),
-                    _ => None,
-                })
-                .collect(),
-        }
-    };
+    let dns = guest_dns(opts, host, opts.dns_forward.v6, |a| match a {
+        IpAddr::V6(v) => Some(v),
+        IpAddr::V4(_) => None,
+    });
     Ok(Some(Ipv6Config {
         addr,
         prefix_len,
