@@ -1067,3 +1067,102 @@ fn dropped_data_after_a_hole_is_asked_for_again_at_once() {
     assert_eq!(last.len(), 1, "{last:?}");
     assert_eq!(last[0].tcp.ack, GUEST_ISN + 201);
 }
+
+/// When the guest does not resend what we dropped beyond a hole (its
+/// duplicate count was spoiled, or its retransmission was lost), the engine
+/// asks again on a timer: four identical ACKs whose window differs from the
+/// last one sent by one unit of our scale (a window update, then three true
+/// duplicates), alternating up and down, backing off, and stopping once the
+/// hole is gone.
+#[test]
+fn unanswered_hole_is_nudged_with_alternating_windows() {
+    let mut c = Conn::start(Config::example(), 50310);
+    c.handshake(syn_opts(Some(1460), Some(7)), 64240, 1000);
+    let mut peer = c.accept();
+    let one = [b'1'; 100];
+    let two = [b'2'; 100];
+    let three = [b'3'; 100];
+    // Segments 2 and 3 arrive beyond a hole and are dropped.
+    c.s.send(GUEST_ISN + 101, c.seq(1), ACK, 1000, &two);
+    c.s.send(GUEST_ISN + 201, c.seq(1), ACK, 1000, &three);
+    let dups = c.s.take();
+    assert_eq!(dups.len(), 2, "{dups:?}");
+    // Segment 1 fills the hole: ACK 101 plus three duplicates.
+    c.s.send(GUEST_ISN + 1, c.seq(1), ACK, 1000, &one);
+    let burst = c.s.take();
+    assert_eq!(burst.len(), 4, "{burst:?}");
+    let w0 = burst[0].tcp.window;
+    // Nothing more from the guest. Step 1 ms at a time and record the
+    // bursts: the first comes after twice the smoothed RTT (the handshake's
+    // sample is ~0 here, so the 5 ms minimum), then the wait doubles.
+    let mut at = Vec::new();
+    let mut windows = vec![w0];
+    for ms in 1..=80u32 {
+        let segs = c.s.advance(Duration::from_millis(1));
+        if segs.is_empty() {
+            continue;
+        }
+        assert_eq!(segs.len(), 4, "at {ms} ms: {segs:?}");
+        assert!(
+            segs.iter()
+                .all(|s| s.tcp.ack == GUEST_ISN + 101 && s.payload.is_empty())
+        );
+        assert!(segs.windows(2).all(|w| w[0].tcp.window == w[1].tcp.window));
+        at.push(ms);
+        windows.push(segs[0].tcp.window);
+    }
+    assert_eq!(at, [5, 15, 35, 75], "5 ms, then waits of 10, 20, 40 ms");
+    for w in windows.windows(2) {
+        assert_eq!(
+            w[0].abs_diff(w[1]),
+            1,
+            "one unit of scale apart: {windows:?}"
+        );
+    }
+    for w in windows.windows(3) {
+        assert_eq!(w[0], w[2], "alternating: {windows:?}");
+    }
+    // The guest resends 2 and 3: no more nudges.
+    c.s.send(GUEST_ISN + 101, c.seq(1), ACK, 1000, &two);
+    c.s.send(GUEST_ISN + 201, c.seq(1), ACK, 1000, &three);
+    let acks = c.s.take();
+    assert_eq!(
+        acks.last().map(|s| s.tcp.ack),
+        Some(GUEST_ISN + 301),
+        "{acks:?}"
+    );
+    for _ in 0..20 {
+        let later = c.s.advance(Duration::from_millis(100));
+        assert!(
+            later.iter().all(|s| s.tcp.ack == GUEST_ISN + 301),
+            "{later:?}"
+        );
+        assert!(later.len() <= 1, "nudged after the hole closed: {later:?}");
+    }
+    let mut got = vec![0u8; 300];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..100], &one[..]);
+    assert_eq!(&got[100..200], &two[..]);
+    assert_eq!(&got[200..], &three[..]);
+}
+
+/// Nudges give up after eight unanswered bursts (the guest's own
+/// retransmission timer is then in charge), and a hole the guest never
+/// fills does not keep a timer alive forever.
+#[test]
+fn nudges_stop_after_eight() {
+    let mut c = Conn::start(Config::example(), 50311);
+    c.handshake(syn_opts(Some(1460), Some(7)), 64240, 1000);
+    let _peer = c.accept();
+    c.s.send(GUEST_ISN + 101, c.seq(1), ACK, 1000, &[b'2'; 100]);
+    assert_eq!(c.s.take().len(), 1);
+    let mut bursts = 0;
+    for _ in 0..200 {
+        let segs = c.s.advance(Duration::from_millis(50));
+        assert!(segs.is_empty() || segs.len() == 4, "{segs:?}");
+        if segs.len() == 4 {
+            bursts += 1;
+        }
+    }
+    assert_eq!(bursts, 8, "ten seconds of silence");
+}

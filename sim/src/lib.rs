@@ -65,5 +65,5 @@ pub use fault::{DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmP
 pub use host::{RemoteHostConfig, SimHost, SimHostConfig, SimWorld};
 pub use link::{Delivery, Link, LinkConfig, LinkCounters};
 pub use sched::{EventId, Scheduler, StableEncode, TraceHash};
-pub use seed::{SeedError, Seeds, SimRng, for_each_seed, parse_seed};
+pub use seed::{SeedError, Seeds, SimRng, for_each_seed, for_each_seeds, parse_seed};
 pub use simulation::{Simulation, StopReason};

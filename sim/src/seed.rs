@@ -225,6 +225,29 @@ where
     for_each_seed_in(&plan, test_name, body);
 }
 
+/// [`for_each_seed`] for a test that sweeps `default_count` seeds from
+/// `default_seed` unless the environment says otherwise: either variable
+/// set means the environment's plan (so a printed reproduce line, which sets
+/// only `PASST_SIM_SEED`, runs exactly that seed).
+pub fn for_each_seeds<F>(test_name: &str, default_seed: u64, default_count: u64, body: F)
+where
+    F: FnMut(u64) -> Result<(), String>,
+{
+    let from_env = non_empty_env(SEED_ENV).is_some() || non_empty_env(SEEDS_ENV).is_some();
+    let plan = if from_env {
+        match Seeds::from_env(default_seed) {
+            Ok(plan) => plan,
+            Err(e) => panic!("{test_name}: {e}"),
+        }
+    } else {
+        Seeds {
+            base: default_seed,
+            count: default_count.max(1),
+        }
+    };
+    for_each_seed_in(&plan, test_name, body);
+}
+
 /// [`for_each_seed`] with an explicit plan instead of the environment.
 pub fn for_each_seed_in<F>(plan: &Seeds, test_name: &str, mut body: F)
 where

@@ -54,6 +54,16 @@ pub(crate) const KEEPALIVE_PROBES: u8 = 4;
 pub(crate) const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(7200);
 /// Duplicate ACKs that trigger a fast retransmit (RFC 5681 §3.2).
 const DUP_ACK_THRESHOLD: u8 = 3;
+/// Shortest and longest first wait before [`Flow::recovery_nudge`] asks
+/// again for data we dropped beyond a hole (twice the smoothed RTT when
+/// there is one, else [`NUDGE_DEFAULT`], within these bounds).
+const NUDGE_MIN: Duration = Duration::from_millis(5);
+const NUDGE_MAX: Duration = Duration::from_millis(200);
+const NUDGE_DEFAULT: Duration = Duration::from_millis(20);
+/// Nudges without progress before leaving recovery to the guest's own
+/// retransmission timer (the wait doubles each time: with the defaults the
+/// last one comes about 5 s after the first).
+const MAX_NUDGES: u8 = 8;
 /// The host socket reported room while the window we can offer is still
 /// below [`Flow::window_view`]'s floor (a stale report, or buffer
 /// accounting the estimate does not see): look again after this long
@@ -123,6 +133,9 @@ pub struct TcpStats {
     /// Triple duplicate ACKs sent to restart a guest's recovery after we
     /// dropped data that followed a hole.
     pub recovery_dup_acks: u64,
+    /// Timed recovery nudges (see `Flow::recovery_nudge`): bursts of four
+    /// ACKs sent because the guest had not resent dropped data in time.
+    pub recovery_nudges: u64,
     /// Zero-window probes sent.
     pub window_probes: u64,
     /// Keep-alive probes sent.
@@ -170,8 +183,15 @@ pub(crate) struct Flow {
     rcv_wscale: u8,
     /// Window (bytes) in our last segment.
     adv_wnd: u32,
+    /// Right edge of that window (`rcv_nxt + adv_wnd` when it was sent):
+    /// held still while the socket's room wobbles by less than a segment
+    /// (see [`Flow::offered_window`]).
+    adv_edge: u32,
     /// The MSS we announced: the largest segment the guest sends us.
     rcv_mss: u32,
+    /// Largest payload the guest sent so far (its segment size in
+    /// practice), for the silly-window step of [`Flow::offered_window`].
+    rcv_seg_max: u32,
     /// Kernel overhead per byte queued in the host socket's send buffer,
     /// in 1/256ths (see [`SEND_OVERHEAD_Q8`]); only grows, on refusals.
     send_overhead_q8: u32,
@@ -185,6 +205,10 @@ pub(crate) struct Flow {
     /// (we keep no out-of-order data): until `rcv_nxt` passes it, the guest
     /// has sent data we threw away and must send again.
     dropped_beyond: Option<u32>,
+    /// While `dropped_beyond` is pending: when to nudge the guest again
+    /// ([`Flow::recovery_nudge`]), and how many nudges went unanswered.
+    nudge_at: Option<Instant>,
+    nudges: u8,
     /// Waiting for room in the host socket's send buffer: the window last
     /// offered is below the floor of [`Flow::window_view`] (zero included),
     /// or the socket refused data. Writability then brings a window update:
@@ -343,11 +367,15 @@ impl Flow {
             rcv_nxt: 0,
             rcv_wscale: 0,
             adv_wnd: 0,
+            adv_edge: 0,
+            rcv_seg_max: u32::from(DEFAULT_MSS_V4),
             rcv_mss: u32::from(DEFAULT_MSS_V4),
             send_overhead_q8: SEND_OVERHEAD_Q8,
             guest_fin: false,
             refused: false,
             dropped_beyond: None,
+            nudge_at: None,
+            nudges: 0,
             want_writable: false,
             wnd_check_at: None,
             rtt: RttEstimator::default(),
@@ -430,10 +458,10 @@ impl Flow {
 
     /// The earliest instant at which [`Flow::on_timer`] has work to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let mut d = match (self.rto_at, self.wnd_check_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let mut d = [self.rto_at, self.wnd_check_at, self.nudge_at]
+            .into_iter()
+            .flatten()
+            .min();
         if self.state == State::Established {
             let ka = self.last_guest_rx
                 + KEEPALIVE_IDLE
@@ -518,10 +546,44 @@ impl Flow {
         self.send_overhead_q8 = self.send_overhead_q8.max(q8);
     }
 
+    /// The window to put in our next segment, and the floor of
+    /// [`Flow::window_view`].
+    ///
+    /// Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2, RFC 1122
+    /// §4.2.3.3): the right edge we offered moves on only when the socket's
+    /// room has grown by a full segment; and it stays put when the room
+    /// shrank by less than a segment, which the quarter kept in reserve by
+    /// [`Flow::window_view`] covers. Both matter beyond saving segments:
+    /// a sender counts an ACK as a duplicate only when it carries the same
+    /// window as the one before (RFC 5681 §2, "duplicate acknowledgment"
+    /// (e); Linux and smoltcp check it too). A window that followed the
+    /// socket's free space byte for byte would differ from ACK to ACK as
+    /// the host peer reads, and the guest would never count three
+    /// duplicates: each segment we drop beyond a hole would cost it a
+    /// retransmission timeout instead of a fast retransmit. Small windows
+    /// (under four segments: backpressure, zero windows) are exact.
+    fn offered_window<H: HostIo>(&self, host: &mut H) -> (u32, u32) {
+        let (fresh, floor) = self.window_view(host);
+        let held = if seq::gt(self.adv_edge, self.rcv_nxt) {
+            let h = self.adv_edge.wrapping_sub(self.rcv_nxt);
+            (h >> self.rcv_wscale) << self.rcv_wscale
+        } else {
+            0
+        };
+        // A segment as the guest sends them (its own MTU may be far below
+        // the MSS we announced), never more than the floor.
+        let step = self.rcv_seg_max.clamp(1, floor);
+        let steady = fresh >= step.saturating_mul(4)
+            && held >= step.saturating_mul(3)
+            && fresh.abs_diff(held) < step;
+        (if steady { held } else { fresh }, floor)
+    }
+
     /// Fills in window and records it.
     fn stamp_window<H: HostIo>(&mut self, host: &mut H, repr: &mut TcpRepr) {
-        let (w, floor) = self.window_view(host);
+        let (w, floor) = self.offered_window(host);
         self.adv_wnd = w;
+        self.adv_edge = self.rcv_nxt.wrapping_add(w);
         repr.window = (w >> self.rcv_wscale) as u16;
         if w < floor && self.wnd_check_at.is_none() {
             // The guest must stop, or may: tell it when room frees up.
@@ -561,6 +623,7 @@ impl Flow {
         };
         r.window = w.min(0xffff) as u16;
         self.adv_wnd = u32::from(r.window);
+        self.adv_edge = self.rcv_nxt.wrapping_add(self.adv_wnd);
         emit_control(cx, &self.key, &r);
     }
 
@@ -926,6 +989,77 @@ impl Flow {
         self.read_parked = false;
     }
 
+    /// First wait before nudging a guest that has not resent what we
+    /// dropped beyond a hole.
+    fn nudge_wait(&self) -> Duration {
+        self.rtt
+            .srtt()
+            .map_or(NUDGE_DEFAULT, |s| (s * 2).clamp(NUDGE_MIN, NUDGE_MAX))
+    }
+
+    /// Recovery help for guests without SACK, when the ACKs after a hole
+    /// did not make the guest resend (a lost duplicate ACK, a lost
+    /// retransmission, or our own data segments in between: some stacks,
+    /// smoltcp among them, restart their duplicate count on any segment
+    /// that carries data).
+    ///
+    /// A sender counts three duplicates only after an ACK that differs
+    /// (RFC 5681 §2: same ACK number *and* same window), and it does not
+    /// count again after a fast retransmit until something changes.
+    /// So the nudge is four identical ACKs whose window differs from the
+    /// last we sent by one unit of our scale, alternating up and down
+    /// around the offered window: the first is a window update that resets
+    /// the guest's count, the other three are duplicates of it. Identical
+    /// copies arrive in any order with the same effect. Growing the right
+    /// edge by one unit stays within the reserve [`Flow::window_view`]
+    /// keeps; shrinking it back only takes back that unit.
+    ///
+    /// Senders already in recovery (NewReno, RFC 6582) ignore the burst
+    /// apart from counting it; the nudges stop after [`MAX_NUDGES`]
+    /// unanswered ones, leaving the guest's retransmission timer in charge.
+    fn recovery_nudge<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        stats: &mut TcpStats,
+        now: Instant,
+    ) {
+        self.nudge_at = None;
+        let pending = self
+            .dropped_beyond
+            .is_some_and(|d| seq::lt(self.rcv_nxt, d));
+        if !pending || self.state != State::Established || self.guest_fin {
+            self.dropped_beyond = None;
+            return;
+        }
+        // Around what the guest knows: while a hole is open nothing is
+        // written to the socket, so its room has only grown since.
+        let base = self.adv_wnd;
+        let unit = 1u32 << self.rcv_wscale;
+        let max = 0xffff_u32 << self.rcv_wscale;
+        if base < 2 * unit {
+            // A zero (or tiny) window: the guest may not send; the window
+            // update when room frees up does the asking.
+            return;
+        }
+        let w = if self.nudges % 2 == 1 || base + unit > max {
+            base - unit
+        } else {
+            base + unit
+        };
+        let mut r = self.base_repr(self.snd_nxt, TcpFlags::ACK);
+        r.window = (w >> self.rcv_wscale) as u16;
+        self.adv_wnd = w;
+        self.adv_edge = self.rcv_nxt.wrapping_add(w);
+        for _ in 0..=DUP_ACK_THRESHOLD {
+            emit_control(cx, &self.key, &r);
+        }
+        stats.recovery_nudges += 1;
+        self.nudges += 1;
+        if self.nudges < MAX_NUDGES {
+            self.nudge_at = Some(now + self.nudge_wait() * (1u32 << self.nudges));
+        }
+    }
+
     /// Data and FIN from the guest (RFC 9293 §3.10.7.4, seventh and eighth
     /// checks), passed to the host socket.
     fn process_data<H: HostIo>(
@@ -943,11 +1077,16 @@ impl Flow {
             return None;
         }
         let seg_end = tcp.seq.wrapping_add(payload.len() as u32);
+        self.rcv_seg_max = self.rcv_seg_max.max(payload.len() as u32);
         if seq::gt(tcp.seq, self.rcv_nxt) {
             // A hole before this segment (lost, or refused by the socket):
             // duplicate ACK so the guest retransmits from rcv_nxt.
             if self.dropped_beyond.is_none_or(|d| seq::gt(seg_end, d)) {
                 self.dropped_beyond = Some(seg_end);
+            }
+            if self.nudge_at.is_none() {
+                self.nudges = 0;
+                self.nudge_at = Some(now + self.nudge_wait());
             }
             self.send_ack(cx);
             return None;
@@ -1009,8 +1148,13 @@ impl Flow {
                     self.send_ack(cx);
                 }
                 stats.recovery_dup_acks += 1;
+                self.nudges = 0;
+                self.nudge_at = Some(now + self.nudge_wait());
             }
-            Some(d) if !seq::lt(self.rcv_nxt, d) => self.dropped_beyond = None,
+            Some(d) if !seq::lt(self.rcv_nxt, d) => {
+                self.dropped_beyond = None;
+                self.nudge_at = None;
+            }
             _ => {}
         }
         None
@@ -1263,7 +1407,7 @@ impl Flow {
             return;
         }
         let before = self.adv_wnd;
-        let (w, floor) = self.window_view(cx.host);
+        let (w, floor) = self.offered_window(cx.host);
         let opened = w > before && (w >= floor || before == 0);
         if opened || (self.refused && w > 0) {
             let mut r = self.base_repr(self.snd_nxt, TcpFlags::ACK);
@@ -1323,6 +1467,9 @@ impl Flow {
                 }
                 _ => self.reset_both(cx, stats),
             };
+        }
+        if self.nudge_at.is_some_and(|t| now >= t) {
+            self.recovery_nudge(cx, stats, now);
         }
         if self.wnd_check_at.is_some_and(|t| now >= t) {
             self.wnd_check_at = None;

@@ -39,6 +39,11 @@ impl RttEstimator {
         self.rto
     }
 
+    /// The smoothed round-trip time, once there is a sample.
+    pub(crate) fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
     /// A new RTT measurement (RFC 6298 §2.2, §2.3).
     pub(crate) fn sample(&mut self, r: Duration) {
         match self.srtt {
