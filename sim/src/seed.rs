@@ -188,6 +188,20 @@ impl Seeds {
         Self::from_values(seed_var.as_deref(), seeds_var.as_deref(), default_seed)
     }
 
+    /// `default_count` seeds from `default_seed`, unless either variable is
+    /// set: then the environment's plan ([`Seeds::from_env`]), so that a
+    /// printed reproduce line (which sets only `PASST_SIM_SEED`) runs
+    /// exactly its seed.
+    pub fn from_env_or(default_seed: u64, default_count: u64) -> Result<Self, SeedError> {
+        if non_empty_env(SEED_ENV).is_some() || non_empty_env(SEEDS_ENV).is_some() {
+            return Self::from_env(default_seed);
+        }
+        Ok(Seeds {
+            base: default_seed,
+            count: default_count.max(1),
+        })
+    }
+
     /// The seeds of this plan, in run order: `base`, then `count - 1` values
     /// of a SplitMix64 stream started at `base`.
     pub fn iter(&self) -> impl Iterator<Item = u64> + use<> {
@@ -233,17 +247,9 @@ pub fn for_each_seeds<F>(test_name: &str, default_seed: u64, default_count: u64,
 where
     F: FnMut(u64) -> Result<(), String>,
 {
-    let from_env = non_empty_env(SEED_ENV).is_some() || non_empty_env(SEEDS_ENV).is_some();
-    let plan = if from_env {
-        match Seeds::from_env(default_seed) {
-            Ok(plan) => plan,
-            Err(e) => panic!("{test_name}: {e}"),
-        }
-    } else {
-        Seeds {
-            base: default_seed,
-            count: default_count.max(1),
-        }
+    let plan = match Seeds::from_env_or(default_seed, default_count) {
+        Ok(plan) => plan,
+        Err(e) => panic!("{test_name}: {e}"),
     };
     for_each_seed_in(&plan, test_name, body);
 }

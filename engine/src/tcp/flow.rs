@@ -1050,7 +1050,7 @@ impl Flow {
         r.window = (w >> self.rcv_wscale) as u16;
         self.adv_wnd = w;
         self.adv_edge = self.rcv_nxt.wrapping_add(w);
-        for _ in 0..=DUP_ACK_THRESHOLD {
+        for _ in 0..=DUP_ACK_THRESHOLD + 1 {
             emit_control(cx, &self.key, &r);
         }
         stats.recovery_nudges += 1;
@@ -1144,7 +1144,7 @@ impl Flow {
         // missing segment now (§3.2).
         match self.dropped_beyond {
             Some(d) if seq::lt(self.rcv_nxt, d) && all_taken && !data.is_empty() => {
-                for _ in 0..DUP_ACK_THRESHOLD {
+                for _ in 0..=DUP_ACK_THRESHOLD {
                     self.send_ack(cx);
                 }
                 stats.recovery_dup_acks += 1;

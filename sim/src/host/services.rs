@@ -15,10 +15,18 @@ use passt_engine::HostError;
 
 use super::remote::{AppConn, AppStatus, RemoteTcpState, StreamApp};
 
-/// The byte at position `i` of generated streams (period 251, as the
-/// conformance scenarios' pattern).
+/// The byte at position `i` of generated streams: byte `i % 8` of a
+/// 64-bit mix (SplitMix64's finaliser) of `i / 8`. Not periodic, so a
+/// stream shifted by any distance (a lost, repeated or misplaced range of
+/// bytes) never lines up with itself again: a short pattern (say period
+/// 251) would miss a shift by a multiple of its period.
+#[inline]
 pub fn pattern_byte(i: u64) -> u8 {
-    (i % 251) as u8
+    let mut z = (i / 8).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> ((i % 8) * 8)) as u8
 }
 
 /// Counters a [`RemoteService::Sink`] updates.
