@@ -531,6 +531,12 @@ impl<H: HostIo> Engine<H> {
         &self.l4.icmp
     }
 
+    /// The TCP module (flow count, timers and counters, for tests and
+    /// diagnostics).
+    pub fn tcp(&self) -> &Tcp {
+        &self.l4.tcp
+    }
+
     /// Listens for TCP connections on host address `addr` (a forwarded
     /// port); each accepted connection is opened toward the guest on
     /// `guest_port`.

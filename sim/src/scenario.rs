@@ -42,11 +42,13 @@ use crate::fault::{
 };
 use crate::guest::smol::{MAX_SERVE_CONNECTIONS, ServeMode};
 use crate::guest::{
-    Guest, Script, ScriptGuest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec,
+    Guest, Script, ScriptGuest, SmolGuest, SmolGuestConfig, TcpClientOptions, Workload,
+    WorkloadReport, WorkloadSpec,
 };
 use crate::host::dns::DnsResponder;
 use crate::host::{
-    DatagramApp, Reach, RemoteHostConfig, RemoteService, SimHost, SimHostConfig, SinkStats,
+    DatagramApp, Reach, RemoteHostConfig, RemoteService, ServiceOptions, SimHost, SimHostConfig,
+    SinkStats,
 };
 use crate::inbound::{InboundClient, InboundClientSpec, InboundLog};
 use crate::link::{Link, LinkConfig, LinkCounters};
@@ -145,6 +147,10 @@ pub struct Scenario {
 pub struct EngineSection {
     /// MTU announced to the guest (default: the engine's example config).
     pub mtu: Option<u16>,
+    /// Flow table capacity (`Config::flow_capacity`).
+    pub flow_capacity: Option<usize>,
+    /// Frames the engine's transmit queue holds (`Config::tx_queue_frames`).
+    pub tx_queue_frames: Option<usize>,
 }
 
 /// `[guest]`.
@@ -197,6 +203,15 @@ pub struct WorkloadSection {
     pub mode: Option<String>,
     /// tcp-serve: connections to serve (default 1).
     pub connections: Option<u32>,
+    /// TCP clients: smoltcp receive and send buffer, bytes each (default
+    /// 65536).
+    pub buffer: Option<usize>,
+    /// TCP clients: stop reading after this many bytes ...
+    pub pause_after: Option<u64>,
+    /// ... for this many seconds (default 1), then read on.
+    pub pause: Option<f64>,
+    /// TCP clients: abort (RST) once this many bytes were sent.
+    pub abort_after: Option<u64>,
 }
 
 /// `[[forward]]`: a forwarded host port. The engine listens on
@@ -310,6 +325,12 @@ pub struct RemoteSection {
     /// dns: name → address table.
     #[serde(default)]
     pub names: BTreeMap<String, String>,
+    /// TCP services: send our FIN as soon as a connection is accepted
+    /// (tcp-sink only: it never writes).
+    pub fin_first: Option<bool>,
+    /// TCP services: abort (RST) once this many bytes were read plus
+    /// written on a connection.
+    pub abort_after: Option<u64>,
 }
 
 /// `[[remote_host]]`: the path to one remote IP.
@@ -765,11 +786,40 @@ impl Scenario {
                     )));
                 }
             };
+            let tcp_client = matches!(
+                workload,
+                Workload::TcpEcho { .. }
+                    | Workload::TcpSend { .. }
+                    | Workload::TcpRecv { .. }
+                    | Workload::TcpHalfClose { .. }
+            );
+            let tcp_knobs = w.buffer.is_some()
+                || w.pause_after.is_some()
+                || w.pause.is_some()
+                || w.abort_after.is_some();
+            if tcp_knobs && !tcp_client {
+                return Err(ScenarioError::Invalid(format!(
+                    "{what}: buffer, pause_after, pause and abort_after are for TCP clients (tcp-echo, tcp-send, tcp-recv, tcp-half-close)"
+                )));
+            }
+            let mut tcp = TcpClientOptions::default();
+            if let Some(b) = w.buffer {
+                if !(64..=16 << 20).contains(&b) {
+                    return Err(ScenarioError::Invalid(format!(
+                        "{what}.buffer: {b} (64..=16777216)"
+                    )));
+                }
+                tcp.buffer = b;
+            }
+            tcp.pause_after = w.pause_after;
+            tcp.pause = secs(w.pause, 1.0, &format!("{what}.pause"))?;
+            tcp.abort_after = w.abort_after;
             out.push(WorkloadSpec {
                 workload,
                 start: secs(w.start, 0.0, &what)?,
                 timeout: secs(w.timeout, 60.0, &what)?,
                 linger: secs(w.linger, 2.0, &what)?,
+                tcp,
             });
         }
         Ok(out)
@@ -888,6 +938,15 @@ impl Scenario {
             let what = format!("remote[{i}]");
             let at: SocketAddr = addr(&r.addr, &format!("{what}.addr"))?;
             let busy = |e| ScenarioError::Invalid(format!("{what}: cannot listen on {at}: {e}"));
+            let tcp_service = matches!(
+                r.service.as_str(),
+                "tcp-echo" | "tcp-sink" | "tcp-source" | "http"
+            );
+            if !tcp_service && (r.fin_first.is_some() || r.abort_after.is_some()) {
+                return Err(ScenarioError::Invalid(format!(
+                    "{what}: fin_first and abort_after are for TCP services"
+                )));
+            }
             match r.service.as_str() {
                 "udp-echo" => host
                     .remote_udp_serve(at, Box::new(UdpEcho::new(obs.udp_echo.clone())))
@@ -917,7 +976,24 @@ impl Scenario {
                             body_len: r.body.unwrap_or(1000),
                         },
                     };
-                    host.remote_tcp_serve(at, 128, service).map_err(busy)?;
+                    let options = ServiceOptions {
+                        fin_first: r.fin_first.unwrap_or(false),
+                        abort_after: r.abort_after,
+                    };
+                    if options.fin_first && r.service != "tcp-sink" {
+                        return Err(ScenarioError::Invalid(format!(
+                            "{what}.fin_first: only for tcp-sink (a service that never writes)"
+                        )));
+                    }
+                    let service = if options == ServiceOptions::default() {
+                        service
+                    } else {
+                        RemoteService::WithOptions(Box::new(service), options)
+                    };
+                    // The listen backlog of a current Linux (`somaxconn`
+                    // 4096 since 5.4): a burst of connections is not
+                    // throttled by SYN drops.
+                    host.remote_tcp_serve(at, 4096, service).map_err(busy)?;
                 }
                 other => {
                     return Err(ScenarioError::Invalid(format!(
@@ -934,6 +1010,12 @@ impl Scenario {
         let mut config = Config::example();
         if let Some(mtu) = self.engine.mtu {
             config.mtu = mtu;
+        }
+        if let Some(n) = self.engine.flow_capacity {
+            config.flow_capacity = n;
+        }
+        if let Some(n) = self.engine.tx_queue_frames {
+            config.tx_queue_frames = n;
         }
         let (host, obs) = self.host(&root, seed)?;
         let guest = if self.is_script()? {
@@ -990,16 +1072,39 @@ impl Scenario {
     /// Runs the scenario with `seed`, capturing the guest side as pcap if
     /// `capture`.
     pub fn run(&self, seed: u64, capture: bool) -> Result<RunReport, ScenarioError> {
+        self.start(seed, capture)?.run(&mut |_| {})
+    }
+
+    /// Builds the scenario with `seed` without running it: the test may
+    /// add remote services or faults to the simulation, run it while
+    /// sampling its state ([`ScenarioRun::run`]), then let it settle and
+    /// inspect what is left ([`ScenarioRun::settle`]).
+    pub fn start(&self, seed: u64, capture: bool) -> Result<ScenarioRun<'_>, ScenarioError> {
         let (mut sim, obs) = self.build(seed)?;
         if capture {
             sim.enable_capture();
         }
+        Ok(ScenarioRun {
+            scenario: self,
+            seed,
+            sim,
+            obs,
+        })
+    }
+
+    fn finish_run(
+        &self,
+        seed: u64,
+        sim: &mut Simulation,
+        obs: &Observers,
+        observe: &mut dyn FnMut(&Simulation),
+    ) -> Result<RunReport, ScenarioError> {
         let end = Instant::ZERO + self.duration();
         let (stop, inbound) = if self.inbound.is_empty() {
-            (sim.run_until(end), Vec::new())
+            (sim.run_until_observed(end, observe), Vec::new())
         } else {
             let clients = self.inbound_clients(sim.host())?;
-            drive_with_clients(&mut sim, end, clients)
+            drive_with_clients(sim, end, clients, observe)
         };
         let mut report = RunReport {
             name: self.name().to_string(),
@@ -1235,6 +1340,60 @@ impl Scenario {
     }
 }
 
+/// A built scenario, before or after its run ([`Scenario::start`]).
+pub struct ScenarioRun<'a> {
+    scenario: &'a Scenario,
+    seed: u64,
+    sim: Simulation,
+    obs: Observers,
+}
+
+impl std::fmt::Debug for ScenarioRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScenarioRun")
+            .field("scenario", &self.scenario.name())
+            .field("seed", &self.seed)
+            .field("sim", &self.sim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScenarioRun<'_> {
+    /// The simulation.
+    pub fn sim(&self) -> &Simulation {
+        &self.sim
+    }
+
+    /// The simulation, mutably (to add remote services, faults, ...).
+    pub fn sim_mut(&mut self) -> &mut Simulation {
+        &mut self.sim
+    }
+
+    /// Runs the scenario as [`Scenario::run`] does, calling `observe` after
+    /// every step, and judges it. The capture (if on) is taken into the
+    /// report, so call this once.
+    pub fn run(
+        &mut self,
+        observe: &mut dyn FnMut(&Simulation),
+    ) -> Result<RunReport, ScenarioError> {
+        self.scenario
+            .finish_run(self.seed, &mut self.sim, &self.obs, observe)
+    }
+
+    /// The counters of the `tcp-sink` services, in `[[remote]]` order.
+    pub fn sinks(&self) -> &[SinkStats] {
+        &self.obs.sinks
+    }
+
+    /// Goes on for `d` of virtual time after the run (or until nothing is
+    /// pending), whether or not the guest is finished: closes complete,
+    /// timers fire, state is reclaimed. `observe` runs after every step.
+    pub fn settle(&mut self, d: Duration, observe: &mut dyn FnMut(&Simulation)) -> StopReason {
+        let end = self.sim.now() + d;
+        self.sim.settle_until(end, observe)
+    }
+}
+
 /// An inbound client waiting to connect, or connected and reporting.
 struct PendingClient {
     spec: InboundClientSpec,
@@ -1251,6 +1410,7 @@ fn drive_with_clients(
     sim: &mut Simulation,
     end: Instant,
     specs: Vec<InboundClientSpec>,
+    observe: &mut dyn FnMut(&Simulation),
 ) -> (StopReason, Vec<WorkloadReport>) {
     let mut clients: Vec<PendingClient> = specs
         .into_iter()
@@ -1316,7 +1476,7 @@ fn drive_with_clients(
         };
         if next > end {
             // Moves the clocks to `end`; the guest may be finished already.
-            let r = sim.run_until(end);
+            let r = sim.run_until_observed(end, observe);
             break if r == StopReason::GuestFinished {
                 StopReason::TimeUp
             } else {
@@ -1326,6 +1486,7 @@ fn drive_with_clients(
         if !sim.step_at(next) {
             break StopReason::Stalled;
         }
+        observe(sim);
     };
     let now = sim.now();
     for c in &clients {

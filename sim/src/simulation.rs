@@ -340,8 +340,39 @@ impl Simulation {
     /// Runs until the guest is finished, `end` is reached, nothing is
     /// pending, or the run stalls.
     pub fn run_until(&mut self, end: Instant) -> StopReason {
+        self.run_until_observed(end, &mut |_| {})
+    }
+
+    /// [`Simulation::run_until`], calling `observe` after every step (to
+    /// sample queues, flow tables and counters over the run).
+    pub fn run_until_observed(
+        &mut self,
+        end: Instant,
+        observe: &mut dyn FnMut(&Simulation),
+    ) -> StopReason {
+        self.run_loop(end, true, observe)
+    }
+
+    /// Runs until `end` whether or not the guest is finished (to let
+    /// closes, timers and retransmissions play out), or until nothing is
+    /// pending (`Idle`) or the run stalls; `observe` runs after every
+    /// step. Never returns `GuestFinished`.
+    pub fn settle_until(
+        &mut self,
+        end: Instant,
+        observe: &mut dyn FnMut(&Simulation),
+    ) -> StopReason {
+        self.run_loop(end, false, observe)
+    }
+
+    fn run_loop(
+        &mut self,
+        end: Instant,
+        stop_when_finished: bool,
+        observe: &mut dyn FnMut(&Simulation),
+    ) -> StopReason {
         loop {
-            if self.guest.finished() {
+            if stop_when_finished && self.guest.finished() {
                 return StopReason::GuestFinished;
             }
             let Some(next) = self.next_deadline() else {
@@ -355,6 +386,7 @@ impl Simulation {
             if !self.step_at(next) {
                 return StopReason::Stalled;
             }
+            observe(self);
         }
     }
 

@@ -25,7 +25,9 @@ pub mod script;
 pub mod smol;
 
 pub use script::{Script, ScriptError, ScriptGuest, ScriptMismatch};
-pub use smol::{SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec};
+pub use smol::{
+    SmolGuest, SmolGuestConfig, TcpClientOptions, Workload, WorkloadReport, WorkloadSpec,
+};
 
 /// The guest of a [`crate::simulation::Simulation`].
 #[derive(Debug)]

@@ -211,16 +211,49 @@ pub struct WorkloadSpec {
     /// Ping and UDP echo: how long to wait for replies after the last
     /// request before finishing.
     pub linger: Duration,
+    /// TCP client workloads: buffers and application behaviour.
+    pub tcp: TcpClientOptions,
 }
 
 impl WorkloadSpec {
-    /// `workload` starting at once, 60 s timeout, 2 s linger.
+    /// `workload` starting at once, 60 s timeout, 2 s linger, default TCP
+    /// options.
     pub fn new(workload: Workload) -> Self {
         WorkloadSpec {
             workload,
             start: Duration::ZERO,
             timeout: Duration::from_secs(60),
             linger: Duration::from_secs(2),
+            tcp: TcpClientOptions::default(),
+        }
+    }
+}
+
+/// How a TCP client workload (tcp-echo, tcp-send, tcp-recv,
+/// tcp-half-close) treats its socket, beyond what it sends and expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpClientOptions {
+    /// smoltcp receive and send buffer, bytes each (the receive buffer is
+    /// the window the guest advertises).
+    pub buffer: usize,
+    /// Stop reading once this many bytes were received ...
+    pub pause_after: Option<u64>,
+    /// ... for this long (the application stalls; smoltcp's receive
+    /// buffer fills and its window closes), then read on.
+    pub pause: Duration,
+    /// Abort the connection (RST, RFC 9293 §3.10.5: ABORT) once this many
+    /// bytes were handed to the socket; the workload then ends without
+    /// error (the abort is what it was asked to do).
+    pub abort_after: Option<u64>,
+}
+
+impl Default for TcpClientOptions {
+    fn default() -> Self {
+        TcpClientOptions {
+            buffer: TCP_BUFFER,
+            pause_after: None,
+            pause: Duration::ZERO,
+            abort_after: None,
         }
     }
 }
@@ -254,6 +287,13 @@ pub struct WorkloadReport {
     pub error: Option<String>,
     /// TCP connections completed (tcp-serve: served and closed).
     pub connections: u64,
+    /// TCP clients with `pause_after`: when the application stopped
+    /// reading.
+    pub paused_at: Option<Instant>,
+    /// ... and when it read again.
+    pub resumed_at: Option<Instant>,
+    /// TCP clients with `abort_after`: when the connection was aborted.
+    pub aborted_at: Option<Instant>,
 }
 
 impl WorkloadReport {
@@ -805,9 +845,10 @@ fn open_socket(
         | Workload::TcpSend { dst, .. }
         | Workload::TcpRecv { dst, .. }
         | Workload::TcpHalfClose { dst, .. } => {
+            let size = w.spec.tcp.buffer.max(1);
             let mut s = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
-                tcp::SocketBuffer::new(vec![0; TCP_BUFFER]),
+                tcp::SocketBuffer::new(vec![0; size]),
+                tcp::SocketBuffer::new(vec![0; size]),
             );
             s.connect(iface.context(), ip_endpoint(*dst), 40000 + index)
                 .map_err(|e| format!("tcp connect: {e}"))?;
@@ -962,20 +1003,51 @@ fn step_tcp(
     let s = sockets.get_mut::<tcp::Socket>(h);
     let sends = !matches!(w.spec.workload, Workload::TcpRecv { .. });
     let receives = !matches!(w.spec.workload, Workload::TcpSend { .. });
-    // Out: pattern bytes, as much as the socket takes.
-    while sends && w.report.bytes_sent < bytes && s.can_send() {
+    let opts = w.spec.tcp;
+    // Out: pattern bytes, as much as the socket takes (up to the abort
+    // point, if any).
+    let send_limit = opts.abort_after.map_or(bytes, |a| a.min(bytes));
+    while sends && w.report.bytes_sent < send_limit && s.can_send() {
         let off = w.report.bytes_sent;
-        let n = (bytes - off).min(TCP_CHUNK as u64) as usize;
+        let n = (send_limit - off).min(TCP_CHUNK as u64) as usize;
         let chunk: Vec<u8> = (0..n as u64).map(|i| pattern_byte(off + i)).collect();
         match s.send_slice(&chunk) {
             Ok(0) | Err(_) => break,
             Ok(k) => w.report.bytes_sent += k as u64,
         }
     }
+    if let Some(limit) = opts.abort_after {
+        if w.report.bytes_sent >= limit.min(bytes) && s.is_open() {
+            // RFC 9293 §3.10.5: ABORT sends a RST and forgets the
+            // connection; smoltcp does exactly that.
+            s.abort();
+            w.report.aborted_at = Some(now);
+            finish(w, now);
+            return None;
+        }
+    }
+    // The application's read stall (`pause_after` / `pause`).
+    let mut read_cap = u64::MAX;
+    if let Some(after) = opts.pause_after {
+        match (w.report.paused_at, w.report.resumed_at) {
+            (None, _) if w.report.bytes_received >= after => {
+                w.report.paused_at = Some(now);
+                read_cap = 0;
+            }
+            (None, _) => read_cap = after - w.report.bytes_received,
+            (Some(p), None) if now < p + opts.pause => read_cap = 0,
+            (Some(_), None) => w.report.resumed_at = Some(now),
+            _ => {}
+        }
+    }
     // In: checked against the pattern.
-    let mut buf = vec![0u8; TCP_CHUNK];
-    while s.can_recv() {
-        match s.recv_slice(&mut buf) {
+    let mut buf = Vec::new();
+    while read_cap > 0 && s.can_recv() {
+        if buf.is_empty() {
+            buf = vec![0u8; TCP_CHUNK];
+        }
+        let want = read_cap.min(TCP_CHUNK as u64) as usize;
+        match s.recv_slice(&mut buf[..want]) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let off = w.report.bytes_received;
@@ -986,7 +1058,13 @@ fn step_tcp(
                     .count();
                 w.report.corrupt += bad as u64;
                 w.report.bytes_received += n as u64;
+                read_cap -= n as u64;
             }
+        }
+    }
+    if let (Some(after), None) = (opts.pause_after, w.report.paused_at) {
+        if w.report.bytes_received >= after {
+            w.report.paused_at = Some(now);
         }
     }
     let state = s.state();
@@ -1004,7 +1082,11 @@ fn step_tcp(
         Workload::TcpRecv { .. } => !s.may_recv() && state != tcp::State::SynSent,
         _ => true,
     };
-    if !w.closing && sent_all && got_all && state != tcp::State::SynSent {
+    // A connection that went from synchronized to CLOSED without our
+    // close was reset (after the peer's FIN it waits in CLOSE-WAIT): that
+    // is a failure below, never a finished stream.
+    let reset = state == tcp::State::Closed;
+    if !w.closing && sent_all && got_all && state != tcp::State::SynSent && !reset {
         s.close();
         w.closing = true;
     }
@@ -1046,6 +1128,10 @@ fn step_tcp(
         );
         fail(w, now, msg);
         return None;
+    }
+    // A read stall ends on its own clock.
+    if let (Some(p), None) = (w.report.paused_at, w.report.resumed_at) {
+        return Some(p + opts.pause);
     }
     // The stack's own poll_at covers retransmissions; come back soon for
     // buffer space and data.

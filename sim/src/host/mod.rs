@@ -64,7 +64,9 @@ mod udp;
 mod world;
 
 pub use remote::{AppConn, AppStatus, DatagramApp, RemoteSock, RemoteTcpState, StreamApp};
-pub use services::{RemoteService, Script, ScriptReport, ScriptStatus, SinkStats, Step};
+pub use services::{
+    RemoteService, Script, ScriptReport, ScriptStatus, ServiceOptions, SinkStats, Step,
+};
 pub use world::SimWorld;
 
 /// Whether a remote IP can be reached, and how it fails if not.
@@ -209,6 +211,33 @@ pub struct SimHostStats {
     pub refused_injected: u64,
     /// Connections reset by the reset-after-N-bytes fault.
     pub resets_injected: u64,
+}
+
+/// A snapshot of one host TCP socket (a connection the engine holds
+/// through `HostIo`), for tests that bound the model's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostTcpSocket {
+    /// The engine's handle.
+    pub sock: SockId,
+    /// Local address.
+    pub local: SocketAddr,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// Established (possibly half-closed); false while connecting and
+    /// after a reset.
+    pub established: bool,
+    /// Bytes written but not yet acknowledged by the peer (`SIOCOUTQ`).
+    pub send_queued: usize,
+    /// `SO_SNDBUF`.
+    pub send_buf: usize,
+    /// Bytes received and not yet consumed (`SIOCINQ`).
+    pub recv_queued: usize,
+    /// `SO_RCVBUF`.
+    pub recv_buf: usize,
+    /// Every data byte the socket ever received from its peer.
+    pub bytes_received: u64,
+    /// Every data byte the peer acknowledged.
+    pub bytes_acked: u64,
 }
 
 /// The internal id of an endpoint: never reused, so stale events find
@@ -602,6 +631,47 @@ impl SimHost {
     /// Hash of every internal event processed so far (time and content).
     pub fn trace_hash(&self) -> &TraceHash {
         &self.trace
+    }
+
+    /// Every TCP stream socket the engine holds open, in [`SockId`] order.
+    pub fn host_tcp_sockets(&self) -> Vec<HostTcpSocket> {
+        let mut out = Vec::new();
+        for (i, slot) in self.socks.iter().enumerate() {
+            let Some(hs) = slot else { continue };
+            let Some(e) = self.eps.get(&hs.ep) else {
+                continue;
+            };
+            let EpKind::Stream(s) = &e.kind else { continue };
+            out.push(HostTcpSocket {
+                sock: SockId(i as u32),
+                local: e.local,
+                remote: s.remote,
+                established: s.state == TcpState::Established,
+                send_queued: s.sndq.len(),
+                send_buf: s.sndbuf,
+                recv_queued: s.rcvq.len(),
+                recv_buf: s.rcvbuf,
+                bytes_received: s.rcv_nxt,
+                bytes_acked: s.snd_una,
+            });
+        }
+        out
+    }
+
+    /// Host sockets (any kind) the engine holds open: what `ls
+    /// /proc/self/fd` would count.
+    pub fn open_host_sockets(&self) -> usize {
+        self.open_socks
+    }
+
+    /// TCP connections still alive in the model, on either side (host
+    /// sockets, orphans finishing their close, remote peers), listeners
+    /// excluded.
+    pub fn live_tcp_connections(&self) -> usize {
+        self.eps
+            .values()
+            .filter(|e| matches!(&e.kind, EpKind::Stream(s) if s.state != TcpState::Dead))
+            .count()
     }
 
     /// How many internal events were ever scheduled before `now` (and

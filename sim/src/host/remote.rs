@@ -103,6 +103,20 @@ impl AppConn<'_> {
         self.host.stream_write(self.ep, data)
     }
 
+    /// Every byte this program has read from the connection so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.host
+            .stream(self.ep)
+            .map_or(0, |s| s.rcv_nxt - s.rcvq.len() as u64)
+    }
+
+    /// Every byte this program has written to the connection so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.host
+            .stream(self.ep)
+            .map_or(0, |s| s.snd_una + s.sndq.len() as u64)
+    }
+
     /// Free send-buffer space.
     pub fn send_space(&self) -> usize {
         self.host.stream_send_space(self.ep)

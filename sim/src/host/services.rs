@@ -35,6 +35,8 @@ pub struct SinkStats {
     bytes: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
     eofs: Arc<AtomicU64>,
+    resets: Arc<AtomicU64>,
+    corrupt: Arc<AtomicU64>,
 }
 
 impl SinkStats {
@@ -54,6 +56,30 @@ impl SinkStats {
     pub fn eofs(&self) -> u64 {
         self.eofs.load(Ordering::Relaxed)
     }
+    /// Connections whose read failed (reset by the peer).
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+    /// Bytes that differed from [`pattern_byte`] at their stream offset
+    /// (meaningful when the sender sends the pattern, as the guest's
+    /// workloads do).
+    pub fn corrupt(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
+    }
+}
+
+/// Changes to how a [`RemoteService`] treats its connections
+/// ([`RemoteService::WithOptions`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceOptions {
+    /// Send our FIN as soon as the connection is accepted (a half-close,
+    /// RFC 9293 §3.6), then run the service (which must not write: a
+    /// sink).
+    pub fin_first: bool,
+    /// Abort with a RST (`SO_LINGER {1, 0}` + `close`) once the service
+    /// has read plus written this many bytes (checked after every poll of
+    /// the service, so it may overshoot by one read or write).
+    pub abort_after: Option<u64>,
 }
 
 /// A service run on every connection accepted at a remote listener.
@@ -83,6 +109,8 @@ pub enum RemoteService {
     },
     /// Runs a script on every connection.
     Scripted(Script),
+    /// A service with changed manners (see [`ServiceOptions`]).
+    WithOptions(Box<RemoteService>, ServiceOptions),
     /// Any other program.
     Custom(Arc<dyn Fn(SocketAddr, SocketAddr) -> Box<dyn StreamApp> + Send + Sync>),
 }
@@ -95,6 +123,7 @@ impl std::fmt::Debug for RemoteService {
             RemoteService::Source { bytes } => write!(f, "Source {{ bytes: {bytes} }}"),
             RemoteService::Http { body_len } => write!(f, "Http {{ body_len: {body_len} }}"),
             RemoteService::Scripted(s) => write!(f, "Scripted({} steps)", s.steps.len()),
+            RemoteService::WithOptions(inner, o) => write!(f, "{inner:?} with {o:?}"),
             RemoteService::Custom(_) => write!(f, "Custom"),
         }
     }
@@ -113,6 +142,8 @@ impl RemoteService {
                     budget: 0,
                     credit: 0,
                     last: None,
+                    offset: 0,
+                    wake_at: None,
                 })
             }
             RemoteService::Source { bytes } => Box::new(Source {
@@ -126,8 +157,46 @@ impl RemoteService {
                 sent: 0,
             }),
             RemoteService::Scripted(s) => s.clone().into_app(),
+            RemoteService::WithOptions(inner, options) => Box::new(WithOptions {
+                inner: inner.spawn(peer, local),
+                options: *options,
+                fin_sent: false,
+            }),
             RemoteService::Custom(f) => f(peer, local),
         }
+    }
+}
+
+struct WithOptions {
+    inner: Box<dyn StreamApp>,
+    options: ServiceOptions,
+    fin_sent: bool,
+}
+
+impl WithOptions {
+    fn over_limit(&self, c: &AppConn<'_>) -> bool {
+        self.options
+            .abort_after
+            .is_some_and(|n| c.bytes_read() + c.bytes_written() >= n)
+    }
+}
+
+impl StreamApp for WithOptions {
+    fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
+        if self.options.fin_first && !self.fin_sent && c.state() == RemoteTcpState::Connected {
+            self.fin_sent = true;
+            let _ = c.shutdown_write();
+        }
+        if self.over_limit(c) {
+            c.reset();
+            return AppStatus::Done;
+        }
+        let status = self.inner.poll(c);
+        if status == AppStatus::Continue && self.over_limit(c) {
+            c.reset();
+            return AppStatus::Done;
+        }
+        status
     }
 }
 
@@ -188,6 +257,11 @@ struct Sink {
     budget: u64,
     credit: u128,
     last: Option<passt_engine::Instant>,
+    /// Stream offset of the next byte read.
+    offset: u64,
+    /// A wake-up already scheduled (events cannot be cancelled: one
+    /// more per poll would pile up, one per segment received).
+    wake_at: Option<passt_engine::Instant>,
 }
 
 /// How often a rate-limited sink wakes up.
@@ -215,7 +289,12 @@ impl StreamApp for Sink {
                 None => CHUNK,
             };
             if want == 0 {
-                if c.available() > 0 || !matches!(c.state(), RemoteTcpState::Closed(_)) {
+                let now = c.now();
+                let pending = self.wake_at.is_some_and(|t| t > now);
+                if !pending
+                    && (c.available() > 0 || !matches!(c.state(), RemoteTcpState::Closed(_)))
+                {
+                    self.wake_at = Some(now + SINK_TICK);
                     c.wake_after(SINK_TICK);
                 }
                 return AppStatus::Continue;
@@ -228,12 +307,20 @@ impl StreamApp for Sink {
                 }
                 Ok(n) => {
                     self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    let bad = buf[..n]
+                        .iter()
+                        .zip(self.offset..)
+                        .filter(|(b, i)| **b != pattern_byte(*i))
+                        .count();
+                    self.stats.corrupt.fetch_add(bad as u64, Ordering::Relaxed);
+                    self.offset += n as u64;
                     if self.rate.is_some() {
                         self.budget -= n as u64;
                     }
                 }
                 Err(HostError::WouldBlock) => return AppStatus::Continue,
                 Err(_) => {
+                    self.stats.resets.fetch_add(1, Ordering::Relaxed);
                     c.close();
                     return AppStatus::Done;
                 }

@@ -402,6 +402,25 @@ fn prepare(
             )));
         }
     }
+    for (i, r) in sc.remote.iter().enumerate() {
+        if r.fin_first.is_some() || r.abort_after.is_some() {
+            return Err(invalid(format!(
+                "remote[{i}]: fin_first / abort_after are not implemented on the real arm"
+            )));
+        }
+    }
+    for (i, w) in sc.guest.workload.iter().enumerate() {
+        if w.pause_after.is_some() || w.abort_after.is_some() || w.buffer.is_some() {
+            return Err(invalid(format!(
+                "guest.workload[{i}]: buffer / pause_after / abort_after are not implemented on the real arm"
+            )));
+        }
+    }
+    if sc.engine.flow_capacity.is_some() || sc.engine.tx_queue_frames.is_some() {
+        return Err(invalid(
+            "engine.flow_capacity / tx_queue_frames are not implemented on the real arm".into(),
+        ));
+    }
     for h in &sc.remote_host {
         if h.reach.as_deref().is_some_and(|r| r != "reachable") {
             return Err(invalid(format!(
