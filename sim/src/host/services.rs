@@ -18,7 +18,57 @@ use super::remote::{AppConn, AppStatus, RemoteTcpState, StreamApp};
 /// The byte at position `i` of generated streams (period 251, as the
 /// conformance scenarios' pattern).
 pub fn pattern_byte(i: u64) -> u8 {
-    (i % 251) as u8
+    (i % PATTERN_PERIOD) as u8
+}
+
+/// The period of [`pattern_byte`].
+const PATTERN_PERIOD: u64 = 251;
+
+/// One period of [`pattern_byte`]: `0, 1, ..., 250`.
+const PATTERN: [u8; PATTERN_PERIOD as usize] = {
+    let mut p = [0u8; PATTERN_PERIOD as usize];
+    let mut i = 0;
+    while i < p.len() {
+        p[i] = i as u8;
+        i += 1;
+    }
+    p
+};
+
+/// Fills `buf` with the stream bytes at positions `offset..`, i.e.
+/// `buf[k] = pattern_byte(offset + k)`, by copying whole periods (one
+/// division per call instead of one per byte: bulk scenarios generate
+/// gigabytes of it).
+pub fn fill_pattern(buf: &mut [u8], offset: u64) {
+    let mut start = (offset % PATTERN_PERIOD) as usize;
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let run = &PATTERN[start..];
+        let n = run.len().min(rest.len());
+        let (head, tail) = rest.split_at_mut(n);
+        head.copy_from_slice(&run[..n]);
+        rest = tail;
+        start = 0;
+    }
+}
+
+/// How many bytes of `buf` differ from the stream bytes at positions
+/// `offset..` (`pattern_byte(offset + k)`); compares whole periods.
+pub fn pattern_mismatches(buf: &[u8], offset: u64) -> usize {
+    let mut start = (offset % PATTERN_PERIOD) as usize;
+    let mut rest = buf;
+    let mut bad = 0;
+    while !rest.is_empty() {
+        let run = &PATTERN[start..];
+        let n = run.len().min(rest.len());
+        let (head, tail) = rest.split_at(n);
+        if head != &run[..n] {
+            bad += head.iter().zip(run).filter(|(a, b)| a != b).count();
+        }
+        rest = tail;
+        start = 0;
+    }
+    bad
 }
 
 /// Counters a [`RemoteService::Sink`] updates.
@@ -110,6 +160,7 @@ impl RemoteService {
             RemoteService::Source { bytes } => Box::new(Source {
                 total: *bytes,
                 sent: 0,
+                buf: Vec::new(),
             }),
             RemoteService::Http { body_len } => Box::new(Http {
                 body_len: *body_len,
@@ -237,6 +288,8 @@ impl StreamApp for Sink {
 struct Source {
     total: u64,
     sent: u64,
+    /// Reused across polls (a poll runs after every ACK).
+    buf: Vec<u8>,
 }
 
 impl StreamApp for Source {
@@ -245,12 +298,17 @@ impl StreamApp for Source {
             c.close();
             return AppStatus::Done;
         }
-        let mut buf = vec![0u8; CHUNK];
+        let buf = &mut self.buf;
+        buf.resize(CHUNK, 0);
         while self.sent < self.total {
-            let n = ((self.total - self.sent) as usize).min(CHUNK);
-            for (k, b) in buf[..n].iter_mut().enumerate() {
-                *b = pattern_byte(self.sent + k as u64);
-            }
+            // Generate only what the send buffer takes: the app runs after
+            // every ACK, which typically frees one segment's worth. At
+            // least one byte, so a full buffer or a dead socket answers
+            // exactly as a larger write would.
+            let n = ((self.total - self.sent) as usize)
+                .min(CHUNK)
+                .min(c.send_space().max(1));
+            fill_pattern(&mut buf[..n], self.sent);
             match c.write(&buf[..n]) {
                 Ok(m) => self.sent += m as u64,
                 Err(HostError::WouldBlock) => return AppStatus::Continue,
@@ -606,5 +664,35 @@ impl StreamApp for ScriptApp {
             }
         }
         AppStatus::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_pattern_matches_pattern_byte_at_any_offset() {
+        for offset in [0u64, 1, 250, 251, 252, 1000, 1 << 40] {
+            for len in [0usize, 1, 250, 251, 252, 1500, 70_000] {
+                let mut buf = vec![0xAAu8; len];
+                fill_pattern(&mut buf, offset);
+                let want: Vec<u8> = (0..len as u64).map(|k| pattern_byte(offset + k)).collect();
+                assert_eq!(buf, want, "offset {offset} len {len}");
+                assert_eq!(pattern_mismatches(&buf, offset), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn pattern_mismatches_counts_each_wrong_byte() {
+        let mut buf = vec![0u8; 1000];
+        fill_pattern(&mut buf, 77);
+        buf[0] ^= 1;
+        buf[300] ^= 0xff;
+        buf[999] = buf[999].wrapping_add(1);
+        assert_eq!(pattern_mismatches(&buf, 77), 3);
+        // The right bytes at the wrong offset mostly differ.
+        assert!(pattern_mismatches(&buf, 78) > 900);
     }
 }
