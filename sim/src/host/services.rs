@@ -155,6 +155,7 @@ impl RemoteService {
                     budget: 0,
                     credit: 0,
                     last: None,
+                    buf: Vec::new(),
                 })
             }
             RemoteService::Source { bytes } => Box::new(Source {
@@ -180,11 +181,22 @@ const CHUNK: usize = 64 * 1024;
 struct Echo {
     pending: Vec<u8>,
     eof: bool,
+    /// Read buffer, reused across polls (a poll runs after every segment).
+    buf: Vec<u8>,
 }
 
 impl StreamApp for Echo {
     fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = core::mem::take(&mut self.buf);
+        buf.resize(CHUNK, 0);
+        let status = self.poll_with(c, &mut buf);
+        self.buf = buf;
+        status
+    }
+}
+
+impl Echo {
+    fn poll_with(&mut self, c: &mut AppConn<'_>, buf: &mut [u8]) -> AppStatus {
         for _ in 0..1024 {
             if !self.pending.is_empty() {
                 match c.write(&self.pending) {
@@ -231,6 +243,8 @@ struct Sink {
     budget: u64,
     credit: u128,
     last: Option<passt_engine::Instant>,
+    /// Read buffer, reused across polls (a poll runs after every segment).
+    buf: Vec<u8>,
 }
 
 /// How often a rate-limited sink wakes up.
@@ -238,7 +252,16 @@ const SINK_TICK: Duration = Duration::from_millis(10);
 
 impl StreamApp for Sink {
     fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = core::mem::take(&mut self.buf);
+        buf.resize(CHUNK, 0);
+        let status = self.poll_with(c, &mut buf);
+        self.buf = buf;
+        status
+    }
+}
+
+impl Sink {
+    fn poll_with(&mut self, c: &mut AppConn<'_>, buf: &mut [u8]) -> AppStatus {
         if let Some(rate) = self.rate {
             // Credit rate × elapsed, keeping the sub-byte remainder so
             // frequent polls do not starve a slow reader.
