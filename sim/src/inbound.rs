@@ -12,7 +12,7 @@
 //! alike).
 //!
 //! One connection: connect; write `send` bytes of
-//! [`pattern_byte`]; then our FIN (RFC 9293 §3.6 half-close: the server may
+//! [`pattern_byte`](crate::host::services::pattern_byte); then our FIN (RFC 9293 §3.6 half-close: the server may
 //! still answer); read until the server's FIN, checking every byte against
 //! the pattern; the connection succeeded if exactly `expect` bytes came
 //! back and none was wrong. A reset, a refused connect or a read error is
@@ -30,7 +30,7 @@ use std::time::Duration;
 use passt_engine::{HostError, Instant};
 
 use crate::guest::WorkloadReport;
-use crate::host::services::pattern_byte;
+use crate::host::services::{fill_pattern, pattern_mismatches};
 use crate::host::{AppConn, AppStatus, RemoteTcpState, StreamApp};
 
 /// One inbound connection to open (see the [module docs](self)).
@@ -214,12 +214,13 @@ impl StreamApp for InboundClient {
             return self.end(c, Some(msg));
         }
         let mut buf = vec![0u8; CHUNK];
-        // Out: the pattern, as much as fits.
+        // Out: the pattern, as much as fits (generated only up to the free
+        // send space; at least one byte, so a full buffer answers as a
+        // larger write would).
         while self.sent < self.spec.send {
-            let n = (self.spec.send - self.sent).min(CHUNK as u64) as usize;
-            for (k, b) in buf[..n].iter_mut().enumerate() {
-                *b = pattern_byte(self.sent + k as u64);
-            }
+            let n = ((self.spec.send - self.sent).min(CHUNK as u64) as usize)
+                .min(c.send_space().max(1));
+            fill_pattern(&mut buf[..n], self.sent);
             match c.write(&buf[..n]) {
                 Ok(0) | Err(HostError::WouldBlock) => break,
                 Ok(k) => self.sent += k as u64,
@@ -243,12 +244,7 @@ impl StreamApp for InboundClient {
             match c.read(&mut buf) {
                 Ok(0) => return self.end(c, None),
                 Ok(n) => {
-                    let off = self.received;
-                    self.corrupt += buf[..n]
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, b)| **b != pattern_byte(off + *i as u64))
-                        .count() as u64;
+                    self.corrupt += pattern_mismatches(&buf[..n], self.received) as u64;
                     self.received += n as u64;
                 }
                 Err(HostError::WouldBlock) => break,

@@ -13,7 +13,7 @@
 //!   on failure, and named child generators ([`SimRng::child`]).
 //! - [`sched`]: the discrete-event [`Scheduler`] ordered by
 //!   `(Instant, sequence)`, jumping from event to event, and the
-//!   [`TraceHash`] (FNV-1a 64) two runs are compared by.
+//!   [`TraceHash`] (a fully specified 64-bit hash) two runs are compared by.
 //! - [`fault`]: fault rules and the ordered [`FaultChain`] a link runs every
 //!   frame through (loss, burst loss, latency/jitter, duplication,
 //!   corruption, rate limit, MTU clamp, partitions, hold gates), the

@@ -92,13 +92,50 @@ impl FrameClass {
 
     /// Classifies a frame (as sent: before any fault touched it).
     pub fn of(frame: &[u8]) -> FrameClass {
-        let Ok(parsed) = wire::parse_frame(frame) else {
-            return FrameClass::Other;
-        };
-        let l4 = match parsed.l3 {
-            L3::Arp(_) => return FrameClass::Arp,
-            L3::Ipv4 { l4, .. } | L3::Ipv6 { l4, .. } => l4,
-        };
+        inspect(frame).0
+    }
+}
+
+/// The sequence space a TCP segment occupies, for retransmission counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TcpSpan {
+    /// (source, source port, destination, destination port).
+    key: (IpAddr, u16, IpAddr, u16),
+    /// Sequence number after the segment's last octet.
+    end: u32,
+}
+
+/// Parses `frame` once: its class and, for a TCP segment that occupies
+/// sequence space (RFC 9293 §3.4: data, SYN and FIN do; a RST does not
+/// count), the span it ends at.
+fn inspect(frame: &[u8]) -> (FrameClass, Option<TcpSpan>) {
+    let Ok(parsed) = wire::parse_frame(frame) else {
+        return (FrameClass::Other, None);
+    };
+    let (src, dst, l4) = match parsed.l3 {
+        L3::Arp(_) => return (FrameClass::Arp, None),
+        L3::Ipv4 { ip, l4 } => (IpAddr::V4(ip.src_addr), IpAddr::V4(ip.dst_addr), l4),
+        L3::Ipv6 { ip, l4 } => (IpAddr::V6(ip.src_addr), IpAddr::V6(ip.dst_addr), l4),
+    };
+    let class = FrameClass::of_l4(&l4);
+    let L4::Tcp { tcp, payload } = l4 else {
+        return (class, None);
+    };
+    let len = payload.len() as u32
+        + u32::from(tcp.flags.contains(wire::TcpFlags::SYN))
+        + u32::from(tcp.flags.contains(wire::TcpFlags::FIN));
+    if len == 0 || tcp.flags.contains(wire::TcpFlags::RST) {
+        return (class, None);
+    }
+    let span = TcpSpan {
+        key: (src, tcp.src_port, dst, tcp.dst_port),
+        end: tcp.seq.wrapping_add(len),
+    };
+    (class, Some(span))
+}
+
+impl FrameClass {
+    fn of_l4(l4: &L4<'_>) -> FrameClass {
         match l4 {
             L4::Tcp { .. } => FrameClass::Tcp,
             L4::Udp { udp, .. } => {
@@ -473,9 +510,9 @@ impl Simulation {
     }
 
     fn send_to_engine(&mut self, now: Instant, frame: Vec<u8>) {
-        let class = FrameClass::of(&frame);
+        let (class, span) = inspect(&frame);
         self.counters.up.sent[class as usize] += 1;
-        if class == FrameClass::Tcp && self.is_retransmit(0, &frame) {
+        if span.is_some_and(|sp| self.resends(0, sp)) {
             self.counters.tcp_retransmits_up += 1;
         }
         self.scratch.clear();
@@ -497,9 +534,9 @@ impl Simulation {
         let frames: Vec<Vec<u8>> = txq.iter().map(<[u8]>::to_vec).collect();
         txq.clear();
         for frame in frames {
-            let class = FrameClass::of(&frame);
+            let (class, span) = inspect(&frame);
             self.counters.down.sent[class as usize] += 1;
-            if class == FrameClass::Tcp && self.is_retransmit(1, &frame) {
+            if span.is_some_and(|sp| self.resends(1, sp)) {
                 self.counters.tcp_retransmits_down += 1;
             }
             self.scratch.clear();
@@ -513,37 +550,30 @@ impl Simulation {
 
     /// Whether a TCP segment resends sequence space already sent in its
     /// direction (RFC 9293 §3.4: SYN and FIN occupy one sequence number).
+    #[cfg(test)]
     fn is_retransmit(&mut self, dir: u8, frame: &[u8]) -> bool {
-        let Ok(parsed) = wire::parse_frame(frame) else {
-            return false;
-        };
-        let (src, dst, l4) = match parsed.l3 {
-            L3::Ipv4 { ip, l4 } => (IpAddr::V4(ip.src_addr), IpAddr::V4(ip.dst_addr), l4),
-            L3::Ipv6 { ip, l4 } => (IpAddr::V6(ip.src_addr), IpAddr::V6(ip.dst_addr), l4),
-            L3::Arp(_) => return false,
-        };
-        let L4::Tcp { tcp, payload } = l4 else {
-            return false;
-        };
-        let len = payload.len() as u32
-            + u32::from(tcp.flags.contains(wire::TcpFlags::SYN))
-            + u32::from(tcp.flags.contains(wire::TcpFlags::FIN));
-        if len == 0 || tcp.flags.contains(wire::TcpFlags::RST) {
-            return false;
+        match inspect(frame) {
+            (FrameClass::Tcp, Some(span)) => self.resends(dir, span),
+            _ => false,
         }
-        let end = tcp.seq.wrapping_add(len);
-        let key = (dir, src, tcp.src_port, dst, tcp.dst_port);
+    }
+
+    /// Whether `span`, sent in direction `dir`, ends at or below the
+    /// highest sequence number sent so far (and records it if not).
+    fn resends(&mut self, dir: u8, span: TcpSpan) -> bool {
+        let (src, sport, dst, dport) = span.key;
+        let key = (dir, src, sport, dst, dport);
         match self.tcp_highest.get_mut(&key) {
             Some(high) => {
-                if (end.wrapping_sub(*high) as i32) <= 0 {
+                if (span.end.wrapping_sub(*high) as i32) <= 0 {
                     true
                 } else {
-                    *high = end;
+                    *high = span.end;
                     false
                 }
             }
             None => {
-                self.tcp_highest.insert(key, end);
+                self.tcp_highest.insert(key, span.end);
                 false
             }
         }

@@ -32,7 +32,7 @@ use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
 
-use crate::host::services::pattern_byte;
+use crate::host::services::{fill_pattern, pattern_byte, pattern_mismatches};
 
 /// Converts virtual time to smoltcp's clock (microseconds).
 pub fn to_smol(now: Instant) -> SmolInstant {
@@ -1005,13 +1005,18 @@ fn step_tcp(
     let receives = !matches!(w.spec.workload, Workload::TcpSend { .. });
     let opts = w.spec.tcp;
     // Out: pattern bytes, as much as the socket takes (up to the abort
-    // point, if any).
+    // point, if any), written in place into its send buffer (no copy,
+    // nothing generated that does not fit).
     let send_limit = opts.abort_after.map_or(bytes, |a| a.min(bytes));
     while sends && w.report.bytes_sent < send_limit && s.can_send() {
         let off = w.report.bytes_sent;
-        let n = (send_limit - off).min(TCP_CHUNK as u64) as usize;
-        let chunk: Vec<u8> = (0..n as u64).map(|i| pattern_byte(off + i)).collect();
-        match s.send_slice(&chunk) {
+        let want = (send_limit - off).min(TCP_CHUNK as u64) as usize;
+        let sent = s.send(|free| {
+            let n = free.len().min(want);
+            fill_pattern(&mut free[..n], off);
+            (n, n)
+        });
+        match sent {
             Ok(0) | Err(_) => break,
             Ok(k) => w.report.bytes_sent += k as u64,
         }
@@ -1040,22 +1045,17 @@ fn step_tcp(
             _ => {}
         }
     }
-    // In: checked against the pattern.
-    let mut buf = Vec::new();
+    // In: checked against the pattern in place in the receive buffer.
     while read_cap > 0 && s.can_recv() {
-        if buf.is_empty() {
-            buf = vec![0u8; TCP_CHUNK];
-        }
-        let want = read_cap.min(TCP_CHUNK as u64) as usize;
-        match s.recv_slice(&mut buf[..want]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let off = w.report.bytes_received;
-                let bad = buf[..n]
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, b)| **b != pattern_byte(off + *i as u64))
-                    .count();
+        let off = w.report.bytes_received;
+        let cap = usize::try_from(read_cap).unwrap_or(usize::MAX);
+        let got = s.recv(|data| {
+            let n = data.len().min(cap);
+            (n, (n, pattern_mismatches(&data[..n], off)))
+        });
+        match got {
+            Ok((0, _)) | Err(_) => break,
+            Ok((n, bad)) => {
                 w.report.corrupt += bad as u64;
                 w.report.bytes_received += n as u64;
                 read_cap -= n as u64;
@@ -1200,12 +1200,7 @@ fn step_serve(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let bad = buf[..n]
-                .iter()
-                .enumerate()
-                .filter(|(i, b)| **b != pattern_byte(c.received + *i as u64))
-                .count();
-            w.report.corrupt += bad as u64;
+            w.report.corrupt += pattern_mismatches(&buf[..n], c.received) as u64;
             c.received += n as u64;
             w.report.bytes_received += n as u64;
             if matches!(mode, ServeMode::Echo { .. }) {
@@ -1221,11 +1216,14 @@ fn step_serve(
         // Out (source): pattern bytes, as much as the socket takes.
         if let ServeMode::Source { bytes } = mode {
             while c.sent < bytes && s.can_send() {
-                let n = (bytes - c.sent).min(TCP_CHUNK as u64) as usize;
-                for (k, b) in buf[..n].iter_mut().enumerate() {
-                    *b = pattern_byte(c.sent + k as u64);
-                }
-                match s.send_slice(&buf[..n]) {
+                let want = (bytes - c.sent).min(TCP_CHUNK as u64) as usize;
+                let off = c.sent;
+                let sent = s.send(|free| {
+                    let n = free.len().min(want);
+                    fill_pattern(&mut free[..n], off);
+                    (n, n)
+                });
+                match sent {
                     Ok(0) | Err(_) => break,
                     Ok(k) => {
                         c.sent += k as u64;

@@ -22,11 +22,68 @@ use super::remote::{AppConn, AppStatus, RemoteTcpState, StreamApp};
 /// 251) would miss a shift by a multiple of its period.
 #[inline]
 pub fn pattern_byte(i: u64) -> u8 {
-    let mut z = (i / 8).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    (pattern_word(i / 8) >> ((i % 8) * 8)) as u8
+}
+
+/// Bytes `8w .. 8w + 8` of the stream, little-endian: SplitMix64's
+/// finaliser of `w`.
+#[inline]
+fn pattern_word(w: u64) -> u64 {
+    let mut z = w.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> ((i % 8) * 8)) as u8
+    z ^ (z >> 31)
+}
+
+/// Fills `buf` with the stream bytes at positions `offset..`, i.e.
+/// `buf[k] = pattern_byte(offset + k)`, a word at a time (bulk scenarios
+/// generate gigabytes of it).
+pub fn fill_pattern(buf: &mut [u8], offset: u64) {
+    let head = (offset.wrapping_neg() % 8) as usize;
+    let head = head.min(buf.len());
+    let (first, rest) = buf.split_at_mut(head);
+    for (k, b) in first.iter_mut().enumerate() {
+        *b = pattern_byte(offset + k as u64);
+    }
+    let base = offset + head as u64;
+    let whole = rest.len() / 8 * 8;
+    let mut words = rest.chunks_exact_mut(8);
+    for (k, w) in (&mut words).enumerate() {
+        w.copy_from_slice(&pattern_word(base / 8 + k as u64).to_le_bytes());
+    }
+    let tail = words.into_remainder();
+    let tail_at = base + whole as u64;
+    for (k, b) in tail.iter_mut().enumerate() {
+        *b = pattern_byte(tail_at + k as u64);
+    }
+}
+
+/// How many bytes of `buf` differ from the stream bytes at positions
+/// `offset..` (`pattern_byte(offset + k)`); compares a word at a time.
+pub fn pattern_mismatches(buf: &[u8], offset: u64) -> usize {
+    let head = ((offset.wrapping_neg() % 8) as usize).min(buf.len());
+    let (first, rest) = buf.split_at(head);
+    let mut bad = first
+        .iter()
+        .enumerate()
+        .filter(|(k, b)| **b != pattern_byte(offset + *k as u64))
+        .count();
+    let base = offset + head as u64;
+    let words = rest.chunks_exact(8);
+    let tail = words.remainder();
+    for (k, w) in words.enumerate() {
+        let want = pattern_word(base / 8 + k as u64).to_le_bytes();
+        if w != want {
+            bad += w.iter().zip(want).filter(|(a, b)| **a != *b).count();
+        }
+    }
+    let tail_at = base + (rest.len() - tail.len()) as u64;
+    bad += tail
+        .iter()
+        .enumerate()
+        .filter(|(k, b)| **b != pattern_byte(tail_at + *k as u64))
+        .count();
+    bad
 }
 
 /// Counters a [`RemoteService::Sink`] updates.
@@ -144,11 +201,13 @@ impl RemoteService {
                     last: None,
                     offset: 0,
                     wake_at: None,
+                    buf: Vec::new(),
                 })
             }
             RemoteService::Source { bytes } => Box::new(Source {
                 total: *bytes,
                 sent: 0,
+                buf: Vec::new(),
             }),
             RemoteService::Http { body_len } => Box::new(Http {
                 body_len: *body_len,
@@ -206,11 +265,22 @@ const CHUNK: usize = 64 * 1024;
 struct Echo {
     pending: Vec<u8>,
     eof: bool,
+    /// Read buffer, reused across polls (a poll runs after every segment).
+    buf: Vec<u8>,
 }
 
 impl StreamApp for Echo {
     fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = core::mem::take(&mut self.buf);
+        buf.resize(CHUNK, 0);
+        let status = self.poll_with(c, &mut buf);
+        self.buf = buf;
+        status
+    }
+}
+
+impl Echo {
+    fn poll_with(&mut self, c: &mut AppConn<'_>, buf: &mut [u8]) -> AppStatus {
         for _ in 0..1024 {
             if !self.pending.is_empty() {
                 match c.write(&self.pending) {
@@ -262,6 +332,8 @@ struct Sink {
     /// A wake-up already scheduled (events cannot be cancelled: one
     /// more per poll would pile up, one per segment received).
     wake_at: Option<passt_engine::Instant>,
+    /// Read buffer, reused across polls (a poll runs after every segment).
+    buf: Vec<u8>,
 }
 
 /// How often a rate-limited sink wakes up.
@@ -269,7 +341,16 @@ const SINK_TICK: Duration = Duration::from_millis(10);
 
 impl StreamApp for Sink {
     fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = core::mem::take(&mut self.buf);
+        buf.resize(CHUNK, 0);
+        let status = self.poll_with(c, &mut buf);
+        self.buf = buf;
+        status
+    }
+}
+
+impl Sink {
+    fn poll_with(&mut self, c: &mut AppConn<'_>, buf: &mut [u8]) -> AppStatus {
         if let Some(rate) = self.rate {
             // Credit rate × elapsed, keeping the sub-byte remainder so
             // frequent polls do not starve a slow reader.
@@ -307,11 +388,7 @@ impl StreamApp for Sink {
                 }
                 Ok(n) => {
                     self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    let bad = buf[..n]
-                        .iter()
-                        .zip(self.offset..)
-                        .filter(|(b, i)| **b != pattern_byte(*i))
-                        .count();
+                    let bad = pattern_mismatches(&buf[..n], self.offset);
                     self.stats.corrupt.fetch_add(bad as u64, Ordering::Relaxed);
                     self.offset += n as u64;
                     if self.rate.is_some() {
@@ -332,6 +409,8 @@ impl StreamApp for Sink {
 struct Source {
     total: u64,
     sent: u64,
+    /// Reused across polls (a poll runs after every ACK).
+    buf: Vec<u8>,
 }
 
 impl StreamApp for Source {
@@ -340,12 +419,17 @@ impl StreamApp for Source {
             c.close();
             return AppStatus::Done;
         }
-        let mut buf = vec![0u8; CHUNK];
+        let buf = &mut self.buf;
+        buf.resize(CHUNK, 0);
         while self.sent < self.total {
-            let n = ((self.total - self.sent) as usize).min(CHUNK);
-            for (k, b) in buf[..n].iter_mut().enumerate() {
-                *b = pattern_byte(self.sent + k as u64);
-            }
+            // Generate only what the send buffer takes: the app runs after
+            // every ACK, which typically frees one segment's worth. At
+            // least one byte, so a full buffer or a dead socket answers
+            // exactly as a larger write would.
+            let n = ((self.total - self.sent) as usize)
+                .min(CHUNK)
+                .min(c.send_space().max(1));
+            fill_pattern(&mut buf[..n], self.sent);
             match c.write(&buf[..n]) {
                 Ok(m) => self.sent += m as u64,
                 Err(HostError::WouldBlock) => return AppStatus::Continue,
@@ -701,5 +785,45 @@ impl StreamApp for ScriptApp {
             }
         }
         AppStatus::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_pattern_matches_pattern_byte_at_any_offset() {
+        for offset in [0u64, 1, 7, 8, 9, 250, 251, 252, 1000, 1 << 40] {
+            for len in [0usize, 1, 7, 8, 9, 250, 251, 252, 1500, 70_000] {
+                let mut buf = vec![0xAAu8; len];
+                fill_pattern(&mut buf, offset);
+                let want: Vec<u8> = (0..len as u64).map(|k| pattern_byte(offset + k)).collect();
+                assert_eq!(buf, want, "offset {offset} len {len}");
+                assert_eq!(pattern_mismatches(&buf, offset), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn pattern_mismatches_counts_each_wrong_byte() {
+        let mut buf = vec![0u8; 1000];
+        fill_pattern(&mut buf, 77);
+        buf[0] ^= 1;
+        buf[300] ^= 0xff;
+        buf[999] = buf[999].wrapping_add(1);
+        assert_eq!(pattern_mismatches(&buf, 77), 3);
+        // The right bytes at the wrong offset mostly differ.
+        assert!(pattern_mismatches(&buf, 78) > 900);
+    }
+
+    #[test]
+    fn no_shift_of_the_stream_lines_up_with_itself() {
+        let mut buf = vec![0u8; 4096];
+        fill_pattern(&mut buf, 1 << 20);
+        for shift in [1u64, 8, 251, 502, 1460, 4096, 65_536, 1 << 20] {
+            let bad = pattern_mismatches(&buf, (1 << 20) + shift);
+            assert!(bad > 4000, "shift {shift}: only {bad} of 4096 bytes differ");
+        }
     }
 }

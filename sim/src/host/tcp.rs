@@ -65,6 +65,21 @@ fn new_stream(
     }
 }
 
+/// Copies `q[start..start + out.len()]` into `out`, a contiguous piece at a
+/// time (a byte-wise iterator over a `VecDeque` range does not vectorize).
+/// The range must be inside `q`.
+fn copy_out(q: &VecDeque<u8>, start: usize, out: &mut [u8]) {
+    let (a, b) = q.as_slices();
+    let end = start + out.len();
+    if start < a.len() {
+        let from_a = end.min(a.len()) - start;
+        out[..from_a].copy_from_slice(&a[start..start + from_a]);
+        out[from_a..].copy_from_slice(&b[..end - start - from_a]);
+    } else {
+        out.copy_from_slice(&b[start - a.len()..end - a.len()]);
+    }
+}
+
 fn wnd32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -287,7 +302,8 @@ impl SimHost {
             if n == 0 {
                 break;
             }
-            let data: Vec<u8> = s.sndq.range(in_queue..in_queue + n).copied().collect();
+            let mut data = vec![0u8; n];
+            copy_out(&s.sndq, in_queue, &mut data);
             let depart = s.busy_until.max(now) + s.path.link.serialization_delay(n + HEADER);
             s.busy_until = depart;
             s.snd_nxt += n as u64;
@@ -778,9 +794,7 @@ impl SimHost {
         let queued = s.rcvq.len();
         if offset < queued {
             let n = (queued - offset).min(buf.len());
-            for (d, b) in buf[..n].iter_mut().zip(s.rcvq.range(offset..offset + n)) {
-                *d = *b;
-            }
+            copy_out(&s.rcvq, offset, &mut buf[..n]);
             // As the real backend: a peek that fills the buffer says
             // nothing about a FIN right behind it.
             let ends = offset + n == queued && n < buf.len();
@@ -821,9 +835,8 @@ impl SimHost {
         if n == 0 {
             return Self::stream_empty_result(s).map(|()| 0);
         }
-        for (d, b) in buf[..n].iter_mut().zip(s.rcvq.drain(..n)) {
-            *d = b;
-        }
+        copy_out(&s.rcvq, 0, &mut buf[..n]);
+        s.rcvq.drain(..n);
         self.window_update(ep);
         Ok(n)
     }
@@ -927,6 +940,34 @@ impl SimHost {
             Some(EpKind::Listener(_)) => self.listener_close(ep),
             Some(_) => self.destroy(ep),
             None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_out_handles_every_split_of_a_wrapped_deque() {
+        // A deque whose storage wraps: its front is at the end of the
+        // buffer, its back at the start.
+        let mut q: VecDeque<u8> = VecDeque::with_capacity(16);
+        q.extend(0..12u8);
+        q.drain(..10);
+        q.extend(12..24u8);
+        let (a, b) = q.as_slices();
+        assert!(
+            !a.is_empty() && !b.is_empty(),
+            "the test needs a wrapped deque"
+        );
+        let all: Vec<u8> = q.iter().copied().collect();
+        for start in 0..all.len() {
+            for len in 0..=all.len() - start {
+                let mut out = vec![0xAA; len];
+                copy_out(&q, start, &mut out);
+                assert_eq!(out, all[start..start + len], "start {start} len {len}");
+            }
         }
     }
 }
