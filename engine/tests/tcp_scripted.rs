@@ -379,6 +379,51 @@ fn retransmission_after_rto_with_backoff() {
     insta::assert_snapshot!(c.log.join("\n"));
 }
 
+/// An ACK of new data ends the backoff (as Linux clears `icsk_backoff`):
+/// in a recovery where every segment is a retransmission no RTT sample
+/// comes, and a timer left doubling would reach its 60 s ceiling.
+#[test]
+fn backoff_ends_when_new_data_is_acknowledged() {
+    let mut c = Conn::start(Config::example(), 50016);
+    c.handshake(syn_opts(Some(1000), Some(7)), 65535, 65535);
+    let mut peer = c.accept();
+    peer.write_all(&pattern(2000, 9)).unwrap();
+    let mut segs = Vec::new();
+    let t = std::time::Instant::now();
+    while segs.iter().map(|s: &Seg| s.payload.len()).sum::<usize>() < 2000 && t.elapsed() < WAIT {
+        segs.extend(c.s.pump(Duration::from_millis(10)));
+    }
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    // Two timeouts: 200 ms, then 400 ms later (both go back to byte 1).
+    let mut timeouts = Vec::new();
+    for ms in 1..=800u64 {
+        let r = c.s.advance(Duration::from_millis(1));
+        if !r.is_empty() {
+            assert_eq!(r[0].tcp.seq, c.seq(1), "{r:?}");
+            timeouts.push(ms);
+        }
+    }
+    assert_eq!(
+        timeouts,
+        [200, 600],
+        "RTO 200 ms (the minimum), doubled once"
+    );
+    // The guest acknowledges the first segment: the RTO for the second is
+    // the undoubled 200 ms again, not 800 ms.
+    c.s.send(GUEST_ISN + 1, c.seq(1001), ACK, 65535, &[]);
+    let mut next = None;
+    for ms in 1..=1200u64 {
+        let r = c.s.advance(Duration::from_millis(1));
+        if r.iter()
+            .any(|s| s.tcp.seq == c.seq(1001) && !s.payload.is_empty())
+        {
+            next = Some(ms);
+            break;
+        }
+    }
+    assert_eq!(next, Some(200), "backoff cleared by the ACK of new data");
+}
+
 /// Three duplicate ACKs: go back to the first unacknowledged byte.
 #[test]
 fn fast_retransmit_on_three_duplicate_acks() {

@@ -933,6 +933,7 @@ impl Flow {
             self.dup_acks = 0;
             self.retries = 0;
             self.read_parked = false;
+            self.rtt.clear_backoff();
             if let Some((end, sent)) = self.rtt_probe {
                 if seq::ge(ack, end) {
                     self.rtt.sample(now - sent);

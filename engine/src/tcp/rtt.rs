@@ -20,7 +20,10 @@ const GRANULARITY: Duration = Duration::from_millis(1);
 pub(crate) struct RttEstimator {
     srtt: Option<Duration>,
     rttvar: Duration,
+    /// RTO from the samples, before backoff.
     rto: Duration,
+    /// Timeouts in a row: the RTO in force is `rto` doubled this often.
+    backoff: u8,
 }
 
 impl Default for RttEstimator {
@@ -29,14 +32,16 @@ impl Default for RttEstimator {
             srtt: None,
             rttvar: Duration::ZERO,
             rto: INITIAL_RTO,
+            backoff: 0,
         }
     }
 }
 
 impl RttEstimator {
-    /// The current RTO.
+    /// The current RTO, backoff included.
     pub(crate) fn rto(&self) -> Duration {
-        self.rto
+        let factor = 1u32 << self.backoff.min(16);
+        self.rto.saturating_mul(factor).min(MAX_RTO)
     }
 
     /// The smoothed round-trip time, once there is a sample.
@@ -59,11 +64,23 @@ impl RttEstimator {
         }
         let srtt = self.srtt.unwrap_or(r);
         self.rto = (srtt + GRANULARITY.max(self.rttvar * 4)).clamp(MIN_RTO, MAX_RTO);
+        self.backoff = 0;
     }
 
     /// Exponential backoff after a timeout (RFC 6298 §5.5).
     pub(crate) fn back_off(&mut self) {
-        self.rto = (self.rto * 2).min(MAX_RTO);
+        if self.rto() < MAX_RTO {
+            self.backoff = self.backoff.saturating_add(1);
+        }
+    }
+
+    /// New data was acknowledged: the path works again, so the backoff
+    /// goes, as Linux does (`icsk_backoff` cleared on such an ACK), without
+    /// waiting for a sample as Karn's algorithm would (RFC 6298 §5.7). In a
+    /// recovery where every segment is a retransmission no sample ever
+    /// comes, and a timer left doubling reaches its 60 s ceiling.
+    pub(crate) fn clear_backoff(&mut self) {
+        self.backoff = 0;
     }
 }
 
@@ -85,6 +102,15 @@ mod tests {
             e.back_off();
         }
         assert_eq!(e.rto(), MAX_RTO);
+        e.clear_backoff();
+        assert_eq!(e.rto(), Duration::from_millis(250));
+        e.back_off();
+        assert_eq!(e.rto(), Duration::from_millis(500));
+        e.sample(Duration::from_millis(100));
+        assert!(
+            e.rto() < Duration::from_millis(500),
+            "a sample ends the backoff"
+        );
         let mut f = RttEstimator::default();
         f.sample(Duration::from_micros(10));
         assert_eq!(f.rto(), MIN_RTO);
