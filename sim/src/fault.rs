@@ -450,18 +450,38 @@ impl FaultRule for Duplication {
     }
 }
 
-/// Corruption: with probability `p`, one uniformly chosen bit of the frame is
-/// flipped. Two draws. Empty frames pass.
+/// Corruption: with probability `p`, one uniformly chosen bit of the frame
+/// (past its first `skip` bytes) is flipped. Two draws. Frames no longer
+/// than `skip` pass.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Corruption {
     /// Probability of flipping one bit.
     pub p: f64,
+    /// Bytes at the start of the frame never flipped.
+    pub skip: usize,
 }
 
+/// Length of the Ethernet header that [`Corruption::past_ethernet`] spares.
+pub const ETHERNET_HEADER_LEN: usize = 14;
+
 impl Corruption {
-    /// Corruption with probability `p`.
+    /// Corruption with probability `p`, anywhere in the frame.
     pub fn new(p: f64) -> Self {
-        Corruption { p }
+        Corruption { p, skip: 0 }
+    }
+
+    /// Corruption with probability `p` past the Ethernet header: what a
+    /// real link can deliver. A flipped bit in the MAC addresses or the
+    /// EtherType would fail the frame check sequence and be dropped by the
+    /// NIC; above it only the IP, TCP and UDP checksums protect the frame,
+    /// which is what this tests. (Flipping a source MAC that passes every
+    /// check would show the engine a guest that changed its MAC, which it
+    /// follows, as it must for a rebooted VM.)
+    pub fn past_ethernet(p: f64) -> Self {
+        Corruption {
+            p,
+            skip: ETHERNET_HEADER_LEN,
+        }
     }
 }
 
@@ -471,8 +491,9 @@ impl FaultRule for Corruption {
     }
     fn apply(&mut self, _now: Instant, frame: &[u8], rng: &mut SimRng) -> Verdict {
         let hit = rng.chance(self.p);
-        let bit = rng.below(frame.len() as u64 * 8) as usize;
-        if hit && !frame.is_empty() {
+        let span = frame.len().saturating_sub(self.skip) as u64 * 8;
+        let bit = self.skip * 8 + rng.below(span.max(1)) as usize;
+        if hit && span > 0 {
             Verdict::Corrupt { bit }
         } else {
             Verdict::Pass
@@ -1083,7 +1104,7 @@ impl SwarmParams {
             chain.push(BernoulliLoss::new(p));
         }
         if let Some(p) = self.corruption {
-            chain.push(Corruption::new(p));
+            chain.push(Corruption::past_ethernet(p));
         }
         if let Some((p, max)) = self.duplication {
             chain.push(Duplication::new(p, max));

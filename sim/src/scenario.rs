@@ -853,7 +853,7 @@ impl Scenario {
             chain.push(BernoulliLoss::new(prob(p, "loss")?));
         }
         if let Some(p) = params.corrupt {
-            chain.push(Corruption::new(prob(p, "corrupt")?));
+            chain.push(Corruption::past_ethernet(prob(p, "corrupt")?));
         }
         if let Some(p) = params.duplicate {
             chain.push(Duplication::new(

@@ -185,6 +185,30 @@ fn corruption_flips_exactly_one_bit_at_the_rate() {
     );
 }
 
+/// Scenario corruption spares the Ethernet header (a real NIC's frame check
+/// would drop such a frame): every flipped bit lies past byte 14, spread
+/// over the rest of the frame; a bare header cannot be corrupted.
+#[test]
+fn corruption_past_ethernet_spares_the_header() {
+    let v = verdicts(&mut Corruption::past_ethernet(1.0), 3, 10_000, 60);
+    let bits: Vec<usize> = v
+        .iter()
+        .map(|v| match v {
+            Verdict::Corrupt { bit } => *bit,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        bits.iter().all(|&b| (14 * 8..60 * 8).contains(&b)),
+        "{bits:?}"
+    );
+    assert!(bits.iter().any(|&b| b < 20 * 8) && bits.iter().any(|&b| b >= 55 * 8));
+    assert_eq!(
+        verdicts(&mut Corruption::past_ethernet(1.0), 1, 10, 14),
+        vec![Verdict::Pass; 10]
+    );
+}
+
 /// Sends frames 100 µs apart through a latency rule; returns (delays,
 /// number of adjacent pairs that arrive out of order).
 fn latency_run(rule: Latency, seed: u64) -> (Vec<Duration>, usize) {
