@@ -19,6 +19,10 @@
 //!   what the test put there and `ping_group_range` can be set without
 //!   touching the machine's own.
 //!
+//! - [`lossy`]: an optional relay between the tap and the engine that drops
+//!   frames with a given probability each way ([`GuestOptions::lossy`]),
+//!   since the machine's kernel has no `netem`.
+//!
 //! What it must never do: use an address outside the namespaces it created
 //! (and their loopback), touch the root namespace's settings, or leave a
 //! namespace or a child process behind. Everything it starts is bounded in
@@ -26,6 +30,10 @@
 
 #![cfg(target_os = "linux")]
 #![warn(missing_docs)]
+
+pub mod lossy;
+
+pub use lossy::{LossyLink, Relay, RelayEnd, RelayStats};
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -584,8 +592,17 @@ pub struct GuestOptions {
     pub dad: bool,
     /// Seed of the engine's generator.
     pub seed: u64,
-    /// Record every guest-facing frame to this pcap file.
+    /// Record every guest-facing frame to this pcap file (with
+    /// [`GuestOptions::lossy`], the frames the engine sees: after the
+    /// relay's drops towards the engine, before its drops towards the
+    /// guest).
     pub pcap: Option<PathBuf>,
+    /// Loss on the guest link. `None` (the default): the engine owns the
+    /// tap directly. `Some`: the engine talks QEMU stream framing over a
+    /// socket pair to a [`Relay`] thread that owns the tap and drops frames
+    /// each way with the given probabilities (see [`lossy`]); its counts
+    /// are in [`TapGuest::relay_stats`] and [`EngineReport::relay`].
+    pub lossy: Option<LossyLink>,
 }
 
 impl GuestOptions {
@@ -601,6 +618,7 @@ impl GuestOptions {
             dad: true,
             seed: clock::random_seed(),
             pcap: None,
+            lossy: None,
         }
     }
 }
@@ -614,6 +632,9 @@ pub struct EngineReport {
     pub counters: Counters,
     /// The loop's guest-side counts.
     pub stats: LoopStats,
+    /// The lossy relay's final counts and why it ended, if there was one
+    /// ([`GuestOptions::lossy`]).
+    pub relay: Option<(RelayStats, RelayEnd)>,
 }
 
 impl EngineReport {
@@ -652,6 +673,9 @@ pub struct TapGuest {
     engine: Option<JoinHandle<Result<EngineReport, String>>>,
     started: Instant,
     tmp: TempDir,
+    // Stopped and joined after the engine thread, before the namespaces go
+    // (see stop_engine and Drop).
+    relay: Option<Relay>,
     // Dropped after the engine thread is joined (see Drop).
     guest_ns: Netns,
     host_ns: Option<Netns>,
@@ -700,6 +724,18 @@ impl TapGuest {
                 .map(|d| PathBuf::from(d).join(format!("{}.pcap", guest_ns.name())))
         });
         let host_path = host_ns.as_ref().map(Netns::path);
+        let (transport, mut relay) = match opts.lossy {
+            None => (Transport::Tap(tap), None),
+            Some(link) => {
+                let (engine_end, relay_end) = std::os::unix::net::UnixStream::pair()
+                    .map_err(io_err("socketpair for the lossy relay"))?;
+                let transport = Transport::qemu_connected(engine_end)
+                    .map_err(io_err("engine end of the lossy relay"))?;
+                let relay =
+                    Relay::spawn(tap, relay_end, link).map_err(io_err("start the lossy relay"))?;
+                (transport, Some(relay))
+            }
+        };
         let engine = std::thread::Builder::new()
             .name("tap-harness-engine".into())
             .spawn(move || -> Result<EngineReport, String> {
@@ -710,7 +746,7 @@ impl TapGuest {
                     let host = RealHost::new().map_err(|e| format!("RealHost: {e:?}"))?;
                     let engine =
                         Engine::new(config, host, seed).map_err(|e| format!("config: {e}"))?;
-                    let mut el = EventLoop::new(engine, Transport::Tap(tap))
+                    let mut el = EventLoop::new(engine, transport)
                         .map_err(|e| format!("event loop: {e}"))?;
                     if let Some(p) = pcap {
                         let w = passt_engine::backend::pcap::PcapWriter::create(&p)
@@ -734,6 +770,7 @@ impl TapGuest {
                     exit,
                     counters: engine.counters().clone(),
                     stats,
+                    relay: None,
                 })
             })
             .map_err(io_err("spawn engine thread"))?;
@@ -741,6 +778,9 @@ impl TapGuest {
             Ok(Ok(stop)) => stop,
             Ok(Err(e)) => {
                 let _ = engine.join();
+                if let Some(r) = relay.as_mut() {
+                    r.stop();
+                }
                 return Err(HarnessError::Engine(e));
             }
             Err(_) => return Err(HarnessError::Engine("engine thread did not start".into())),
@@ -752,6 +792,7 @@ impl TapGuest {
             engine: Some(engine),
             started: Instant::now(),
             tmp,
+            relay,
             guest_ns,
             host_ns,
         };
@@ -785,6 +826,12 @@ impl TapGuest {
     /// both namespaces: they share the file system).
     pub fn tmp_dir(&self) -> &Path {
         self.tmp.path()
+    }
+
+    /// The lossy relay's counts so far (`None` without
+    /// [`GuestOptions::lossy`]).
+    pub fn relay_stats(&self) -> Option<RelayStats> {
+        self.relay.as_ref().map(Relay::stats)
     }
 
     /// Time since the tap was brought up.
@@ -916,10 +963,17 @@ impl TapGuest {
             return Err(HarnessError::Engine("engine already stopped".into()));
         };
         self.stop.stop();
-        match handle.join() {
+        let report = match handle.join() {
             Ok(r) => r.map_err(HarnessError::Engine),
             Err(_) => Err(HarnessError::Engine("engine thread panicked".into())),
-        }
+        };
+        // The engine's end of the socket pair is closed now; the relay ends
+        // (and closes the tap) before the namespaces are deleted.
+        let relay = self.relay.as_mut().map(Relay::stop);
+        report.map(|mut r| {
+            r.relay = relay;
+            r
+        })
     }
 }
 
