@@ -761,14 +761,27 @@ fn tcp_guest_to_host_with(
     let target = tcp_target(&g, path, lo, target, port);
     let sink = std::thread::spawn(move || {
         let mut s = accept_within(&listener, Duration::from_secs(20))?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut c = PatternChecker::new(seed);
         let mut buf = vec![0u8; 256 * 1024];
         let end = Instant::now() + TCP_LIMIT;
-        while Instant::now() < end {
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            // Over a lossy link a sender's retransmission timer backs off
+            // to many seconds: wait as long as the test's limit allows.
+            let wait = if run.lossy.is_some() {
+                left.max(Duration::from_millis(1))
+            } else {
+                Duration::from_secs(10)
+            };
+            s.set_read_timeout(Some(wait)).unwrap();
             match s.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => c.feed(&buf[..n]),
+                Err(e)
+                    if run.lossy.is_some()
+                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    break; // the limit passed: the length check reports it
+                }
                 Err(e) => panic!("read after {} bytes: {e}", c.checked),
             }
         }
@@ -827,6 +840,7 @@ fn tcp_host_to_guest_with(
         return None;
     }
     let bytes = run.bytes;
+    let lossy = run.lossy.is_some();
     let g = static_guest_with(HostSide::default(), run.lossy);
     let seed = 0xbb67_ae85;
     let dir = tap_harness::TempDir::new().unwrap();
@@ -837,7 +851,12 @@ fn tcp_host_to_guest_with(
         let Some(mut s) = accept_within(&listener, Duration::from_secs(20)) else {
             return false;
         };
-        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(if lossy {
+            TCP_LIMIT
+        } else {
+            Duration::from_secs(10)
+        }))
+        .unwrap();
         let mut p = PatternStream::new(seed);
         let mut buf = vec![0u8; 256 * 1024];
         let mut left = bytes;
