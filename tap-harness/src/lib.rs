@@ -603,6 +603,27 @@ pub struct GuestOptions {
     /// each way with the given probabilities (see [`lossy`]); its counts
     /// are in [`TapGuest::relay_stats`] and [`EngineReport::relay`].
     pub lossy: Option<LossyLink>,
+    /// What serves the guest: our engine (the default), or an external
+    /// passt binary for comparison ([`Peer::Passt`]).
+    pub peer: Peer,
+}
+
+/// What the guest's tap leads to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Peer {
+    /// Our engine, on a thread of the test process.
+    #[default]
+    Engine,
+    /// An external passt binary (e.g. Debian's `/usr/bin/passt`), for
+    /// comparisons under the same conditions: started in the private host
+    /// namespace (which it needs: [`HostSide::Private`]) as
+    /// `passt -f -q -1 -4 -s SOCKET -a ADDR -n PREFIX -g GATEWAY -M MAC -m MTU -i ext0`,
+    /// where `ext0` is a tap without a reader in that namespace, with an
+    /// address and a default route, only there as the template interface
+    /// passt insists on. The tap is always relayed (lossless when
+    /// [`GuestOptions::lossy`] is `None`). IPv4 only; the
+    /// [`EngineReport`] then has empty counters and loop statistics.
+    Passt(PathBuf),
 }
 
 impl GuestOptions {
@@ -619,6 +640,7 @@ impl GuestOptions {
             seed: clock::random_seed(),
             pcap: None,
             lossy: None,
+            peer: Peer::Engine,
         }
     }
 }
@@ -669,8 +691,10 @@ pub fn default_config() -> Config {
 pub struct TapGuest {
     config: Config,
     tap_name: String,
-    stop: StopHandle,
+    stop: Option<StopHandle>,
     engine: Option<JoinHandle<Result<EngineReport, String>>>,
+    // Peer::Passt: the passt process, killed before the relay stops.
+    passt: Option<Background>,
     started: Instant,
     tmp: TempDir,
     // Stopped and joined after the engine thread, before the namespaces go
@@ -723,6 +747,9 @@ impl TapGuest {
             std::env::var_os(PCAP_DIR_ENV)
                 .map(|d| PathBuf::from(d).join(format!("{}.pcap", guest_ns.name())))
         });
+        if let Peer::Passt(bin) = &opts.peer {
+            return Self::start_passt(opts.clone(), bin, tmp, guest_ns, host_ns, tap);
+        }
         let host_path = host_ns.as_ref().map(Netns::path);
         let (transport, mut relay) = match opts.lossy {
             None => (Transport::Tap(tap), None),
@@ -788,11 +815,120 @@ impl TapGuest {
         let guest = TapGuest {
             config: opts.config,
             tap_name,
-            stop,
+            stop: Some(stop),
             engine: Some(engine),
+            passt: None,
             started: Instant::now(),
             tmp,
             relay,
+            guest_ns,
+            host_ns,
+        };
+        guest
+            .guest_ns
+            .ip(&["link", "set", "dev", &guest.tap_name, "up"])?;
+        Ok(guest)
+    }
+
+    /// [`Peer::Passt`]: the host side runs `bin`, reached through the relay.
+    fn start_passt(
+        opts: GuestOptions,
+        bin: &Path,
+        tmp: TempDir,
+        guest_ns: Netns,
+        host_ns: Option<Netns>,
+        tap: Tap,
+    ) -> Result<TapGuest, HarnessError> {
+        let host = host_ns
+            .as_ref()
+            .ok_or_else(|| HarnessError::Engine("Peer::Passt needs HostSide::Private".into()))?;
+        let v4 = opts
+            .config
+            .ipv4
+            .as_ref()
+            .ok_or_else(|| HarnessError::Engine("Peer::Passt needs IPv4".into()))?;
+        // The template interface passt wants: a tap nobody reads, with an
+        // address and a default route (TEST-NET-2, inside this namespace).
+        run_ok(
+            host.command("ip", &["tuntap", "add", "dev", "ext0", "mode", "tap"]),
+            Duration::from_secs(10),
+        )?;
+        host.ip(&["link", "set", "ext0", "up"])?;
+        host.ip(&["addr", "add", "198.51.100.2/24", "dev", "ext0"])?;
+        host.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.51.100.1",
+            "dev",
+            "ext0",
+        ])?;
+        // passt drops to `nobody`: its socket goes in a directory it may
+        // write to.
+        let sock_dir = tmp.path().join("passt");
+        std::fs::create_dir_all(&sock_dir).map_err(io_err("mkdir passt dir"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(io_err("chmod passt dir"))?;
+        let sock = sock_dir.join("passt.sock");
+        let mut args: Vec<String> = [
+            "-f",
+            "-q",
+            "-1",
+            "-s",
+            &sock.to_string_lossy(),
+            "-a",
+            &v4.addr.to_string(),
+            "-n",
+            &v4.prefix_len.to_string(),
+            "-g",
+            &v4.gateway.to_string(),
+            "-M",
+            &opts.config.our_mac.to_string(),
+            "-i",
+            "ext0",
+            "-m",
+            &opts.config.mtu.to_string(),
+            "-4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let pcap = opts.pcap.clone().or_else(|| {
+            std::env::var_os(PCAP_DIR_ENV)
+                .map(|d| PathBuf::from(d).join(format!("{}-passt.pcap", guest_ns.name())))
+        });
+        if let Some(p) = pcap {
+            args.push("-p".into());
+            args.push(p.to_string_lossy().into_owned());
+        }
+        let mut passt = host.spawn(&bin.to_string_lossy(), &args)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            if let Ok(s) = std::os::unix::net::UnixStream::connect(&sock) {
+                break s;
+            }
+            if let Some(st) = passt.try_wait() {
+                return Err(HarnessError::Engine(format!("passt exited early: {st}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Engine("passt socket did not appear".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let link = opts.lossy.unwrap_or(LossyLink::symmetric(0, 0.0));
+        let tap_name = tap.name().to_string();
+        let relay = Relay::spawn(tap, stream, link).map_err(io_err("start the relay"))?;
+        let guest = TapGuest {
+            config: opts.config,
+            tap_name,
+            stop: None,
+            engine: None,
+            passt: Some(passt),
+            started: Instant::now(),
+            tmp,
+            relay: Some(relay),
             guest_ns,
             host_ns,
         };
@@ -959,10 +1095,21 @@ impl TapGuest {
     }
 
     fn stop_engine(&mut self) -> Result<EngineReport, HarnessError> {
+        if let Some(passt) = self.passt.take() {
+            passt.stop();
+            return Ok(EngineReport {
+                exit: ExitReason::Stopped,
+                counters: Counters::default(),
+                stats: LoopStats::default(),
+                relay: self.relay.as_mut().map(Relay::stop),
+            });
+        }
         let Some(handle) = self.engine.take() else {
             return Err(HarnessError::Engine("engine already stopped".into()));
         };
-        self.stop.stop();
+        if let Some(stop) = &self.stop {
+            stop.stop();
+        }
         let report = match handle.join() {
             Ok(r) => r.map_err(HarnessError::Engine),
             Err(_) => Err(HarnessError::Engine("engine thread panicked".into())),
@@ -979,7 +1126,7 @@ impl TapGuest {
 
 impl Drop for TapGuest {
     fn drop(&mut self) {
-        if self.engine.is_some() {
+        if self.engine.is_some() || self.passt.is_some() {
             let _ = self.stop_engine();
         }
         // Fields drop next: the namespaces go after the engine has stopped.

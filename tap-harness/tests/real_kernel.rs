@@ -23,7 +23,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use tap_harness::{
-    EngineReport, GuestOptions, HostSide, LossyLink, PatternChecker, PatternStream, TapGuest,
+    EngineReport, GuestOptions, HostSide, LossyLink, PatternChecker, PatternStream, Peer, TapGuest,
     busybox_has, check_pattern_file, default_config, print_skip, skip_reason, tool_available,
     write_pattern_file,
 };
@@ -72,15 +72,16 @@ fn our_mac() -> String {
 /// A guest with IPv4 configured statically and DAD off (so the IPv6
 /// link-local address is usable at once).
 fn static_guest(host: HostSide) -> TapGuest {
-    static_guest_with(host, None)
+    static_guest_with(host, None, Peer::Engine)
 }
 
 /// [`static_guest`], with loss on the guest link if `lossy` is set.
-fn static_guest_with(host: HostSide, lossy: Option<LossyLink>) -> TapGuest {
+fn static_guest_with(host: HostSide, lossy: Option<LossyLink>, peer: Peer) -> TapGuest {
     let mut opts = GuestOptions::new(default_config());
     opts.host = host;
     opts.dad = false;
     opts.lossy = lossy;
+    opts.peer = peer;
     let g = TapGuest::start_with(opts).expect("start guest");
     g.configure_ipv4_static().expect("static IPv4");
     g
@@ -718,12 +719,14 @@ fn tcp_target(g: &TapGuest, path: TcpPath, lo: IpAddr, target: &str, port: u16) 
 }
 
 /// What a TCP bulk test moves and over which link.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct TcpRun {
     /// Bytes to transfer.
     bytes: u64,
     /// Loss on the guest link (`None`: the engine owns the tap).
     lossy: Option<LossyLink>,
+    /// Our engine, or passt for comparison.
+    peer: Peer,
 }
 
 impl Default for TcpRun {
@@ -731,6 +734,7 @@ impl Default for TcpRun {
         TcpRun {
             bytes: TCP_BYTES,
             lossy: None,
+            peer: Peer::Engine,
         }
     }
 }
@@ -753,7 +757,7 @@ fn tcp_guest_to_host_with(
         return None;
     }
     let bytes = run.bytes;
-    let g = static_guest_with(HostSide::default(), run.lossy);
+    let g = static_guest_with(HostSide::default(), run.lossy, run.peer.clone());
     let seed = 0x6a09_e667;
     let file = g.tmp_dir().join("upload.bin");
     write_pattern_file(&file, seed, bytes).unwrap();
@@ -841,7 +845,7 @@ fn tcp_host_to_guest_with(
     }
     let bytes = run.bytes;
     let lossy = run.lossy.is_some();
-    let g = static_guest_with(HostSide::default(), run.lossy);
+    let g = static_guest_with(HostSide::default(), run.lossy, run.peer.clone());
     let seed = 0xbb67_ae85;
     let dir = tap_harness::TempDir::new().unwrap();
     let file = dir.path().join("download.bin");
@@ -1021,6 +1025,7 @@ fn tcp_16mib_guest_to_host_v4_with_2pct_loss() {
         TcpRun {
             bytes: LOSSY_BYTES,
             lossy: Some(link),
+            peer: Peer::Engine,
         },
     );
     assert_lossy_run(test, link, r);
@@ -1038,6 +1043,7 @@ fn tcp_16mib_host_to_guest_v4_with_2pct_loss() {
         TcpRun {
             bytes: LOSSY_BYTES,
             lossy: Some(link),
+            peer: Peer::Engine,
         },
     );
     assert_lossy_run(test, link, r);
@@ -1056,6 +1062,7 @@ fn tcp_through_lossless_relay() {
         TcpRun {
             bytes: LOSSY_BYTES,
             lossy: Some(LossyLink::symmetric(1, 0.0)),
+            peer: Peer::Engine,
         },
     ) else {
         return;
@@ -1068,6 +1075,52 @@ fn tcp_through_lossless_relay() {
     assert!(stats.to_engine_relayed >= report.stats.frames_from_guest);
     assert!(stats.to_engine_relayed > 0);
     assert_eq!(stats.to_guest_relayed, report.stats.frames_to_guest);
+}
+
+/// Debian's passt, for the comparisons below.
+const PASST_BIN: &str = "/usr/bin/passt";
+
+/// The lossy tests with passt instead of our engine, under the same relay
+/// and seeds: a yardstick, not a check of ours (ignored by default; run
+/// with `--ignored`). Skipped without `/usr/bin/passt`.
+fn passt_lossy(test: &str, upload: bool, seed: u64) {
+    if !Path::new(PASST_BIN).exists() {
+        print_skip(test, "/usr/bin/passt is not installed");
+        return;
+    }
+    let link = lossy_link(seed);
+    let run = TcpRun {
+        bytes: LOSSY_BYTES,
+        lossy: Some(link),
+        peer: Peer::Passt(PASST_BIN.into()),
+    };
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let r = if upload {
+        tcp_guest_to_host_with(lo, "TCP4:192.0.2.1", test, TcpPath::ThroughEngine, run)
+    } else {
+        tcp_host_to_guest_with(lo, "TCP4:192.0.2.1", test, TcpPath::ThroughEngine, run)
+    };
+    assert_lossy_run(test, link, r);
+}
+
+#[test]
+#[ignore = "comparison with Debian's passt; run with --ignored"]
+fn passt_tcp_16mib_guest_to_host_v4_with_2pct_loss() {
+    passt_lossy(
+        "passt_tcp_16mib_guest_to_host_v4_with_2pct_loss",
+        true,
+        0x1f83_d9ab,
+    );
+}
+
+#[test]
+#[ignore = "comparison with Debian's passt; run with --ignored"]
+fn passt_tcp_16mib_host_to_guest_v4_with_2pct_loss() {
+    passt_lossy(
+        "passt_tcp_16mib_host_to_guest_v4_with_2pct_loss",
+        false,
+        0x5be0_cd19,
+    );
 }
 
 // ---------------------------------------------------------------- the harness itself
