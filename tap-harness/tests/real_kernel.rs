@@ -977,7 +977,15 @@ fn lossy_link(default_seed: u64) -> LossyLink {
 
 /// Checks what a lossy run must show: loss happened both ways (so the run
 /// tested recovery at all), the relay ran to the end, no stall.
-fn assert_lossy_run(test: &str, link: LossyLink, result: Option<(Duration, EngineReport)>) {
+///
+/// `both_ways`: require drops in each direction (passt sends few ACKs: a
+/// run may see none of its frames dropped).
+fn assert_lossy_run(
+    test: &str,
+    link: LossyLink,
+    result: Option<(Duration, EngineReport)>,
+    both_ways: bool,
+) {
     let Some((elapsed, report)) = result else {
         return;
     };
@@ -996,10 +1004,17 @@ fn assert_lossy_run(test: &str, link: LossyLink, result: Option<(Duration, Engin
         stats.to_guest_blocked,
         report.drop_summary()
     );
-    assert!(
-        stats.to_engine_dropped > 0 && stats.to_guest_dropped > 0,
-        "no loss in one direction, recovery untested: {stats:?}"
-    );
+    if both_ways {
+        assert!(
+            stats.to_engine_dropped > 0 && stats.to_guest_dropped > 0,
+            "no loss in one direction, recovery untested: {stats:?}"
+        );
+    } else {
+        assert!(
+            stats.to_engine_dropped + stats.to_guest_dropped > 0,
+            "no loss at all, recovery untested: {stats:?}"
+        );
+    }
     assert!(
         matches!(
             end,
@@ -1028,7 +1043,7 @@ fn tcp_16mib_guest_to_host_v4_with_2pct_loss() {
             peer: Peer::Engine,
         },
     );
-    assert_lossy_run(test, link, r);
+    assert_lossy_run(test, link, r, true);
 }
 
 #[test]
@@ -1046,7 +1061,7 @@ fn tcp_16mib_host_to_guest_v4_with_2pct_loss() {
             peer: Peer::Engine,
         },
     );
-    assert_lossy_run(test, link, r);
+    assert_lossy_run(test, link, r, true);
 }
 
 /// The relay without loss changes nothing: a transfer through it is
@@ -1100,7 +1115,7 @@ fn passt_lossy(test: &str, upload: bool, seed: u64) {
     } else {
         tcp_host_to_guest_with(lo, "TCP4:192.0.2.1", test, TcpPath::ThroughEngine, run)
     };
-    assert_lossy_run(test, link, r);
+    assert_lossy_run(test, link, r, false);
 }
 
 #[test]
