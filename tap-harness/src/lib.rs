@@ -693,8 +693,10 @@ pub struct TapGuest {
     tap_name: String,
     stop: Option<StopHandle>,
     engine: Option<JoinHandle<Result<EngineReport, String>>>,
-    // Peer::Passt: the passt process, killed before the relay stops.
+    // Peer::Passt: the passt process, killed before the relay stops, and
+    // where its capture is written and where it is to be copied.
     passt: Option<Background>,
+    passt_pcap: Option<(PathBuf, PathBuf)>,
     started: Instant,
     tmp: TempDir,
     // Stopped and joined after the engine thread, before the namespaces go
@@ -818,6 +820,7 @@ impl TapGuest {
             stop: Some(stop),
             engine: Some(engine),
             passt: None,
+            passt_pcap: None,
             started: Instant::now(),
             tmp,
             relay,
@@ -899,9 +902,12 @@ impl TapGuest {
             std::env::var_os(PCAP_DIR_ENV)
                 .map(|d| PathBuf::from(d).join(format!("{}-passt.pcap", guest_ns.name())))
         });
-        if let Some(p) = pcap {
+        // As `nobody`, passt writes its capture in its own directory; it is
+        // copied where it was asked for when the guest finishes.
+        let passt_pcap = pcap.map(|want| (sock_dir.join("capture.pcap"), want));
+        if let Some((tmp_pcap, _)) = &passt_pcap {
             args.push("-p".into());
-            args.push(p.to_string_lossy().into_owned());
+            args.push(tmp_pcap.to_string_lossy().into_owned());
         }
         let mut passt = host.spawn(&bin.to_string_lossy(), &args)?;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -926,6 +932,7 @@ impl TapGuest {
             stop: None,
             engine: None,
             passt: Some(passt),
+            passt_pcap,
             started: Instant::now(),
             tmp,
             relay: Some(relay),
@@ -1097,6 +1104,10 @@ impl TapGuest {
     fn stop_engine(&mut self) -> Result<EngineReport, HarnessError> {
         if let Some(passt) = self.passt.take() {
             passt.stop();
+            if let Some((written, want)) = self.passt_pcap.take() {
+                std::fs::copy(&written, &want)
+                    .map_err(io_err(format!("copy passt's capture to {want:?}")))?;
+            }
             return Ok(EngineReport {
                 exit: ExitReason::Stopped,
                 counters: Counters::default(),
