@@ -694,7 +694,14 @@ fn run_tcp_client(g: TapGuest, path: TcpPath, args: &[String], what: &str) -> (D
         TcpPath::ThroughEngine => g.run_in_ns("socat", args, TCP_LIMIT),
         TcpPath::PlainLoopback => g.host_ns().unwrap().run("socat", args, TCP_LIMIT),
     }
-    .unwrap();
+    .unwrap_or_else(|e| {
+        // A timeout here is a transfer that stalled past the limit.
+        let relay = g.relay_stats();
+        panic!(
+            "{what} ({path:?}) after {:?}: {e}; relay: {relay:?}",
+            t.elapsed()
+        )
+    });
     let elapsed = t.elapsed();
     if !out.status.success() {
         let drops = g
