@@ -19,6 +19,10 @@
 //!   what the test put there and `ping_group_range` can be set without
 //!   touching the machine's own.
 //!
+//! - [`lossy`]: an optional relay between the tap and the engine that drops
+//!   frames with a given probability each way ([`GuestOptions::lossy`]),
+//!   since the machine's kernel has no `netem`.
+//!
 //! What it must never do: use an address outside the namespaces it created
 //! (and their loopback), touch the root namespace's settings, or leave a
 //! namespace or a child process behind. Everything it starts is bounded in
@@ -26,6 +30,10 @@
 
 #![cfg(target_os = "linux")]
 #![warn(missing_docs)]
+
+pub mod lossy;
+
+pub use lossy::{LossyLink, Relay, RelayEnd, RelayStats};
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -584,8 +592,38 @@ pub struct GuestOptions {
     pub dad: bool,
     /// Seed of the engine's generator.
     pub seed: u64,
-    /// Record every guest-facing frame to this pcap file.
+    /// Record every guest-facing frame to this pcap file (with
+    /// [`GuestOptions::lossy`], the frames the engine sees: after the
+    /// relay's drops towards the engine, before its drops towards the
+    /// guest).
     pub pcap: Option<PathBuf>,
+    /// Loss on the guest link. `None` (the default): the engine owns the
+    /// tap directly. `Some`: the engine talks QEMU stream framing over a
+    /// socket pair to a [`Relay`] thread that owns the tap and drops frames
+    /// each way with the given probabilities (see [`lossy`]); its counts
+    /// are in [`TapGuest::relay_stats`] and [`EngineReport::relay`].
+    pub lossy: Option<LossyLink>,
+    /// What serves the guest: our engine (the default), or an external
+    /// passt binary for comparison ([`Peer::Passt`]).
+    pub peer: Peer,
+}
+
+/// What the guest's tap leads to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Peer {
+    /// Our engine, on a thread of the test process.
+    #[default]
+    Engine,
+    /// An external passt binary (e.g. Debian's `/usr/bin/passt`), for
+    /// comparisons under the same conditions: started in the private host
+    /// namespace (which it needs: [`HostSide::Private`]) as
+    /// `passt -f -q -1 -4 -s SOCKET -a ADDR -n PREFIX -g GATEWAY -M MAC -m MTU -i ext0`,
+    /// where `ext0` is a tap without a reader in that namespace, with an
+    /// address and a default route, only there as the template interface
+    /// passt insists on. The tap is always relayed (lossless when
+    /// [`GuestOptions::lossy`] is `None`). IPv4 only; the
+    /// [`EngineReport`] then has empty counters and loop statistics.
+    Passt(PathBuf),
 }
 
 impl GuestOptions {
@@ -601,6 +639,8 @@ impl GuestOptions {
             dad: true,
             seed: clock::random_seed(),
             pcap: None,
+            lossy: None,
+            peer: Peer::Engine,
         }
     }
 }
@@ -614,6 +654,9 @@ pub struct EngineReport {
     pub counters: Counters,
     /// The loop's guest-side counts.
     pub stats: LoopStats,
+    /// The lossy relay's final counts and why it ended, if there was one
+    /// ([`GuestOptions::lossy`]).
+    pub relay: Option<(RelayStats, RelayEnd)>,
 }
 
 impl EngineReport {
@@ -648,10 +691,17 @@ pub fn default_config() -> Config {
 pub struct TapGuest {
     config: Config,
     tap_name: String,
-    stop: StopHandle,
+    stop: Option<StopHandle>,
     engine: Option<JoinHandle<Result<EngineReport, String>>>,
+    // Peer::Passt: the passt process, killed before the relay stops, and
+    // where its capture is written and where it is to be copied.
+    passt: Option<Background>,
+    passt_pcap: Option<(PathBuf, PathBuf)>,
     started: Instant,
     tmp: TempDir,
+    // Stopped and joined after the engine thread, before the namespaces go
+    // (see stop_engine and Drop).
+    relay: Option<Relay>,
     // Dropped after the engine thread is joined (see Drop).
     guest_ns: Netns,
     host_ns: Option<Netns>,
@@ -699,7 +749,22 @@ impl TapGuest {
             std::env::var_os(PCAP_DIR_ENV)
                 .map(|d| PathBuf::from(d).join(format!("{}.pcap", guest_ns.name())))
         });
+        if let Peer::Passt(bin) = &opts.peer {
+            return Self::start_passt(opts.clone(), bin, tmp, guest_ns, host_ns, tap);
+        }
         let host_path = host_ns.as_ref().map(Netns::path);
+        let (transport, mut relay) = match opts.lossy {
+            None => (Transport::Tap(tap), None),
+            Some(link) => {
+                let (engine_end, relay_end) = std::os::unix::net::UnixStream::pair()
+                    .map_err(io_err("socketpair for the lossy relay"))?;
+                let transport = Transport::qemu_connected(engine_end)
+                    .map_err(io_err("engine end of the lossy relay"))?;
+                let relay =
+                    Relay::spawn(tap, relay_end, link).map_err(io_err("start the lossy relay"))?;
+                (transport, Some(relay))
+            }
+        };
         let engine = std::thread::Builder::new()
             .name("tap-harness-engine".into())
             .spawn(move || -> Result<EngineReport, String> {
@@ -710,7 +775,7 @@ impl TapGuest {
                     let host = RealHost::new().map_err(|e| format!("RealHost: {e:?}"))?;
                     let engine =
                         Engine::new(config, host, seed).map_err(|e| format!("config: {e}"))?;
-                    let mut el = EventLoop::new(engine, Transport::Tap(tap))
+                    let mut el = EventLoop::new(engine, transport)
                         .map_err(|e| format!("event loop: {e}"))?;
                     if let Some(p) = pcap {
                         let w = passt_engine::backend::pcap::PcapWriter::create(&p)
@@ -734,6 +799,7 @@ impl TapGuest {
                     exit,
                     counters: engine.counters().clone(),
                     stats,
+                    relay: None,
                 })
             })
             .map_err(io_err("spawn engine thread"))?;
@@ -741,6 +807,9 @@ impl TapGuest {
             Ok(Ok(stop)) => stop,
             Ok(Err(e)) => {
                 let _ = engine.join();
+                if let Some(r) = relay.as_mut() {
+                    r.stop();
+                }
                 return Err(HarnessError::Engine(e));
             }
             Err(_) => return Err(HarnessError::Engine("engine thread did not start".into())),
@@ -748,10 +817,125 @@ impl TapGuest {
         let guest = TapGuest {
             config: opts.config,
             tap_name,
-            stop,
+            stop: Some(stop),
             engine: Some(engine),
+            passt: None,
+            passt_pcap: None,
             started: Instant::now(),
             tmp,
+            relay,
+            guest_ns,
+            host_ns,
+        };
+        guest
+            .guest_ns
+            .ip(&["link", "set", "dev", &guest.tap_name, "up"])?;
+        Ok(guest)
+    }
+
+    /// [`Peer::Passt`]: the host side runs `bin`, reached through the relay.
+    fn start_passt(
+        opts: GuestOptions,
+        bin: &Path,
+        tmp: TempDir,
+        guest_ns: Netns,
+        host_ns: Option<Netns>,
+        tap: Tap,
+    ) -> Result<TapGuest, HarnessError> {
+        let host = host_ns
+            .as_ref()
+            .ok_or_else(|| HarnessError::Engine("Peer::Passt needs HostSide::Private".into()))?;
+        let v4 = opts
+            .config
+            .ipv4
+            .as_ref()
+            .ok_or_else(|| HarnessError::Engine("Peer::Passt needs IPv4".into()))?;
+        // The template interface passt wants: a tap nobody reads, with an
+        // address and a default route (TEST-NET-2, inside this namespace).
+        run_ok(
+            host.command("ip", &["tuntap", "add", "dev", "ext0", "mode", "tap"]),
+            Duration::from_secs(10),
+        )?;
+        host.ip(&["link", "set", "ext0", "up"])?;
+        host.ip(&["addr", "add", "198.51.100.2/24", "dev", "ext0"])?;
+        host.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.51.100.1",
+            "dev",
+            "ext0",
+        ])?;
+        // passt drops to `nobody`: its socket goes in a directory it may
+        // write to.
+        let sock_dir = tmp.path().join("passt");
+        std::fs::create_dir_all(&sock_dir).map_err(io_err("mkdir passt dir"))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock_dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(io_err("chmod passt dir"))?;
+        let sock = sock_dir.join("passt.sock");
+        let mut args: Vec<String> = [
+            "-f",
+            "-q",
+            "-1",
+            "-s",
+            &sock.to_string_lossy(),
+            "-a",
+            &v4.addr.to_string(),
+            "-n",
+            &v4.prefix_len.to_string(),
+            "-g",
+            &v4.gateway.to_string(),
+            "-M",
+            &opts.config.our_mac.to_string(),
+            "-i",
+            "ext0",
+            "-m",
+            &opts.config.mtu.to_string(),
+            "-4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let pcap = opts.pcap.clone().or_else(|| {
+            std::env::var_os(PCAP_DIR_ENV)
+                .map(|d| PathBuf::from(d).join(format!("{}-passt.pcap", guest_ns.name())))
+        });
+        // As `nobody`, passt writes its capture in its own directory; it is
+        // copied where it was asked for when the guest finishes.
+        let passt_pcap = pcap.map(|want| (sock_dir.join("capture.pcap"), want));
+        if let Some((tmp_pcap, _)) = &passt_pcap {
+            args.push("-p".into());
+            args.push(tmp_pcap.to_string_lossy().into_owned());
+        }
+        let mut passt = host.spawn(&bin.to_string_lossy(), &args)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            if let Ok(s) = std::os::unix::net::UnixStream::connect(&sock) {
+                break s;
+            }
+            if let Some(st) = passt.try_wait() {
+                return Err(HarnessError::Engine(format!("passt exited early: {st}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Engine("passt socket did not appear".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let link = opts.lossy.unwrap_or(LossyLink::symmetric(0, 0.0));
+        let tap_name = tap.name().to_string();
+        let relay = Relay::spawn(tap, stream, link).map_err(io_err("start the relay"))?;
+        let guest = TapGuest {
+            config: opts.config,
+            tap_name,
+            stop: None,
+            engine: None,
+            passt: Some(passt),
+            passt_pcap,
+            started: Instant::now(),
+            tmp,
+            relay: Some(relay),
             guest_ns,
             host_ns,
         };
@@ -785,6 +969,12 @@ impl TapGuest {
     /// both namespaces: they share the file system).
     pub fn tmp_dir(&self) -> &Path {
         self.tmp.path()
+    }
+
+    /// The lossy relay's counts so far (`None` without
+    /// [`GuestOptions::lossy`]).
+    pub fn relay_stats(&self) -> Option<RelayStats> {
+        self.relay.as_ref().map(Relay::stats)
     }
 
     /// Time since the tap was brought up.
@@ -912,20 +1102,42 @@ impl TapGuest {
     }
 
     fn stop_engine(&mut self) -> Result<EngineReport, HarnessError> {
+        if let Some(passt) = self.passt.take() {
+            passt.stop();
+            if let Some((written, want)) = self.passt_pcap.take() {
+                std::fs::copy(&written, &want)
+                    .map_err(io_err(format!("copy passt's capture to {want:?}")))?;
+            }
+            return Ok(EngineReport {
+                exit: ExitReason::Stopped,
+                counters: Counters::default(),
+                stats: LoopStats::default(),
+                relay: self.relay.as_mut().map(Relay::stop),
+            });
+        }
         let Some(handle) = self.engine.take() else {
             return Err(HarnessError::Engine("engine already stopped".into()));
         };
-        self.stop.stop();
-        match handle.join() {
+        if let Some(stop) = &self.stop {
+            stop.stop();
+        }
+        let report = match handle.join() {
             Ok(r) => r.map_err(HarnessError::Engine),
             Err(_) => Err(HarnessError::Engine("engine thread panicked".into())),
-        }
+        };
+        // The engine's end of the socket pair is closed now; the relay ends
+        // (and closes the tap) before the namespaces are deleted.
+        let relay = self.relay.as_mut().map(Relay::stop);
+        report.map(|mut r| {
+            r.relay = relay;
+            r
+        })
     }
 }
 
 impl Drop for TapGuest {
     fn drop(&mut self) {
-        if self.engine.is_some() {
+        if self.engine.is_some() || self.passt.is_some() {
             let _ = self.stop_engine();
         }
         // Fields drop next: the namespaces go after the engine has stopped.

@@ -23,8 +23,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use tap_harness::{
-    GuestOptions, HostSide, PatternChecker, PatternStream, TapGuest, busybox_has,
-    check_pattern_file, default_config, print_skip, skip_reason, tool_available,
+    EngineReport, GuestOptions, HostSide, LossyLink, PatternChecker, PatternStream, Peer, TapGuest,
+    busybox_has, check_pattern_file, default_config, print_skip, skip_reason, tool_available,
     write_pattern_file,
 };
 
@@ -72,9 +72,16 @@ fn our_mac() -> String {
 /// A guest with IPv4 configured statically and DAD off (so the IPv6
 /// link-local address is usable at once).
 fn static_guest(host: HostSide) -> TapGuest {
+    static_guest_with(host, None, Peer::Engine)
+}
+
+/// [`static_guest`], with loss on the guest link if `lossy` is set.
+fn static_guest_with(host: HostSide, lossy: Option<LossyLink>, peer: Peer) -> TapGuest {
     let mut opts = GuestOptions::new(default_config());
     opts.host = host;
     opts.dad = false;
+    opts.lossy = lossy;
+    opts.peer = peer;
     let g = TapGuest::start_with(opts).expect("start guest");
     g.configure_ipv4_static().expect("static IPv4");
     g
@@ -687,7 +694,14 @@ fn run_tcp_client(g: TapGuest, path: TcpPath, args: &[String], what: &str) -> (D
         TcpPath::ThroughEngine => g.run_in_ns("socat", args, TCP_LIMIT),
         TcpPath::PlainLoopback => g.host_ns().unwrap().run("socat", args, TCP_LIMIT),
     }
-    .unwrap();
+    .unwrap_or_else(|e| {
+        // A timeout here is a transfer that stalled past the limit.
+        let relay = g.relay_stats();
+        panic!(
+            "{what} ({path:?}) after {:?}: {e}; relay: {relay:?}",
+            t.elapsed()
+        )
+    });
     let elapsed = t.elapsed();
     if !out.status.success() {
         let drops = g
@@ -711,26 +725,74 @@ fn tcp_target(g: &TapGuest, path: TcpPath, lo: IpAddr, target: &str, port: u16) 
     }
 }
 
-fn tcp_guest_to_host(lo: IpAddr, target: &str, test: &str, path: TcpPath) {
-    if skipped(test, &[], &["socat"]) {
-        return;
+/// What a TCP bulk test moves and over which link.
+#[derive(Clone, Debug)]
+struct TcpRun {
+    /// Bytes to transfer.
+    bytes: u64,
+    /// Loss on the guest link (`None`: the engine owns the tap).
+    lossy: Option<LossyLink>,
+    /// Our engine, or passt for comparison.
+    peer: Peer,
+}
+
+impl Default for TcpRun {
+    fn default() -> Self {
+        TcpRun {
+            bytes: TCP_BYTES,
+            lossy: None,
+            peer: Peer::Engine,
+        }
     }
-    let g = static_guest(HostSide::default());
+}
+
+fn tcp_guest_to_host(lo: IpAddr, target: &str, test: &str, path: TcpPath) {
+    tcp_guest_to_host_with(lo, target, test, path, TcpRun::default());
+}
+
+/// Uploads `run.bytes` from the guest to a host listener, byte-exact.
+/// Returns the time from starting the client to the sink's EOF and the
+/// engine's report, or `None` if skipped.
+fn tcp_guest_to_host_with(
+    lo: IpAddr,
+    target: &str,
+    test: &str,
+    path: TcpPath,
+    run: TcpRun,
+) -> Option<(Duration, EngineReport)> {
+    if skipped(test, &[], &["socat"]) {
+        return None;
+    }
+    let bytes = run.bytes;
+    let g = static_guest_with(HostSide::default(), run.lossy, run.peer.clone());
     let seed = 0x6a09_e667;
     let file = g.tmp_dir().join("upload.bin");
-    write_pattern_file(&file, seed, TCP_BYTES).unwrap();
+    write_pattern_file(&file, seed, bytes).unwrap();
     let (port, listener) = tcp_listener(&g, lo);
     let target = tcp_target(&g, path, lo, target, port);
     let sink = std::thread::spawn(move || {
         let mut s = accept_within(&listener, Duration::from_secs(20))?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut c = PatternChecker::new(seed);
         let mut buf = vec![0u8; 256 * 1024];
         let end = Instant::now() + TCP_LIMIT;
-        while Instant::now() < end {
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            // Over a lossy link a sender's retransmission timer backs off
+            // to many seconds: wait as long as the test's limit allows.
+            let wait = if run.lossy.is_some() {
+                left.max(Duration::from_millis(1))
+            } else {
+                Duration::from_secs(10)
+            };
+            s.set_read_timeout(Some(wait)).unwrap();
             match s.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => c.feed(&buf[..n]),
+                Err(e)
+                    if run.lossy.is_some()
+                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    break; // the limit passed: the length check reports it
+                }
                 Err(e) => panic!("read after {} bytes: {e}", c.checked),
             }
         }
@@ -750,21 +812,47 @@ fn tcp_guest_to_host(lo: IpAddr, target: &str, test: &str, path: TcpPath) {
         .expect("sink thread")
         .expect("the host never saw a connection");
     let elapsed = t.elapsed();
-    drop(g);
-    assert_eq!(c.first_mismatch, None, "data differs");
-    assert_eq!(c.checked, TCP_BYTES, "length");
+    let report = g.finish().expect("engine report");
+    assert_eq!(
+        c.first_mismatch,
+        None,
+        "data differs; engine: {}",
+        report.drop_summary()
+    );
+    assert_eq!(
+        c.checked,
+        bytes,
+        "length; engine: {}",
+        report.drop_summary()
+    );
     eprintln!(
         "TIMING {test} ({path:?}): {} MiB in {elapsed:?} ({:.0} MiB/s)",
-        TCP_BYTES >> 20,
-        (TCP_BYTES >> 20) as f64 / elapsed.as_secs_f64()
+        bytes >> 20,
+        (bytes >> 20) as f64 / elapsed.as_secs_f64()
     );
+    Some((elapsed, report))
 }
 
 fn tcp_host_to_guest(lo: IpAddr, target: &str, test: &str, path: TcpPath) {
+    tcp_host_to_guest_with(lo, target, test, path, TcpRun::default());
+}
+
+/// Downloads `run.bytes` from a host listener to the guest, byte-exact.
+/// Returns the client's run time (connect to the file's EOF) and the
+/// engine's report, or `None` if skipped.
+fn tcp_host_to_guest_with(
+    lo: IpAddr,
+    target: &str,
+    test: &str,
+    path: TcpPath,
+    run: TcpRun,
+) -> Option<(Duration, EngineReport)> {
     if skipped(test, &[], &["socat"]) {
-        return;
+        return None;
     }
-    let g = static_guest(HostSide::default());
+    let bytes = run.bytes;
+    let lossy = run.lossy.is_some();
+    let g = static_guest_with(HostSide::default(), run.lossy, run.peer.clone());
     let seed = 0xbb67_ae85;
     let dir = tap_harness::TempDir::new().unwrap();
     let file = dir.path().join("download.bin");
@@ -774,10 +862,15 @@ fn tcp_host_to_guest(lo: IpAddr, target: &str, test: &str, path: TcpPath) {
         let Some(mut s) = accept_within(&listener, Duration::from_secs(20)) else {
             return false;
         };
-        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(if lossy {
+            TCP_LIMIT
+        } else {
+            Duration::from_secs(10)
+        }))
+        .unwrap();
         let mut p = PatternStream::new(seed);
         let mut buf = vec![0u8; 256 * 1024];
-        let mut left = TCP_BYTES;
+        let mut left = bytes;
         while left > 0 {
             let n = (buf.len() as u64).min(left) as usize;
             p.fill(&mut buf[..n]);
@@ -795,19 +888,26 @@ fn tcp_host_to_guest(lo: IpAddr, target: &str, test: &str, path: TcpPath) {
         format!("CREATE:{}", file.display()),
     ];
     let (elapsed, g) = run_tcp_client(g, path, &args, "socat download");
-    drop(g);
+    let report = g.finish().expect("engine report");
     assert!(
         source.join().expect("source thread"),
-        "the host could not send everything"
+        "the host could not send everything; engine: {}",
+        report.drop_summary()
     );
     let (len, mismatch) = check_pattern_file(&file, seed).unwrap();
-    assert_eq!(mismatch, None, "data differs");
-    assert_eq!(len, TCP_BYTES, "length");
+    assert_eq!(
+        mismatch,
+        None,
+        "data differs; engine: {}",
+        report.drop_summary()
+    );
+    assert_eq!(len, bytes, "length; engine: {}", report.drop_summary());
     eprintln!(
         "TIMING {test} ({path:?}): {} MiB in {elapsed:?} ({:.0} MiB/s)",
-        TCP_BYTES >> 20,
-        (TCP_BYTES >> 20) as f64 / elapsed.as_secs_f64()
+        bytes >> 20,
+        (bytes >> 20) as f64 / elapsed.as_secs_f64()
     );
+    Some((elapsed, report))
 }
 
 /// The TCP tests' own client, server and byte-exact checks, over plain
@@ -858,6 +958,190 @@ fn tcp_64mib_host_to_guest_v6() {
         "TCP6:[fe80::1%TAP]",
         "tcp_64mib_host_to_guest_v6",
         TcpPath::ThroughEngine,
+    );
+}
+
+// ---------------------------------------------------------------- TCP over a lossy link
+
+/// Bytes moved by the lossy-link tests.
+const LOSSY_BYTES: u64 = 16 << 20;
+/// Loss each way on the lossy link.
+const LOSSY_RATE: f64 = 0.02;
+/// Longest acceptable lossy transfer: loss recovery must never stall (an
+/// RTO backing off to seconds, a hole never filled). Far above what it
+/// takes when recovery works.
+const LOSSY_LIMIT: Duration = Duration::from_secs(60);
+/// Overrides the relay's seed (to reproduce or vary a run).
+const LOSS_SEED_ENV: &str = "TAPHARNESS_LOSS_SEED";
+
+fn lossy_link(default_seed: u64) -> LossyLink {
+    let seed = std::env::var(LOSS_SEED_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_seed);
+    LossyLink::symmetric(seed, LOSSY_RATE)
+}
+
+/// Checks what a lossy run must show: loss happened both ways (so the run
+/// tested recovery at all), the relay ran to the end, no stall.
+///
+/// `both_ways`: require drops in each direction (passt sends few ACKs: a
+/// run may see none of its frames dropped).
+fn assert_lossy_run(
+    test: &str,
+    link: LossyLink,
+    result: Option<(Duration, EngineReport)>,
+    both_ways: bool,
+) {
+    let Some((elapsed, report)) = result else {
+        return;
+    };
+    let (stats, end) = report.relay.clone().expect("the lossy relay's report");
+    eprintln!(
+        "TIMING {test}: {} MiB with {:.0}% loss each way (seed {}) in {elapsed:?}; \
+         relay to engine {} relayed / {} dropped, to guest {} relayed / {} dropped \
+         ({} refused by the tap); relay end {end:?}; engine drops: {}",
+        LOSSY_BYTES >> 20,
+        LOSSY_RATE * 100.0,
+        link.seed,
+        stats.to_engine_relayed,
+        stats.to_engine_dropped,
+        stats.to_guest_relayed,
+        stats.to_guest_dropped,
+        stats.to_guest_blocked,
+        report.drop_summary()
+    );
+    if both_ways {
+        assert!(
+            stats.to_engine_dropped > 0 && stats.to_guest_dropped > 0,
+            "no loss in one direction, recovery untested: {stats:?}"
+        );
+    } else {
+        assert!(
+            stats.to_engine_dropped + stats.to_guest_dropped > 0,
+            "no loss at all, recovery untested: {stats:?}"
+        );
+    }
+    assert!(
+        matches!(
+            end,
+            tap_harness::RelayEnd::EngineClosed | tap_harness::RelayEnd::Stopped
+        ),
+        "relay ended badly: {end:?}"
+    );
+    assert!(
+        elapsed < LOSSY_LIMIT,
+        "{test} took {elapsed:?} (limit {LOSSY_LIMIT:?}): a stall in loss recovery"
+    );
+}
+
+#[test]
+fn tcp_16mib_guest_to_host_v4_with_2pct_loss() {
+    let test = "tcp_16mib_guest_to_host_v4_with_2pct_loss";
+    let link = lossy_link(0x1f83_d9ab);
+    let r = tcp_guest_to_host_with(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "TCP4:192.0.2.1",
+        test,
+        TcpPath::ThroughEngine,
+        TcpRun {
+            bytes: LOSSY_BYTES,
+            lossy: Some(link),
+            peer: Peer::Engine,
+        },
+    );
+    assert_lossy_run(test, link, r, true);
+}
+
+#[test]
+fn tcp_16mib_host_to_guest_v4_with_2pct_loss() {
+    let test = "tcp_16mib_host_to_guest_v4_with_2pct_loss";
+    let link = lossy_link(0x5be0_cd19);
+    let r = tcp_host_to_guest_with(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "TCP4:192.0.2.1",
+        test,
+        TcpPath::ThroughEngine,
+        TcpRun {
+            bytes: LOSSY_BYTES,
+            lossy: Some(link),
+            peer: Peer::Engine,
+        },
+    );
+    assert_lossy_run(test, link, r, true);
+}
+
+/// The relay without loss changes nothing: a transfer through it is
+/// byte-exact and every frame is relayed.
+#[test]
+fn tcp_through_lossless_relay() {
+    let test = "tcp_through_lossless_relay";
+    let Some((elapsed, report)) = tcp_guest_to_host_with(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "TCP4:192.0.2.1",
+        test,
+        TcpPath::ThroughEngine,
+        TcpRun {
+            bytes: LOSSY_BYTES,
+            lossy: Some(LossyLink::symmetric(1, 0.0)),
+            peer: Peer::Engine,
+        },
+    ) else {
+        return;
+    };
+    let (stats, end) = report.relay.clone().expect("relay report");
+    eprintln!("TIMING {test}: {elapsed:?}, {stats:?}, {end:?}");
+    assert_eq!((stats.to_engine_dropped, stats.to_guest_dropped), (0, 0));
+    // The engine may stop before reading the last frames relayed to it; the
+    // relay reads the engine's stream to its end.
+    assert!(stats.to_engine_relayed >= report.stats.frames_from_guest);
+    assert!(stats.to_engine_relayed > 0);
+    assert_eq!(stats.to_guest_relayed, report.stats.frames_to_guest);
+}
+
+/// Debian's passt, for the comparisons below.
+const PASST_BIN: &str = "/usr/bin/passt";
+
+/// The lossy tests with passt instead of our engine, under the same relay
+/// and seeds: a yardstick, not a check of ours (ignored by default; run
+/// with `--ignored`). Skipped without `/usr/bin/passt`.
+fn passt_lossy(test: &str, upload: bool, seed: u64) {
+    if !Path::new(PASST_BIN).exists() {
+        print_skip(test, "/usr/bin/passt is not installed");
+        return;
+    }
+    let link = lossy_link(seed);
+    let run = TcpRun {
+        bytes: LOSSY_BYTES,
+        lossy: Some(link),
+        peer: Peer::Passt(PASST_BIN.into()),
+    };
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let r = if upload {
+        tcp_guest_to_host_with(lo, "TCP4:192.0.2.1", test, TcpPath::ThroughEngine, run)
+    } else {
+        tcp_host_to_guest_with(lo, "TCP4:192.0.2.1", test, TcpPath::ThroughEngine, run)
+    };
+    assert_lossy_run(test, link, r, false);
+}
+
+#[test]
+#[ignore = "comparison with Debian's passt; run with --ignored"]
+fn passt_tcp_16mib_guest_to_host_v4_with_2pct_loss() {
+    passt_lossy(
+        "passt_tcp_16mib_guest_to_host_v4_with_2pct_loss",
+        true,
+        0x1f83_d9ab,
+    );
+}
+
+#[test]
+#[ignore = "comparison with Debian's passt; run with --ignored"]
+fn passt_tcp_16mib_host_to_guest_v4_with_2pct_loss() {
+    passt_lossy(
+        "passt_tcp_16mib_host_to_guest_v4_with_2pct_loss",
+        false,
+        0x5be0_cd19,
     );
 }
 
