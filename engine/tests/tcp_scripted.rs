@@ -1078,40 +1078,98 @@ fn dns_over_tcp_follows_dns_forward() {
 
 /// The guest's segment 1 is lost and segment 2 arrives beyond the hole, so
 /// it is dropped (we keep no out-of-order data). When the guest resends
-/// segment 1, the cumulative ACK is followed by four duplicates of it (one
-/// spare against loss):
-/// the guest must resend segment 2 too, and a sender without NewReno (or
-/// with a backed-off timer) only does that at once on duplicate ACKs
-/// (RFC 5681 §3.2).
+/// segment 1, the cumulative ACK (a partial ACK: segment 2 is still
+/// missing) goes out alone: a NewReno guest resends segment 2 on it. This
+/// guest does not, so 20 ms later it gets the nudge (a window update and
+/// duplicates) and is taken for a sender that needs duplicate ACKs (RFC
+/// 5681 §3.2): from then on every partial ACK comes with four duplicates
+/// at once.
 #[test]
 fn dropped_data_after_a_hole_is_asked_for_again_at_once() {
     let mut c = Conn::start(Config::example(), 50300);
     c.handshake(syn_opts(Some(1460), None), 64240, 1000);
     let _peer = c.accept();
-    let one = [b'1'; 100];
-    let two = [b'2'; 100];
+    let seg = |n: u8| [b'0' + n; 100];
+    let at = |n: u32| GUEST_ISN + 1 + 100 * (n - 1);
     // Segment 2 first: beyond the hole, dropped, one duplicate ACK.
-    c.s.send(GUEST_ISN + 101, c.seq(1), ACK, 1000, &two);
+    c.s.send(at(2), c.seq(1), ACK, 1000, &seg(2));
     let dup = c.s.take();
     assert_eq!(dup.len(), 1, "{dup:?}");
-    assert_eq!(dup[0].tcp.ack, GUEST_ISN + 1);
-    // Segment 1 fills the hole: ACK 101 and four duplicates of it.
-    c.s.send(GUEST_ISN + 1, c.seq(1), ACK, 1000, &one);
+    assert_eq!(dup[0].tcp.ack, at(1));
+    // Segment 1 fills the hole: the partial ACK alone (a probe).
+    c.s.send(at(1), c.seq(1), ACK, 1000, &seg(1));
+    let probe = c.s.take();
+    assert_eq!(probe.len(), 1, "{probe:?}");
+    assert_eq!(probe[0].tcp.ack, at(2));
+    // No answer within 20 ms: the nudge, five identical ACKs.
+    assert!(c.s.advance(Duration::from_millis(19)).is_empty());
+    let nudge = c.s.advance(Duration::from_millis(2));
+    assert_eq!(nudge.len(), 5, "{nudge:?}");
+    assert!(
+        nudge
+            .iter()
+            .all(|a| a.tcp.ack == at(2) && a.payload.is_empty())
+    );
+    // Segment 2 again: in order now, a single ACK (nothing dropped beyond).
+    c.s.send(at(2), c.seq(1), ACK, 1000, &seg(2));
+    let last = c.s.take();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0].tcp.ack, at(3));
+    // The next hole: segment 4 dropped, segment 3 fills: the ACK and four
+    // duplicates of it at once, all with the same window.
+    c.s.send(at(4), c.seq(1), ACK, 1000, &seg(4));
+    assert_eq!(c.s.take().len(), 1);
+    c.s.send(at(3), c.seq(1), ACK, 1000, &seg(3));
     let acks = c.s.take();
     assert_eq!(acks.len(), 5, "{acks:?}");
     assert!(
         acks.iter()
-            .all(|a| a.tcp.ack == GUEST_ISN + 101 && a.payload.is_empty())
+            .all(|a| a.tcp.ack == at(4) && a.payload.is_empty())
     );
     assert!(
         acks.windows(2).all(|w| w[0].tcp.window == w[1].tcp.window),
         "same window: true duplicates"
     );
-    // Segment 2 again: in order now, a single ACK (nothing dropped beyond).
-    c.s.send(GUEST_ISN + 101, c.seq(1), ACK, 1000, &two);
-    let last = c.s.take();
-    assert_eq!(last.len(), 1, "{last:?}");
-    assert_eq!(last[0].tcp.ack, GUEST_ISN + 201);
+}
+
+/// A guest that resends the next missing segment on a partial ACK alone
+/// (NewReno, RFC 6582: Linux without SACK) gets no duplicate bursts once
+/// it did so three times: on top of its own recovery they only make it
+/// send new data beyond the hole, dropped again.
+#[test]
+fn newreno_guest_gets_partial_acks_alone() {
+    let mut c = Conn::start(Config::example(), 50301);
+    c.handshake(syn_opts(Some(1460), None), 64240, 1000);
+    let _peer = c.accept();
+    let seg = |n: u32| [b'a' + (n % 26) as u8; 100];
+    let at = |n: u32| GUEST_ISN + 1 + 100 * (n - 1);
+    // Segment 1 lost; 2..=6 arrive and are dropped.
+    for n in 2..=6 {
+        c.s.send(at(n), c.seq(1), ACK, 1000, &seg(n));
+    }
+    assert_eq!(c.s.take().len(), 5, "one duplicate ACK each");
+    // The guest resends 1, then each next segment on each partial ACK.
+    for n in 1..=5 {
+        c.s.send(at(n), c.seq(1), ACK, 1000, &seg(n));
+        let acks = c.s.take();
+        assert_eq!(acks.len(), 1, "segment {n}: a lone partial ACK: {acks:?}");
+        assert_eq!(acks[0].tcp.ack, at(n + 1));
+    }
+    c.s.send(at(6), c.seq(1), ACK, 1000, &seg(6));
+    assert_eq!(c.s.take().len(), 1);
+    // A new hole later: still no bursts, and no nudge for 4 s.
+    c.s.send(at(8), c.seq(1), ACK, 1000, &seg(8));
+    c.s.send(at(9), c.seq(1), ACK, 1000, &seg(9));
+    assert_eq!(c.s.take().len(), 2);
+    c.s.send(at(7), c.seq(1), ACK, 1000, &seg(7));
+    let acks = c.s.take();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    for _ in 0..39 {
+        assert!(c.s.advance(Duration::from_millis(100)).is_empty());
+    }
+    // Left open for 4 s: one nudge (a guest may have lost its timer).
+    let late = c.s.advance(Duration::from_millis(200));
+    assert_eq!(late.len(), 5, "{late:?}");
 }
 
 /// When the guest does not resend what we dropped beyond a hole (its
@@ -1133,17 +1191,19 @@ fn unanswered_hole_is_nudged_with_alternating_windows() {
     c.s.send(GUEST_ISN + 201, c.seq(1), ACK, 1000, &three);
     let dups = c.s.take();
     assert_eq!(dups.len(), 2, "{dups:?}");
-    // Segment 1 fills the hole: ACK 101 plus four duplicates.
+    // Segment 1 fills the hole: the partial ACK alone (a probe: does the
+    // guest resend on it?).
     c.s.send(GUEST_ISN + 1, c.seq(1), ACK, 1000, &one);
-    let burst = c.s.take();
-    assert_eq!(burst.len(), 5, "{burst:?}");
-    let w0 = burst[0].tcp.window;
+    let probe = c.s.take();
+    assert_eq!(probe.len(), 1, "the partial ACK alone: {probe:?}");
+    let w0 = probe[0].tcp.window;
     // Nothing more from the guest. Step 1 ms at a time and record the
-    // bursts: the first comes after twice the smoothed RTT (the handshake's
-    // sample is ~0 here, so the 5 ms minimum), then the wait doubles.
+    // bursts: the first when the probe gives up (20 ms), then twice the
+    // smoothed RTT (the handshake's sample is ~0 here, so the 5 ms
+    // minimum) doubled each time.
     let mut at = Vec::new();
     let mut windows = vec![w0];
-    for ms in 1..=80u32 {
+    for ms in 1..=100u32 {
         let segs = c.s.advance(Duration::from_millis(1));
         if segs.is_empty() {
             continue;
@@ -1157,7 +1217,11 @@ fn unanswered_hole_is_nudged_with_alternating_windows() {
         at.push(ms);
         windows.push(segs[0].tcp.window);
     }
-    assert_eq!(at, [5, 15, 35, 75], "5 ms, then waits of 10, 20, 40 ms");
+    assert_eq!(
+        at,
+        [20, 30, 50, 90],
+        "20 ms (the partial ACK's probe), then waits of 10, 20, 40 ms"
+    );
     for w in windows.windows(2) {
         assert_eq!(
             w[0].abs_diff(w[1]),

@@ -60,6 +60,12 @@ const DUP_ACK_THRESHOLD: u8 = 3;
 const NUDGE_MIN: Duration = Duration::from_millis(5);
 const NUDGE_MAX: Duration = Duration::from_millis(200);
 const NUDGE_DEFAULT: Duration = Duration::from_millis(20);
+/// How long a partial ACK waits for the guest's retransmission before the
+/// guest is taken for one that needs duplicate ACKs (at least this, or
+/// twice the smoothed RTT).
+const PARTIAL_ACK_PROBE: Duration = Duration::from_millis(20);
+/// Partial ACKs a guest must answer in a row to count as NewReno.
+const PARTIAL_ACK_ANSWERS: u8 = 3;
 /// The wait between nudges doubles up to this, then stays: nudges go on as
 /// long as the hole is open (a vanished guest is caught by keep-alives).
 const NUDGE_CEILING: Duration = Duration::from_secs(4);
@@ -107,6 +113,27 @@ pub(crate) enum Verdict {
     Close,
     /// Done: abort the host socket (RST to the host peer) and free.
     Abort,
+}
+
+/// How a guest resends what we dropped beyond a hole, learnt per flow.
+///
+/// A NewReno sender (RFC 6582; Linux and most stacks without SACK) resends
+/// the next missing segment as soon as a partial ACK arrives; duplicate
+/// ACKs on top only hurt it: in recovery it counts them as segments that
+/// left the network and sends new data, which lands beyond the hole and is
+/// dropped again. A plain RFC 5681 sender (smoltcp) ignores partial ACKs
+/// and needs three duplicates for each segment. The first partial ACK of a
+/// flow goes out alone and tells them apart.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum GuestRecovery {
+    /// No partial ACK answered or timed out yet.
+    Unknown,
+    /// Resends on partial ACKs: no duplicate bursts; a nudge only when a
+    /// hole stays open for [`NUDGE_CEILING`].
+    ActsOnPartialAck,
+    /// Needs duplicate ACKs: bursts after each partial ACK, and nudges.
+    /// Final once learnt.
+    NeedsDupAcks,
 }
 
 /// Counters kept by the TCP module (exposed through `Tcp::stats`).
@@ -208,6 +235,20 @@ pub(crate) struct Flow {
     /// ([`Flow::recovery_nudge`]), and how many nudges went unanswered.
     nudge_at: Option<Instant>,
     nudges: u8,
+    /// How the guest recovers from what we drop beyond a hole, learnt
+    /// from the first partial ACK (see [`GuestRecovery`]).
+    guest_recovery: GuestRecovery,
+    /// A partial ACK went out without duplicates to tell how the guest
+    /// recovers: the hole's new left edge, until the guest answers or the
+    /// nudge timer says it will not.
+    probing_partial_ack: Option<u32>,
+    /// Partial ACKs answered in a row while [`GuestRecovery::Unknown`].
+    partial_ack_answers: u8,
+    /// Lowest start of a segment dropped beyond the current hole: a
+    /// segment in `dropped_from..dropped_beyond` covers bytes we saw
+    /// before, a retransmission rather than a late original (reordering),
+    /// so only such a segment counts as an answer to a partial ACK.
+    dropped_from: Option<u32>,
     /// Waiting for room in the host socket's send buffer: the window last
     /// offered is below the floor of [`Flow::window_view`] (zero included),
     /// or the socket refused data. Writability then brings a window update:
@@ -375,6 +416,10 @@ impl Flow {
             dropped_beyond: None,
             nudge_at: None,
             nudges: 0,
+            guest_recovery: GuestRecovery::Unknown,
+            probing_partial_ack: None,
+            partial_ack_answers: 0,
+            dropped_from: None,
             want_writable: false,
             wnd_check_at: None,
             rtt: RttEstimator::default(),
@@ -989,6 +1034,16 @@ impl Flow {
         self.read_parked = false;
     }
 
+    /// Wait before the first nudge of a hole: a NewReno guest is left to
+    /// its own recovery unless the hole stays open for [`NUDGE_CEILING`]
+    /// (it may have lost its timer, as smoltcp can).
+    fn first_nudge_wait(&self) -> Duration {
+        match self.guest_recovery {
+            GuestRecovery::ActsOnPartialAck => NUDGE_CEILING,
+            _ => self.nudge_wait(),
+        }
+    }
+
     /// First wait before nudging a guest that has not resent what we
     /// dropped beyond a hole.
     fn nudge_wait(&self) -> Duration {
@@ -1035,7 +1090,13 @@ impl Flow {
             .is_some_and(|d| seq::lt(self.rcv_nxt, d));
         if !pending || self.state != State::Established || self.guest_fin {
             self.dropped_beyond = None;
+            self.dropped_from = None;
+            self.probing_partial_ack = None;
             return;
+        }
+        if self.probing_partial_ack.take() == Some(self.rcv_nxt) {
+            // The partial ACK alone did not bring the next segment.
+            self.guest_recovery = GuestRecovery::NeedsDupAcks;
         }
         // Around what the guest knows: while a hole is open nothing is
         // written to the socket, so its room has only grown since.
@@ -1061,7 +1122,10 @@ impl Flow {
         }
         stats.recovery_nudges += 1;
         self.nudges = self.nudges.saturating_add(1);
-        let wait = self.nudge_wait() * (1u32 << self.nudges.min(16));
+        let wait = match self.guest_recovery {
+            GuestRecovery::ActsOnPartialAck => NUDGE_CEILING,
+            _ => self.nudge_wait() * (1u32 << self.nudges.min(16)),
+        };
         self.nudge_at = Some(now + wait.min(NUDGE_CEILING));
     }
 
@@ -1089,12 +1153,27 @@ impl Flow {
             if self.dropped_beyond.is_none_or(|d| seq::gt(seg_end, d)) {
                 self.dropped_beyond = Some(seg_end);
             }
+            if !payload.is_empty() && self.dropped_from.is_none_or(|f| seq::lt(tcp.seq, f)) {
+                self.dropped_from = Some(tcp.seq);
+            }
             if self.nudge_at.is_none() {
                 self.nudges = 0;
-                self.nudge_at = Some(now + self.nudge_wait());
+                self.nudge_at = Some(now + self.first_nudge_wait());
             }
             self.send_ack(cx);
             return None;
+        }
+        if self.probing_partial_ack == Some(tcp.seq)
+            && !payload.is_empty()
+            && self.dropped_from.is_some_and(|f| !seq::lt(tcp.seq, f))
+        {
+            // The guest resent the next missing segment on the partial
+            // ACK alone.
+            self.probing_partial_ack = None;
+            self.partial_ack_answers = self.partial_ack_answers.saturating_add(1);
+            if self.partial_ack_answers >= PARTIAL_ACK_ANSWERS {
+                self.guest_recovery = GuestRecovery::ActsOnPartialAck;
+            }
         }
         let skip = self.rcv_nxt.wrapping_sub(tcp.seq) as usize;
         if skip > payload.len() {
@@ -1148,18 +1227,34 @@ impl Flow {
         // this ACK make any RFC 5681 sender fast-retransmit the next
         // missing segment now (§3.2); a fourth is a spare against the loss
         // of one (at 5% loss it halves the time a 64 MiB echo takes).
+        // Only for guests that need it (see [`GuestRecovery`]).
         match self.dropped_beyond {
             Some(d) if seq::lt(self.rcv_nxt, d) && all_taken && !data.is_empty() => {
-                for _ in 0..=DUP_ACK_THRESHOLD {
-                    self.send_ack(cx);
+                match self.guest_recovery {
+                    GuestRecovery::NeedsDupAcks => {
+                        for _ in 0..=DUP_ACK_THRESHOLD {
+                            self.send_ack(cx);
+                        }
+                        stats.recovery_dup_acks += 1;
+                        self.nudges = 0;
+                        self.nudge_at = Some(now + self.nudge_wait());
+                    }
+                    GuestRecovery::Unknown => {
+                        self.probing_partial_ack = Some(self.rcv_nxt);
+                        self.nudges = 0;
+                        self.nudge_at = Some(now + self.nudge_wait().max(PARTIAL_ACK_PROBE));
+                    }
+                    GuestRecovery::ActsOnPartialAck => {
+                        self.nudges = 0;
+                        self.nudge_at = Some(now + self.first_nudge_wait());
+                    }
                 }
-                stats.recovery_dup_acks += 1;
-                self.nudges = 0;
-                self.nudge_at = Some(now + self.nudge_wait());
             }
             Some(d) if !seq::lt(self.rcv_nxt, d) => {
                 self.dropped_beyond = None;
+                self.dropped_from = None;
                 self.nudge_at = None;
+                self.probing_partial_ack = None;
             }
             _ => {}
         }
