@@ -1049,6 +1049,24 @@ fn assert_lossy_run(
     );
 }
 
+/// One transfer through the lossy relay with our engine, checked by
+/// [`assert_lossy_run`] (drops both ways, byte-exact, within `limit`).
+fn lossy_transfer(test: &str, upload: bool, seed: u64, bytes: u64, limit: Duration) {
+    let link = lossy_link(seed);
+    let run = TcpRun {
+        bytes,
+        lossy: Some(link),
+        peer: Peer::Engine,
+    };
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let r = if upload {
+        tcp_guest_to_host_with(lo, "TCP4:192.0.2.1", test, TcpPath::ThroughEngine, run)
+    } else {
+        tcp_host_to_guest_with(lo, "TCP4:192.0.2.1", test, TcpPath::ThroughEngine, run)
+    };
+    assert_lossy_run(test, link, r, true, limit);
+}
+
 /// Known limitation (see [`UPLOAD_LOSSY_LIMIT`] and docs/testing.md): this
 /// took 2 s to over 240 s, so it is not run by default; the 4 MiB upload
 /// below is.
@@ -1056,19 +1074,7 @@ fn assert_lossy_run(
 #[ignore = "known limitation: Linux's RTO backoff without SACK or timestamps makes this take up to minutes (docs/testing.md); run with --ignored"]
 fn tcp_16mib_guest_to_host_v4_with_2pct_loss() {
     let test = "tcp_16mib_guest_to_host_v4_with_2pct_loss";
-    let link = lossy_link(0x1f83_d9ab);
-    let r = tcp_guest_to_host_with(
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "TCP4:192.0.2.1",
-        test,
-        TcpPath::ThroughEngine,
-        TcpRun {
-            bytes: LOSSY_BYTES,
-            lossy: Some(link),
-            peer: Peer::Engine,
-        },
-    );
-    assert_lossy_run(test, link, r, true, UPLOAD_LOSSY_LIMIT);
+    lossy_transfer(test, true, 0x1f83_d9ab, LOSSY_BYTES, UPLOAD_LOSSY_LIMIT);
 }
 
 /// The Linux guest uploads 4 MiB through 2% loss each way, byte-exact:
@@ -1080,37 +1086,13 @@ fn tcp_16mib_guest_to_host_v4_with_2pct_loss() {
 #[test]
 fn tcp_4mib_guest_to_host_v4_with_2pct_loss() {
     let test = "tcp_4mib_guest_to_host_v4_with_2pct_loss";
-    let link = lossy_link(35);
-    let r = tcp_guest_to_host_with(
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "TCP4:192.0.2.1",
-        test,
-        TcpPath::ThroughEngine,
-        TcpRun {
-            bytes: 4 << 20,
-            lossy: Some(link),
-            peer: Peer::Engine,
-        },
-    );
-    assert_lossy_run(test, link, r, true, UPLOAD_LOSSY_LIMIT);
+    lossy_transfer(test, true, 35, 4 << 20, UPLOAD_LOSSY_LIMIT);
 }
 
 #[test]
 fn tcp_16mib_host_to_guest_v4_with_2pct_loss() {
     let test = "tcp_16mib_host_to_guest_v4_with_2pct_loss";
-    let link = lossy_link(0x5be0_cd19);
-    let r = tcp_host_to_guest_with(
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "TCP4:192.0.2.1",
-        test,
-        TcpPath::ThroughEngine,
-        TcpRun {
-            bytes: LOSSY_BYTES,
-            lossy: Some(link),
-            peer: Peer::Engine,
-        },
-    );
-    assert_lossy_run(test, link, r, true, LOSSY_LIMIT);
+    lossy_transfer(test, false, 0x5be0_cd19, LOSSY_BYTES, LOSSY_LIMIT);
 }
 
 /// The relay without loss changes nothing: a transfer through it is
