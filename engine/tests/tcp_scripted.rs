@@ -1135,7 +1135,8 @@ fn dropped_data_after_a_hole_is_asked_for_again_at_once() {
 /// A guest that resends the next missing segment on a partial ACK alone
 /// (NewReno, RFC 6582: Linux without SACK) gets no duplicate bursts once
 /// it did so three times: on top of its own recovery they only make it
-/// send new data beyond the hole, dropped again.
+/// send new data beyond the hole, dropped again. If it later answers a
+/// nudge at once instead, it is taken for one that needs duplicates.
 #[test]
 fn newreno_guest_gets_partial_acks_alone() {
     let mut c = Conn::start(Config::example(), 50301);
@@ -1170,6 +1171,13 @@ fn newreno_guest_gets_partial_acks_alone() {
     // Left open for 4 s: one nudge (a guest may have lost its timer).
     let late = c.s.advance(Duration::from_millis(200));
     assert_eq!(late.len(), 5, "{late:?}");
+    // The guest answers the nudge at once: it needed duplicate ACKs after
+    // all (early answers can mislead), so the next partial ACK comes with
+    // four duplicates.
+    c.s.send(at(8), c.seq(1), ACK, 1000, &seg(8));
+    let acks = c.s.take();
+    assert_eq!(acks.len(), 5, "{acks:?}");
+    assert!(acks.iter().all(|a| a.tcp.ack == at(9)));
 }
 
 /// When the guest does not resend what we dropped beyond a hole (its

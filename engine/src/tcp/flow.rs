@@ -244,6 +244,10 @@ pub(crate) struct Flow {
     probing_partial_ack: Option<u32>,
     /// Partial ACKs answered in a row while [`GuestRecovery::Unknown`].
     partial_ack_answers: u8,
+    /// A guest taken for NewReno was nudged: the hole's left edge and when.
+    /// If the nudge brings the missing segment at once, the guest needed
+    /// it: it is not NewReno after all.
+    nudged_newreno: Option<(u32, Instant)>,
     /// Lowest start of a segment dropped beyond the current hole: a
     /// segment in `dropped_from..dropped_beyond` covers bytes we saw
     /// before, a retransmission rather than a late original (reordering),
@@ -419,6 +423,7 @@ impl Flow {
             guest_recovery: GuestRecovery::Unknown,
             probing_partial_ack: None,
             partial_ack_answers: 0,
+            nudged_newreno: None,
             dropped_from: None,
             want_writable: false,
             wnd_check_at: None,
@@ -1121,6 +1126,9 @@ impl Flow {
             emit_control(cx, &self.key, &r);
         }
         stats.recovery_nudges += 1;
+        if self.guest_recovery == GuestRecovery::ActsOnPartialAck {
+            self.nudged_newreno = Some((self.rcv_nxt, now));
+        }
         self.nudges = self.nudges.saturating_add(1);
         let wait = match self.guest_recovery {
             GuestRecovery::ActsOnPartialAck => NUDGE_CEILING,
@@ -1162,6 +1170,17 @@ impl Flow {
             }
             self.send_ack(cx);
             return None;
+        }
+        if let Some((left, at)) = self.nudged_newreno {
+            if tcp.seq == left && !payload.is_empty() {
+                self.nudged_newreno = None;
+                if now.saturating_duration_since(at) <= self.nudge_wait().max(PARTIAL_ACK_PROBE) {
+                    // Answered the nudge, not a partial ACK: it needs
+                    // duplicate ACKs (a misreading from reordering or
+                    // chance answers early on).
+                    self.guest_recovery = GuestRecovery::NeedsDupAcks;
+                }
+            }
         }
         if self.probing_partial_ack == Some(tcp.seq)
             && !payload.is_empty()
