@@ -95,6 +95,17 @@ impl Conn {
         self.our_isn.wrapping_add(rel)
     }
 
+    /// Pumps host readiness until the segments sent to the guest carry
+    /// `bytes` of payload in all (or [`WAIT`] passes); returns them.
+    fn segments_carrying(&mut self, bytes: usize) -> Vec<Seg> {
+        let mut segs: Vec<Seg> = Vec::new();
+        let t = std::time::Instant::now();
+        while segs.iter().map(|s| s.payload.len()).sum::<usize>() < bytes && t.elapsed() < WAIT {
+            segs.extend(self.s.pump(Duration::from_millis(10)));
+        }
+        segs
+    }
+
     fn accept(&self) -> TcpStream {
         let (p, _) = self.listener.accept().unwrap();
         p.set_read_timeout(Some(WAIT)).unwrap();
@@ -155,11 +166,7 @@ fn options_without_window_scale_and_small_mss() {
     );
     let mut peer = c.accept();
     peer.write_all(&pattern(3500, 1)).unwrap();
-    let mut segs = Vec::new();
-    let t = std::time::Instant::now();
-    while segs.iter().map(|s: &Seg| s.payload.len()).sum::<usize>() < 3500 && t.elapsed() < WAIT {
-        segs.extend(c.s.pump(Duration::from_millis(10)));
-    }
+    let segs = c.segments_carrying(3500);
     c.note_all("host wrote 3500", &segs);
     assert!(segs.iter().all(|s| s.payload.len() <= 1000));
     insta::assert_snapshot!(c.log.join("\n"));
@@ -388,11 +395,7 @@ fn backoff_ends_when_new_data_is_acknowledged() {
     c.handshake(syn_opts(Some(1000), Some(7)), 65535, 65535);
     let mut peer = c.accept();
     peer.write_all(&pattern(2000, 9)).unwrap();
-    let mut segs = Vec::new();
-    let t = std::time::Instant::now();
-    while segs.iter().map(|s: &Seg| s.payload.len()).sum::<usize>() < 2000 && t.elapsed() < WAIT {
-        segs.extend(c.s.pump(Duration::from_millis(10)));
-    }
+    let segs = c.segments_carrying(2000);
     assert_eq!(segs.len(), 2, "{segs:?}");
     // Two timeouts: 200 ms, then 400 ms later (both go back to byte 1).
     let mut timeouts = Vec::new();
@@ -431,11 +434,7 @@ fn fast_retransmit_on_three_duplicate_acks() {
     c.handshake(syn_opts(Some(1000), Some(7)), 65535, 65535);
     let mut peer = c.accept();
     peer.write_all(&pattern(3000, 5)).unwrap();
-    let mut segs = Vec::new();
-    let t = std::time::Instant::now();
-    while segs.iter().map(|s: &Seg| s.payload.len()).sum::<usize>() < 3000 && t.elapsed() < WAIT {
-        segs.extend(c.s.pump(Duration::from_millis(10)));
-    }
+    let segs = c.segments_carrying(3000);
     c.note_all("sent", &segs);
     c.s.send(GUEST_ISN + 1, c.seq(1001), ACK, 65535, &[]);
     for i in 0..3 {
