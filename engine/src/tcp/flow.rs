@@ -1039,6 +1039,17 @@ impl Flow {
         self.read_parked = false;
     }
 
+    /// Nothing we dropped is missing any more (or it no longer matters):
+    /// forget the hole and its timers. What was learnt about the guest
+    /// stays.
+    fn hole_closed(&mut self) {
+        self.dropped_beyond = None;
+        self.dropped_from = None;
+        self.nudge_at = None;
+        self.probing_partial_ack = None;
+        self.nudged_newreno = None;
+    }
+
     /// Wait before the first nudge of a hole: a NewReno guest is left to
     /// its own recovery unless the hole stays open for [`NUDGE_CEILING`]
     /// (it may have lost its timer, as smoltcp can).
@@ -1094,9 +1105,7 @@ impl Flow {
             .dropped_beyond
             .is_some_and(|d| seq::lt(self.rcv_nxt, d));
         if !pending || self.state != State::Established || self.guest_fin {
-            self.dropped_beyond = None;
-            self.dropped_from = None;
-            self.probing_partial_ack = None;
+            self.hole_closed();
             return;
         }
         if self.probing_partial_ack.take() == Some(self.rcv_nxt) {
@@ -1269,12 +1278,7 @@ impl Flow {
                     }
                 }
             }
-            Some(d) if !seq::lt(self.rcv_nxt, d) => {
-                self.dropped_beyond = None;
-                self.dropped_from = None;
-                self.nudge_at = None;
-                self.probing_partial_ack = None;
-            }
+            Some(d) if !seq::lt(self.rcv_nxt, d) => self.hole_closed(),
             _ => {}
         }
         None
