@@ -1,11 +1,11 @@
 //! The real arm of the `HostIo` conformance scenarios: `RealHost` against
 //! the Linux kernel over loopback (127.0.0.1 and ::1 only), in both peek
-//! modes. See `passt_engine::backend::conformance`.
+//! modes. See `passt_engine::runtime::conformance`.
 #![cfg(target_os = "linux")]
 
-use passt_engine::backend::conformance::{self, RealWorld};
-use passt_engine::backend::{PeekMode, RealHost};
 use passt_engine::host_io::Family;
+use passt_engine::runtime::conformance::{self, RealWorld};
+use passt_engine::runtime::{PeekMode, RealHost};
 
 fn world(mode: Option<PeekMode>) -> RealWorld {
     let host = match mode {

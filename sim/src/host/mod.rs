@@ -9,7 +9,7 @@
 //!   UDP (bind with ephemeral ports, connect, batches, ICMP errors through an
 //!   error queue) and ping sockets, each as the Linux kernel behaves (see the
 //!   [`HostIo`](passt_engine::HostIo) docs and
-//!   `passt_engine::backend::conformance`, which runs the same scenarios
+//!   `passt_engine::runtime::conformance`, which runs the same scenarios
 //!   against the kernel and against this model).
 //! - The simulated internet: remote endpoints identified by [`SocketAddr`],
 //!   each remote IP with a [`RemoteHostConfig`] (latency, bandwidth, MSS,

@@ -1065,9 +1065,9 @@ mod real {
     use std::time::{Duration, Instant};
 
     use super::{PeerSock, WAIT, World};
-    use crate::backend::RealHost;
-    use crate::backend::sys::map_errno;
     use crate::host_io::{Family, HostError, HostIo, Interest, Readiness, SockId, Token};
+    use crate::runtime::RealHost;
+    use crate::runtime::sys::map_errno;
 
     enum PeerObj {
         Listener(TcpListener),
@@ -1264,11 +1264,11 @@ mod real {
             // SAFETY: fresh descriptor owned by no one else.
             let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
             let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            let (sa, len) = crate::backend::sys::to_sockaddr(&lo(family));
+            let (sa, len) = crate::runtime::sys::to_sockaddr(&lo(family));
             // SAFETY: valid sockaddr of `len` bytes.
             let r = unsafe { libc::bind(raw, &sa as *const _ as *const libc::sockaddr, len) };
             assert_eq!(r, 0, "bind reserved port");
-            let addr = crate::backend::sys::local_addr(raw).expect("reserved port address");
+            let addr = crate::runtime::sys::local_addr(raw).expect("reserved port address");
             self.add(PeerObj::Reserved(fd));
             addr
         }
