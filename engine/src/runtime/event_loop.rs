@@ -518,6 +518,7 @@ impl<T: GuestTransport> EventLoop<T> {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(why) => {
+                        log_warn!("{why} from the guest: resetting the connection");
                         sink.stats.framing_resets += 1;
                         gone = Some(why);
                         break 'reads;
