@@ -36,6 +36,7 @@ use crate::config::{Config, ConfigError};
 use crate::counters::{Counters, DropReason};
 use crate::dhcp::{self, DhcpOutcome};
 use crate::dhcpv6::{self, Dhcpv6Outcome};
+use crate::flow::FlowLimit;
 use crate::host_io::{HostIo, Readiness, Token};
 use crate::icmp::Icmp;
 use crate::ndp::{NdpOutcome, NdpReply, NdpResponder};
@@ -81,41 +82,7 @@ impl GuestState {
     }
 }
 
-/// Token namespaces: the top byte of a [`Token`] says which module owns
-/// it, the rest is the module's own. The backend's event loop reserves the
-/// top byte `0xff` for its own descriptors (guest transport, listeners).
-pub mod token {
-    use crate::host_io::Token;
-
-    /// TCP connection flows.
-    pub const TCP_FLOW: u8 = 0x01;
-    /// TCP listening sockets (forwarded ports).
-    pub const TCP_LISTENER: u8 = 0x02;
-    /// UDP flows.
-    pub const UDP_FLOW: u8 = 0x03;
-    /// UDP sockets bound on forwarded ports.
-    pub const UDP_LISTENER: u8 = 0x04;
-    /// ICMP echo (ping socket) flows.
-    pub const ICMP_FLOW: u8 = 0x05;
-    /// Reserved for the backend's event loop: the engine never uses it.
-    pub const BACKEND: u8 = 0xff;
-
-    /// A token in namespace `kind` with module-specific `index`
-    /// (56 bits; higher bits are cut).
-    pub const fn make(kind: u8, index: u64) -> Token {
-        Token(((kind as u64) << 56) | (index & ((1 << 56) - 1)))
-    }
-
-    /// The namespace of a token.
-    pub const fn kind(t: Token) -> u8 {
-        (t.0 >> 56) as u8
-    }
-
-    /// The module-specific part of a token.
-    pub const fn index(t: Token) -> u64 {
-        t.0 & ((1 << 56) - 1)
-    }
-}
+pub use crate::flow::token;
 
 /// What a protocol module gets from the engine for one call: the shared
 /// state, borrowed field by field so the module itself can be borrowed
@@ -129,6 +96,8 @@ pub struct Ctx<'a, H: HostIo> {
     pub txq: &'a mut TxQueue,
     /// Counters.
     pub counters: &'a mut Counters,
+    /// The flow limit every protocol's table shares.
+    pub flows: &'a mut FlowLimit,
     /// The engine's generator.
     pub rng: &'a mut Rng,
     /// What is known about the guest.
@@ -179,6 +148,7 @@ pub struct Engine<H: HostIo> {
     rng: Rng,
     txq: TxQueue,
     counters: Counters,
+    flows: FlowLimit,
     guest: GuestState,
     ndp: NdpResponder,
     l4: Transport,
@@ -191,10 +161,11 @@ impl<H: HostIo> Engine<H> {
         config.validate()?;
         let txq = TxQueue::new(config.tx_queue_frames, config.tx_queue_bytes);
         let mut rng = Rng::from_seed(seed);
-        let tcp = Tcp::new(&config, rng.child("tcp"));
-        let udp = Udp::new(&config);
-        let icmp = Icmp::new(&config);
+        let tcp = Tcp::new(rng.child("tcp"));
+        let udp = Udp::new();
+        let icmp = Icmp::new();
         let _ = rng.next_u64();
+        let flows = FlowLimit::new(config.flow_capacity);
         Ok(Engine {
             guest: GuestState {
                 mac: config.guest_mac,
@@ -205,6 +176,7 @@ impl<H: HostIo> Engine<H> {
             rng,
             txq,
             counters: Counters::default(),
+            flows,
             ndp: NdpResponder::new(),
             l4: Transport { tcp, udp, icmp },
             scratch: Box::new([0; SERVICE_SCRATCH_LEN]),
@@ -503,6 +475,7 @@ impl<H: HostIo> Engine<H> {
                 host: &mut self.host,
                 txq: &mut self.txq,
                 counters: &mut self.counters,
+                flows: &mut self.flows,
                 rng: &mut self.rng,
                 guest: &self.guest,
             },

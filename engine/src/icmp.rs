@@ -10,7 +10,7 @@
 //! replier copies identifier and sequence; RFC 4443 §4.1-4.2). Sequence
 //! numbers and data pass through untouched. The destination goes through
 //! [`crate::mapping::host_destination`] (the gateway reaches the host's
-//! loopback). Flows close after [`Config::icmp_timeout`] without requests.
+//! loopback). Flows close after [`crate::Config::icmp_timeout`] without requests.
 //!
 //! When the host forbids ping sockets (`net.ipv4.ping_group_range` does
 //! not include our group) the request is dropped, counted under
@@ -30,9 +30,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::config::Config;
 use crate::counters::DropReason;
-use crate::engine::{Ctx, token};
+use crate::engine::Ctx;
+use crate::flow::{FlowTable, token};
 use crate::host_io::{Family, HostError, HostIo, Interest, Readiness, SockId, Token};
 use crate::mapping;
 use crate::time::Instant;
@@ -46,8 +46,6 @@ pub const PING_NOT_PERMITTED_WARNING: &str = "ICMP echo (ping) not available: th
 const RX_LEN: usize = 65536;
 /// Replies read per readiness event.
 const REPLIES_PER_EVENT: usize = 64;
-/// Generation bits in a token (slot index in the low 32).
-const GEN_MASK: u32 = 0x00ff_ffff;
 /// Hop limit of the replies we build toward the guest.
 const HOP_LIMIT: u8 = 64;
 
@@ -65,41 +63,28 @@ struct EchoFlow {
     last_active: Instant,
 }
 
-#[derive(Debug, Default)]
-struct Slot {
-    generation: u32,
-    flow: Option<EchoFlow>,
-}
-
 /// Echo flows through host ping sockets.
 #[derive(Debug)]
 pub struct Icmp {
-    capacity: usize,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    live: usize,
+    flows: FlowTable<EchoFlow>,
     by_guest: BTreeMap<(IpAddr, IpAddr, u16), u32>,
     next_deadline: Option<Instant>,
     buf: Box<[u8]>,
     limiter: RefusalLimiter,
 }
 
-fn flow_token(index: u32, generation: u32) -> Token {
-    token::make(
-        token::ICMP_FLOW,
-        (u64::from(generation & GEN_MASK) << 32) | u64::from(index),
-    )
+impl Default for Icmp {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Icmp {
-    /// Sized from the configuration (at most [`Config::flow_capacity`]
-    /// echo flows).
-    pub fn new(config: &Config) -> Self {
+    /// An empty module with its receive buffer allocated (its flows count
+    /// against [`crate::Config::flow_capacity`]).
+    pub fn new() -> Self {
         Icmp {
-            capacity: config.flow_capacity,
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
+            flows: FlowTable::new(token::ICMP_FLOW),
             by_guest: BTreeMap::new(),
             next_deadline: None,
             buf: vec![0u8; RX_LEN].into_boxed_slice(),
@@ -109,7 +94,7 @@ impl Icmp {
 
     /// Number of live echo flows.
     pub fn flow_count(&self) -> usize {
-        self.live
+        self.flows.len()
     }
 
     /// An echo request from the guest.
@@ -150,11 +135,7 @@ impl Icmp {
                 }
             },
         };
-        let flow = self
-            .slots
-            .get_mut(index as usize)
-            .and_then(|s| s.flow.as_mut())
-            .ok_or(DropReason::Malformed)?;
+        let flow = self.flows.get_mut(index).ok_or(DropReason::Malformed)?;
         // The message as on the wire; the kernel fills in identifier and
         // checksum (ping sockets, see icmp(7)).
         let msg_len = wire::icmpv4::HEADER_LEN + data.len();
@@ -212,49 +193,40 @@ impl Icmp {
         guest_peer: IpAddr,
         ident: u16,
     ) -> Result<u32, DropReason> {
-        if self.live >= self.capacity {
-            return Err(DropReason::FlowTableFull);
-        }
+        let vacant = self
+            .flows
+            .vacant(cx.flows)
+            .map_err(|_| DropReason::FlowTableFull)?;
         let host_dst = mapping::host_destination(cx.config, guest_peer);
         let sock = match cx.host.ping_open(Family::of(&host_dst), ident) {
             Ok(s) => s,
-            Err(HostError::PermissionDenied) => {
-                cx.counters.ping_not_permitted += 1;
+            Err(e) => {
+                self.flows.give_back(vacant, cx.flows);
+                if e == HostError::PermissionDenied {
+                    cx.counters.ping_not_permitted += 1;
+                }
                 return Err(DropReason::HostSocketError);
             }
-            Err(_) => return Err(DropReason::HostSocketError),
         };
-        let index = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                let Ok(i) = u32::try_from(self.slots.len()) else {
-                    cx.host.close(sock);
-                    return Err(DropReason::FlowTableFull);
-                };
-                self.slots.push(Slot::default());
-                i
-            }
-        };
-        let generation = self.slots[index as usize].generation;
         if cx
             .host
-            .set_interest(sock, flow_token(index, generation), Interest::READ)
+            .set_interest(sock, vacant.token(), Interest::READ)
             .is_err()
         {
             cx.host.close(sock);
-            self.free.push(index);
+            self.flows.give_back(vacant, cx.flows);
             return Err(DropReason::HostSocketError);
         }
-        self.slots[index as usize].flow = Some(EchoFlow {
+        let flow = EchoFlow {
             guest,
             guest_peer,
             host_dst,
             ident,
             sock,
             last_active: now,
-        });
+        };
+        let index = self.flows.fill(vacant, flow, cx.counters);
         self.by_guest.insert((guest, guest_peer, ident), index);
-        self.live += 1;
         let deadline = now + cx.config.icmp_timeout;
         self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
         Ok(index)
@@ -268,15 +240,11 @@ impl Icmp {
         token: Token,
         _readiness: Readiness,
     ) {
-        let idx = token::index(token);
-        let (index, generation) = ((idx & 0xffff_ffff) as u32, (idx >> 32) as u32);
-        let Some(slot) = self.slots.get(index as usize) else {
+        // `None`: a late event for a freed flow.
+        let Some(flow) = self.flows.lookup(token).and_then(|i| self.flows.get(i)) else {
             return;
         };
-        let Some(flow) = slot.flow else { return };
-        if slot.generation != generation {
-            return;
-        }
+        let flow = *flow;
         for _ in 0..REPLIES_PER_EVENT {
             let (len, _from) = match cx.host.ping_recv(flow.sock, &mut self.buf) {
                 Ok(r) => r,
@@ -299,7 +267,7 @@ impl Icmp {
         self.next_deadline
     }
 
-    /// Closes echo flows idle for [`Config::icmp_timeout`].
+    /// Closes echo flows idle for [`crate::Config::icmp_timeout`].
     pub fn handle_timeout<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
         match self.next_deadline {
             Some(d) if d <= now => {}
@@ -307,16 +275,15 @@ impl Icmp {
         }
         let timeout = cx.config.icmp_timeout;
         let mut next: Option<Instant> = None;
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            let Some(f) = slot.flow else { continue };
+        for i in 0..self.flows.slot_count() {
+            let Some(&f) = self.flows.get(i) else {
+                continue;
+            };
             let deadline = f.last_active + timeout;
             if deadline <= now {
-                slot.flow = None;
-                slot.generation = slot.generation.wrapping_add(1) & GEN_MASK;
+                self.flows.remove(i, cx.flows, cx.counters);
                 self.by_guest.remove(&(f.guest, f.guest_peer, f.ident));
                 cx.host.close(f.sock);
-                self.free.push(i as u32);
-                self.live -= 1;
             } else {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod engine;
+pub mod flow;
 pub mod host_io;
 pub mod rng;
 pub mod time;

@@ -75,10 +75,7 @@ fn outbound_round_trip(guest_ip: IpAddr, gw: IpAddr, lo: IpAddr) {
     assert_eq!(h.engine.udp().flow_count(), 1);
     assert!(h.engine.udp().flows().next().unwrap().bidirectional);
     let c = h.engine.counters();
-    assert_eq!(
-        (c.udp_to_host, c.udp_to_guest, c.udp_flows_created),
-        (2, 2, 1)
-    );
+    assert_eq!((c.udp_to_host, c.udp_to_guest, c.flows_opened), (2, 2, 1));
     assert_eq!(c.total_drops(), 0, "{c:?}");
 }
 
@@ -183,11 +180,11 @@ fn udp_flow_expiry_and_reuse() {
     h.engine.handle_timeout(Instant::from_secs(40));
     assert_eq!(h.engine.udp().flow_count(), 0);
     assert_eq!(h.engine.udp().poll_timeout(), None);
-    assert_eq!(h.engine.counters().udp_flows_closed, 1);
+    assert_eq!(h.engine.counters().flows_closed, 1);
     // Reuse: a new flow, on the same preserved port (the socket was closed).
     h.now = Instant::from_secs(50);
     h.send_udp(guest, dst, b"b");
-    assert_eq!(h.engine.counters().udp_flows_created, 2);
+    assert_eq!(h.engine.counters().flows_opened, 2);
     let mut buf = [0u8; 8];
     let (_, from) = p.recv_from(&mut buf).unwrap();
     let (_, from2) = p.recv_from(&mut buf).unwrap();
@@ -467,7 +464,7 @@ fn udp_ten_thousand_datagrams_add_up() {
         u64::from(echoed)
     );
     assert_eq!(c.udp_to_guest, u64::from(guest_got));
-    assert_eq!(c.udp_flows_created, 10);
+    assert_eq!(c.flows_opened, 10);
     // On an idle loopback with pacing nothing is lost at all.
     assert_eq!(c.udp_to_host, u64::from(TOTAL));
     assert_eq!(guest_got, TOTAL);

@@ -136,38 +136,6 @@ enum GuestRecovery {
     NeedsDupAcks,
 }
 
-/// Counters kept by the TCP module (exposed through `Tcp::stats`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    /// Flows created (both directions).
-    pub flows_opened: u64,
-    /// Flows freed.
-    pub flows_closed: u64,
-    /// RSTs sent to the guest.
-    pub rst_to_guest: u64,
-    /// Host sockets aborted (RST to the host peer).
-    pub rst_to_host: u64,
-    /// Data segments sent to the guest (first transmissions and
-    /// retransmissions).
-    pub data_segments_out: u64,
-    /// Retransmission timeouts that rewound the send sequence.
-    pub rto_expiries: u64,
-    /// Fast retransmits after duplicate ACKs.
-    pub fast_retransmits: u64,
-    /// Host `send` calls that took less than offered (or nothing).
-    pub partial_writes: u64,
-    /// Triple duplicate ACKs sent to restart a guest's recovery after we
-    /// dropped data that followed a hole.
-    pub recovery_dup_acks: u64,
-    /// Timed recovery nudges (see `Flow::recovery_nudge`): bursts of five
-    /// ACKs sent because the guest had not resent dropped data in time.
-    pub recovery_nudges: u64,
-    /// Zero-window probes sent.
-    pub window_probes: u64,
-    /// Keep-alive probes sent.
-    pub keepalives: u64,
-}
-
 /// One flow. See the module docs.
 #[derive(Debug)]
 pub(crate) struct Flow {
@@ -331,13 +299,7 @@ pub(crate) fn emit_control<H: HostIo>(cx: &mut Ctx<'_, H>, key: &FlowKey, repr: 
 }
 
 /// A RST (with ACK) to the guest for `key`.
-pub(crate) fn emit_rst<H: HostIo>(
-    cx: &mut Ctx<'_, H>,
-    stats: &mut TcpStats,
-    key: &FlowKey,
-    seq: u32,
-    ack: Option<u32>,
-) {
+pub(crate) fn emit_rst<H: HostIo>(cx: &mut Ctx<'_, H>, key: &FlowKey, seq: u32, ack: Option<u32>) {
     let repr = TcpRepr {
         src_port: key.peer.port(),
         dst_port: key.guest.port(),
@@ -353,7 +315,7 @@ pub(crate) fn emit_rst<H: HostIo>(
         options: TcpOptions::default(),
     };
     if emit_control(cx, key, &repr) {
-        stats.rst_to_guest += 1;
+        cx.counters.tcp_rst_to_guest += 1;
     }
 }
 
@@ -444,7 +406,6 @@ impl Flow {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn outbound<H: HostIo>(
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         key: FlowKey,
         sock: SockId,
@@ -471,7 +432,7 @@ impl Flow {
         f.rcv_mss = u32::from(our_mss(&key, cx.config.mtu));
         let _ = cx.host.tcp_set_nodelay(sock, true);
         let verdict = match progress {
-            ConnectProgress::Connected => f.connected(cx, stats, now),
+            ConnectProgress::Connected => f.connected(cx, now),
             ConnectProgress::InProgress => {
                 f.rto_at = Some(now + CONNECT_TIMEOUT);
                 Verdict::Keep
@@ -683,17 +644,17 @@ impl Flow {
     }
 
     /// RST to the guest with our current sequence numbers.
-    fn send_rst<H: HostIo>(&self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) {
+    fn send_rst<H: HostIo>(&self, cx: &mut Ctx<'_, H>) {
         let ack = match self.state {
             State::SynSent => None,
             _ => Some(self.rcv_nxt),
         };
-        emit_rst(cx, stats, &self.key, self.snd_max, ack);
+        emit_rst(cx, &self.key, self.snd_max, ack);
     }
 
     /// Resets both sides: RST to the guest, abort of the host socket.
-    fn reset_both<H: HostIo>(&self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) -> Verdict {
-        self.send_rst(cx, stats);
+    fn reset_both<H: HostIo>(&self, cx: &mut Ctx<'_, H>) -> Verdict {
+        self.send_rst(cx);
         Verdict::Abort
     }
 
@@ -750,12 +711,7 @@ impl Flow {
     // ------------------------------------------------------------------
 
     /// Outbound: the host connect completed; SYN-ACK to the guest.
-    fn connected<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        _stats: &mut TcpStats,
-        now: Instant,
-    ) -> Verdict {
+    fn connected<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) -> Verdict {
         self.state = State::SynAckSent;
         self.snd_nxt = self.isn.wrapping_add(1);
         self.snd_max = self.snd_nxt;
@@ -787,7 +743,6 @@ impl Flow {
     pub(crate) fn on_segment<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -796,9 +751,9 @@ impl Flow {
         self.keepalives_sent = 0;
         let v = match self.state {
             State::Connecting => self.segment_connecting(tcp),
-            State::SynAckSent => self.segment_syn_ack_sent(cx, stats, now, tcp, payload),
-            State::SynSent => self.segment_syn_sent(cx, stats, now, tcp),
-            State::Established => self.segment_established(cx, stats, now, tcp, payload),
+            State::SynAckSent => self.segment_syn_ack_sent(cx, now, tcp, payload),
+            State::SynSent => self.segment_syn_sent(cx, now, tcp),
+            State::Established => self.segment_established(cx, now, tcp, payload),
         };
         if v == Verdict::Keep {
             self.sync_interest(cx.host);
@@ -818,7 +773,6 @@ impl Flow {
     fn segment_syn_ack_sent<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -844,17 +798,16 @@ impl Flow {
         }
         if tcp.ack != self.isn.wrapping_add(1) {
             // RFC 9293 §3.10.7.4: unacceptable ACK in SYN-RECEIVED -> RST.
-            emit_rst(cx, stats, &self.key, tcp.ack, None);
+            emit_rst(cx, &self.key, tcp.ack, None);
             return Verdict::Keep;
         }
         self.establish(now);
-        self.segment_established(cx, stats, now, tcp, payload)
+        self.segment_established(cx, now, tcp, payload)
     }
 
     fn segment_syn_sent<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
     ) -> Verdict {
@@ -870,7 +823,7 @@ impl Flow {
             };
         }
         if f.contains(TcpFlags::ACK) && !ack_ok {
-            emit_rst(cx, stats, &self.key, tcp.ack, None);
+            emit_rst(cx, &self.key, tcp.ack, None);
             return Verdict::Keep;
         }
         if !(f.contains(TcpFlags::SYN) && ack_ok) {
@@ -891,13 +844,12 @@ impl Flow {
         // Acknowledge at once: a host peer that waits for the guest to
         // speak first must not wait for a data segment of ours.
         self.send_ack(cx);
-        self.push_data(cx, stats, now)
+        self.push_data(cx, now)
     }
 
     fn segment_established<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -923,18 +875,18 @@ impl Flow {
         if !f.contains(TcpFlags::ACK) {
             return Verdict::Keep;
         }
-        if let Some(v) = self.process_ack(cx, stats, now, tcp, payload) {
+        if let Some(v) = self.process_ack(cx, now, tcp, payload) {
             return v;
         }
         if !payload.is_empty() || f.contains(TcpFlags::FIN) {
-            if let Some(v) = self.process_data(cx, stats, now, tcp, payload) {
+            if let Some(v) = self.process_data(cx, now, tcp, payload) {
                 return v;
             }
         }
         if let Some(v) = self.check_closed() {
             return v;
         }
-        self.push_data(cx, stats, now)
+        self.push_data(cx, now)
     }
 
     /// ACK processing (RFC 9293 §3.10.7.4, fifth check). Returns a verdict
@@ -942,7 +894,6 @@ impl Flow {
     fn process_ack<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -972,7 +923,7 @@ impl Flow {
                 match cx.host.tcp_discard(self.sock, acked as usize) {
                     Ok(_) => {}
                     Err(HostError::WouldBlock) => {}
-                    Err(_) => return Some(self.reset_both(cx, stats)),
+                    Err(_) => return Some(self.reset_both(cx)),
                 }
                 self.last_activity = now;
             }
@@ -1007,7 +958,7 @@ impl Flow {
             // RFC 5681 §2 duplicate ACK.
             self.dup_acks = self.dup_acks.saturating_add(1);
             if self.dup_acks == DUP_ACK_THRESHOLD {
-                stats.fast_retransmits += 1;
+                cx.counters.tcp_fast_retransmits += 1;
                 self.rewind();
             }
         } else if self.persist && new_wnd > 0 {
@@ -1094,12 +1045,7 @@ impl Flow {
     /// was dropped for an ARP request, and the socket was left with data in
     /// flight and no timer running. Only a new duplicate-ACK count
     /// (which our keep-alives, all alike, never restart) wakes it.
-    fn recovery_nudge<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
-        now: Instant,
-    ) {
+    fn recovery_nudge<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
         self.nudge_at = None;
         let pending = self
             .dropped_beyond
@@ -1134,7 +1080,7 @@ impl Flow {
         for _ in 0..=DUP_ACK_THRESHOLD + 1 {
             emit_control(cx, &self.key, &r);
         }
-        stats.recovery_nudges += 1;
+        cx.counters.tcp_recovery_nudges += 1;
         if self.guest_recovery == GuestRecovery::ActsOnPartialAck {
             self.nudged_newreno = Some((self.rcv_nxt, now));
         }
@@ -1151,7 +1097,6 @@ impl Flow {
     fn process_data<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -1223,10 +1168,10 @@ impl Flow {
                     }
                 }
                 Err(HostError::WouldBlock) => all_taken = false,
-                Err(_) => return Some(self.reset_both(cx, stats)),
+                Err(_) => return Some(self.reset_both(cx)),
             }
             if !all_taken {
-                stats.partial_writes += 1;
+                cx.counters.tcp_partial_writes += 1;
                 self.refused = true;
                 self.want_writable = true;
                 self.learn_overhead(cx.host);
@@ -1242,7 +1187,7 @@ impl Flow {
             self.last_activity = now;
             if let Err(e) = cx.host.tcp_shutdown(self.sock, Shutdown::Write) {
                 if e != HostError::NotConnected {
-                    return Some(self.reset_both(cx, stats));
+                    return Some(self.reset_both(cx));
                 }
             }
         }
@@ -1263,7 +1208,7 @@ impl Flow {
                         for _ in 0..=DUP_ACK_THRESHOLD {
                             self.send_ack(cx);
                         }
-                        stats.recovery_dup_acks += 1;
+                        cx.counters.tcp_recovery_dup_acks += 1;
                         self.nudges = 0;
                         self.nudge_at = Some(now + self.nudge_wait());
                     }
@@ -1297,12 +1242,7 @@ impl Flow {
 
     /// Sends what the guest's window allows from the host socket, then our
     /// FIN if the host peer closed and everything before it went out.
-    fn push_data<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
-        now: Instant,
-    ) -> Verdict {
+    fn push_data<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) -> Verdict {
         if self.state != State::Established || self.fin_seq.is_some() {
             return Verdict::Keep;
         }
@@ -1384,11 +1324,11 @@ impl Flow {
                     }
                     return Verdict::Keep;
                 }
-                Err(_) => return self.reset_both(cx, stats),
+                Err(_) => return self.reset_both(cx),
             };
             let len = pk.len as u32;
             if len > 0 {
-                stats.data_segments_out += 1;
+                cx.counters.tcp_data_segments_out += 1;
                 self.snd_nxt = self.snd_nxt.wrapping_add(len);
                 if seq::gt(self.snd_nxt, self.snd_max) {
                     self.snd_max = self.snd_nxt;
@@ -1427,11 +1367,11 @@ impl Flow {
     /// allows, moved `snd_nxt` past a byte the guest had not taken; every
     /// later pure ACK then carried a sequence number the zero-window guest
     /// had to drop, ACK field included, and the flow stalled.)
-    fn send_window_probe<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) {
+    fn send_window_probe<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>) {
         let mut r = self.base_repr(self.snd_una.wrapping_sub(1), TcpFlags::ACK);
         self.stamp_window(cx.host, &mut r);
         emit_control(cx, &self.key, &r);
-        stats.window_probes += 1;
+        cx.counters.tcp_window_probes += 1;
     }
 
     // ------------------------------------------------------------------
@@ -1442,11 +1382,10 @@ impl Flow {
     pub(crate) fn on_host_event<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         r: Readiness,
     ) -> Verdict {
-        let v = self.host_event(cx, stats, now, r);
+        let v = self.host_event(cx, now, r);
         if v == Verdict::Keep {
             self.sync_interest(cx.host);
         }
@@ -1456,7 +1395,6 @@ impl Flow {
     fn host_event<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         r: Readiness,
     ) -> Verdict {
@@ -1466,11 +1404,11 @@ impl Flow {
                     return Verdict::Keep;
                 }
                 match cx.host.take_error(self.sock) {
-                    Ok(()) if !(r.hangup || r.error) => self.connected(cx, stats, now),
+                    Ok(()) if !(r.hangup || r.error) => self.connected(cx, now),
                     _ => {
                         // Refused or unreachable: RST+ACK, ack = ISN + 1
                         // (RFC 9293 §3.10.7.1 answer to a SYN).
-                        emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                        emit_rst(cx, &self.key, 0, Some(self.rcv_nxt));
                         Verdict::Close
                     }
                 }
@@ -1480,7 +1418,7 @@ impl Flow {
                     // The host peer went away before the guest finished.
                     let _ = cx.host.take_error(self.sock);
                     if self.state == State::SynAckSent {
-                        return self.reset_both(cx, stats);
+                        return self.reset_both(cx);
                     }
                     return Verdict::Abort;
                 }
@@ -1495,7 +1433,7 @@ impl Flow {
                 if r.error {
                     if let Err(_e) = cx.host.take_error(self.sock) {
                         // Host socket error mid-stream: RST to the guest.
-                        return self.reset_both(cx, stats);
+                        return self.reset_both(cx);
                     }
                 }
                 if r.writable && self.want_writable {
@@ -1504,7 +1442,7 @@ impl Flow {
                 }
                 if r.readable || r.read_closed || r.hangup {
                     self.read_parked = false;
-                    let v = self.push_data(cx, stats, now);
+                    let v = self.push_data(cx, now);
                     if v != Verdict::Keep {
                         return v;
                     }
@@ -1564,36 +1502,26 @@ impl Flow {
     // ------------------------------------------------------------------
 
     /// Runs this flow's due timers.
-    pub(crate) fn on_timer<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
-        now: Instant,
-    ) -> Verdict {
-        let v = self.timers(cx, stats, now);
+    pub(crate) fn on_timer<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) -> Verdict {
+        let v = self.timers(cx, now);
         if v == Verdict::Keep {
             self.sync_interest(cx.host);
         }
         v
     }
 
-    fn timers<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
-        now: Instant,
-    ) -> Verdict {
+    fn timers<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) -> Verdict {
         if now >= self.last_activity + INACTIVITY_TIMEOUT {
             return match self.state {
                 State::Connecting => {
-                    emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                    emit_rst(cx, &self.key, 0, Some(self.rcv_nxt));
                     Verdict::Abort
                 }
-                _ => self.reset_both(cx, stats),
+                _ => self.reset_both(cx),
             };
         }
         if self.nudge_at.is_some_and(|t| now >= t) {
-            self.recovery_nudge(cx, stats, now);
+            self.recovery_nudge(cx, now);
         }
         if self.wnd_check_at.is_some_and(|t| now >= t) {
             self.wnd_check_at = None;
@@ -1606,13 +1534,13 @@ impl Flow {
             match self.state {
                 State::Connecting => {
                     // Connect timeout: the guest gets a RST for its SYN.
-                    emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                    emit_rst(cx, &self.key, 0, Some(self.rcv_nxt));
                     return Verdict::Abort;
                 }
                 State::SynAckSent | State::SynSent => {
                     if self.retries >= HANDSHAKE_RETRIES {
                         if self.state == State::SynAckSent {
-                            return self.reset_both(cx, stats);
+                            return self.reset_both(cx);
                         }
                         return Verdict::Abort;
                     }
@@ -1628,26 +1556,26 @@ impl Flow {
                         // Persist timer: probe, back off, never give up
                         // while the guest answers (retries reset on ACKs).
                         if self.retries >= MAX_RETRIES {
-                            return self.reset_both(cx, stats);
+                            return self.reset_both(cx);
                         }
                         self.retries += 1;
                         self.rewind();
-                        self.send_window_probe(cx, stats);
+                        self.send_window_probe(cx);
                         self.rtt.back_off();
                         self.rto_at = Some(now + self.rtt.rto());
                     } else if self.snd_una != self.snd_max {
                         // RFC 6298 §5.4-5.6: retransmit from snd_una, back
                         // off, restart the timer.
                         if self.retries >= MAX_RETRIES {
-                            return self.reset_both(cx, stats);
+                            return self.reset_both(cx);
                         }
                         self.retries += 1;
-                        stats.rto_expiries += 1;
+                        cx.counters.tcp_rto_expiries += 1;
                         self.rewind();
                         self.rtt.back_off();
                         self.rto_at = Some(now + self.rtt.rto().min(MAX_RTO));
                         self.dup_acks = 0;
-                        let v = self.push_data(cx, stats, now);
+                        let v = self.push_data(cx, now);
                         if v != Verdict::Keep {
                             return v;
                         }
@@ -1662,7 +1590,7 @@ impl Flow {
             if now >= due {
                 if self.keepalives_sent >= KEEPALIVE_PROBES {
                     // The guest is gone.
-                    return self.reset_both(cx, stats);
+                    return self.reset_both(cx);
                 }
                 // RFC 9293 §3.8.4: a segment with SEG.SEQ = SND.NXT - 1
                 // elicits an ACK.
@@ -1670,7 +1598,7 @@ impl Flow {
                 self.stamp_window(cx.host, &mut r);
                 emit_control(cx, &self.key, &r);
                 self.keepalives_sent += 1;
-                stats.keepalives += 1;
+                cx.counters.tcp_keepalives += 1;
             }
         }
         Verdict::Keep
