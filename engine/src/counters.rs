@@ -151,10 +151,10 @@ pub struct Counters {
     pub icmp_errors_to_guest: u64,
     /// Destination unreachable messages the engine generated itself to
     /// refuse a guest packet it could not forward (flow table full, no
-    /// route, host refused the socket); see `icmp::Refusal`.
+    /// route, host refused the socket); see `refusal::Refusal`.
     pub icmp_refusals_to_guest: u64,
     /// Refusals not sent because the token bucket was empty
-    /// (`icmp::RefusalLimiter`); the packets are still counted as drops.
+    /// (`refusal::RefusalLimiter`); the packets are still counted as drops.
     pub icmp_refusals_rate_limited: u64,
     /// Echo requests sent through ping sockets.
     pub echo_requests_sent: u64,

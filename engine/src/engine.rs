@@ -28,12 +28,13 @@
 //! nothing: while work is queued, [`Engine::poll_timeout`] returns an
 //! instant already past, and [`Engine::handle_timeout`] flushes too.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use crate::MacAddr;
 use crate::arp::{self, ArpOutcome};
 use crate::config::{Config, ConfigError};
 use crate::counters::{Counters, DropReason};
+use crate::ctx;
 use crate::dhcp::{self, DhcpOutcome};
 use crate::dhcpv6::{self, Dhcpv6Outcome};
 use crate::flow::FlowLimit;
@@ -61,77 +62,8 @@ const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 /// smaller).
 const SERVICE_SCRATCH_LEN: usize = 1500;
 
-/// What the engine has learnt about the guest from its frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GuestState {
-    /// The guest's MAC: configured, or learnt from its frames.
-    pub mac: Option<MacAddr>,
-    /// The IPv4 source address the guest last used (other than 0.0.0.0).
-    pub ipv4: Option<Ipv4Addr>,
-    /// The global IPv6 source address the guest last used.
-    pub ipv6: Option<Ipv6Addr>,
-    /// The link-local IPv6 source address the guest last used.
-    pub ipv6_link_local: Option<Ipv6Addr>,
-}
-
-impl GuestState {
-    /// Where frames for the guest go: its MAC, or broadcast until it is
-    /// known.
-    pub fn dst_mac(&self) -> MacAddr {
-        self.mac.unwrap_or(MacAddr::BROADCAST)
-    }
-}
-
+pub use crate::ctx::{Ctx, GuestState};
 pub use crate::flow::token;
-
-/// What a protocol module gets from the engine for one call: the shared
-/// state, borrowed field by field so the module itself can be borrowed
-/// mutably at the same time.
-pub struct Ctx<'a, H: HostIo> {
-    /// Configuration in force.
-    pub config: &'a Config,
-    /// The host side.
-    pub host: &'a mut H,
-    /// Frames for the guest.
-    pub txq: &'a mut TxQueue,
-    /// Counters.
-    pub counters: &'a mut Counters,
-    /// The flow limit every protocol's table shares.
-    pub flows: &'a mut FlowLimit,
-    /// The engine's generator.
-    pub rng: &'a mut Rng,
-    /// What is known about the guest.
-    pub guest: &'a GuestState,
-}
-
-impl<H: HostIo> Ctx<'_, H> {
-    /// Builds one frame for the guest in place (see [`TxQueue::push_with`])
-    /// and counts it; a full queue is counted as a drop. Returns whether a
-    /// frame was queued.
-    pub fn emit(&mut self, max_len: usize, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
-        emit_into(self.txq, self.counters, max_len, build)
-    }
-}
-
-fn emit_into(
-    txq: &mut TxQueue,
-    counters: &mut Counters,
-    max_len: usize,
-    build: impl FnOnce(&mut [u8]) -> usize,
-) -> bool {
-    match txq.push_with(max_len, build) {
-        Ok(0) => false,
-        Ok(len) => {
-            counters.frames_out += 1;
-            counters.bytes_out += len as u64;
-            true
-        }
-        Err(_) => {
-            counters.drop(DropReason::TxQueueFull);
-            false
-        }
-    }
-}
 
 /// The translation modules, kept together so that one of them can be
 /// borrowed beside the shared [`Ctx`].
@@ -211,7 +143,7 @@ impl<H: HostIo> Engine<H> {
         match parsed.l3 {
             L3::Arp(req) => match arp::respond(&self.config, &req) {
                 ArpOutcome::Reply(reply) => {
-                    if emit_into(
+                    if ctx::emit_into(
                         &mut self.txq,
                         &mut self.counters,
                         arp::ArpReply::FRAME_LEN,
@@ -398,7 +330,7 @@ impl<H: HostIo> Engine<H> {
         let body = &self.scratch[..len];
         let max = ip.headers_len() + wire::udp::HEADER_LEN + body.len();
         let our_mac = self.config.our_mac;
-        emit_into(&mut self.txq, &mut self.counters, max, |buf| {
+        ctx::emit_into(&mut self.txq, &mut self.counters, max, |buf| {
             wire::build_udp(buf, our_mac, dst_mac, ip, &repr, body).unwrap_or(0)
         })
     }
@@ -406,7 +338,7 @@ impl<H: HostIo> Engine<H> {
     fn emit_ndp(&mut self, reply: NdpReply) {
         let config = &self.config;
         let len = reply.frame_len(config);
-        if emit_into(&mut self.txq, &mut self.counters, len, |buf| {
+        if ctx::emit_into(&mut self.txq, &mut self.counters, len, |buf| {
             reply.build(config, buf).unwrap_or(0)
         }) {
             match reply {

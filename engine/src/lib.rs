@@ -27,6 +27,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod counters;
+pub mod ctx;
 pub mod engine;
 pub mod flow;
 pub mod host_io;
@@ -42,6 +43,7 @@ pub mod fwd;
 pub mod icmp;
 pub mod mapping;
 pub mod ndp;
+pub mod refusal;
 pub mod tcp;
 pub mod udp;
 

@@ -38,7 +38,7 @@
 //! - refusing flows it cannot open: a full table, or a host socket that
 //!   cannot reach the destination (`ENETUNREACH`, `EHOSTUNREACH`, `EACCES`),
 //!   answers the guest with a destination unreachable quoting its datagram
-//!   ([`crate::icmp::refuse`], rate-limited), besides the counted drop.
+//!   ([`crate::refusal::refuse`], rate-limited), besides the counted drop.
 //!
 //! What it must never do: name a syscall (everything goes through
 //! [`HostIo`]), read a clock (time is `now`), or send a datagram to an
@@ -47,14 +47,15 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::addr::guest_may_not_address;
 use crate::counters::DropReason;
-use crate::engine::Ctx;
+use crate::ctx::Ctx;
 use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{
     HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
 };
-use crate::icmp::{Refusal, RefusalLimiter, refuse};
 use crate::mapping;
+use crate::refusal::{Refusal, RefusalLimiter, refuse};
 use crate::time::Instant;
 use crate::wire::{
     self, Icmpv4Repr, Icmpv6Repr, IpRepr, Ipv4Repr, Ipv6Repr, UdpRepr, ipv4, ipv6, protocol,
@@ -191,25 +192,6 @@ fn unspecified_like(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    }
-}
-
-/// A destination the guest may not name in a UDP datagram: nothing
-/// unicast there (RFC 1122 §3.2.1.3 / RFC 4291 §2.5.2 unspecified,
-/// broadcast, multicast), or the host's loopback, which the guest reaches
-/// only through the mapping (RFC 1122 §3.2.1.3(g): 127/8 never appears
-/// outside a host).
-pub(crate) fn guest_may_not_address(dst: IpAddr) -> bool {
-    match dst {
-        IpAddr::V4(a) => {
-            a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback()
-        }
-        IpAddr::V6(a) => {
-            a.is_unspecified()
-                || a.is_multicast()
-                || a.is_loopback()
-                || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::rtt::{MAX_RTO, RttEstimator};
 use super::seq;
 use crate::counters::Counters;
-use crate::engine::Ctx;
+use crate::ctx::Ctx;
 use crate::host_io::{
     ConnectProgress, HostError, HostIo, Interest, Readiness, Shutdown, SockId, Token,
 };

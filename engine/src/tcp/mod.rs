@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use crate::counters::DropReason;
-use crate::engine::Ctx;
+use crate::ctx::Ctx;
 use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{HostError, HostIo, Interest, Readiness, SockId, Token};
 use crate::mapping;
