@@ -59,6 +59,14 @@ pub struct Ctx<'a, H: HostIo> {
 }
 
 impl<H: HostIo> Ctx<'_, H> {
+    /// How many frames of the largest size the engine builds (the MTU plus
+    /// the Ethernet header) the transmit queue can still take. A module
+    /// reads a host socket only for as many messages as this allows (see
+    /// [`TxQueue::room_for`]); what it leaves stays in the kernel.
+    pub fn tx_room(&self) -> usize {
+        self.txq.room_for(max_frame_len(self.config))
+    }
+
     /// Builds one frame for the guest in place (see [`TxQueue::push_with`])
     /// and counts it; a full queue is counted as a drop. Returns whether a
     /// frame was queued.
@@ -85,4 +93,10 @@ pub(crate) fn emit_into(
             false
         }
     }
+}
+
+/// The largest frame the engine builds for the guest: the MTU plus the
+/// Ethernet header.
+pub fn max_frame_len(config: &Config) -> usize {
+    usize::from(config.mtu) + crate::wire::ethernet::HEADER_LEN
 }

@@ -454,6 +454,16 @@ impl<H: HostIo> Engine<H> {
         l4.tcp.listen(&mut cx, addr, guest_port)
     }
 
+    /// How many more frames of the largest size (MTU plus Ethernet header)
+    /// the transmit queue can take. The engine never reads a host socket
+    /// beyond it (data stays in the kernel and readiness, level-triggered,
+    /// reports it again), so a driver that finds it at zero should drain
+    /// the queue to the guest before it handles host events, instead of
+    /// handling events that can make no progress.
+    pub fn tx_room(&self) -> usize {
+        self.txq.room_for(ctx::max_frame_len(&self.config))
+    }
+
     /// Frames waiting for the guest. The caller writes them out and calls
     /// [`TxQueue::consume`] with the number written.
     pub fn tx_queue(&mut self) -> &mut TxQueue {

@@ -243,6 +243,10 @@ impl Icmp {
         };
         let flow = *flow;
         for _ in 0..REPLIES_PER_EVENT {
+            if cx.tx_room() == 0 {
+                // Backpressure: the replies wait in the socket for room.
+                break;
+            }
             let (len, _from) = match cx.host.ping_recv(flow.sock, &mut self.buf) {
                 Ok(r) => r,
                 Err(HostError::WouldBlock) => break,

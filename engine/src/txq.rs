@@ -7,8 +7,14 @@
 //! list are allocated once, at construction: pushing never allocates.
 //!
 //! When the queue is full a push fails with [`TxQueueFull`]; the caller counts
-//! the drop. A full queue means the guest is not draining fast enough, and
-//! TCP/UDP above recover from a lost frame like from any other loss.
+//! the drop. Host data never meets a full queue: the engine reads a host
+//! socket only for as many frames as the queue has room for
+//! ([`TxQueue::room_for`]) and leaves the rest in the kernel, where
+//! level-triggered readiness reports it again (backpressure, not loss).
+//! What can still be dropped is a frame answering the guest itself (an ARP
+//! reply, a TCP ACK), which the guest recovers like any other loss. A
+//! driver that sees [`TxQueue::room_for`] of one MTU-sized frame at zero
+//! holds host events until it has drained the queue.
 
 /// The queue had no room for the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +83,17 @@ impl TxQueue {
     /// Bytes free in the arena.
     pub fn free_bytes(&self) -> usize {
         self.arena.len() - self.used
+    }
+
+    /// Frames that can still be queued (whatever their size).
+    pub fn free_frames(&self) -> usize {
+        self.max_frames - self.frames.len()
+    }
+
+    /// How many more frames of up to `max_len` bytes certainly fit.
+    pub fn room_for(&self, max_len: usize) -> usize {
+        self.free_frames()
+            .min(self.free_bytes().checked_div(max_len).unwrap_or(usize::MAX))
     }
 
     /// The `i`-th waiting frame.
@@ -149,6 +166,22 @@ mod tests {
         q.clear();
         q.push(&[4; 8]).unwrap();
         assert_eq!(q.push(&[5; 3]), Err(TxQueueFull));
+    }
+
+    #[test]
+    fn room_counts_the_frames_that_certainly_fit() {
+        let mut q = TxQueue::new(3, 100);
+        assert_eq!(q.room_for(30), 3, "bounded by frames");
+        assert_eq!(q.room_for(40), 2, "bounded by bytes");
+        q.push(&[0; 50]).unwrap();
+        assert_eq!(q.free_frames(), 2);
+        assert_eq!(q.room_for(40), 1);
+        assert_eq!(q.room_for(51), 0);
+        q.push(&[0; 1]).unwrap();
+        q.push(&[0; 1]).unwrap();
+        assert_eq!(q.room_for(1), 0, "no frame left");
+        q.consume(1);
+        assert_eq!(q.room_for(40), 1);
     }
 
     #[test]

@@ -633,10 +633,16 @@ impl Udp {
             self.table.relay_errors(cx, sock, source);
         }
         for _ in 0..BATCHES_PER_EVENT {
+            // Backpressure: read no more datagrams than the transmit queue
+            // can take; the rest stays in the socket and is reported again.
+            let room = cx.tx_room().min(RX_BATCH);
+            if room == 0 {
+                break;
+            }
             let mut chunks = self.rx.chunks_mut(RX_SLOT);
             let mut slots: [UdpRecv<'_>; RX_BATCH] =
                 std::array::from_fn(|_| UdpRecv::new(chunks.next().unwrap_or_default()));
-            let got = match cx.host.udp_recv_batch(sock, &mut slots) {
+            let got = match cx.host.udp_recv_batch(sock, &mut slots[..room]) {
                 Ok(n) => n,
                 Err(HostError::WouldBlock) => break,
                 Err(
@@ -654,13 +660,13 @@ impl Udp {
                 }
                 Err(_) => break,
             };
-            for slot in &slots[..got.min(RX_BATCH)] {
+            for slot in &slots[..got.min(room)] {
                 let r = self.table.deliver(cx, now, source, slot);
                 if let Err(reason) = r {
                     cx.counters.drop(reason);
                 }
             }
-            if got < RX_BATCH {
+            if got < room {
                 break;
             }
         }
@@ -813,6 +819,10 @@ impl Table {
     /// Takes queued ICMP errors off `sock` and relays each to the guest.
     fn relay_errors<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, sock: SockId, source: Source) {
         for _ in 0..ERRORS_PER_EVENT {
+            if cx.tx_room() == 0 {
+                // The error waits in the socket's queue for room.
+                break;
+            }
             let report = match cx.host.udp_recv_error(sock) {
                 Ok(Some(r)) => r,
                 Ok(None) | Err(_) => break,

@@ -1293,9 +1293,17 @@ impl Flow {
                 return Verdict::Keep;
             }
             let want = avail.min(self.mss) as usize;
+            let max_len = frame_len(&self.key, 0, want);
+            if cx.txq.room_for(max_len) == 0 {
+                // Transmit queue full (backpressure): the data waits in the
+                // socket, unpeeked, and the socket stays readable, so we
+                // come back once the driver drained the queue. Checked
+                // before the window is stamped: no segment, no window the
+                // guest never saw.
+                return Verdict::Keep;
+            }
             let mut repr = self.base_repr(self.snd_nxt, TcpFlags::ACK | TcpFlags::PSH);
             self.stamp_window(cx.host, &mut repr);
-            let max_len = frame_len(&self.key, 0, want);
             let sock = self.sock;
             let host = &mut *cx.host;
             let mut peeked = Err(HostError::WouldBlock);
@@ -1310,8 +1318,8 @@ impl Flow {
                 }
             });
             if pushed.is_err() {
-                // Transmit queue full: the data waits in the socket, and the
-                // socket stays readable, so we come back.
+                // Cannot happen after the room check above; if it did, the
+                // data would still be waiting in the socket.
                 return Verdict::Keep;
             }
             let pk = match peeked {
