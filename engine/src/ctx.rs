@@ -7,7 +7,7 @@
 //! the one way a frame for the guest is queued and counted
 //! ([`Ctx::emit`]); it never decides what a frame says.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::MacAddr;
 use crate::config::Config;
@@ -16,6 +16,7 @@ use crate::flow::FlowLimit;
 use crate::host_io::HostIo;
 use crate::rng::Rng;
 use crate::txq::TxQueue;
+use crate::wire::{IpRepr, Ipv4Repr, Ipv6Repr};
 
 /// What the engine has learnt about the guest from its frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,4 +100,29 @@ pub(crate) fn emit_into(
 /// Ethernet header.
 pub fn max_frame_len(config: &Config) -> usize {
     usize::from(config.mtu) + crate::wire::ethernet::HEADER_LEN
+}
+
+/// Hop limit (IPv4 TTL) of every packet the engine builds toward the
+/// guest: it is one hop from us.
+pub const HOP_LIMIT_TO_GUEST: u8 = 64;
+
+/// The IP header of a packet the engine builds toward the guest, from
+/// `src` to `dst` carrying `protocol` (the one builder every module uses).
+/// `None` when the two addresses are of different families.
+pub fn ip_to_guest(src: IpAddr, dst: IpAddr, protocol: u8) -> Option<IpRepr> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(IpRepr::V4(Ipv4Repr::new(
+            s,
+            d,
+            protocol,
+            HOP_LIMIT_TO_GUEST,
+        ))),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(IpRepr::V6(Ipv6Repr::new(
+            s,
+            d,
+            protocol,
+            HOP_LIMIT_TO_GUEST,
+        ))),
+        _ => None,
+    }
 }

@@ -92,11 +92,10 @@ impl<H: HostIo> Engine<H> {
     pub fn new(config: Config, host: H, seed: u64) -> Result<Self, ConfigError> {
         config.validate()?;
         let txq = TxQueue::new(config.tx_queue_frames, config.tx_queue_bytes);
-        let mut rng = Rng::from_seed(seed);
+        let rng = Rng::from_seed(seed);
         let tcp = Tcp::new(rng.child("tcp"));
         let udp = Udp::new();
         let icmp = Icmp::new();
-        let _ = rng.next_u64();
         let flows = FlowLimit::new(config.flow_capacity);
         Ok(Engine {
             guest: GuestState {
@@ -156,9 +155,9 @@ impl<H: HostIo> Engine<H> {
                 ArpOutcome::Ignore(reason) => Err(reason),
             },
             L3::Ipv4 { ip, l4 } => {
-                let Some(v4) = &self.config.ipv4 else {
+                if self.config.ipv4.is_none() {
                     return Err(DropReason::ServiceDisabled);
-                };
+                }
                 if !ip.src_addr.is_unspecified() {
                     if ip.src_addr.is_multicast()
                         || ip.src_addr.is_broadcast()
@@ -166,34 +165,13 @@ impl<H: HostIo> Engine<H> {
                     {
                         return Err(DropReason::BadSource);
                     }
-                    let _ = v4;
                     self.guest.ipv4 = Some(ip.src_addr);
                 }
-                let src = IpAddr::V4(ip.src_addr);
-                let dst = IpAddr::V4(ip.dst_addr);
                 match l4 {
                     L4::Udp { udp, payload } if udp.dst_port == DHCP_SERVER_PORT => {
                         self.dhcpv4(eth.src, udp, payload)
                     }
-                    L4::Icmpv4(Icmpv4Repr::EchoRequest {
-                        ident,
-                        seq_no,
-                        data,
-                    }) => {
-                        let (mut cx, l4) = self.parts();
-                        l4.icmp
-                            .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
-                    }
-                    L4::Icmpv4(_) => Err(DropReason::UnsupportedProtocol),
-                    L4::Tcp { tcp, payload } => {
-                        let (mut cx, l4) = self.parts();
-                        l4.tcp.on_segment(&mut cx, now, src, dst, &tcp, payload)
-                    }
-                    L4::Udp { udp, payload } => {
-                        let (mut cx, l4) = self.parts();
-                        l4.udp.on_datagram(&mut cx, now, src, dst, &udp, payload)
-                    }
-                    L4::Icmpv6(_) | L4::Other { .. } => Err(DropReason::UnsupportedProtocol),
+                    l4 => self.transport(now, ip.src_addr.into(), ip.dst_addr.into(), l4),
                 }
             }
             L3::Ipv6 { ip, l4 } => {
@@ -208,8 +186,6 @@ impl<H: HostIo> Engine<H> {
                 } else if !ip.src_addr.is_unspecified() {
                     self.guest.ipv6 = Some(ip.src_addr);
                 }
-                let src = IpAddr::V6(ip.src_addr);
-                let dst = IpAddr::V6(ip.dst_addr);
                 match l4 {
                     L4::Icmpv6(Icmpv6Repr::Ndp(ndp)) => {
                         match self.ndp.handle(&self.config, now, eth.src, &ip, &ndp) {
@@ -220,16 +196,6 @@ impl<H: HostIo> Engine<H> {
                             NdpOutcome::Ignore(reason) => Err(reason),
                         }
                     }
-                    L4::Icmpv6(Icmpv6Repr::EchoRequest {
-                        ident,
-                        seq_no,
-                        data,
-                    }) => {
-                        let (mut cx, l4) = self.parts();
-                        l4.icmp
-                            .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
-                    }
-                    L4::Icmpv6(_) => Err(DropReason::UnsupportedProtocol),
                     L4::Udp { udp, payload }
                         if udp.dst_port == DHCPV6_SERVER_PORT
                             && (ip.dst_addr == ALL_DHCP_SERVERS
@@ -238,16 +204,42 @@ impl<H: HostIo> Engine<H> {
                     {
                         self.dhcpv6(eth.src, ip.src_addr, udp, payload)
                     }
-                    L4::Tcp { tcp, payload } => {
-                        let (mut cx, l4) = self.parts();
-                        l4.tcp.on_segment(&mut cx, now, src, dst, &tcp, payload)
-                    }
-                    L4::Udp { udp, payload } => {
-                        let (mut cx, l4) = self.parts();
-                        l4.udp.on_datagram(&mut cx, now, src, dst, &udp, payload)
-                    }
-                    L4::Icmpv4(_) | L4::Other { .. } => Err(DropReason::UnsupportedProtocol),
+                    l4 => self.transport(now, ip.src_addr.into(), ip.dst_addr.into(), l4),
                 }
+            }
+        }
+    }
+
+    /// The translation modules' share of the dispatch, the same for both
+    /// families once the built-in services took theirs: echo requests of
+    /// the packet's own family, TCP and UDP.
+    fn transport(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        l4: L4<'_>,
+    ) -> Result<(), DropReason> {
+        let (mut cx, m) = self.parts();
+        match l4 {
+            L4::Icmpv4(Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            }) if src.is_ipv4() => m
+                .icmp
+                .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data),
+            L4::Icmpv6(Icmpv6Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            }) if src.is_ipv6() => m
+                .icmp
+                .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data),
+            L4::Tcp { tcp, payload } => m.tcp.on_segment(&mut cx, now, src, dst, &tcp, payload),
+            L4::Udp { udp, payload } => m.udp.on_datagram(&mut cx, now, src, dst, &udp, payload),
+            L4::Icmpv4(_) | L4::Icmpv6(_) | L4::Other { .. } => {
+                Err(DropReason::UnsupportedProtocol)
             }
         }
     }

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::counters::DropReason;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, HOP_LIMIT_TO_GUEST};
 use crate::flow::{FlowTable, token};
 use crate::host_io::{Family, HostError, HostIo, Interest, Readiness, SockId, Token};
 use crate::mapping;
@@ -43,8 +43,6 @@ pub const PING_NOT_PERMITTED_WARNING: &str = "ICMP echo (ping) not available: th
 const RX_LEN: usize = 65536;
 /// Replies read per readiness event.
 const REPLIES_PER_EVENT: usize = 64;
-/// Hop limit of the replies we build toward the guest.
-const HOP_LIMIT: u8 = 64;
 
 #[derive(Debug, Clone, Copy)]
 struct EchoFlow {
@@ -117,8 +115,9 @@ impl Icmp {
             None => match self.open(cx, now, src, dst, ident) {
                 Ok(i) => i,
                 Err(reason) => {
-                    // A full table refuses the new flow cleanly (DESIGN.md
-                    // "Bounded memory"): the guest hears why.
+                    // A full table refuses the new flow cleanly
+                    // (docs/architecture.md, the flow table): the guest
+                    // hears why.
                     if reason == DropReason::FlowTableFull {
                         self.refuse_request(
                             cx,
@@ -320,7 +319,7 @@ fn relay_reply<H: HostIo>(
             if wire::ipv4::MIN_HEADER_LEN + icmp.buffer_len() > mtu {
                 return Err(DropReason::TooBig);
             }
-            let ip = Ipv4Repr::new(src, dst, protocol::ICMP, HOP_LIMIT);
+            let ip = Ipv4Repr::new(src, dst, protocol::ICMP, HOP_LIMIT_TO_GUEST);
             cx.emit(wire::IPV4_HEADERS_LEN + icmp.buffer_len(), |buf| {
                 wire::build_icmpv4(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
             })
@@ -337,7 +336,7 @@ fn relay_reply<H: HostIo>(
             if wire::ipv6::HEADER_LEN + icmp.buffer_len() > mtu {
                 return Err(DropReason::TooBig);
             }
-            let ip = Ipv6Repr::new(src, dst, protocol::ICMPV6, HOP_LIMIT);
+            let ip = Ipv6Repr::new(src, dst, protocol::ICMPV6, HOP_LIMIT_TO_GUEST);
             cx.emit(wire::IPV6_HEADERS_LEN + icmp.buffer_len(), |buf| {
                 wire::build_icmpv6(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
             })
@@ -366,7 +365,7 @@ fn quote_echo_request(
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             Ipv4Repr {
                 payload_len: icmp_len,
-                ..Ipv4Repr::new(s, d, protocol::ICMP, HOP_LIMIT)
+                ..Ipv4Repr::new(s, d, protocol::ICMP, HOP_LIMIT_TO_GUEST)
             }
             .emit(&mut out[..])
             .ok()?;
@@ -375,7 +374,7 @@ fn quote_echo_request(
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             Ipv6Repr {
                 payload_len: icmp_len,
-                ..Ipv6Repr::new(s, d, protocol::ICMPV6, HOP_LIMIT)
+                ..Ipv6Repr::new(s, d, protocol::ICMPV6, HOP_LIMIT_TO_GUEST)
             }
             .emit(&mut out[..])
             .ok()?;

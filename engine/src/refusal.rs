@@ -10,13 +10,10 @@
 use core::time::Duration;
 use std::net::IpAddr;
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, HOP_LIMIT_TO_GUEST};
 use crate::host_io::{HostError, HostIo};
 use crate::time::Instant;
 use crate::wire::{self, Icmpv4Repr, Icmpv6Repr, Ipv4Repr, Ipv6Repr, protocol};
-
-/// Hop limit of the refusals we build toward the guest.
-const HOP_LIMIT: u8 = 64;
 
 /// Refusals the bucket can send back to back.
 pub const REFUSAL_BURST: u32 = 16;
@@ -151,7 +148,7 @@ pub(crate) fn refuse<H: HostIo>(
                 rest: 0,
                 data: quoted,
             };
-            let ip = Ipv4Repr::new(src, dst, protocol::ICMP, HOP_LIMIT);
+            let ip = Ipv4Repr::new(src, dst, protocol::ICMP, HOP_LIMIT_TO_GUEST);
             cx.emit(wire::IPV4_HEADERS_LEN + icmp.buffer_len(), |buf| {
                 wire::build_icmpv4(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
             })
@@ -170,7 +167,7 @@ pub(crate) fn refuse<H: HostIo>(
                 code: refusal.icmpv6_code(),
                 data: quoted,
             };
-            let ip = Ipv6Repr::new(src, dst, protocol::ICMPV6, HOP_LIMIT);
+            let ip = Ipv6Repr::new(src, dst, protocol::ICMPV6, HOP_LIMIT_TO_GUEST);
             cx.emit(wire::IPV6_HEADERS_LEN + icmp.buffer_len(), |buf| {
                 wire::build_icmpv6(buf, our_mac, guest_mac, &ip, &icmp).unwrap_or(0)
             })

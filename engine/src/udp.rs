@@ -49,7 +49,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::addr::guest_may_not_address;
 use crate::counters::DropReason;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, ip_to_guest};
 use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{
     HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
@@ -71,8 +71,6 @@ const RX_SLOT: usize = 65536;
 const BATCHES_PER_EVENT: usize = 4;
 /// ICMP errors taken from one socket's error queue per event.
 const ERRORS_PER_EVENT: usize = 16;
-/// Hop limit of the datagrams we build toward the guest.
-const HOP_LIMIT: u8 = 64;
 /// Guest datagrams queued toward host sockets between flushes.
 pub const TX_BATCH: usize = 128;
 /// Payload bytes queued toward host sockets between flushes (room for
@@ -540,7 +538,7 @@ impl Udp {
         if is_unroutable(host_peer.ip()) {
             return Err((DropReason::Unmappable, None));
         }
-        // DESIGN.md "Bounded memory": a full table refuses the new flow
+        // docs/architecture.md, the flow table: a full table refuses the new flow
         // cleanly, and says so.
         let vacant = self
             .table
@@ -746,7 +744,7 @@ impl Table {
         }
         let payload = slot.buf.get(..slot.len).ok_or(DropReason::TooBig)?;
         let flow = self.flow_mut(index).ok_or(DropReason::Malformed)?;
-        let ip = guest_ip_repr(flow.guest_peer.ip(), flow.guest.ip(), protocol::UDP)
+        let ip = ip_to_guest(flow.guest_peer.ip(), flow.guest.ip(), protocol::UDP)
             .ok_or(DropReason::Unmappable)?;
         let ip_len = ip.headers_len() - wire::ethernet::HEADER_LEN;
         if ip_len + wire::udp::HEADER_LEN + payload.len() > usize::from(cx.config.mtu) {
@@ -855,15 +853,6 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// IP header fields for a packet we build toward the guest.
-fn guest_ip_repr(src: IpAddr, dst: IpAddr, proto: u8) -> Option<IpRepr> {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Some(IpRepr::V4(Ipv4Repr::new(s, d, proto, HOP_LIMIT))),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Some(IpRepr::V6(Ipv6Repr::new(s, d, proto, HOP_LIMIT))),
-        _ => None,
-    }
-}
-
 /// Writes the guest's datagram header as the guest sent it (IP header plus
 /// the 8-byte UDP header; RFC 792 asks for the header and 64 bits of data)
 /// into `out`; returns its length. The UDP checksum is left zero: the
@@ -893,7 +882,8 @@ fn quote_udp_header(
     out: &mut [u8; 48],
 ) -> Option<usize> {
     let udp_len = udp_len.max(wire::udp::HEADER_LEN as u16);
-    let ip_len = match guest_ip_repr(guest.ip(), guest_peer.ip(), protocol::UDP)? {
+    // The guest's own header, as it would have built it.
+    let ip_len = match ip_to_guest(guest.ip(), guest_peer.ip(), protocol::UDP)? {
         IpRepr::V4(ip) => {
             Ipv4Repr {
                 payload_len: usize::from(udp_len),
@@ -970,7 +960,7 @@ fn relay_icmp_error<H: HostIo>(cx: &mut Ctx<'_, H>, flow: &Flow, report: &IcmpEr
                 },
                 _ => return false,
             };
-            let Some(IpRepr::V4(ip)) = guest_ip_repr(IpAddr::V4(src), IpAddr::V4(dst), 0) else {
+            let Some(IpRepr::V4(ip)) = ip_to_guest(IpAddr::V4(src), IpAddr::V4(dst), 0) else {
                 return false;
             };
             let len = wire::IPV4_HEADERS_LEN + icmp.buffer_len();
@@ -994,7 +984,7 @@ fn relay_icmp_error<H: HostIo>(cx: &mut Ctx<'_, H>, flow: &Flow, report: &IcmpEr
                 },
                 _ => return false,
             };
-            let Some(IpRepr::V6(ip)) = guest_ip_repr(IpAddr::V6(src), IpAddr::V6(dst), 0) else {
+            let Some(IpRepr::V6(ip)) = ip_to_guest(IpAddr::V6(src), IpAddr::V6(dst), 0) else {
                 return false;
             };
             let len = wire::IPV6_HEADERS_LEN + icmp.buffer_len();

@@ -15,18 +15,16 @@
 //! [`super::Tcp`] does the bookkeeping.
 
 use core::time::Duration;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::rtt::{MAX_RTO, RttEstimator};
 use super::seq;
-use crate::counters::Counters;
-use crate::ctx::Ctx;
+use crate::ctx::{self, Ctx, ip_to_guest};
 use crate::host_io::{
     ConnectProgress, HostError, HostIo, Interest, Readiness, Shutdown, SockId, Token,
 };
 use crate::time::Instant;
-use crate::txq::TxQueue;
-use crate::wire::{self, IpRepr, Ipv4Repr, Ipv6Repr, TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{self, TcpFlags, TcpOptions, TcpRepr};
 
 /// Window scale we offer the guest (RFC 7323 §2): 2^7 lets us advertise
 /// up to 8 MiB, above Linux's default `tcp_wmem` maximum of 4 MiB.
@@ -77,8 +75,8 @@ const NUDGE_CEILING: Duration = Duration::from_secs(4);
 pub(crate) const WINDOW_RECHECK: Duration = Duration::from_millis(10);
 /// What the kernel charges against `SO_SNDBUF` beyond the payload queued
 /// (socket buffer headers, `truesize`), as a fraction of that payload in
-/// 1/256ths, until a refusal teaches a flow better: 1/16. Linux on
-/// loopback, with segments coalesced up to 64 KiB, charges about 2%.
+/// 1/256ths, until a refusal teaches a flow better: 1/16, above what
+/// Linux charges on loopback (docs/performance.md).
 const SEND_OVERHEAD_Q8: u32 = 16;
 /// Upper bound of a learned overhead: 4 times the payload.
 const MAX_SEND_OVERHEAD_Q8: u32 = 1024;
@@ -134,6 +132,55 @@ enum GuestRecovery {
     /// Needs duplicate ACKs: bursts after each partial ACK, and nudges.
     /// Final once learnt.
     NeedsDupAcks,
+}
+
+/// What a flow knows and plans about the data we dropped beyond a hole
+/// (we keep no out-of-order data) until the guest has sent it again: the
+/// loss-recovery heuristic for guests without SACK (see [`GuestRecovery`]
+/// and [`Flow::recovery_nudge`]).
+#[derive(Debug)]
+struct LossRecovery {
+    /// End of the highest guest segment dropped for arriving beyond a hole
+    /// (we keep no out-of-order data): until `rcv_nxt` passes it, the guest
+    /// has sent data we threw away and must send again.
+    dropped_beyond: Option<u32>,
+    /// While `dropped_beyond` is pending: when to nudge the guest again
+    /// ([`Flow::recovery_nudge`]), and how many nudges went unanswered.
+    nudge_at: Option<Instant>,
+    nudges: u8,
+    /// How the guest recovers from what we drop beyond a hole, learnt
+    /// from the first partial ACK (see [`GuestRecovery`]).
+    guest_recovery: GuestRecovery,
+    /// A partial ACK went out without duplicates to tell how the guest
+    /// recovers: the hole's new left edge, until the guest answers or the
+    /// nudge timer says it will not.
+    probing_partial_ack: Option<u32>,
+    /// Partial ACKs answered in a row while [`GuestRecovery::Unknown`].
+    partial_ack_answers: u8,
+    /// A guest taken for NewReno was nudged: the hole's left edge and when.
+    /// If the nudge brings the missing segment at once, the guest needed
+    /// it: it is not NewReno after all.
+    nudged_newreno: Option<(u32, Instant)>,
+    /// Lowest start of a segment dropped beyond the current hole: a
+    /// segment in `dropped_from..dropped_beyond` covers bytes we saw
+    /// before, a retransmission rather than a late original (reordering),
+    /// so only such a segment counts as an answer to a partial ACK.
+    dropped_from: Option<u32>,
+}
+
+impl Default for LossRecovery {
+    fn default() -> Self {
+        LossRecovery {
+            dropped_beyond: None,
+            nudge_at: None,
+            nudges: 0,
+            guest_recovery: GuestRecovery::Unknown,
+            probing_partial_ack: None,
+            partial_ack_answers: 0,
+            nudged_newreno: None,
+            dropped_from: None,
+        }
+    }
 }
 
 /// One flow. See the module docs.
@@ -195,32 +242,8 @@ pub(crate) struct Flow {
     /// The host socket took less than the guest sent: once it has room, a
     /// window update plus duplicate ACKs make the guest retransmit.
     refused: bool,
-    /// End of the highest guest segment dropped for arriving beyond a hole
-    /// (we keep no out-of-order data): until `rcv_nxt` passes it, the guest
-    /// has sent data we threw away and must send again.
-    dropped_beyond: Option<u32>,
-    /// While `dropped_beyond` is pending: when to nudge the guest again
-    /// ([`Flow::recovery_nudge`]), and how many nudges went unanswered.
-    nudge_at: Option<Instant>,
-    nudges: u8,
-    /// How the guest recovers from what we drop beyond a hole, learnt
-    /// from the first partial ACK (see [`GuestRecovery`]).
-    guest_recovery: GuestRecovery,
-    /// A partial ACK went out without duplicates to tell how the guest
-    /// recovers: the hole's new left edge, until the guest answers or the
-    /// nudge timer says it will not.
-    probing_partial_ack: Option<u32>,
-    /// Partial ACKs answered in a row while [`GuestRecovery::Unknown`].
-    partial_ack_answers: u8,
-    /// A guest taken for NewReno was nudged: the hole's left edge and when.
-    /// If the nudge brings the missing segment at once, the guest needed
-    /// it: it is not NewReno after all.
-    nudged_newreno: Option<(u32, Instant)>,
-    /// Lowest start of a segment dropped beyond the current hole: a
-    /// segment in `dropped_from..dropped_beyond` covers bytes we saw
-    /// before, a retransmission rather than a late original (reordering),
-    /// so only such a segment counts as an answer to a partial ACK.
-    dropped_from: Option<u32>,
+    /// Loss recovery beyond holes (see [`LossRecovery`]).
+    rec: LossRecovery,
     /// Waiting for room in the host socket's send buffer: the window last
     /// offered is below the floor of [`Flow::window_view`] (zero included),
     /// or the socket refused data. Writability then brings a window update:
@@ -254,20 +277,6 @@ fn frame_len(key: &FlowKey, opts_len: usize, payload: usize) -> usize {
     l3 + wire::tcp::MIN_HEADER_LEN + opts_len + payload
 }
 
-/// IP header for a segment from the peer (as the guest sees it) to the
-/// guest.
-fn ip_to_guest(key: &FlowKey) -> Option<IpRepr> {
-    match (key.peer.ip(), key.guest.ip()) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            Some(IpRepr::V4(Ipv4Repr::new(src, dst, wire::protocol::TCP, 64)))
-        }
-        (IpAddr::V6(src), IpAddr::V6(dst)) => {
-            Some(IpRepr::V6(Ipv6Repr::new(src, dst, wire::protocol::TCP, 64)))
-        }
-        _ => None,
-    }
-}
-
 /// Largest payload a frame to the guest can carry for this flow under the
 /// configured MTU (no TCP options on data segments).
 fn mtu_payload(key: &FlowKey, mtu: u16) -> u32 {
@@ -287,7 +296,7 @@ fn our_mss(key: &FlowKey, mtu: u16) -> u16 {
 /// Sends one segment without payload to the guest. Returns whether it was
 /// queued.
 pub(crate) fn emit_control<H: HostIo>(cx: &mut Ctx<'_, H>, key: &FlowKey, repr: &TcpRepr) -> bool {
-    let Some(ip) = ip_to_guest(key) else {
+    let Some(ip) = ip_to_guest(key.peer.ip(), key.guest.ip(), wire::protocol::TCP) else {
         return false;
     };
     let len = frame_len(key, repr.options.emitted_len(), 0);
@@ -316,25 +325,6 @@ pub(crate) fn emit_rst<H: HostIo>(cx: &mut Ctx<'_, H>, key: &FlowKey, seq: u32, 
     };
     if emit_control(cx, key, &repr) {
         cx.counters.tcp_rst_to_guest += 1;
-    }
-}
-
-/// Queues a frame without counting a drop when the queue is full: data
-/// that does not fit now stays in the host socket and goes later.
-fn push_frame(
-    txq: &mut TxQueue,
-    counters: &mut Counters,
-    max_len: usize,
-    build: impl FnOnce(&mut [u8]) -> usize,
-) -> Result<usize, ()> {
-    match txq.push_with(max_len, build) {
-        Ok(0) => Ok(0),
-        Ok(n) => {
-            counters.frames_out += 1;
-            counters.bytes_out += n as u64;
-            Ok(n)
-        }
-        Err(_) => Err(()),
     }
 }
 
@@ -379,14 +369,7 @@ impl Flow {
             send_overhead_q8: SEND_OVERHEAD_Q8,
             guest_fin: false,
             refused: false,
-            dropped_beyond: None,
-            nudge_at: None,
-            nudges: 0,
-            guest_recovery: GuestRecovery::Unknown,
-            probing_partial_ack: None,
-            partial_ack_answers: 0,
-            nudged_newreno: None,
-            dropped_from: None,
+            rec: LossRecovery::default(),
             want_writable: false,
             wnd_check_at: None,
             rtt: RttEstimator::default(),
@@ -468,7 +451,7 @@ impl Flow {
 
     /// The earliest instant at which [`Flow::on_timer`] has work to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let mut d = [self.rto_at, self.wnd_check_at, self.nudge_at]
+        let mut d = [self.rto_at, self.wnd_check_at, self.rec.nudge_at]
             .into_iter()
             .flatten()
             .min();
@@ -994,18 +977,18 @@ impl Flow {
     /// forget the hole and its timers. What was learnt about the guest
     /// stays.
     fn hole_closed(&mut self) {
-        self.dropped_beyond = None;
-        self.dropped_from = None;
-        self.nudge_at = None;
-        self.probing_partial_ack = None;
-        self.nudged_newreno = None;
+        self.rec.dropped_beyond = None;
+        self.rec.dropped_from = None;
+        self.rec.nudge_at = None;
+        self.rec.probing_partial_ack = None;
+        self.rec.nudged_newreno = None;
     }
 
     /// Wait before the first nudge of a hole: a NewReno guest is left to
     /// its own recovery unless the hole stays open for [`NUDGE_CEILING`]
     /// (it may have lost its timer, as smoltcp can).
     fn first_nudge_wait(&self) -> Duration {
-        match self.guest_recovery {
+        match self.rec.guest_recovery {
             GuestRecovery::ActsOnPartialAck => NUDGE_CEILING,
             _ => self.nudge_wait(),
         }
@@ -1040,23 +1023,22 @@ impl Flow {
     /// Senders already in recovery (NewReno, RFC 6582) ignore the burst
     /// apart from counting it. The nudges never stop while the hole is
     /// open, backing off to one every [`NUDGE_CEILING`]: a guest can lose
-    /// its own retransmission timer. The simulator caught smoltcp 0.14 at
-    /// it: its fast retransmit met an expired neighbour entry, the segment
-    /// was dropped for an ARP request, and the socket was left with data in
-    /// flight and no timer running. Only a new duplicate-ACK count
+    /// its own retransmission timer (docs/decisions.md, "A guest that lost
+    /// its retransmission timer"), and then only a new duplicate-ACK count
     /// (which our keep-alives, all alike, never restart) wakes it.
     fn recovery_nudge<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
-        self.nudge_at = None;
+        self.rec.nudge_at = None;
         let pending = self
+            .rec
             .dropped_beyond
             .is_some_and(|d| seq::lt(self.rcv_nxt, d));
         if !pending || self.state != State::Established || self.guest_fin {
             self.hole_closed();
             return;
         }
-        if self.probing_partial_ack.take() == Some(self.rcv_nxt) {
+        if self.rec.probing_partial_ack.take() == Some(self.rcv_nxt) {
             // The partial ACK alone did not bring the next segment.
-            self.guest_recovery = GuestRecovery::NeedsDupAcks;
+            self.rec.guest_recovery = GuestRecovery::NeedsDupAcks;
         }
         // Around what the guest knows: while a hole is open nothing is
         // written to the socket, so its room has only grown since.
@@ -1068,7 +1050,7 @@ impl Flow {
             // update when room frees up does the asking.
             return;
         }
-        let w = if self.nudges % 2 == 1 || base + unit > max {
+        let w = if self.rec.nudges % 2 == 1 || base + unit > max {
             base - unit
         } else {
             base + unit
@@ -1081,15 +1063,15 @@ impl Flow {
             emit_control(cx, &self.key, &r);
         }
         cx.counters.tcp_recovery_nudges += 1;
-        if self.guest_recovery == GuestRecovery::ActsOnPartialAck {
-            self.nudged_newreno = Some((self.rcv_nxt, now));
+        if self.rec.guest_recovery == GuestRecovery::ActsOnPartialAck {
+            self.rec.nudged_newreno = Some((self.rcv_nxt, now));
         }
-        self.nudges = self.nudges.saturating_add(1);
-        let wait = match self.guest_recovery {
+        self.rec.nudges = self.rec.nudges.saturating_add(1);
+        let wait = match self.rec.guest_recovery {
             GuestRecovery::ActsOnPartialAck => NUDGE_CEILING,
-            _ => self.nudge_wait() * (1u32 << self.nudges.min(16)),
+            _ => self.nudge_wait() * (1u32 << self.rec.nudges.min(16)),
         };
-        self.nudge_at = Some(now + wait.min(NUDGE_CEILING));
+        self.rec.nudge_at = Some(now + wait.min(NUDGE_CEILING));
     }
 
     /// Data and FIN from the guest (RFC 9293 §3.10.7.4, seventh and eighth
@@ -1112,40 +1094,40 @@ impl Flow {
         if seq::gt(tcp.seq, self.rcv_nxt) {
             // A hole before this segment (lost, or refused by the socket):
             // duplicate ACK so the guest retransmits from rcv_nxt.
-            if self.dropped_beyond.is_none_or(|d| seq::gt(seg_end, d)) {
-                self.dropped_beyond = Some(seg_end);
+            if self.rec.dropped_beyond.is_none_or(|d| seq::gt(seg_end, d)) {
+                self.rec.dropped_beyond = Some(seg_end);
             }
-            if !payload.is_empty() && self.dropped_from.is_none_or(|f| seq::lt(tcp.seq, f)) {
-                self.dropped_from = Some(tcp.seq);
+            if !payload.is_empty() && self.rec.dropped_from.is_none_or(|f| seq::lt(tcp.seq, f)) {
+                self.rec.dropped_from = Some(tcp.seq);
             }
-            if self.nudge_at.is_none() {
-                self.nudges = 0;
-                self.nudge_at = Some(now + self.first_nudge_wait());
+            if self.rec.nudge_at.is_none() {
+                self.rec.nudges = 0;
+                self.rec.nudge_at = Some(now + self.first_nudge_wait());
             }
             self.send_ack(cx);
             return None;
         }
-        if let Some((left, at)) = self.nudged_newreno {
+        if let Some((left, at)) = self.rec.nudged_newreno {
             if tcp.seq == left && !payload.is_empty() {
-                self.nudged_newreno = None;
+                self.rec.nudged_newreno = None;
                 if now.saturating_duration_since(at) <= self.nudge_wait().max(PARTIAL_ACK_PROBE) {
                     // Answered the nudge, not a partial ACK: it needs
                     // duplicate ACKs (a misreading from reordering or
                     // chance answers early on).
-                    self.guest_recovery = GuestRecovery::NeedsDupAcks;
+                    self.rec.guest_recovery = GuestRecovery::NeedsDupAcks;
                 }
             }
         }
-        if self.probing_partial_ack == Some(tcp.seq)
+        if self.rec.probing_partial_ack == Some(tcp.seq)
             && !payload.is_empty()
-            && self.dropped_from.is_some_and(|f| !seq::lt(tcp.seq, f))
+            && self.rec.dropped_from.is_some_and(|f| !seq::lt(tcp.seq, f))
         {
             // The guest resent the next missing segment on the partial
             // ACK alone.
-            self.probing_partial_ack = None;
-            self.partial_ack_answers = self.partial_ack_answers.saturating_add(1);
-            if self.partial_ack_answers >= PARTIAL_ACK_ANSWERS {
-                self.guest_recovery = GuestRecovery::ActsOnPartialAck;
+            self.rec.probing_partial_ack = None;
+            self.rec.partial_ack_answers = self.rec.partial_ack_answers.saturating_add(1);
+            if self.rec.partial_ack_answers >= PARTIAL_ACK_ANSWERS {
+                self.rec.guest_recovery = GuestRecovery::ActsOnPartialAck;
             }
         }
         let skip = self.rcv_nxt.wrapping_sub(tcp.seq) as usize;
@@ -1199,27 +1181,27 @@ impl Flow {
         // full, growing timeout per dropped segment. Three duplicates of
         // this ACK make any RFC 5681 sender fast-retransmit the next
         // missing segment now (§3.2); a fourth is a spare against the loss
-        // of one (at 5% loss it halves the time a 64 MiB echo takes).
+        // of one (docs/performance.md has what it saves).
         // Only for guests that need it (see [`GuestRecovery`]).
-        match self.dropped_beyond {
+        match self.rec.dropped_beyond {
             Some(d) if seq::lt(self.rcv_nxt, d) && all_taken && !data.is_empty() => {
-                match self.guest_recovery {
+                match self.rec.guest_recovery {
                     GuestRecovery::NeedsDupAcks => {
                         for _ in 0..=DUP_ACK_THRESHOLD {
                             self.send_ack(cx);
                         }
                         cx.counters.tcp_recovery_dup_acks += 1;
-                        self.nudges = 0;
-                        self.nudge_at = Some(now + self.nudge_wait());
+                        self.rec.nudges = 0;
+                        self.rec.nudge_at = Some(now + self.nudge_wait());
                     }
                     GuestRecovery::Unknown => {
-                        self.probing_partial_ack = Some(self.rcv_nxt);
-                        self.nudges = 0;
-                        self.nudge_at = Some(now + self.nudge_wait().max(PARTIAL_ACK_PROBE));
+                        self.rec.probing_partial_ack = Some(self.rcv_nxt);
+                        self.rec.nudges = 0;
+                        self.rec.nudge_at = Some(now + self.nudge_wait().max(PARTIAL_ACK_PROBE));
                     }
                     GuestRecovery::ActsOnPartialAck => {
-                        self.nudges = 0;
-                        self.nudge_at = Some(now + self.first_nudge_wait());
+                        self.rec.nudges = 0;
+                        self.rec.nudge_at = Some(now + self.first_nudge_wait());
                     }
                 }
             }
@@ -1246,7 +1228,8 @@ impl Flow {
         if self.state != State::Established || self.fin_seq.is_some() {
             return Verdict::Keep;
         }
-        let Some(ip) = ip_to_guest(&self.key) else {
+        let Some(ip) = ip_to_guest(self.key.peer.ip(), self.key.guest.ip(), wire::protocol::TCP)
+        else {
             return Verdict::Keep;
         };
         let our_mac = cx.config.our_mac;
@@ -1307,7 +1290,8 @@ impl Flow {
             let sock = self.sock;
             let host = &mut *cx.host;
             let mut peeked = Err(HostError::WouldBlock);
-            let pushed = push_frame(cx.txq, cx.counters, max_len, |buf| {
+            // Room was checked above, so this cannot meet a full queue.
+            ctx::emit_into(cx.txq, cx.counters, max_len, |buf| {
                 let r = wire::build_tcp_with(buf, our_mac, dst_mac, ip, &repr, want, |p| {
                     peeked = host.tcp_peek(sock, offset, p);
                     peeked.map_or(0, |pk| pk.len)
@@ -1317,11 +1301,6 @@ impl Flow {
                     _ => 0,
                 }
             });
-            if pushed.is_err() {
-                // Cannot happen after the room check above; if it did, the
-                // data would still be waiting in the socket.
-                return Verdict::Keep;
-            }
             let pk = match peeked {
                 Ok(pk) => pk,
                 Err(HostError::WouldBlock) => {
@@ -1369,12 +1348,9 @@ impl Flow {
     /// Zero-window probe (RFC 9293 §3.8.6.1): a pure ACK one below the
     /// oldest unacknowledged byte. That sequence number is always outside
     /// the guest's window, so the guest answers with an ACK carrying its
-    /// current window, and nothing is consumed: `snd_nxt` does not move.
-    ///
-    /// (A probe carrying one byte of new data, the other form the RFC
-    /// allows, moved `snd_nxt` past a byte the guest had not taken; every
-    /// later pure ACK then carried a sequence number the zero-window guest
-    /// had to drop, ACK field included, and the flow stalled.)
+    /// current window, and nothing is consumed: `snd_nxt` does not move
+    /// (why not the RFC's other form, one byte of new data: see
+    /// docs/decisions.md, "Zero-window probes carry no data").
     fn send_window_probe<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>) {
         let mut r = self.base_repr(self.snd_una.wrapping_sub(1), TcpFlags::ACK);
         self.stamp_window(cx.host, &mut r);
@@ -1528,7 +1504,7 @@ impl Flow {
                 _ => self.reset_both(cx),
             };
         }
-        if self.nudge_at.is_some_and(|t| now >= t) {
+        if self.rec.nudge_at.is_some_and(|t| now >= t) {
             self.recovery_nudge(cx, now);
         }
         if self.wnd_check_at.is_some_and(|t| now >= t) {
