@@ -10,7 +10,8 @@
 //! replier copies identifier and sequence; RFC 4443 §4.1-4.2). Sequence
 //! numbers and data pass through untouched. The destination goes through
 //! [`crate::mapping::host_destination`] (the gateway reaches the host's
-//! loopback). Flows close after [`crate::Config::icmp_timeout`] without requests.
+//! loopback). Flows close after [`crate::Config::icmp_timeout`] without
+//! requests.
 //!
 //! When the host forbids ping sockets (`net.ipv4.ping_group_range` does
 //! not include our group) the request is dropped, counted under

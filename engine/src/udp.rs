@@ -2,8 +2,9 @@
 //!
 //! What this module owns:
 //! - its flows: a [`FlowTable`] under the engine's one
-//!   [`crate::flow::FlowLimit`], each flow identified on the guest side by `(guest endpoint, endpoint the guest talks to)`
-//!   (an ordered `BTreeMap`, never iterated in hash order);
+//!   [`crate::flow::FlowLimit`], each flow identified on the guest side by
+//!   `(guest endpoint, endpoint the guest talks to)` (an ordered
+//!   `BTreeMap`, never iterated in hash order);
 //! - **outbound flows**: the first datagram from a guest endpoint to a new
 //!   destination opens a host socket bound to the guest's source port where
 //!   the host allows it (ephemeral otherwise) and connected to the mapped
@@ -14,8 +15,9 @@
 //!   the guest (source mapped by [`crate::mapping::guest_source_port`],
 //!   destination the address the guest uses), and the guest's replies leave
 //!   through the same forwarded socket toward that peer;
-//! - idle expiry: [`crate::Config::udp_timeout`] for flows that only carried
-//!   traffic one way, [`crate::Config::udp_timeout_bidir`] once both sides spoke;
+//! - idle expiry: [`crate::Config::udp_timeout`] for flows that only
+//!   carried traffic one way, [`crate::Config::udp_timeout_bidir`] once both
+//!   sides spoke;
 //! - ICMP errors the kernel queues on our sockets (`IP_RECVERR`), relayed to
 //!   the guest as ICMP/ICMPv6 errors quoting a reconstruction of the guest's
 //!   own datagram header (RFC 792 "Destination Unreachable"; RFC 4443 §3);
@@ -253,8 +255,8 @@ impl Default for Udp {
 
 impl Udp {
     /// An empty module with its receive and transmit arenas allocated
-    /// (its flows count against [`crate::Config::flow_capacity`]; the slab grows
-    /// to its high-water mark, then stays).
+    /// (its flows count against [`crate::Config::flow_capacity`]; the slab
+    /// grows to its high-water mark, then stays).
     pub fn new() -> Self {
         Udp {
             table: Table {
