@@ -4,7 +4,7 @@
 //! bucket ([`RefusalLimiter`]; RFC 1812 §4.3.2.8, RFC 4443 §2.4(f)).
 //!
 //! The protocol modules that refuse (UDP, ICMP echo) build the quote of the
-//! refused packet and call [`refuse`]. This module never touches a host
+//! refused packet and call `refuse`. This module never touches a host
 //! socket or a flow; it only builds frames for the guest.
 
 use core::time::Duration;

@@ -40,7 +40,7 @@
 //! - refusing flows it cannot open: a full table, or a host socket that
 //!   cannot reach the destination (`ENETUNREACH`, `EHOSTUNREACH`, `EACCES`),
 //!   answers the guest with a destination unreachable quoting its datagram
-//!   ([`crate::refusal::refuse`], rate-limited), besides the counted drop.
+//!   (`refusal::refuse`, rate-limited), besides the counted drop.
 //!
 //! What it must never do: name a syscall (everything goes through
 //! [`HostIo`]), read a clock (time is `now`), or send a datagram to an

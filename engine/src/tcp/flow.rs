@@ -11,7 +11,7 @@
 //!
 //! This module owns the per-flow state machine (RFC 9293 §3.10 adapted to a
 //! splice between two connections) and never touches the flow table or the
-//! timer index: it returns a [`Verdict`] and its next deadline, and
+//! timer index: it returns a `Verdict` and its next deadline, and
 //! [`super::Tcp`] does the bookkeeping.
 
 use core::time::Duration;
