@@ -132,3 +132,46 @@ fn the_limit_holds_for_tcp_alone_at_the_configured_capacity() {
         .count();
     assert_eq!(rsts, 3);
 }
+
+#[test]
+fn a_late_event_for_a_freed_flow_is_ignored_after_its_slot_is_reused() {
+    use passt_engine::Readiness;
+    use passt_engine::flow::token;
+    let (mut e, c) = engine(4);
+    let server = remote(5000);
+    let rs = e.host_mut().remote_udp_bind(server).expect("remote bind");
+    let t0 = Instant::ZERO;
+    e.handle_frame(t0, &udp(&c, 40001, server, b"first"));
+    e.flush(t0);
+    let old = token::flow(token::UDP_FLOW, 0, 0);
+    // The flow expires (30 s one way) and a new one takes its slot.
+    let t1 = t0 + Duration::from_secs(31);
+    e.host_mut().advance(t1);
+    e.handle_timeout(t1);
+    assert_eq!(e.udp().flow_count(), 0);
+    e.handle_frame(t1, &udp(&c, 40002, server, b"second"));
+    e.flush(t1);
+    let new = token::flow(token::UDP_FLOW, 0, 1);
+    assert_eq!(e.counters().flows_opened, 2);
+    // The server answers the second flow only.
+    let t2 = t1 + Duration::from_secs(1);
+    e.host_mut().advance(t2);
+    let mut buf = [0u8; 16];
+    e.host_mut().remote_udp_recv(rs, &mut buf).expect("first");
+    let (_, second) = e.host_mut().remote_udp_recv(rs, &mut buf).expect("second");
+    assert_eq!(&buf[..6], b"second");
+    e.host_mut()
+        .remote_udp_send(rs, b"reply", second)
+        .expect("send");
+    let t3 = t2 + Duration::from_secs(1);
+    e.host_mut().advance(t3);
+    take(&mut e);
+    let readable = Readiness {
+        readable: true,
+        ..Readiness::default()
+    };
+    e.handle_host_event(t3, old, readable);
+    assert!(take(&mut e).is_empty(), "the stale token reached nothing");
+    e.handle_host_event(t3, new, readable);
+    assert_eq!(take(&mut e), vec![Seen::Udp(b"reply".to_vec())]);
+}
