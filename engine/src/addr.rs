@@ -4,7 +4,7 @@
 
 use core::fmt;
 use core::str::FromStr;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A 48-bit IEEE 802 MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -144,6 +144,26 @@ pub fn ipv6_solicited_node(addr: Ipv6Addr) -> Ipv6Addr {
     Ipv6Addr::from([
         0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
     ])
+}
+
+/// A destination the guest may not name (in a datagram or an echo
+/// request): nothing
+/// unicast there (RFC 1122 §3.2.1.3 / RFC 4291 §2.5.2 unspecified,
+/// broadcast, multicast), or the host's loopback, which the guest reaches
+/// only through the mapping (RFC 1122 §3.2.1.3(g): 127/8 never appears
+/// outside a host).
+pub(crate) fn guest_may_not_address(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => {
+            a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback()
+        }
+        IpAddr::V6(a) => {
+            a.is_unspecified()
+                || a.is_multicast()
+                || a.is_loopback()
+                || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -140,18 +140,21 @@ pub struct Counters {
     pub udp_to_host: u64,
     /// UDP datagrams from host sockets delivered to the guest.
     pub udp_to_guest: u64,
-    /// UDP flows created (both directions).
-    pub udp_flows_created: u64,
-    /// UDP flows expired or closed.
-    pub udp_flows_closed: u64,
+    /// Flows opened, every protocol together (TCP both directions, UDP
+    /// both directions, ICMP echo); counted by [`crate::flow::FlowTable`].
+    /// Flows refused because the table was full are counted under
+    /// [`DropReason::FlowTableFull`].
+    pub flows_opened: u64,
+    /// Flows closed, expired or aborted, every protocol together.
+    pub flows_closed: u64,
     /// ICMP/ICMPv6 errors for UDP flows relayed to the guest.
     pub icmp_errors_to_guest: u64,
     /// Destination unreachable messages the engine generated itself to
     /// refuse a guest packet it could not forward (flow table full, no
-    /// route, host refused the socket); see `icmp::Refusal`.
+    /// route, host refused the socket); see `refusal::Refusal`.
     pub icmp_refusals_to_guest: u64,
     /// Refusals not sent because the token bucket was empty
-    /// (`icmp::RefusalLimiter`); the packets are still counted as drops.
+    /// (`refusal::RefusalLimiter`); the packets are still counted as drops.
     pub icmp_refusals_rate_limited: u64,
     /// Echo requests sent through ping sockets.
     pub echo_requests_sent: u64,
@@ -162,6 +165,29 @@ pub struct Counters {
     /// once when this becomes non-zero (see [`Counters::ping_not_permitted`]
     /// and `Icmp::take_warning`).
     pub ping_not_permitted: u64,
+    /// TCP: RSTs sent to the guest.
+    pub tcp_rst_to_guest: u64,
+    /// TCP: host sockets aborted (RST to the host peer).
+    pub tcp_rst_to_host: u64,
+    /// TCP: data segments sent to the guest (first transmissions and
+    /// retransmissions).
+    pub tcp_data_segments_out: u64,
+    /// TCP: retransmission timeouts that rewound the send sequence.
+    pub tcp_rto_expiries: u64,
+    /// TCP: fast retransmits after duplicate ACKs.
+    pub tcp_fast_retransmits: u64,
+    /// TCP: host `send` calls that took less than offered (or nothing).
+    pub tcp_partial_writes: u64,
+    /// TCP: triple duplicate ACKs sent to restart a guest's recovery after
+    /// we dropped data that followed a hole.
+    pub tcp_recovery_dup_acks: u64,
+    /// TCP: timed recovery nudges (bursts of five ACKs sent because the
+    /// guest had not resent dropped data in time).
+    pub tcp_recovery_nudges: u64,
+    /// TCP: zero-window probes sent.
+    pub tcp_window_probes: u64,
+    /// TCP: keep-alive probes sent.
+    pub tcp_keepalives: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 

@@ -28,14 +28,16 @@
 //! nothing: while work is queued, [`Engine::poll_timeout`] returns an
 //! instant already past, and [`Engine::handle_timeout`] flushes too.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use crate::MacAddr;
 use crate::arp::{self, ArpOutcome};
 use crate::config::{Config, ConfigError};
 use crate::counters::{Counters, DropReason};
+use crate::ctx;
 use crate::dhcp::{self, DhcpOutcome};
 use crate::dhcpv6::{self, Dhcpv6Outcome};
+use crate::flow::FlowLimit;
 use crate::host_io::{HostIo, Readiness, Token};
 use crate::icmp::Icmp;
 use crate::ndp::{NdpOutcome, NdpReply, NdpResponder};
@@ -60,109 +62,8 @@ const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 /// smaller).
 const SERVICE_SCRATCH_LEN: usize = 1500;
 
-/// What the engine has learnt about the guest from its frames.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GuestState {
-    /// The guest's MAC: configured, or learnt from its frames.
-    pub mac: Option<MacAddr>,
-    /// The IPv4 source address the guest last used (other than 0.0.0.0).
-    pub ipv4: Option<Ipv4Addr>,
-    /// The global IPv6 source address the guest last used.
-    pub ipv6: Option<Ipv6Addr>,
-    /// The link-local IPv6 source address the guest last used.
-    pub ipv6_link_local: Option<Ipv6Addr>,
-}
-
-impl GuestState {
-    /// Where frames for the guest go: its MAC, or broadcast until it is
-    /// known.
-    pub fn dst_mac(&self) -> MacAddr {
-        self.mac.unwrap_or(MacAddr::BROADCAST)
-    }
-}
-
-/// Token namespaces: the top byte of a [`Token`] says which module owns
-/// it, the rest is the module's own. The backend's event loop reserves the
-/// top byte `0xff` for its own descriptors (guest transport, listeners).
-pub mod token {
-    use crate::host_io::Token;
-
-    /// TCP connection flows.
-    pub const TCP_FLOW: u8 = 0x01;
-    /// TCP listening sockets (forwarded ports).
-    pub const TCP_LISTENER: u8 = 0x02;
-    /// UDP flows.
-    pub const UDP_FLOW: u8 = 0x03;
-    /// UDP sockets bound on forwarded ports.
-    pub const UDP_LISTENER: u8 = 0x04;
-    /// ICMP echo (ping socket) flows.
-    pub const ICMP_FLOW: u8 = 0x05;
-    /// Reserved for the backend's event loop: the engine never uses it.
-    pub const BACKEND: u8 = 0xff;
-
-    /// A token in namespace `kind` with module-specific `index`
-    /// (56 bits; higher bits are cut).
-    pub const fn make(kind: u8, index: u64) -> Token {
-        Token(((kind as u64) << 56) | (index & ((1 << 56) - 1)))
-    }
-
-    /// The namespace of a token.
-    pub const fn kind(t: Token) -> u8 {
-        (t.0 >> 56) as u8
-    }
-
-    /// The module-specific part of a token.
-    pub const fn index(t: Token) -> u64 {
-        t.0 & ((1 << 56) - 1)
-    }
-}
-
-/// What a protocol module gets from the engine for one call: the shared
-/// state, borrowed field by field so the module itself can be borrowed
-/// mutably at the same time.
-pub struct Ctx<'a, H: HostIo> {
-    /// Configuration in force.
-    pub config: &'a Config,
-    /// The host side.
-    pub host: &'a mut H,
-    /// Frames for the guest.
-    pub txq: &'a mut TxQueue,
-    /// Counters.
-    pub counters: &'a mut Counters,
-    /// The engine's generator.
-    pub rng: &'a mut Rng,
-    /// What is known about the guest.
-    pub guest: &'a GuestState,
-}
-
-impl<H: HostIo> Ctx<'_, H> {
-    /// Builds one frame for the guest in place (see [`TxQueue::push_with`])
-    /// and counts it; a full queue is counted as a drop. Returns whether a
-    /// frame was queued.
-    pub fn emit(&mut self, max_len: usize, build: impl FnOnce(&mut [u8]) -> usize) -> bool {
-        emit_into(self.txq, self.counters, max_len, build)
-    }
-}
-
-fn emit_into(
-    txq: &mut TxQueue,
-    counters: &mut Counters,
-    max_len: usize,
-    build: impl FnOnce(&mut [u8]) -> usize,
-) -> bool {
-    match txq.push_with(max_len, build) {
-        Ok(0) => false,
-        Ok(len) => {
-            counters.frames_out += 1;
-            counters.bytes_out += len as u64;
-            true
-        }
-        Err(_) => {
-            counters.drop(DropReason::TxQueueFull);
-            false
-        }
-    }
-}
+pub use crate::ctx::{Ctx, GuestState};
+pub use crate::flow::token;
 
 /// The translation modules, kept together so that one of them can be
 /// borrowed beside the shared [`Ctx`].
@@ -179,6 +80,7 @@ pub struct Engine<H: HostIo> {
     rng: Rng,
     txq: TxQueue,
     counters: Counters,
+    flows: FlowLimit,
     guest: GuestState,
     ndp: NdpResponder,
     l4: Transport,
@@ -190,11 +92,11 @@ impl<H: HostIo> Engine<H> {
     pub fn new(config: Config, host: H, seed: u64) -> Result<Self, ConfigError> {
         config.validate()?;
         let txq = TxQueue::new(config.tx_queue_frames, config.tx_queue_bytes);
-        let mut rng = Rng::from_seed(seed);
-        let tcp = Tcp::new(&config, rng.child("tcp"));
-        let udp = Udp::new(&config);
-        let icmp = Icmp::new(&config);
-        let _ = rng.next_u64();
+        let rng = Rng::from_seed(seed);
+        let tcp = Tcp::new(rng.child("tcp"));
+        let udp = Udp::new();
+        let icmp = Icmp::new();
+        let flows = FlowLimit::new(config.flow_capacity);
         Ok(Engine {
             guest: GuestState {
                 mac: config.guest_mac,
@@ -205,6 +107,7 @@ impl<H: HostIo> Engine<H> {
             rng,
             txq,
             counters: Counters::default(),
+            flows,
             ndp: NdpResponder::new(),
             l4: Transport { tcp, udp, icmp },
             scratch: Box::new([0; SERVICE_SCRATCH_LEN]),
@@ -239,7 +142,7 @@ impl<H: HostIo> Engine<H> {
         match parsed.l3 {
             L3::Arp(req) => match arp::respond(&self.config, &req) {
                 ArpOutcome::Reply(reply) => {
-                    if emit_into(
+                    if ctx::emit_into(
                         &mut self.txq,
                         &mut self.counters,
                         arp::ArpReply::FRAME_LEN,
@@ -252,9 +155,9 @@ impl<H: HostIo> Engine<H> {
                 ArpOutcome::Ignore(reason) => Err(reason),
             },
             L3::Ipv4 { ip, l4 } => {
-                let Some(v4) = &self.config.ipv4 else {
+                if self.config.ipv4.is_none() {
                     return Err(DropReason::ServiceDisabled);
-                };
+                }
                 if !ip.src_addr.is_unspecified() {
                     if ip.src_addr.is_multicast()
                         || ip.src_addr.is_broadcast()
@@ -262,34 +165,13 @@ impl<H: HostIo> Engine<H> {
                     {
                         return Err(DropReason::BadSource);
                     }
-                    let _ = v4;
                     self.guest.ipv4 = Some(ip.src_addr);
                 }
-                let src = IpAddr::V4(ip.src_addr);
-                let dst = IpAddr::V4(ip.dst_addr);
                 match l4 {
                     L4::Udp { udp, payload } if udp.dst_port == DHCP_SERVER_PORT => {
                         self.dhcpv4(eth.src, udp, payload)
                     }
-                    L4::Icmpv4(Icmpv4Repr::EchoRequest {
-                        ident,
-                        seq_no,
-                        data,
-                    }) => {
-                        let (mut cx, l4) = self.parts();
-                        l4.icmp
-                            .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
-                    }
-                    L4::Icmpv4(_) => Err(DropReason::UnsupportedProtocol),
-                    L4::Tcp { tcp, payload } => {
-                        let (mut cx, l4) = self.parts();
-                        l4.tcp.on_segment(&mut cx, now, src, dst, &tcp, payload)
-                    }
-                    L4::Udp { udp, payload } => {
-                        let (mut cx, l4) = self.parts();
-                        l4.udp.on_datagram(&mut cx, now, src, dst, &udp, payload)
-                    }
-                    L4::Icmpv6(_) | L4::Other { .. } => Err(DropReason::UnsupportedProtocol),
+                    l4 => self.transport(now, ip.src_addr.into(), ip.dst_addr.into(), l4),
                 }
             }
             L3::Ipv6 { ip, l4 } => {
@@ -304,8 +186,6 @@ impl<H: HostIo> Engine<H> {
                 } else if !ip.src_addr.is_unspecified() {
                     self.guest.ipv6 = Some(ip.src_addr);
                 }
-                let src = IpAddr::V6(ip.src_addr);
-                let dst = IpAddr::V6(ip.dst_addr);
                 match l4 {
                     L4::Icmpv6(Icmpv6Repr::Ndp(ndp)) => {
                         match self.ndp.handle(&self.config, now, eth.src, &ip, &ndp) {
@@ -316,16 +196,6 @@ impl<H: HostIo> Engine<H> {
                             NdpOutcome::Ignore(reason) => Err(reason),
                         }
                     }
-                    L4::Icmpv6(Icmpv6Repr::EchoRequest {
-                        ident,
-                        seq_no,
-                        data,
-                    }) => {
-                        let (mut cx, l4) = self.parts();
-                        l4.icmp
-                            .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data)
-                    }
-                    L4::Icmpv6(_) => Err(DropReason::UnsupportedProtocol),
                     L4::Udp { udp, payload }
                         if udp.dst_port == DHCPV6_SERVER_PORT
                             && (ip.dst_addr == ALL_DHCP_SERVERS
@@ -334,16 +204,42 @@ impl<H: HostIo> Engine<H> {
                     {
                         self.dhcpv6(eth.src, ip.src_addr, udp, payload)
                     }
-                    L4::Tcp { tcp, payload } => {
-                        let (mut cx, l4) = self.parts();
-                        l4.tcp.on_segment(&mut cx, now, src, dst, &tcp, payload)
-                    }
-                    L4::Udp { udp, payload } => {
-                        let (mut cx, l4) = self.parts();
-                        l4.udp.on_datagram(&mut cx, now, src, dst, &udp, payload)
-                    }
-                    L4::Icmpv4(_) | L4::Other { .. } => Err(DropReason::UnsupportedProtocol),
+                    l4 => self.transport(now, ip.src_addr.into(), ip.dst_addr.into(), l4),
                 }
+            }
+        }
+    }
+
+    /// The translation modules' share of the dispatch, the same for both
+    /// families once the built-in services took theirs: echo requests of
+    /// the packet's own family, TCP and UDP.
+    fn transport(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        l4: L4<'_>,
+    ) -> Result<(), DropReason> {
+        let (mut cx, m) = self.parts();
+        match l4 {
+            L4::Icmpv4(Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            }) if src.is_ipv4() => m
+                .icmp
+                .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data),
+            L4::Icmpv6(Icmpv6Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            }) if src.is_ipv6() => m
+                .icmp
+                .on_echo_request(&mut cx, now, src, dst, ident, seq_no, data),
+            L4::Tcp { tcp, payload } => m.tcp.on_segment(&mut cx, now, src, dst, &tcp, payload),
+            L4::Udp { udp, payload } => m.udp.on_datagram(&mut cx, now, src, dst, &udp, payload),
+            L4::Icmpv4(_) | L4::Icmpv6(_) | L4::Other { .. } => {
+                Err(DropReason::UnsupportedProtocol)
             }
         }
     }
@@ -426,7 +322,7 @@ impl<H: HostIo> Engine<H> {
         let body = &self.scratch[..len];
         let max = ip.headers_len() + wire::udp::HEADER_LEN + body.len();
         let our_mac = self.config.our_mac;
-        emit_into(&mut self.txq, &mut self.counters, max, |buf| {
+        ctx::emit_into(&mut self.txq, &mut self.counters, max, |buf| {
             wire::build_udp(buf, our_mac, dst_mac, ip, &repr, body).unwrap_or(0)
         })
     }
@@ -434,7 +330,7 @@ impl<H: HostIo> Engine<H> {
     fn emit_ndp(&mut self, reply: NdpReply) {
         let config = &self.config;
         let len = reply.frame_len(config);
-        if emit_into(&mut self.txq, &mut self.counters, len, |buf| {
+        if ctx::emit_into(&mut self.txq, &mut self.counters, len, |buf| {
             reply.build(config, buf).unwrap_or(0)
         }) {
             match reply {
@@ -503,6 +399,7 @@ impl<H: HostIo> Engine<H> {
                 host: &mut self.host,
                 txq: &mut self.txq,
                 counters: &mut self.counters,
+                flows: &mut self.flows,
                 rng: &mut self.rng,
                 guest: &self.guest,
             },
@@ -547,6 +444,16 @@ impl<H: HostIo> Engine<H> {
     ) -> Result<(), crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
         l4.tcp.listen(&mut cx, addr, guest_port)
+    }
+
+    /// How many more frames of the largest size (MTU plus Ethernet header)
+    /// the transmit queue can take. The engine never reads a host socket
+    /// beyond it (data stays in the kernel and readiness, level-triggered,
+    /// reports it again), so a driver that finds it at zero should drain
+    /// the queue to the guest before it handles host events, instead of
+    /// handling events that can make no progress.
+    pub fn tx_room(&self) -> usize {
+        self.txq.room_for(ctx::max_frame_len(&self.config))
     }
 
     /// Frames waiting for the guest. The caller writes them out and calls

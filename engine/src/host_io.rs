@@ -456,9 +456,12 @@ impl fmt::Display for SockId {
     }
 }
 
-/// A `HostIo` with no host at all: every operation fails with
-/// [`HostError::Unsupported`]. For tests of the guest-facing services and
-/// for tools that only need the engine's built-in responders.
+/// A `HostIo` with no host at all: opening a socket (`tcp_connect`,
+/// `tcp_listen`, `udp_bind`, `ping_open`) fails with
+/// [`HostError::Unsupported`], and every operation on a socket fails with
+/// [`HostError::BadSocket`] (none can exist). For tests of the
+/// guest-facing services and for tools that only need the engine's
+/// built-in responders.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoHost;
 

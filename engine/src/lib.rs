@@ -26,8 +26,10 @@ pub mod addr;
 pub mod cli;
 pub mod config;
 pub mod counters;
+pub mod ctx;
 pub mod driver;
 pub mod engine;
+pub mod flow;
 pub mod host_io;
 pub mod hostnet;
 pub mod rng;
@@ -44,6 +46,7 @@ pub mod fwd;
 pub mod icmp;
 pub mod mapping;
 pub mod ndp;
+pub mod refusal;
 pub mod tcp;
 pub mod udp;
 

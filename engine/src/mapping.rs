@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::addr::ipv6_is_link_local;
 use crate::config::Config;
-use crate::engine::GuestState;
+use crate::ctx::GuestState;
 
 /// DNS port (RFC 1035 §4.2).
 pub const DNS_PORT: u16 = 53;

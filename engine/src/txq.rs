@@ -7,8 +7,14 @@
 //! list are allocated once, at construction: pushing never allocates.
 //!
 //! When the queue is full a push fails with [`TxQueueFull`]; the caller counts
-//! the drop. A full queue means the guest is not draining fast enough, and
-//! TCP/UDP above recover from a lost frame like from any other loss.
+//! the drop. Host data never meets a full queue: the engine reads a host
+//! socket only for as many frames as the queue has room for
+//! ([`TxQueue::room_for`]) and leaves the rest in the kernel, where
+//! level-triggered readiness reports it again (backpressure, not loss).
+//! What can still be dropped is a frame answering the guest itself (an ARP
+//! reply, a TCP ACK), which the guest recovers like any other loss. A
+//! driver that sees [`TxQueue::room_for`] of one MTU-sized frame at zero
+//! holds host events until it has drained the queue.
 
 /// The queue had no room for the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,9 +1,10 @@
 //! UDP translation: guest datagrams onto host UDP sockets and back.
 //!
 //! What this module owns:
-//! - the UDP flow table: a fixed-capacity slab of flows, each identified
-//!   on the guest side by `(guest endpoint, endpoint the guest talks to)`
-//!   (an ordered `BTreeMap`, never iterated in hash order);
+//! - its flows: a [`FlowTable`] under the engine's one
+//!   [`crate::flow::FlowLimit`], each flow identified on the guest side by
+//!   `(guest endpoint, endpoint the guest talks to)` (an ordered
+//!   `BTreeMap`, never iterated in hash order);
 //! - **outbound flows**: the first datagram from a guest endpoint to a new
 //!   destination opens a host socket bound to the guest's source port where
 //!   the host allows it (ephemeral otherwise) and connected to the mapped
@@ -14,8 +15,9 @@
 //!   the guest (source mapped by [`crate::mapping::guest_source_port`],
 //!   destination the address the guest uses), and the guest's replies leave
 //!   through the same forwarded socket toward that peer;
-//! - idle expiry: [`Config::udp_timeout`] for flows that only carried
-//!   traffic one way, [`Config::udp_timeout_bidir`] once both sides spoke;
+//! - idle expiry: [`crate::Config::udp_timeout`] for flows that only
+//!   carried traffic one way, [`crate::Config::udp_timeout_bidir`] once both
+//!   sides spoke;
 //! - ICMP errors the kernel queues on our sockets (`IP_RECVERR`), relayed to
 //!   the guest as ICMP/ICMPv6 errors quoting a reconstruction of the guest's
 //!   own datagram header (RFC 792 "Destination Unreachable"; RFC 4443 §3);
@@ -38,7 +40,7 @@
 //! - refusing flows it cannot open: a full table, or a host socket that
 //!   cannot reach the destination (`ENETUNREACH`, `EHOSTUNREACH`, `EACCES`),
 //!   answers the guest with a destination unreachable quoting its datagram
-//!   ([`crate::icmp::refuse`], rate-limited), besides the counted drop.
+//!   (`refusal::refuse`, rate-limited), besides the counted drop.
 //!
 //! What it must never do: name a syscall (everything goes through
 //! [`HostIo`]), read a clock (time is `now`), or send a datagram to an
@@ -47,14 +49,15 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::config::Config;
+use crate::addr::guest_may_not_address;
 use crate::counters::DropReason;
-use crate::engine::{Ctx, token};
+use crate::ctx::{Ctx, ip_to_guest};
+use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{
     HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
 };
-use crate::icmp::{Refusal, RefusalLimiter, refuse};
 use crate::mapping;
+use crate::refusal::{Refusal, RefusalLimiter, refuse};
 use crate::time::Instant;
 use crate::wire::{
     self, Icmpv4Repr, Icmpv6Repr, IpRepr, Ipv4Repr, Ipv6Repr, UdpRepr, ipv4, ipv6, protocol,
@@ -70,10 +73,6 @@ const RX_SLOT: usize = 65536;
 const BATCHES_PER_EVENT: usize = 4;
 /// ICMP errors taken from one socket's error queue per event.
 const ERRORS_PER_EVENT: usize = 16;
-/// Hop limit of the datagrams we build toward the guest.
-const HOP_LIMIT: u8 = 64;
-/// Generation bits carried in a token (the slot index takes the low 32).
-const GEN_MASK: u32 = 0x00ff_ffff;
 /// Guest datagrams queued toward host sockets between flushes.
 pub const TX_BATCH: usize = 128;
 /// Payload bytes queued toward host sockets between flushes (room for
@@ -108,12 +107,6 @@ struct Flow {
     last_udp_len: u16,
 }
 
-#[derive(Debug, Default)]
-struct Slot {
-    generation: u32,
-    flow: Option<Flow>,
-}
-
 /// A socket bound on a forwarded host port.
 #[derive(Debug, Clone, Copy)]
 struct Listener {
@@ -125,10 +118,7 @@ struct Listener {
 /// borrowed at once).
 #[derive(Debug)]
 struct Table {
-    capacity: usize,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    live: usize,
+    flows: FlowTable<Flow>,
     by_guest: BTreeMap<(SocketAddr, SocketAddr), u32>,
     by_listener_peer: BTreeMap<(u32, SocketAddr), u32>,
     listeners: Vec<Listener>,
@@ -198,36 +188,10 @@ pub struct UdpFlowInfo {
     pub bidirectional: bool,
 }
 
-fn flow_token(index: u32, generation: u32) -> Token {
-    token::make(
-        token::UDP_FLOW,
-        (u64::from(generation & GEN_MASK) << 32) | u64::from(index),
-    )
-}
-
 fn unspecified_like(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    }
-}
-
-/// A destination the guest may not name in a UDP datagram: nothing
-/// unicast there (RFC 1122 §3.2.1.3 / RFC 4291 §2.5.2 unspecified,
-/// broadcast, multicast), or the host's loopback, which the guest reaches
-/// only through the mapping (RFC 1122 §3.2.1.3(g): 127/8 never appears
-/// outside a host).
-pub(crate) fn guest_may_not_address(dst: IpAddr) -> bool {
-    match dst {
-        IpAddr::V4(a) => {
-            a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback()
-        }
-        IpAddr::V6(a) => {
-            a.is_unspecified()
-                || a.is_multicast()
-                || a.is_loopback()
-                || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
     }
 }
 
@@ -241,70 +205,62 @@ fn is_unroutable(dst: IpAddr) -> bool {
 
 impl Table {
     fn flow(&self, index: u32) -> Option<&Flow> {
-        self.slots.get(index as usize)?.flow.as_ref()
+        self.flows.get(index)
     }
 
     fn flow_mut(&mut self, index: u32) -> Option<&mut Flow> {
-        self.slots.get_mut(index as usize)?.flow.as_mut()
+        self.flows.get_mut(index)
     }
 
-    /// A free slot index, or `None` when the table is full.
-    fn allocate(&mut self) -> Option<u32> {
-        if self.live >= self.capacity {
-            return None;
-        }
-        if let Some(i) = self.free.pop() {
-            return Some(i);
-        }
-        let i = u32::try_from(self.slots.len()).ok()?;
-        self.slots.push(Slot::default());
-        Some(i)
-    }
-
-    fn insert(&mut self, index: u32, flow: Flow, timeout: core::time::Duration) {
-        self.by_guest.insert((flow.guest, flow.guest_peer), index);
+    /// Enters `flow` in the entry reserved for it.
+    fn insert(
+        &mut self,
+        counters: &mut crate::Counters,
+        v: Vacant,
+        flow: Flow,
+        timeout: core::time::Duration,
+    ) -> u32 {
+        self.by_guest
+            .insert((flow.guest, flow.guest_peer), v.slot());
         if let Some(l) = flow.listener {
-            self.by_listener_peer.insert((l, flow.host_peer), index);
+            self.by_listener_peer.insert((l, flow.host_peer), v.slot());
         }
         let deadline = flow.last_active + timeout;
         self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
-        if let Some(slot) = self.slots.get_mut(index as usize) {
-            slot.flow = Some(flow);
-        }
-        self.live += 1;
+        self.flows.fill(v, flow, counters)
     }
 
-    fn remove<H: HostIo>(&mut self, host: &mut H, index: u32) -> bool {
-        let Some(slot) = self.slots.get_mut(index as usize) else {
+    /// Removes flow `index` and closes its socket (a forwarded port's
+    /// socket stays). Returns whether there was such a flow.
+    fn remove<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, index: u32) -> bool {
+        let Some(flow) = self.flows.remove(index, cx.flows, cx.counters) else {
             return false;
         };
-        let Some(flow) = slot.flow.take() else {
-            return false;
-        };
-        slot.generation = slot.generation.wrapping_add(1) & GEN_MASK;
         self.by_guest.remove(&(flow.guest, flow.guest_peer));
         match flow.listener {
             Some(l) => {
                 self.by_listener_peer.remove(&(l, flow.host_peer));
             }
-            None => host.close(flow.sock),
+            None => cx.host.close(flow.sock),
         }
-        self.free.push(index);
-        self.live -= 1;
         true
     }
 }
 
+impl Default for Udp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Udp {
-    /// Sized from the configuration: at most [`Config::flow_capacity`] UDP
-    /// flows (the slab grows to its high-water mark, then stays).
-    pub fn new(config: &Config) -> Self {
+    /// An empty module with its receive and transmit arenas allocated
+    /// (its flows count against [`crate::Config::flow_capacity`]; the slab
+    /// grows to its high-water mark, then stays).
+    pub fn new() -> Self {
         Udp {
             table: Table {
-                capacity: config.flow_capacity,
-                slots: Vec::new(),
-                free: Vec::new(),
-                live: 0,
+                flows: FlowTable::new(token::UDP_FLOW),
                 by_guest: BTreeMap::new(),
                 by_listener_peer: BTreeMap::new(),
                 listeners: Vec::new(),
@@ -353,22 +309,18 @@ impl Udp {
 
     /// Number of live flows.
     pub fn flow_count(&self) -> usize {
-        self.table.live
+        self.table.flows.len()
     }
 
     /// Live flows in slot order.
     pub fn flows(&self) -> impl Iterator<Item = UdpFlowInfo> + '_ {
-        self.table
-            .slots
-            .iter()
-            .filter_map(|s| s.flow.as_ref())
-            .map(|f| UdpFlowInfo {
-                guest: f.guest,
-                guest_peer: f.guest_peer,
-                host_peer: f.host_peer,
-                inbound: f.listener.is_some(),
-                bidirectional: f.to_guest && f.to_host,
-            })
+        self.table.flows.iter().map(|(_, f)| UdpFlowInfo {
+            guest: f.guest,
+            guest_peer: f.guest_peer,
+            host_peer: f.host_peer,
+            inbound: f.listener.is_some(),
+            bidirectional: f.to_guest && f.to_host,
+        })
     }
 
     /// The host-side local address of the socket serving the flow of
@@ -429,7 +381,7 @@ impl Udp {
         if !self.tx.fits(payload.len()) {
             return Err(DropReason::TooBig);
         }
-        let generation = self.table.slots[index as usize].generation;
+        let generation = self.table.flows.generation(index);
         let flow = self.table.flow_mut(index).ok_or(DropReason::Malformed)?;
         flow.last_active = now;
         flow.to_host = true;
@@ -469,13 +421,11 @@ impl Udp {
         }
         // A flow closed while its datagrams waited (flows only close in
         // `handle_timeout`, which flushes first, so this is defensive).
-        let slots = &self.table.slots;
+        let flows = &self.table.flows;
         let before = self.tx.queued.len();
-        self.tx.queued.retain(|q| {
-            slots
-                .get(q.flow as usize)
-                .is_some_and(|s| s.generation == q.generation && s.flow.is_some())
-        });
+        self.tx
+            .queued
+            .retain(|q| flows.generation(q.flow) == q.generation && flows.get(q.flow).is_some());
         for _ in self.tx.queued.len()..before {
             cx.counters.drop(DropReason::HostSocketError);
         }
@@ -590,13 +540,13 @@ impl Udp {
         if is_unroutable(host_peer.ip()) {
             return Err((DropReason::Unmappable, None));
         }
-        // DESIGN.md "Bounded memory": a full table refuses the new flow
+        // docs/architecture.md, the flow table: a full table refuses the new flow
         // cleanly, and says so.
-        let index = self
+        let vacant = self
             .table
-            .allocate()
-            .ok_or((DropReason::FlowTableFull, Some(Refusal::AdminProhibited)))?;
-        let generation = self.table.slots[index as usize].generation;
+            .flows
+            .vacant(cx.flows)
+            .map_err(|_| (DropReason::FlowTableFull, Some(Refusal::AdminProhibited)))?;
         // Keep the guest's source port where the host lets us bind it: peers
         // that answer to a fixed port (or log it) then see the same one.
         let unspec = unspecified_like(host_peer.ip());
@@ -604,19 +554,24 @@ impl Udp {
             Ok(s) => s,
             Err(_) => match cx.host.udp_bind(SocketAddr::new(unspec, 0)) {
                 Ok(s) => s,
-                Err(e) => return Err((self.release(index), Refusal::from_host_error(e))),
+                Err(e) => {
+                    self.table.flows.give_back(vacant, cx.flows);
+                    return Err((DropReason::HostSocketError, Refusal::from_host_error(e)));
+                }
             },
         };
-        let setup = cx.host.udp_connect(sock, host_peer).and_then(|()| {
-            cx.host
-                .set_interest(sock, flow_token(index, generation), Interest::READ)
-        });
+        let setup = cx
+            .host
+            .udp_connect(sock, host_peer)
+            .and_then(|()| cx.host.set_interest(sock, vacant.token(), Interest::READ));
         if let Err(e) = setup {
             cx.host.close(sock);
-            return Err((self.release(index), Refusal::from_host_error(e)));
+            self.table.flows.give_back(vacant, cx.flows);
+            return Err((DropReason::HostSocketError, Refusal::from_host_error(e)));
         }
-        self.table.insert(
-            index,
+        let index = self.table.insert(
+            cx.counters,
+            vacant,
             Flow {
                 guest,
                 guest_peer,
@@ -630,14 +585,7 @@ impl Udp {
             },
             cx.config.udp_timeout,
         );
-        cx.counters.udp_flows_created += 1;
         Ok(index)
-    }
-
-    /// Gives back a slot allocated for a flow that could not be opened.
-    fn release(&mut self, index: u32) -> DropReason {
-        self.table.free.push(index);
-        DropReason::HostSocketError
     }
 
     /// Readiness on one of this module's sockets.
@@ -651,18 +599,13 @@ impl Udp {
         let idx = token::index(token);
         match token::kind(token) {
             token::UDP_FLOW => {
-                let index = (idx & 0xffff_ffff) as u32;
-                let generation = (idx >> 32) as u32;
-                let Some(slot) = self.table.slots.get(index as usize) else {
+                // `None`: a late event for a freed flow.
+                let Some(index) = self.table.flows.lookup(token) else {
                     return;
                 };
-                let Some(flow) = slot.flow.as_ref() else {
+                let Some(sock) = self.table.flow(index).map(|f| f.sock) else {
                     return;
                 };
-                if slot.generation != generation {
-                    return;
-                }
-                let sock = flow.sock;
                 self.drain(cx, now, sock, Source::Flow(index), readiness);
             }
             token::UDP_LISTENER => {
@@ -690,10 +633,16 @@ impl Udp {
             self.table.relay_errors(cx, sock, source);
         }
         for _ in 0..BATCHES_PER_EVENT {
+            // Backpressure: read no more datagrams than the transmit queue
+            // can take; the rest stays in the socket and is reported again.
+            let room = cx.tx_room().min(RX_BATCH);
+            if room == 0 {
+                break;
+            }
             let mut chunks = self.rx.chunks_mut(RX_SLOT);
             let mut slots: [UdpRecv<'_>; RX_BATCH] =
                 std::array::from_fn(|_| UdpRecv::new(chunks.next().unwrap_or_default()));
-            let got = match cx.host.udp_recv_batch(sock, &mut slots) {
+            let got = match cx.host.udp_recv_batch(sock, &mut slots[..room]) {
                 Ok(n) => n,
                 Err(HostError::WouldBlock) => break,
                 Err(
@@ -711,13 +660,13 @@ impl Udp {
                 }
                 Err(_) => break,
             };
-            for slot in &slots[..got.min(RX_BATCH)] {
+            for slot in &slots[..got.min(room)] {
                 let r = self.table.deliver(cx, now, source, slot);
                 if let Err(reason) = r {
                     cx.counters.drop(reason);
                 }
             }
-            if got < RX_BATCH {
+            if got < room {
                 break;
             }
         }
@@ -742,8 +691,8 @@ impl Udp {
         }
         let (oneway, bidir) = (cx.config.udp_timeout, cx.config.udp_timeout_bidir);
         let mut next: Option<Instant> = None;
-        for i in 0..self.table.slots.len() {
-            let Some(f) = self.table.slots[i].flow.as_ref() else {
+        for i in 0..self.table.flows.slot_count() {
+            let Some(f) = self.table.flows.get(i) else {
                 continue;
             };
             let timeout = if f.to_guest && f.to_host {
@@ -753,9 +702,7 @@ impl Udp {
             };
             let deadline = f.last_active + timeout;
             if deadline <= now {
-                if self.table.remove(cx.host, i as u32) {
-                    cx.counters.udp_flows_closed += 1;
-                }
+                self.table.remove(cx, i);
             } else {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }
@@ -799,7 +746,7 @@ impl Table {
         }
         let payload = slot.buf.get(..slot.len).ok_or(DropReason::TooBig)?;
         let flow = self.flow_mut(index).ok_or(DropReason::Malformed)?;
-        let ip = guest_ip_repr(flow.guest_peer.ip(), flow.guest.ip(), protocol::UDP)
+        let ip = ip_to_guest(flow.guest_peer.ip(), flow.guest.ip(), protocol::UDP)
             .ok_or(DropReason::Unmappable)?;
         let ip_len = ip.headers_len() - wire::ethernet::HEADER_LEN;
         if ip_len + wire::udp::HEADER_LEN + payload.len() > usize::from(cx.config.mtu) {
@@ -846,9 +793,13 @@ impl Table {
         if let Some(&i) = self.by_guest.get(&(guest, seen)) {
             return Ok(i);
         }
-        let index = self.allocate().ok_or(DropReason::FlowTableFull)?;
-        self.insert(
-            index,
+        let vacant = self
+            .flows
+            .vacant(cx.flows)
+            .map_err(|_| DropReason::FlowTableFull)?;
+        let index = self.insert(
+            cx.counters,
+            vacant,
             Flow {
                 guest,
                 guest_peer: seen,
@@ -862,13 +813,16 @@ impl Table {
             },
             cx.config.udp_timeout,
         );
-        cx.counters.udp_flows_created += 1;
         Ok(index)
     }
 
     /// Takes queued ICMP errors off `sock` and relays each to the guest.
     fn relay_errors<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, sock: SockId, source: Source) {
         for _ in 0..ERRORS_PER_EVENT {
+            if cx.tx_room() == 0 {
+                // The error waits in the socket's queue for room.
+                break;
+            }
             let report = match cx.host.udp_recv_error(sock) {
                 Ok(Some(r)) => r,
                 Ok(None) | Err(_) => break,
@@ -901,15 +855,6 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// IP header fields for a packet we build toward the guest.
-fn guest_ip_repr(src: IpAddr, dst: IpAddr, proto: u8) -> Option<IpRepr> {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Some(IpRepr::V4(Ipv4Repr::new(s, d, proto, HOP_LIMIT))),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Some(IpRepr::V6(Ipv6Repr::new(s, d, proto, HOP_LIMIT))),
-        _ => None,
-    }
-}
-
 /// Writes the guest's datagram header as the guest sent it (IP header plus
 /// the 8-byte UDP header; RFC 792 asks for the header and 64 bits of data)
 /// into `out`; returns its length. The UDP checksum is left zero: the
@@ -939,7 +884,8 @@ fn quote_udp_header(
     out: &mut [u8; 48],
 ) -> Option<usize> {
     let udp_len = udp_len.max(wire::udp::HEADER_LEN as u16);
-    let ip_len = match guest_ip_repr(guest.ip(), guest_peer.ip(), protocol::UDP)? {
+    // The guest's own header, as it would have built it.
+    let ip_len = match ip_to_guest(guest.ip(), guest_peer.ip(), protocol::UDP)? {
         IpRepr::V4(ip) => {
             Ipv4Repr {
                 payload_len: usize::from(udp_len),
@@ -1016,7 +962,7 @@ fn relay_icmp_error<H: HostIo>(cx: &mut Ctx<'_, H>, flow: &Flow, report: &IcmpEr
                 },
                 _ => return false,
             };
-            let Some(IpRepr::V4(ip)) = guest_ip_repr(IpAddr::V4(src), IpAddr::V4(dst), 0) else {
+            let Some(IpRepr::V4(ip)) = ip_to_guest(IpAddr::V4(src), IpAddr::V4(dst), 0) else {
                 return false;
             };
             let len = wire::IPV4_HEADERS_LEN + icmp.buffer_len();
@@ -1040,7 +986,7 @@ fn relay_icmp_error<H: HostIo>(cx: &mut Ctx<'_, H>, flow: &Flow, report: &IcmpEr
                 },
                 _ => return false,
             };
-            let Some(IpRepr::V6(ip)) = guest_ip_repr(IpAddr::V6(src), IpAddr::V6(dst), 0) else {
+            let Some(IpRepr::V6(ip)) = ip_to_guest(IpAddr::V6(src), IpAddr::V6(dst), 0) else {
                 return false;
             };
             let len = wire::IPV6_HEADERS_LEN + icmp.buffer_len();

@@ -140,6 +140,6 @@ fn udp_steady_state_allocates_nothing_per_datagram() {
     let c = h.engine.counters();
     assert_eq!(c.udp_to_host, 23 * u64::from(BURST));
     assert_eq!(c.udp_to_guest, 23 * u64::from(BURST));
-    assert_eq!(c.udp_flows_created, u64::from(FLOWS));
+    assert_eq!(c.flows_opened, u64::from(FLOWS));
     assert_eq!(ALLOCS.with(Cell::get), 0, "allocations in steady state");
 }

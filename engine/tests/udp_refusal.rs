@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use passt_engine::icmp::{REFUSAL_BURST, REFUSAL_INTERVAL};
+use passt_engine::refusal::{REFUSAL_BURST, REFUSAL_INTERVAL};
 use passt_engine::wire::{self, Icmpv4Repr, Icmpv6Repr, L3, L4};
 use passt_engine::{Config, DropReason, Instant};
 use udp_support::*;

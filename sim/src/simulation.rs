@@ -363,7 +363,11 @@ impl Simulation {
 
     /// The next time anything is due.
     pub fn next_deadline(&self) -> Option<Instant> {
+        // Level-triggered readiness left over (the engine read less than
+        // was there, e.g. for want of room toward the guest): go again now.
+        let ready = self.engine.host().has_ready_events().then(|| self.now());
         [
+            ready,
             self.sched.peek_time(),
             self.engine.poll_timeout(),
             self.engine.host().poll_timeout(),

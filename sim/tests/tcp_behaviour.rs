@@ -191,8 +191,12 @@ fn all_reclaimed(sim: &Simulation) -> Result<(), String> {
             host.live_tcp_connections()
         )
     })?;
-    check(tcp.stats().flows_opened == tcp.stats().flows_closed, || {
-        format!("flows opened/closed: {:?}", tcp.stats())
+    let c = sim.engine().counters();
+    check(c.flows_opened == c.flows_closed, || {
+        format!(
+            "flows opened/closed: {} / {}",
+            c.flows_opened, c.flows_closed
+        )
     })
 }
 

@@ -239,7 +239,7 @@ fn ten_thousand(seed: u64) -> Result<(), String> {
         "sent = received + every counted loss",
     )?;
     check(
-        e.udp_flows_created == SERVICES.len() as u64,
+        e.flows_opened == SERVICES.len() as u64,
         "one flow per service",
     )?;
     Ok(())

@@ -72,10 +72,7 @@ fn udp_outbound_echo_to_the_internet_and_to_the_gateway() {
         assert_eq!(*to, sa("127.0.0.1:7777"));
     }
     let c = sim.engine().counters();
-    assert_eq!(
-        (c.udp_to_host, c.udp_to_guest, c.udp_flows_created),
-        (10, 10, 2)
-    );
+    assert_eq!((c.udp_to_host, c.udp_to_guest, c.flows_opened), (10, 10, 2));
     assert_eq!(c.total_drops(), 0, "{c:?}");
     let flows: Vec<_> = sim.engine().udp().flows().collect();
     assert_eq!(flows.len(), 2);
@@ -134,10 +131,7 @@ flow [fe80::15]:40003 > [fe80::1]:7777
     assert_eq!(from(&lo4), vec![sa("127.0.0.1:40001")]);
     assert_eq!(from(&lo6), vec![sa("[::1]:40002"), sa("[::1]:40003")]);
     let c = sim.engine().counters();
-    assert_eq!(
-        (c.udp_to_host, c.udp_to_guest, c.udp_flows_created),
-        (5, 5, 4)
-    );
+    assert_eq!((c.udp_to_host, c.udp_to_guest, c.flows_opened), (5, 5, 4));
     assert_eq!(c.total_drops(), 0, "{c:?}");
 }
 
@@ -218,10 +212,7 @@ flow 192.0.2.15:7000 > 203.0.113.9:5555
     assert_eq!(flows.len(), 4, "{flows:?}");
     assert!(flows.iter().all(|f| f.inbound && f.bidirectional));
     let c = sim.engine().counters();
-    assert_eq!(
-        (c.udp_to_host, c.udp_to_guest, c.udp_flows_created),
-        (4, 5, 4)
-    );
+    assert_eq!((c.udp_to_host, c.udp_to_guest, c.flows_opened), (4, 5, 4));
     assert_eq!(c.total_drops(), 0, "{c:?}");
 }
 
@@ -254,7 +245,7 @@ flow 192.0.2.15:40001 > 203.0.113.7:7
     let flows = |sim: &Simulation| sim.engine().udp().flow_count();
     let counts = |sim: &Simulation| {
         let c = sim.engine().counters();
-        (c.udp_flows_created, c.udp_flows_closed)
+        (c.flows_opened, c.flows_closed)
     };
     advance(&mut sim, at(29.9));
     assert_eq!(flows(&sim), 2);
@@ -540,7 +531,7 @@ flow 192.0.2.15:40000 > 203.0.113.7:7
     assert_eq!(sim.engine().udp().flow_count(), 0);
     assert_eq!(open_host_sockets(sim.host()), before - 1);
     let c = sim.engine().counters();
-    assert_eq!((c.udp_flows_created, c.udp_flows_closed), (2, 2));
+    assert_eq!((c.flows_opened, c.flows_closed), (2, 2));
 }
 
 /// Two datagrams of different sizes sent back to back to a closed port

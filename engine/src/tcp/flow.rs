@@ -11,22 +11,20 @@
 //!
 //! This module owns the per-flow state machine (RFC 9293 §3.10 adapted to a
 //! splice between two connections) and never touches the flow table or the
-//! timer index: it returns a [`Verdict`] and its next deadline, and
+//! timer index: it returns a `Verdict` and its next deadline, and
 //! [`super::Tcp`] does the bookkeeping.
 
 use core::time::Duration;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::rtt::{MAX_RTO, RttEstimator};
 use super::seq;
-use crate::counters::Counters;
-use crate::engine::Ctx;
+use crate::ctx::{self, Ctx, ip_to_guest};
 use crate::host_io::{
     ConnectProgress, HostError, HostIo, Interest, Readiness, Shutdown, SockId, Token,
 };
 use crate::time::Instant;
-use crate::txq::TxQueue;
-use crate::wire::{self, IpRepr, Ipv4Repr, Ipv6Repr, TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{self, TcpFlags, TcpOptions, TcpRepr};
 
 /// Window scale we offer the guest (RFC 7323 §2): 2^7 lets us advertise
 /// up to 8 MiB, above Linux's default `tcp_wmem` maximum of 4 MiB.
@@ -77,8 +75,8 @@ const NUDGE_CEILING: Duration = Duration::from_secs(4);
 pub(crate) const WINDOW_RECHECK: Duration = Duration::from_millis(10);
 /// What the kernel charges against `SO_SNDBUF` beyond the payload queued
 /// (socket buffer headers, `truesize`), as a fraction of that payload in
-/// 1/256ths, until a refusal teaches a flow better: 1/16. Linux on
-/// loopback, with segments coalesced up to 64 KiB, charges about 2%.
+/// 1/256ths, until a refusal teaches a flow better: 1/16, above what
+/// Linux charges on loopback (docs/performance.md).
 const SEND_OVERHEAD_Q8: u32 = 16;
 /// Upper bound of a learned overhead: 4 times the payload.
 const MAX_SEND_OVERHEAD_Q8: u32 = 1024;
@@ -136,36 +134,53 @@ enum GuestRecovery {
     NeedsDupAcks,
 }
 
-/// Counters kept by the TCP module (exposed through `Tcp::stats`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    /// Flows created (both directions).
-    pub flows_opened: u64,
-    /// Flows freed.
-    pub flows_closed: u64,
-    /// RSTs sent to the guest.
-    pub rst_to_guest: u64,
-    /// Host sockets aborted (RST to the host peer).
-    pub rst_to_host: u64,
-    /// Data segments sent to the guest (first transmissions and
-    /// retransmissions).
-    pub data_segments_out: u64,
-    /// Retransmission timeouts that rewound the send sequence.
-    pub rto_expiries: u64,
-    /// Fast retransmits after duplicate ACKs.
-    pub fast_retransmits: u64,
-    /// Host `send` calls that took less than offered (or nothing).
-    pub partial_writes: u64,
-    /// Triple duplicate ACKs sent to restart a guest's recovery after we
-    /// dropped data that followed a hole.
-    pub recovery_dup_acks: u64,
-    /// Timed recovery nudges (see `Flow::recovery_nudge`): bursts of five
-    /// ACKs sent because the guest had not resent dropped data in time.
-    pub recovery_nudges: u64,
-    /// Zero-window probes sent.
-    pub window_probes: u64,
-    /// Keep-alive probes sent.
-    pub keepalives: u64,
+/// What a flow knows and plans about the data we dropped beyond a hole
+/// (we keep no out-of-order data) until the guest has sent it again: the
+/// loss-recovery heuristic for guests without SACK (see [`GuestRecovery`]
+/// and [`Flow::recovery_nudge`]).
+#[derive(Debug)]
+struct LossRecovery {
+    /// End of the highest guest segment dropped for arriving beyond a hole
+    /// (we keep no out-of-order data): until `rcv_nxt` passes it, the guest
+    /// has sent data we threw away and must send again.
+    dropped_beyond: Option<u32>,
+    /// While `dropped_beyond` is pending: when to nudge the guest again
+    /// ([`Flow::recovery_nudge`]), and how many nudges went unanswered.
+    nudge_at: Option<Instant>,
+    nudges: u8,
+    /// How the guest recovers from what we drop beyond a hole, learnt
+    /// from the first partial ACK (see [`GuestRecovery`]).
+    guest_recovery: GuestRecovery,
+    /// A partial ACK went out without duplicates to tell how the guest
+    /// recovers: the hole's new left edge, until the guest answers or the
+    /// nudge timer says it will not.
+    probing_partial_ack: Option<u32>,
+    /// Partial ACKs answered in a row while [`GuestRecovery::Unknown`].
+    partial_ack_answers: u8,
+    /// A guest taken for NewReno was nudged: the hole's left edge and when.
+    /// If the nudge brings the missing segment at once, the guest needed
+    /// it: it is not NewReno after all.
+    nudged_newreno: Option<(u32, Instant)>,
+    /// Lowest start of a segment dropped beyond the current hole: a
+    /// segment in `dropped_from..dropped_beyond` covers bytes we saw
+    /// before, a retransmission rather than a late original (reordering),
+    /// so only such a segment counts as an answer to a partial ACK.
+    dropped_from: Option<u32>,
+}
+
+impl Default for LossRecovery {
+    fn default() -> Self {
+        LossRecovery {
+            dropped_beyond: None,
+            nudge_at: None,
+            nudges: 0,
+            guest_recovery: GuestRecovery::Unknown,
+            probing_partial_ack: None,
+            partial_ack_answers: 0,
+            nudged_newreno: None,
+            dropped_from: None,
+        }
+    }
 }
 
 /// One flow. See the module docs.
@@ -227,32 +242,8 @@ pub(crate) struct Flow {
     /// The host socket took less than the guest sent: once it has room, a
     /// window update plus duplicate ACKs make the guest retransmit.
     refused: bool,
-    /// End of the highest guest segment dropped for arriving beyond a hole
-    /// (we keep no out-of-order data): until `rcv_nxt` passes it, the guest
-    /// has sent data we threw away and must send again.
-    dropped_beyond: Option<u32>,
-    /// While `dropped_beyond` is pending: when to nudge the guest again
-    /// ([`Flow::recovery_nudge`]), and how many nudges went unanswered.
-    nudge_at: Option<Instant>,
-    nudges: u8,
-    /// How the guest recovers from what we drop beyond a hole, learnt
-    /// from the first partial ACK (see [`GuestRecovery`]).
-    guest_recovery: GuestRecovery,
-    /// A partial ACK went out without duplicates to tell how the guest
-    /// recovers: the hole's new left edge, until the guest answers or the
-    /// nudge timer says it will not.
-    probing_partial_ack: Option<u32>,
-    /// Partial ACKs answered in a row while [`GuestRecovery::Unknown`].
-    partial_ack_answers: u8,
-    /// A guest taken for NewReno was nudged: the hole's left edge and when.
-    /// If the nudge brings the missing segment at once, the guest needed
-    /// it: it is not NewReno after all.
-    nudged_newreno: Option<(u32, Instant)>,
-    /// Lowest start of a segment dropped beyond the current hole: a
-    /// segment in `dropped_from..dropped_beyond` covers bytes we saw
-    /// before, a retransmission rather than a late original (reordering),
-    /// so only such a segment counts as an answer to a partial ACK.
-    dropped_from: Option<u32>,
+    /// Loss recovery beyond holes (see [`LossRecovery`]).
+    rec: LossRecovery,
     /// Waiting for room in the host socket's send buffer: the window last
     /// offered is below the floor of [`Flow::window_view`] (zero included),
     /// or the socket refused data. Writability then brings a window update:
@@ -286,20 +277,6 @@ fn frame_len(key: &FlowKey, opts_len: usize, payload: usize) -> usize {
     l3 + wire::tcp::MIN_HEADER_LEN + opts_len + payload
 }
 
-/// IP header for a segment from the peer (as the guest sees it) to the
-/// guest.
-fn ip_to_guest(key: &FlowKey) -> Option<IpRepr> {
-    match (key.peer.ip(), key.guest.ip()) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            Some(IpRepr::V4(Ipv4Repr::new(src, dst, wire::protocol::TCP, 64)))
-        }
-        (IpAddr::V6(src), IpAddr::V6(dst)) => {
-            Some(IpRepr::V6(Ipv6Repr::new(src, dst, wire::protocol::TCP, 64)))
-        }
-        _ => None,
-    }
-}
-
 /// Largest payload a frame to the guest can carry for this flow under the
 /// configured MTU (no TCP options on data segments).
 fn mtu_payload(key: &FlowKey, mtu: u16) -> u32 {
@@ -319,7 +296,7 @@ fn our_mss(key: &FlowKey, mtu: u16) -> u16 {
 /// Sends one segment without payload to the guest. Returns whether it was
 /// queued.
 pub(crate) fn emit_control<H: HostIo>(cx: &mut Ctx<'_, H>, key: &FlowKey, repr: &TcpRepr) -> bool {
-    let Some(ip) = ip_to_guest(key) else {
+    let Some(ip) = ip_to_guest(key.peer.ip(), key.guest.ip(), wire::protocol::TCP) else {
         return false;
     };
     let len = frame_len(key, repr.options.emitted_len(), 0);
@@ -331,13 +308,7 @@ pub(crate) fn emit_control<H: HostIo>(cx: &mut Ctx<'_, H>, key: &FlowKey, repr: 
 }
 
 /// A RST (with ACK) to the guest for `key`.
-pub(crate) fn emit_rst<H: HostIo>(
-    cx: &mut Ctx<'_, H>,
-    stats: &mut TcpStats,
-    key: &FlowKey,
-    seq: u32,
-    ack: Option<u32>,
-) {
+pub(crate) fn emit_rst<H: HostIo>(cx: &mut Ctx<'_, H>, key: &FlowKey, seq: u32, ack: Option<u32>) {
     let repr = TcpRepr {
         src_port: key.peer.port(),
         dst_port: key.guest.port(),
@@ -353,26 +324,7 @@ pub(crate) fn emit_rst<H: HostIo>(
         options: TcpOptions::default(),
     };
     if emit_control(cx, key, &repr) {
-        stats.rst_to_guest += 1;
-    }
-}
-
-/// Queues a frame without counting a drop when the queue is full: data
-/// that does not fit now stays in the host socket and goes later.
-fn push_frame(
-    txq: &mut TxQueue,
-    counters: &mut Counters,
-    max_len: usize,
-    build: impl FnOnce(&mut [u8]) -> usize,
-) -> Result<usize, ()> {
-    match txq.push_with(max_len, build) {
-        Ok(0) => Ok(0),
-        Ok(n) => {
-            counters.frames_out += 1;
-            counters.bytes_out += n as u64;
-            Ok(n)
-        }
-        Err(_) => Err(()),
+        cx.counters.tcp_rst_to_guest += 1;
     }
 }
 
@@ -417,14 +369,7 @@ impl Flow {
             send_overhead_q8: SEND_OVERHEAD_Q8,
             guest_fin: false,
             refused: false,
-            dropped_beyond: None,
-            nudge_at: None,
-            nudges: 0,
-            guest_recovery: GuestRecovery::Unknown,
-            probing_partial_ack: None,
-            partial_ack_answers: 0,
-            nudged_newreno: None,
-            dropped_from: None,
+            rec: LossRecovery::default(),
             want_writable: false,
             wnd_check_at: None,
             rtt: RttEstimator::default(),
@@ -444,7 +389,6 @@ impl Flow {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn outbound<H: HostIo>(
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         key: FlowKey,
         sock: SockId,
@@ -471,7 +415,7 @@ impl Flow {
         f.rcv_mss = u32::from(our_mss(&key, cx.config.mtu));
         let _ = cx.host.tcp_set_nodelay(sock, true);
         let verdict = match progress {
-            ConnectProgress::Connected => f.connected(cx, stats, now),
+            ConnectProgress::Connected => f.connected(cx, now),
             ConnectProgress::InProgress => {
                 f.rto_at = Some(now + CONNECT_TIMEOUT);
                 Verdict::Keep
@@ -507,7 +451,7 @@ impl Flow {
 
     /// The earliest instant at which [`Flow::on_timer`] has work to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let mut d = [self.rto_at, self.wnd_check_at, self.nudge_at]
+        let mut d = [self.rto_at, self.wnd_check_at, self.rec.nudge_at]
             .into_iter()
             .flatten()
             .min();
@@ -683,17 +627,17 @@ impl Flow {
     }
 
     /// RST to the guest with our current sequence numbers.
-    fn send_rst<H: HostIo>(&self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) {
+    fn send_rst<H: HostIo>(&self, cx: &mut Ctx<'_, H>) {
         let ack = match self.state {
             State::SynSent => None,
             _ => Some(self.rcv_nxt),
         };
-        emit_rst(cx, stats, &self.key, self.snd_max, ack);
+        emit_rst(cx, &self.key, self.snd_max, ack);
     }
 
     /// Resets both sides: RST to the guest, abort of the host socket.
-    fn reset_both<H: HostIo>(&self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) -> Verdict {
-        self.send_rst(cx, stats);
+    fn reset_both<H: HostIo>(&self, cx: &mut Ctx<'_, H>) -> Verdict {
+        self.send_rst(cx);
         Verdict::Abort
     }
 
@@ -750,12 +694,7 @@ impl Flow {
     // ------------------------------------------------------------------
 
     /// Outbound: the host connect completed; SYN-ACK to the guest.
-    fn connected<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        _stats: &mut TcpStats,
-        now: Instant,
-    ) -> Verdict {
+    fn connected<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) -> Verdict {
         self.state = State::SynAckSent;
         self.snd_nxt = self.isn.wrapping_add(1);
         self.snd_max = self.snd_nxt;
@@ -787,7 +726,6 @@ impl Flow {
     pub(crate) fn on_segment<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -796,9 +734,9 @@ impl Flow {
         self.keepalives_sent = 0;
         let v = match self.state {
             State::Connecting => self.segment_connecting(tcp),
-            State::SynAckSent => self.segment_syn_ack_sent(cx, stats, now, tcp, payload),
-            State::SynSent => self.segment_syn_sent(cx, stats, now, tcp),
-            State::Established => self.segment_established(cx, stats, now, tcp, payload),
+            State::SynAckSent => self.segment_syn_ack_sent(cx, now, tcp, payload),
+            State::SynSent => self.segment_syn_sent(cx, now, tcp),
+            State::Established => self.segment_established(cx, now, tcp, payload),
         };
         if v == Verdict::Keep {
             self.sync_interest(cx.host);
@@ -818,7 +756,6 @@ impl Flow {
     fn segment_syn_ack_sent<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -844,17 +781,16 @@ impl Flow {
         }
         if tcp.ack != self.isn.wrapping_add(1) {
             // RFC 9293 §3.10.7.4: unacceptable ACK in SYN-RECEIVED -> RST.
-            emit_rst(cx, stats, &self.key, tcp.ack, None);
+            emit_rst(cx, &self.key, tcp.ack, None);
             return Verdict::Keep;
         }
         self.establish(now);
-        self.segment_established(cx, stats, now, tcp, payload)
+        self.segment_established(cx, now, tcp, payload)
     }
 
     fn segment_syn_sent<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
     ) -> Verdict {
@@ -870,7 +806,7 @@ impl Flow {
             };
         }
         if f.contains(TcpFlags::ACK) && !ack_ok {
-            emit_rst(cx, stats, &self.key, tcp.ack, None);
+            emit_rst(cx, &self.key, tcp.ack, None);
             return Verdict::Keep;
         }
         if !(f.contains(TcpFlags::SYN) && ack_ok) {
@@ -891,13 +827,12 @@ impl Flow {
         // Acknowledge at once: a host peer that waits for the guest to
         // speak first must not wait for a data segment of ours.
         self.send_ack(cx);
-        self.push_data(cx, stats, now)
+        self.push_data(cx, now)
     }
 
     fn segment_established<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -923,18 +858,18 @@ impl Flow {
         if !f.contains(TcpFlags::ACK) {
             return Verdict::Keep;
         }
-        if let Some(v) = self.process_ack(cx, stats, now, tcp, payload) {
+        if let Some(v) = self.process_ack(cx, now, tcp, payload) {
             return v;
         }
         if !payload.is_empty() || f.contains(TcpFlags::FIN) {
-            if let Some(v) = self.process_data(cx, stats, now, tcp, payload) {
+            if let Some(v) = self.process_data(cx, now, tcp, payload) {
                 return v;
             }
         }
         if let Some(v) = self.check_closed() {
             return v;
         }
-        self.push_data(cx, stats, now)
+        self.push_data(cx, now)
     }
 
     /// ACK processing (RFC 9293 §3.10.7.4, fifth check). Returns a verdict
@@ -942,7 +877,6 @@ impl Flow {
     fn process_ack<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -972,7 +906,7 @@ impl Flow {
                 match cx.host.tcp_discard(self.sock, acked as usize) {
                     Ok(_) => {}
                     Err(HostError::WouldBlock) => {}
-                    Err(_) => return Some(self.reset_both(cx, stats)),
+                    Err(_) => return Some(self.reset_both(cx)),
                 }
                 self.last_activity = now;
             }
@@ -1007,7 +941,7 @@ impl Flow {
             // RFC 5681 §2 duplicate ACK.
             self.dup_acks = self.dup_acks.saturating_add(1);
             if self.dup_acks == DUP_ACK_THRESHOLD {
-                stats.fast_retransmits += 1;
+                cx.counters.tcp_fast_retransmits += 1;
                 self.rewind();
             }
         } else if self.persist && new_wnd > 0 {
@@ -1043,18 +977,18 @@ impl Flow {
     /// forget the hole and its timers. What was learnt about the guest
     /// stays.
     fn hole_closed(&mut self) {
-        self.dropped_beyond = None;
-        self.dropped_from = None;
-        self.nudge_at = None;
-        self.probing_partial_ack = None;
-        self.nudged_newreno = None;
+        self.rec.dropped_beyond = None;
+        self.rec.dropped_from = None;
+        self.rec.nudge_at = None;
+        self.rec.probing_partial_ack = None;
+        self.rec.nudged_newreno = None;
     }
 
     /// Wait before the first nudge of a hole: a NewReno guest is left to
     /// its own recovery unless the hole stays open for [`NUDGE_CEILING`]
     /// (it may have lost its timer, as smoltcp can).
     fn first_nudge_wait(&self) -> Duration {
-        match self.guest_recovery {
+        match self.rec.guest_recovery {
             GuestRecovery::ActsOnPartialAck => NUDGE_CEILING,
             _ => self.nudge_wait(),
         }
@@ -1089,28 +1023,22 @@ impl Flow {
     /// Senders already in recovery (NewReno, RFC 6582) ignore the burst
     /// apart from counting it. The nudges never stop while the hole is
     /// open, backing off to one every [`NUDGE_CEILING`]: a guest can lose
-    /// its own retransmission timer. The simulator caught smoltcp 0.14 at
-    /// it: its fast retransmit met an expired neighbour entry, the segment
-    /// was dropped for an ARP request, and the socket was left with data in
-    /// flight and no timer running. Only a new duplicate-ACK count
+    /// its own retransmission timer (docs/decisions.md, "A guest that lost
+    /// its retransmission timer"), and then only a new duplicate-ACK count
     /// (which our keep-alives, all alike, never restart) wakes it.
-    fn recovery_nudge<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
-        now: Instant,
-    ) {
-        self.nudge_at = None;
+    fn recovery_nudge<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
+        self.rec.nudge_at = None;
         let pending = self
+            .rec
             .dropped_beyond
             .is_some_and(|d| seq::lt(self.rcv_nxt, d));
         if !pending || self.state != State::Established || self.guest_fin {
             self.hole_closed();
             return;
         }
-        if self.probing_partial_ack.take() == Some(self.rcv_nxt) {
+        if self.rec.probing_partial_ack.take() == Some(self.rcv_nxt) {
             // The partial ACK alone did not bring the next segment.
-            self.guest_recovery = GuestRecovery::NeedsDupAcks;
+            self.rec.guest_recovery = GuestRecovery::NeedsDupAcks;
         }
         // Around what the guest knows: while a hole is open nothing is
         // written to the socket, so its room has only grown since.
@@ -1122,7 +1050,7 @@ impl Flow {
             // update when room frees up does the asking.
             return;
         }
-        let w = if self.nudges % 2 == 1 || base + unit > max {
+        let w = if self.rec.nudges % 2 == 1 || base + unit > max {
             base - unit
         } else {
             base + unit
@@ -1134,16 +1062,16 @@ impl Flow {
         for _ in 0..=DUP_ACK_THRESHOLD + 1 {
             emit_control(cx, &self.key, &r);
         }
-        stats.recovery_nudges += 1;
-        if self.guest_recovery == GuestRecovery::ActsOnPartialAck {
-            self.nudged_newreno = Some((self.rcv_nxt, now));
+        cx.counters.tcp_recovery_nudges += 1;
+        if self.rec.guest_recovery == GuestRecovery::ActsOnPartialAck {
+            self.rec.nudged_newreno = Some((self.rcv_nxt, now));
         }
-        self.nudges = self.nudges.saturating_add(1);
-        let wait = match self.guest_recovery {
+        self.rec.nudges = self.rec.nudges.saturating_add(1);
+        let wait = match self.rec.guest_recovery {
             GuestRecovery::ActsOnPartialAck => NUDGE_CEILING,
-            _ => self.nudge_wait() * (1u32 << self.nudges.min(16)),
+            _ => self.nudge_wait() * (1u32 << self.rec.nudges.min(16)),
         };
-        self.nudge_at = Some(now + wait.min(NUDGE_CEILING));
+        self.rec.nudge_at = Some(now + wait.min(NUDGE_CEILING));
     }
 
     /// Data and FIN from the guest (RFC 9293 §3.10.7.4, seventh and eighth
@@ -1151,7 +1079,6 @@ impl Flow {
     fn process_data<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         tcp: &TcpRepr,
         payload: &[u8],
@@ -1167,40 +1094,40 @@ impl Flow {
         if seq::gt(tcp.seq, self.rcv_nxt) {
             // A hole before this segment (lost, or refused by the socket):
             // duplicate ACK so the guest retransmits from rcv_nxt.
-            if self.dropped_beyond.is_none_or(|d| seq::gt(seg_end, d)) {
-                self.dropped_beyond = Some(seg_end);
+            if self.rec.dropped_beyond.is_none_or(|d| seq::gt(seg_end, d)) {
+                self.rec.dropped_beyond = Some(seg_end);
             }
-            if !payload.is_empty() && self.dropped_from.is_none_or(|f| seq::lt(tcp.seq, f)) {
-                self.dropped_from = Some(tcp.seq);
+            if !payload.is_empty() && self.rec.dropped_from.is_none_or(|f| seq::lt(tcp.seq, f)) {
+                self.rec.dropped_from = Some(tcp.seq);
             }
-            if self.nudge_at.is_none() {
-                self.nudges = 0;
-                self.nudge_at = Some(now + self.first_nudge_wait());
+            if self.rec.nudge_at.is_none() {
+                self.rec.nudges = 0;
+                self.rec.nudge_at = Some(now + self.first_nudge_wait());
             }
             self.send_ack(cx);
             return None;
         }
-        if let Some((left, at)) = self.nudged_newreno {
+        if let Some((left, at)) = self.rec.nudged_newreno {
             if tcp.seq == left && !payload.is_empty() {
-                self.nudged_newreno = None;
+                self.rec.nudged_newreno = None;
                 if now.saturating_duration_since(at) <= self.nudge_wait().max(PARTIAL_ACK_PROBE) {
                     // Answered the nudge, not a partial ACK: it needs
                     // duplicate ACKs (a misreading from reordering or
                     // chance answers early on).
-                    self.guest_recovery = GuestRecovery::NeedsDupAcks;
+                    self.rec.guest_recovery = GuestRecovery::NeedsDupAcks;
                 }
             }
         }
-        if self.probing_partial_ack == Some(tcp.seq)
+        if self.rec.probing_partial_ack == Some(tcp.seq)
             && !payload.is_empty()
-            && self.dropped_from.is_some_and(|f| !seq::lt(tcp.seq, f))
+            && self.rec.dropped_from.is_some_and(|f| !seq::lt(tcp.seq, f))
         {
             // The guest resent the next missing segment on the partial
             // ACK alone.
-            self.probing_partial_ack = None;
-            self.partial_ack_answers = self.partial_ack_answers.saturating_add(1);
-            if self.partial_ack_answers >= PARTIAL_ACK_ANSWERS {
-                self.guest_recovery = GuestRecovery::ActsOnPartialAck;
+            self.rec.probing_partial_ack = None;
+            self.rec.partial_ack_answers = self.rec.partial_ack_answers.saturating_add(1);
+            if self.rec.partial_ack_answers >= PARTIAL_ACK_ANSWERS {
+                self.rec.guest_recovery = GuestRecovery::ActsOnPartialAck;
             }
         }
         let skip = self.rcv_nxt.wrapping_sub(tcp.seq) as usize;
@@ -1223,10 +1150,10 @@ impl Flow {
                     }
                 }
                 Err(HostError::WouldBlock) => all_taken = false,
-                Err(_) => return Some(self.reset_both(cx, stats)),
+                Err(_) => return Some(self.reset_both(cx)),
             }
             if !all_taken {
-                stats.partial_writes += 1;
+                cx.counters.tcp_partial_writes += 1;
                 self.refused = true;
                 self.want_writable = true;
                 self.learn_overhead(cx.host);
@@ -1242,7 +1169,7 @@ impl Flow {
             self.last_activity = now;
             if let Err(e) = cx.host.tcp_shutdown(self.sock, Shutdown::Write) {
                 if e != HostError::NotConnected {
-                    return Some(self.reset_both(cx, stats));
+                    return Some(self.reset_both(cx));
                 }
             }
         }
@@ -1254,27 +1181,27 @@ impl Flow {
         // full, growing timeout per dropped segment. Three duplicates of
         // this ACK make any RFC 5681 sender fast-retransmit the next
         // missing segment now (§3.2); a fourth is a spare against the loss
-        // of one (at 5% loss it halves the time a 64 MiB echo takes).
+        // of one (docs/performance.md has what it saves).
         // Only for guests that need it (see [`GuestRecovery`]).
-        match self.dropped_beyond {
+        match self.rec.dropped_beyond {
             Some(d) if seq::lt(self.rcv_nxt, d) && all_taken && !data.is_empty() => {
-                match self.guest_recovery {
+                match self.rec.guest_recovery {
                     GuestRecovery::NeedsDupAcks => {
                         for _ in 0..=DUP_ACK_THRESHOLD {
                             self.send_ack(cx);
                         }
-                        stats.recovery_dup_acks += 1;
-                        self.nudges = 0;
-                        self.nudge_at = Some(now + self.nudge_wait());
+                        cx.counters.tcp_recovery_dup_acks += 1;
+                        self.rec.nudges = 0;
+                        self.rec.nudge_at = Some(now + self.nudge_wait());
                     }
                     GuestRecovery::Unknown => {
-                        self.probing_partial_ack = Some(self.rcv_nxt);
-                        self.nudges = 0;
-                        self.nudge_at = Some(now + self.nudge_wait().max(PARTIAL_ACK_PROBE));
+                        self.rec.probing_partial_ack = Some(self.rcv_nxt);
+                        self.rec.nudges = 0;
+                        self.rec.nudge_at = Some(now + self.nudge_wait().max(PARTIAL_ACK_PROBE));
                     }
                     GuestRecovery::ActsOnPartialAck => {
-                        self.nudges = 0;
-                        self.nudge_at = Some(now + self.first_nudge_wait());
+                        self.rec.nudges = 0;
+                        self.rec.nudge_at = Some(now + self.first_nudge_wait());
                     }
                 }
             }
@@ -1297,16 +1224,12 @@ impl Flow {
 
     /// Sends what the guest's window allows from the host socket, then our
     /// FIN if the host peer closed and everything before it went out.
-    fn push_data<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
-        now: Instant,
-    ) -> Verdict {
+    fn push_data<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) -> Verdict {
         if self.state != State::Established || self.fin_seq.is_some() {
             return Verdict::Keep;
         }
-        let Some(ip) = ip_to_guest(&self.key) else {
+        let Some(ip) = ip_to_guest(self.key.peer.ip(), self.key.guest.ip(), wire::protocol::TCP)
+        else {
             return Verdict::Keep;
         };
         let our_mac = cx.config.our_mac;
@@ -1353,13 +1276,22 @@ impl Flow {
                 return Verdict::Keep;
             }
             let want = avail.min(self.mss) as usize;
+            let max_len = frame_len(&self.key, 0, want);
+            if cx.txq.room_for(max_len) == 0 {
+                // Transmit queue full (backpressure): the data waits in the
+                // socket, unpeeked, and the socket stays readable, so we
+                // come back once the driver drained the queue. Checked
+                // before the window is stamped: no segment, no window the
+                // guest never saw.
+                return Verdict::Keep;
+            }
             let mut repr = self.base_repr(self.snd_nxt, TcpFlags::ACK | TcpFlags::PSH);
             self.stamp_window(cx.host, &mut repr);
-            let max_len = frame_len(&self.key, 0, want);
             let sock = self.sock;
             let host = &mut *cx.host;
             let mut peeked = Err(HostError::WouldBlock);
-            let pushed = push_frame(cx.txq, cx.counters, max_len, |buf| {
+            // Room was checked above, so this cannot meet a full queue.
+            ctx::emit_into(cx.txq, cx.counters, max_len, |buf| {
                 let r = wire::build_tcp_with(buf, our_mac, dst_mac, ip, &repr, want, |p| {
                     peeked = host.tcp_peek(sock, offset, p);
                     peeked.map_or(0, |pk| pk.len)
@@ -1369,11 +1301,6 @@ impl Flow {
                     _ => 0,
                 }
             });
-            if pushed.is_err() {
-                // Transmit queue full: the data waits in the socket, and the
-                // socket stays readable, so we come back.
-                return Verdict::Keep;
-            }
             let pk = match peeked {
                 Ok(pk) => pk,
                 Err(HostError::WouldBlock) => {
@@ -1384,11 +1311,11 @@ impl Flow {
                     }
                     return Verdict::Keep;
                 }
-                Err(_) => return self.reset_both(cx, stats),
+                Err(_) => return self.reset_both(cx),
             };
             let len = pk.len as u32;
             if len > 0 {
-                stats.data_segments_out += 1;
+                cx.counters.tcp_data_segments_out += 1;
                 self.snd_nxt = self.snd_nxt.wrapping_add(len);
                 if seq::gt(self.snd_nxt, self.snd_max) {
                     self.snd_max = self.snd_nxt;
@@ -1421,17 +1348,14 @@ impl Flow {
     /// Zero-window probe (RFC 9293 §3.8.6.1): a pure ACK one below the
     /// oldest unacknowledged byte. That sequence number is always outside
     /// the guest's window, so the guest answers with an ACK carrying its
-    /// current window, and nothing is consumed: `snd_nxt` does not move.
-    ///
-    /// (A probe carrying one byte of new data, the other form the RFC
-    /// allows, moved `snd_nxt` past a byte the guest had not taken; every
-    /// later pure ACK then carried a sequence number the zero-window guest
-    /// had to drop, ACK field included, and the flow stalled.)
-    fn send_window_probe<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, stats: &mut TcpStats) {
+    /// current window, and nothing is consumed: `snd_nxt` does not move
+    /// (why not the RFC's other form, one byte of new data: see
+    /// docs/decisions.md, "Zero-window probes carry no data").
+    fn send_window_probe<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>) {
         let mut r = self.base_repr(self.snd_una.wrapping_sub(1), TcpFlags::ACK);
         self.stamp_window(cx.host, &mut r);
         emit_control(cx, &self.key, &r);
-        stats.window_probes += 1;
+        cx.counters.tcp_window_probes += 1;
     }
 
     // ------------------------------------------------------------------
@@ -1442,11 +1366,10 @@ impl Flow {
     pub(crate) fn on_host_event<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         r: Readiness,
     ) -> Verdict {
-        let v = self.host_event(cx, stats, now, r);
+        let v = self.host_event(cx, now, r);
         if v == Verdict::Keep {
             self.sync_interest(cx.host);
         }
@@ -1456,7 +1379,6 @@ impl Flow {
     fn host_event<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
         now: Instant,
         r: Readiness,
     ) -> Verdict {
@@ -1466,11 +1388,11 @@ impl Flow {
                     return Verdict::Keep;
                 }
                 match cx.host.take_error(self.sock) {
-                    Ok(()) if !(r.hangup || r.error) => self.connected(cx, stats, now),
+                    Ok(()) if !(r.hangup || r.error) => self.connected(cx, now),
                     _ => {
                         // Refused or unreachable: RST+ACK, ack = ISN + 1
                         // (RFC 9293 §3.10.7.1 answer to a SYN).
-                        emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                        emit_rst(cx, &self.key, 0, Some(self.rcv_nxt));
                         Verdict::Close
                     }
                 }
@@ -1480,7 +1402,7 @@ impl Flow {
                     // The host peer went away before the guest finished.
                     let _ = cx.host.take_error(self.sock);
                     if self.state == State::SynAckSent {
-                        return self.reset_both(cx, stats);
+                        return self.reset_both(cx);
                     }
                     return Verdict::Abort;
                 }
@@ -1495,7 +1417,7 @@ impl Flow {
                 if r.error {
                     if let Err(_e) = cx.host.take_error(self.sock) {
                         // Host socket error mid-stream: RST to the guest.
-                        return self.reset_both(cx, stats);
+                        return self.reset_both(cx);
                     }
                 }
                 if r.writable && self.want_writable {
@@ -1504,7 +1426,7 @@ impl Flow {
                 }
                 if r.readable || r.read_closed || r.hangup {
                     self.read_parked = false;
-                    let v = self.push_data(cx, stats, now);
+                    let v = self.push_data(cx, now);
                     if v != Verdict::Keep {
                         return v;
                     }
@@ -1564,36 +1486,26 @@ impl Flow {
     // ------------------------------------------------------------------
 
     /// Runs this flow's due timers.
-    pub(crate) fn on_timer<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
-        now: Instant,
-    ) -> Verdict {
-        let v = self.timers(cx, stats, now);
+    pub(crate) fn on_timer<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) -> Verdict {
+        let v = self.timers(cx, now);
         if v == Verdict::Keep {
             self.sync_interest(cx.host);
         }
         v
     }
 
-    fn timers<H: HostIo>(
-        &mut self,
-        cx: &mut Ctx<'_, H>,
-        stats: &mut TcpStats,
-        now: Instant,
-    ) -> Verdict {
+    fn timers<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) -> Verdict {
         if now >= self.last_activity + INACTIVITY_TIMEOUT {
             return match self.state {
                 State::Connecting => {
-                    emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                    emit_rst(cx, &self.key, 0, Some(self.rcv_nxt));
                     Verdict::Abort
                 }
-                _ => self.reset_both(cx, stats),
+                _ => self.reset_both(cx),
             };
         }
-        if self.nudge_at.is_some_and(|t| now >= t) {
-            self.recovery_nudge(cx, stats, now);
+        if self.rec.nudge_at.is_some_and(|t| now >= t) {
+            self.recovery_nudge(cx, now);
         }
         if self.wnd_check_at.is_some_and(|t| now >= t) {
             self.wnd_check_at = None;
@@ -1606,13 +1518,13 @@ impl Flow {
             match self.state {
                 State::Connecting => {
                     // Connect timeout: the guest gets a RST for its SYN.
-                    emit_rst(cx, stats, &self.key, 0, Some(self.rcv_nxt));
+                    emit_rst(cx, &self.key, 0, Some(self.rcv_nxt));
                     return Verdict::Abort;
                 }
                 State::SynAckSent | State::SynSent => {
                     if self.retries >= HANDSHAKE_RETRIES {
                         if self.state == State::SynAckSent {
-                            return self.reset_both(cx, stats);
+                            return self.reset_both(cx);
                         }
                         return Verdict::Abort;
                     }
@@ -1628,26 +1540,26 @@ impl Flow {
                         // Persist timer: probe, back off, never give up
                         // while the guest answers (retries reset on ACKs).
                         if self.retries >= MAX_RETRIES {
-                            return self.reset_both(cx, stats);
+                            return self.reset_both(cx);
                         }
                         self.retries += 1;
                         self.rewind();
-                        self.send_window_probe(cx, stats);
+                        self.send_window_probe(cx);
                         self.rtt.back_off();
                         self.rto_at = Some(now + self.rtt.rto());
                     } else if self.snd_una != self.snd_max {
                         // RFC 6298 §5.4-5.6: retransmit from snd_una, back
                         // off, restart the timer.
                         if self.retries >= MAX_RETRIES {
-                            return self.reset_both(cx, stats);
+                            return self.reset_both(cx);
                         }
                         self.retries += 1;
-                        stats.rto_expiries += 1;
+                        cx.counters.tcp_rto_expiries += 1;
                         self.rewind();
                         self.rtt.back_off();
                         self.rto_at = Some(now + self.rtt.rto().min(MAX_RTO));
                         self.dup_acks = 0;
-                        let v = self.push_data(cx, stats, now);
+                        let v = self.push_data(cx, now);
                         if v != Verdict::Keep {
                             return v;
                         }
@@ -1662,7 +1574,7 @@ impl Flow {
             if now >= due {
                 if self.keepalives_sent >= KEEPALIVE_PROBES {
                     // The guest is gone.
-                    return self.reset_both(cx, stats);
+                    return self.reset_both(cx);
                 }
                 // RFC 9293 §3.8.4: a segment with SEG.SEQ = SND.NXT - 1
                 // elicits an ACK.
@@ -1670,7 +1582,7 @@ impl Flow {
                 self.stamp_window(cx.host, &mut r);
                 emit_control(cx, &self.key, &r);
                 self.keepalives_sent += 1;
-                stats.keepalives += 1;
+                cx.counters.tcp_keepalives += 1;
             }
         }
         Verdict::Keep

@@ -11,13 +11,13 @@
 //! - accepted connections on forwarded ports ([`Tcp::listen`]) -> SYN to
 //!   the guest.
 //!
-//! This module owns the flow table (fixed capacity from
-//! [`Config::flow_capacity`], slab with a free list, looked up through an
-//! ordered map on the 4-tuple), the listeners and the timer index (an
-//! ordered set of `(deadline, slot)`, updated lazily: a flow's entry only
-//! ever moves earlier; a later deadline is noticed when the entry fires).
-//! It never allocates per segment: the slab, free list and maps only grow
-//! when the number of flows reaches a new high.
+//! This module owns its flows (a [`FlowTable`] under the engine's one
+//! [`crate::flow::FlowLimit`], looked up through an ordered map on the
+//! 4-tuple), the listeners and the timer index (an ordered set of
+//! `(deadline, slot)`, updated lazily: a flow's entry only ever moves
+//! earlier; a later deadline is noticed when the entry fires). It never
+//! allocates per segment: the slab, free list and maps only grow when the
+//! number of flows reaches a new high.
 //!
 //! Submodules: [`flow`] (the per-flow state machine), `isn` (RFC 6528),
 //! `rtt` (RFC 6298), `seq` (sequence arithmetic).
@@ -30,16 +30,15 @@ mod seq;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::Config;
 use crate::counters::DropReason;
-use crate::engine::{Ctx, token};
+use crate::ctx::Ctx;
+use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{HostError, HostIo, Interest, Readiness, SockId, Token};
 use crate::mapping;
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr};
 
-pub use flow::TcpStats;
 use flow::{Flow, FlowKey, Verdict, emit_rst};
 use isn::IsnGenerator;
 
@@ -58,44 +57,28 @@ struct Listener {
 /// TCP flows between the guest and host sockets.
 #[derive(Debug)]
 pub struct Tcp {
-    capacity: usize,
     isn: IsnGenerator,
-    /// Slab of flows; `None` slots are on `free`.
-    slots: Vec<Option<Flow>>,
-    /// Generation of each slot, bumped on free: tokens carry it so that a
-    /// late event for a freed flow is recognised.
-    generations: Vec<u32>,
-    free: Vec<u32>,
+    flows: FlowTable<Flow>,
     index: BTreeMap<FlowKey, u32>,
     timers: BTreeSet<(Instant, u32)>,
     listeners: Vec<Option<Listener>>,
-    stats: TcpStats,
 }
 
 impl Tcp {
-    /// Sized from the configuration (flow table capacity).
-    pub fn new(config: &Config, mut rng: Rng) -> Self {
+    /// An empty module; its ISNs are keyed from `rng`.
+    pub fn new(mut rng: Rng) -> Self {
         Tcp {
-            capacity: config.flow_capacity,
             isn: IsnGenerator::new(&mut rng),
-            slots: Vec::new(),
-            generations: Vec::new(),
-            free: Vec::new(),
+            flows: FlowTable::new(token::TCP_FLOW),
             index: BTreeMap::new(),
             timers: BTreeSet::new(),
             listeners: Vec::new(),
-            stats: TcpStats::default(),
         }
     }
 
     /// Live flows.
     pub fn flow_count(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Counters of the TCP module.
-    pub fn stats(&self) -> &TcpStats {
-        &self.stats
+        self.flows.len()
     }
 
     /// Listens on `addr` (a forwarded port); accepted connections go to the
@@ -126,47 +109,23 @@ impl Tcp {
         Ok(())
     }
 
-    fn flow_token(slot: u32, generation: u32) -> Token {
-        token::make(
-            token::TCP_FLOW,
-            (u64::from(generation & 0xff_ffff) << 32) | u64::from(slot),
-        )
-    }
-
-    /// A free slot, if the table has room.
-    fn alloc_slot(&mut self) -> Option<u32> {
-        if let Some(s) = self.free.pop() {
-            return Some(s);
-        }
-        if self.slots.len() >= self.capacity {
-            return None;
-        }
-        self.slots.push(None);
-        self.generations.push(0);
-        // Room for every slot on the free list, so that freeing a flow
-        // never allocates.
-        self.free
-            .reserve(self.slots.len().saturating_sub(self.free.len()));
-        Some((self.slots.len() - 1) as u32)
-    }
-
-    fn install(&mut self, slot: u32, flow: Flow) {
-        self.index.insert(flow.key, slot);
-        self.slots[slot as usize] = Some(flow);
-        self.stats.flows_opened += 1;
+    fn install<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, v: Vacant, flow: Flow) -> u32 {
+        self.index.insert(flow.key, v.slot());
+        let slot = self.flows.fill(v, flow, cx.counters);
         self.reschedule(slot);
+        slot
     }
 
     /// Frees a flow and its socket; every trace of it goes (timer entry,
     /// index entry, slot).
     fn release<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, slot: u32, verdict: Verdict) {
-        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+        let Some(flow) = self.flows.remove(slot, cx.flows, cx.counters) else {
             return;
         };
         match verdict {
             Verdict::Abort => {
                 cx.host.tcp_abort(flow.sock);
-                self.stats.rst_to_host += 1;
+                cx.counters.tcp_rst_to_host += 1;
             }
             _ => cx.host.close(flow.sock),
         }
@@ -174,16 +133,12 @@ impl Tcp {
             self.timers.remove(&(t, slot));
         }
         self.index.remove(&flow.key);
-        let g = &mut self.generations[slot as usize];
-        *g = g.wrapping_add(1);
-        self.free.push(slot);
-        self.stats.flows_closed += 1;
     }
 
     /// Keeps the timer index in step with the flow's next deadline: the
     /// entry moves only when the deadline got earlier (see module docs).
     fn reschedule(&mut self, slot: u32) {
-        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+        let Some(flow) = self.flows.get_mut(slot) else {
             return;
         };
         let Some(due) = flow.next_deadline() else {
@@ -231,10 +186,10 @@ impl Tcp {
             peer: SocketAddr::new(dst, tcp.dst_port),
         };
         if let Some(&slot) = self.index.get(&key) {
-            let Some(flow) = self.slots[slot as usize].as_mut() else {
+            let Some(flow) = self.flows.get_mut(slot) else {
                 return Ok(());
             };
-            let v = flow.on_segment(cx, &mut self.stats, now, tcp, payload);
+            let v = flow.on_segment(cx, now, tcp, payload);
             self.after(cx, slot, v);
             return Ok(());
         }
@@ -249,15 +204,9 @@ impl Tcp {
                 + u32::from(f.contains(TcpFlags::SYN))
                 + u32::from(f.contains(TcpFlags::FIN));
             if f.contains(TcpFlags::ACK) {
-                emit_rst(cx, &mut self.stats, &key, tcp.ack, None);
+                emit_rst(cx, &key, tcp.ack, None);
             } else {
-                emit_rst(
-                    cx,
-                    &mut self.stats,
-                    &key,
-                    0,
-                    Some(tcp.seq.wrapping_add(seg_len)),
-                );
+                emit_rst(cx, &key, 0, Some(tcp.seq.wrapping_add(seg_len)));
             }
             return Ok(());
         }
@@ -280,12 +229,12 @@ impl Tcp {
         if unusable {
             return Err(DropReason::NotForUs);
         }
-        let refuse = |cx: &mut Ctx<'_, H>, stats: &mut TcpStats| {
+        let refuse = |cx: &mut Ctx<'_, H>| {
             // RST+ACK acknowledging the SYN (RFC 9293 §3.10.7.1).
-            emit_rst(cx, stats, &key, 0, Some(syn.seq.wrapping_add(1)));
+            emit_rst(cx, &key, 0, Some(syn.seq.wrapping_add(1)));
         };
-        let Some(slot) = self.alloc_slot() else {
-            refuse(cx, &mut self.stats);
+        let Ok(vacant) = self.flows.vacant(cx.flows) else {
+            refuse(cx);
             return Err(DropReason::FlowTableFull);
         };
         // Port-aware: DNS to the --dns-forward address goes to the host
@@ -295,25 +244,15 @@ impl Tcp {
         let (sock, progress) = match cx.host.tcp_connect(None, remote) {
             Ok(x) => x,
             Err(_) => {
-                self.free.push(slot);
-                refuse(cx, &mut self.stats);
+                self.flows.give_back(vacant, cx.flows);
+                refuse(cx);
                 return Ok(());
             }
         };
-        let token = Self::flow_token(slot, self.generations[slot as usize]);
+        let token = vacant.token();
         let isn = self.isn.isn(key.peer, key.guest, now);
-        let (flow, verdict) = Flow::outbound(
-            cx,
-            &mut self.stats,
-            now,
-            key,
-            sock,
-            token,
-            isn,
-            syn,
-            progress,
-        );
-        self.install(slot, flow);
+        let (flow, verdict) = Flow::outbound(cx, now, key, sock, token, isn, syn, progress);
+        let slot = self.install(cx, vacant, flow);
         self.after(cx, slot, verdict);
         Ok(())
     }
@@ -330,15 +269,14 @@ impl Tcp {
         match token::kind(tok) {
             token::TCP_LISTENER => self.accept(cx, now, idx as usize),
             token::TCP_FLOW => {
-                let slot = (idx & 0xffff_ffff) as u32;
-                let generation = (idx >> 32) as u32;
-                if self.generations.get(slot as usize).map(|g| g & 0xff_ffff) != Some(generation) {
-                    return; // a late event for a freed flow
-                }
-                let Some(flow) = self.slots[slot as usize].as_mut() else {
+                // `None`: a late event for a freed flow.
+                let Some(slot) = self.flows.lookup(tok) else {
                     return;
                 };
-                let v = flow.on_host_event(cx, &mut self.stats, now, readiness);
+                let Some(flow) = self.flows.get_mut(slot) else {
+                    return;
+                };
+                let v = flow.on_host_event(cx, now, readiness);
                 self.after(cx, slot, v);
             }
             _ => {}
@@ -365,15 +303,14 @@ impl Tcp {
                 cx.host.tcp_abort(sock);
                 continue;
             }
-            let Some(slot) = self.alloc_slot() else {
+            let Ok(vacant) = self.flows.vacant(cx.flows) else {
                 cx.host.tcp_abort(sock);
                 cx.counters.drop(DropReason::FlowTableFull);
                 continue;
             };
-            let token = Self::flow_token(slot, self.generations[slot as usize]);
             let isn = self.isn.isn(key.peer, key.guest, now);
-            let flow = Flow::inbound(cx, now, key, sock, token, isn);
-            self.install(slot, flow);
+            let flow = Flow::inbound(cx, now, key, sock, vacant.token(), isn);
+            self.install(cx, vacant, flow);
         }
     }
 
@@ -390,13 +327,13 @@ impl Tcp {
                 break;
             }
             self.timers.remove(&(t, slot));
-            let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            let Some(flow) = self.flows.get_mut(slot) else {
                 continue;
             };
             flow.scheduled = None;
             let due = flow.next_deadline();
             let v = if due.is_some_and(|d| d <= now) {
-                flow.on_timer(cx, &mut self.stats, now)
+                flow.on_timer(cx, now)
             } else {
                 Verdict::Keep
             };

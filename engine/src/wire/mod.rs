@@ -422,30 +422,6 @@ pub fn build_udp(
     })
 }
 
-/// IPv4 shorthand for [`build_udp`].
-pub fn build_ipv4_udp(
-    buf: &mut [u8],
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    ip: &Ipv4Repr,
-    udp: &UdpRepr,
-    payload: &[u8],
-) -> Result<usize, WireError> {
-    build_udp(buf, src_mac, dst_mac, IpRepr::V4(*ip), udp, payload)
-}
-
-/// IPv6 shorthand for [`build_udp`].
-pub fn build_ipv6_udp(
-    buf: &mut [u8],
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    ip: &Ipv6Repr,
-    udp: &UdpRepr,
-    payload: &[u8],
-) -> Result<usize, WireError> {
-    build_udp(buf, src_mac, dst_mac, IpRepr::V6(*ip), udp, payload)
-}
-
 /// Writes an Ethernet/IP/TCP frame (options as `tcp.options` asks) whose
 /// payload is produced in place by `fill`, as for [`build_udp_with`].
 /// Returns the frame length.
@@ -490,30 +466,6 @@ pub fn build_tcp(
         b[..payload.len()].copy_from_slice(payload);
         payload.len()
     })
-}
-
-/// IPv4 shorthand for [`build_tcp`].
-pub fn build_ipv4_tcp(
-    buf: &mut [u8],
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    ip: &Ipv4Repr,
-    tcp: &TcpRepr,
-    payload: &[u8],
-) -> Result<usize, WireError> {
-    build_tcp(buf, src_mac, dst_mac, IpRepr::V4(*ip), tcp, payload)
-}
-
-/// IPv6 shorthand for [`build_tcp`].
-pub fn build_ipv6_tcp(
-    buf: &mut [u8],
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    ip: &Ipv6Repr,
-    tcp: &TcpRepr,
-    payload: &[u8],
-) -> Result<usize, WireError> {
-    build_tcp(buf, src_mac, dst_mac, IpRepr::V6(*ip), tcp, payload)
 }
 
 /// Writes an Ethernet/IPv4/ICMP frame; returns its length.

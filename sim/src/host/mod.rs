@@ -745,6 +745,22 @@ impl SimHost {
         n
     }
 
+    /// Whether [`SimHost::take_events`] would report anything now: a
+    /// driver must not wait for the next internal event while this holds
+    /// (`epoll_wait` returns at once on level-triggered readiness).
+    pub fn has_ready_events(&self) -> bool {
+        self.socks.iter().flatten().any(|slot| {
+            slot.token.is_some()
+                && self.readiness(slot.ep).is_some_and(|full| {
+                    let i = slot.interest;
+                    (full.readable || full.read_closed) && i.readable
+                        || full.writable && i.writable
+                        || full.hangup
+                        || full.error
+                })
+        })
+    }
+
     /// The full readiness of a host socket regardless of interest (what
     /// `poll` with every bit would say). `None` for an unknown id.
     pub fn readiness_of(&self, sock: SockId) -> Option<Readiness> {
