@@ -41,6 +41,7 @@ pub mod fwd;
 pub mod icmp;
 pub mod mapping;
 pub mod ndp;
+pub mod pcap;
 pub mod tcp;
 pub mod udp;
 
