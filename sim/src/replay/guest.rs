@@ -1,0 +1,354 @@
+//! The recorded guest (`--guest recorded`): the trace's guest frames fed to
+//! the engine at their recorded times.
+//!
+//! # What this module owns
+//!
+//! - Feeding: each guest frame of the trace leaves at its recorded time,
+//!   in order within its flow.
+//! - TCP numbering: the acknowledgment number (and SACK edges, RFC 2018)
+//!   of a guest segment refer to the engine's sequence space; they are
+//!   moved from the trace's engine ISN to the replayed engine's, and the
+//!   TCP checksum recomputed (RFC 9293 §3.1). UDP checksums are
+//!   recomputed too (captures on a tap hold offloaded, unfinished ones).
+//! - Holding: a segment acknowledging data the replayed engine has not
+//!   sent yet waits in virtual time until it has; past the hold bound it
+//!   is sent as recorded and a divergence is noted.
+//!
+//! # What it must never do
+//!
+//! Invent frames or change anything but the numbers above; read the wall
+//! clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use passt_engine::Instant;
+use passt_engine::wire::{PseudoHeader, TcpFlags, checksum::Checksum, protocol};
+
+use super::decode::{Kind, decode, seq_len};
+use super::flows::{ENGINE, Flow, FlowKey, Proto};
+use super::input::TraceFrame;
+
+/// (guest end, remote end) of a TCP connection.
+type Conn = (SocketAddr, SocketAddr);
+
+#[derive(Debug)]
+struct Pending {
+    at: Instant,
+    frame: Vec<u8>,
+    conn: Option<Conn>,
+    held_since: Option<Instant>,
+}
+
+/// The replayed engine's side of a connection, as the guest received it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    isn: Option<u32>,
+    high: Option<u32>,
+}
+
+/// A guest frame held past the bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// The flow.
+    pub key: FlowKey,
+    /// Recorded time of the frame.
+    pub at: Instant,
+    /// Bytes past what the replayed engine had sent.
+    pub ahead: u32,
+}
+
+/// The recorded guest (see the [module docs](self)).
+#[derive(Debug)]
+pub struct RecordedGuest {
+    pending: Vec<Pending>,
+    /// The trace's engine ISN per connection.
+    trace_isn: BTreeMap<Conn, u32>,
+    replay: BTreeMap<Conn, Seen>,
+    hold: Duration,
+    held: Vec<Held>,
+    sent: u64,
+}
+
+impl RecordedGuest {
+    /// The guest frames of `frames` (those from `guest_mac`), with the
+    /// engine ISNs of the trace's `flows`.
+    pub fn new(
+        frames: &[TraceFrame],
+        guest_mac: passt_engine::MacAddr,
+        flows: &[Flow],
+        hold: Duration,
+    ) -> Self {
+        let trace_isn = flows
+            .iter()
+            .filter(|f| f.proto() == Proto::Tcp)
+            .filter_map(|f| Some(((f.key.1, f.key.2), f.dirs[ENGINE].isn?)))
+            .collect();
+        let pending = frames
+            .iter()
+            .filter_map(|f| {
+                let d = decode(&f.data)?;
+                if d.src_mac != guest_mac {
+                    return None;
+                }
+                let conn = match d.kind {
+                    Kind::Tcp { src, dst, .. } => Some((src, dst)),
+                    _ => None,
+                };
+                Some(Pending {
+                    at: f.at,
+                    frame: f.data.clone(),
+                    conn,
+                    held_since: None,
+                })
+            })
+            .collect();
+        RecordedGuest {
+            pending,
+            trace_isn,
+            replay: BTreeMap::new(),
+            hold,
+            held: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// Guest frames in the trace still to send.
+    pub fn remaining(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Frames sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Frames that waited past the hold bound.
+    pub fn held(&self) -> &[Held] {
+        &self.held
+    }
+
+    /// A frame from the engine reached the guest: note how far the engine
+    /// has sent on each connection.
+    pub fn on_frame(&mut self, _now: Instant, frame: &[u8]) {
+        let Some(d) = decode(frame) else { return };
+        let Kind::Tcp {
+            src,
+            dst,
+            seq,
+            flags,
+            payload,
+            ..
+        } = d.kind
+        else {
+            return;
+        };
+        let s = self.replay.entry((dst, src)).or_default();
+        if flags.contains(TcpFlags::SYN) {
+            s.isn = Some(seq);
+        }
+        let end = seq.wrapping_add(seq_len(flags, payload.len()));
+        match s.high {
+            Some(h) if (end.wrapping_sub(h) as i32) <= 0 => {}
+            _ => s.high = Some(end),
+        }
+    }
+
+    /// When a frame is next due (or a held one reaches its bound).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.pending
+            .iter()
+            .map(|p| match p.held_since {
+                Some(h) => h + self.hold,
+                None => p.at,
+            })
+            .min()
+    }
+
+    /// Whether every frame was sent.
+    pub fn finished(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Sends every frame due at `now` whose flow is not held.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        let mut blocked: BTreeSet<Conn> = BTreeSet::new();
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].at > now {
+                break;
+            }
+            let conn = self.pending[i].conn;
+            if conn.is_some_and(|c| blocked.contains(&c)) {
+                i += 1;
+                continue;
+            }
+            match self.rewrite(i, now) {
+                Some(frame) => {
+                    self.pending.remove(i);
+                    self.sent += 1;
+                    out.push(frame);
+                }
+                None => {
+                    let p = &mut self.pending[i];
+                    p.held_since.get_or_insert(now);
+                    if let Some(c) = conn {
+                        blocked.insert(c);
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// The frame to send for pending entry `i`, or `None` to hold it.
+    fn rewrite(&mut self, i: usize, now: Instant) -> Option<Vec<u8>> {
+        let p = &self.pending[i];
+        let mut frame = p.frame.clone();
+        let Some(d) = decode(&p.frame) else {
+            return Some(frame);
+        };
+        match d.kind {
+            Kind::Tcp {
+                src,
+                dst,
+                ack,
+                flags,
+                l4_at,
+                l4_len,
+                ..
+            } => {
+                let conn = (src, dst);
+                if flags.contains(TcpFlags::ACK)
+                    && let Some(&tisn) = self.trace_isn.get(&conn)
+                {
+                    let seen = self.replay.get(&conn).copied().unwrap_or_default();
+                    let rel = ack.wrapping_sub(tisn);
+                    let ready = match (seen.isn, seen.high) {
+                        (Some(risn), Some(high)) => {
+                            let sent = high.wrapping_sub(risn);
+                            (sent.wrapping_sub(rel) as i32) >= 0
+                        }
+                        _ => false,
+                    };
+                    let timed_out = p.held_since.is_some_and(|h| now >= h + self.hold);
+                    if !ready && !timed_out {
+                        return None;
+                    }
+                    if !ready {
+                        let ahead = match (seen.isn, seen.high) {
+                            (Some(risn), Some(high)) => rel.wrapping_sub(high.wrapping_sub(risn)),
+                            _ => rel,
+                        };
+                        self.held.push(Held {
+                            key: (Proto::Tcp, src, dst),
+                            at: p.at,
+                            ahead,
+                        });
+                    }
+                    if let Some(risn) = seen.isn {
+                        translate_acks(&mut frame, l4_at, tisn, risn);
+                    }
+                }
+                fix_checksum(&mut frame, l4_at, l4_len, protocol::TCP, 16, src, dst);
+            }
+            Kind::Udp {
+                src,
+                dst,
+                l4_at,
+                l4_len,
+                ..
+            } => {
+                let zero = frame.get(l4_at + 6..l4_at + 8) == Some(&[0, 0]);
+                if !(zero && src.is_ipv4()) {
+                    fix_checksum(&mut frame, l4_at, l4_len, protocol::UDP, 6, src, dst);
+                }
+            }
+            _ => {}
+        }
+        Some(frame)
+    }
+}
+
+fn rd32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn wr32(b: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = b.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Moves the acknowledgment number and SACK edges of the TCP header at
+/// `l4` from the trace's engine ISN to the replay's.
+fn translate_acks(frame: &mut [u8], l4: usize, trace_isn: u32, replay_isn: u32) {
+    let shift = |v: u32| v.wrapping_sub(trace_isn).wrapping_add(replay_isn);
+    if let Some(a) = rd32(frame, l4 + 8) {
+        wr32(frame, l4 + 8, shift(a));
+    }
+    let Some(&off) = frame.get(l4 + 12) else {
+        return;
+    };
+    let hl = usize::from(off >> 4) * 4;
+    let mut at = l4 + 20;
+    let end = (l4 + hl).min(frame.len());
+    // RFC 9293 §3.2 option layout; RFC 2018 §3 SACK (kind 5).
+    while at < end {
+        match frame[at] {
+            0 => break,
+            1 => at += 1,
+            kind => {
+                let Some(&len) = frame.get(at + 1) else { break };
+                let len = usize::from(len);
+                if len < 2 || at + len > end {
+                    break;
+                }
+                if kind == 5 {
+                    let mut e = at + 2;
+                    while e + 4 <= at + len {
+                        if let Some(v) = rd32(frame, e) {
+                            wr32(frame, e, shift(v));
+                        }
+                        e += 4;
+                    }
+                }
+                at += len;
+            }
+        }
+    }
+}
+
+/// Recomputes the transport checksum (at `ck` within the header) of the
+/// segment or datagram at `l4..l4 + len` (RFC 9293 §3.1, RFC 768).
+fn fix_checksum(
+    frame: &mut [u8],
+    l4: usize,
+    len: usize,
+    proto: u8,
+    ck: usize,
+    src: SocketAddr,
+    dst: SocketAddr,
+) {
+    let pseudo = match (src.ip(), dst.ip()) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => PseudoHeader::V4 { src: s, dst: d },
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => PseudoHeader::V6 { src: s, dst: d },
+        _ => return,
+    };
+    let Some(seg) = frame.get_mut(l4..l4 + len) else {
+        return;
+    };
+    if seg.len() < ck + 2 {
+        return;
+    }
+    seg[ck] = 0;
+    seg[ck + 1] = 0;
+    let mut c: Checksum = pseudo.sum(proto, len);
+    c.add_bytes(seg);
+    let mut v = c.finish();
+    if proto == protocol::UDP && v == 0 {
+        v = 0xffff; // RFC 768: zero means "no checksum".
+    }
+    seg[ck..ck + 2].copy_from_slice(&v.to_be_bytes());
+}
