@@ -270,11 +270,9 @@ fn tcp_segment(f: &mut Flow, dir: usize, at: Instant, seq: u32, flags: TcpFlags,
         }
         return;
     }
-    if flags.contains(TcpFlags::SYN) {
-        if d.syn_at.is_none() {
-            d.syn_at = Some(at);
-            d.isn = Some(seq);
-        }
+    if flags.contains(TcpFlags::SYN) && d.syn_at.is_none() {
+        d.syn_at = Some(at);
+        d.isn = Some(seq);
     }
     let len = seq_len(flags, payload.len());
     if len == 0 {

@@ -274,7 +274,10 @@ fn inbound_ends(config: &Config, remote: SocketAddr, port: u16) -> (SocketAddr, 
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1)),
         };
-        (SocketAddr::new(host_ip, 0), SocketAddr::new(to, port))
+        (
+            SocketAddr::new(host_ip, remote.port()),
+            SocketAddr::new(to, port),
+        )
     }
 }
 

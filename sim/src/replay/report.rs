@@ -243,13 +243,9 @@ impl Report {
                 }
             };
             row(&mut o, "close", close(&t.close), close(&r.close));
-            let _ = writeln!(
-                o,
-                "  {:<16} {:<24} {}",
-                "retransmits c/s",
-                format!("{}/{}", t.c2s_retransmits, t.s2c_retransmits),
-                format!("{}/{}", r.c2s_retransmits, r.s2c_retransmits)
-            );
+            let tr = format!("{}/{}", t.c2s_retransmits, t.s2c_retransmits);
+            let rr = format!("{}/{}", r.c2s_retransmits, r.s2c_retransmits);
+            let _ = writeln!(o, "  {:<16} {tr:<24} {rr}", "retransmits c/s");
             for d in &f.divergences {
                 let _ = writeln!(o, "  divergence: {d}");
             }
