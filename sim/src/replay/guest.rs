@@ -156,9 +156,13 @@ impl RecordedGuest {
     }
 
     /// When a frame is next due (or a held one reaches its bound).
+    /// Only the first pending frame of each connection counts: the ones
+    /// behind it wait for it, whatever their time.
     pub fn poll_at(&self) -> Option<Instant> {
+        let mut first: BTreeSet<Conn> = BTreeSet::new();
         self.pending
             .iter()
+            .filter(|p| p.conn.is_none_or(|c| first.insert(c)))
             .map(|p| match p.held_since {
                 Some(h) => h + self.hold,
                 None => p.at,
