@@ -163,7 +163,10 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
         &held,
         tuning.hold.as_secs_f64(),
     );
-    let divergences = flows.iter().map(|f| f.divergences.len()).sum();
+    // A stalled loop (a model livelock) makes the whole replay suspect:
+    // it counts as a divergence of its own.
+    let divergences = flows.iter().map(|f| f.divergences.len()).sum::<usize>()
+        + usize::from(stop == StopReason::Stalled);
     let mut cfg = BTreeMap::new();
     cfg.insert("engine mac".into(), roles.engine.to_string());
     cfg.insert("guest mac".into(), roles.guest.to_string());
