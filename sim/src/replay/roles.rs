@@ -190,6 +190,39 @@ fn dhcp_lease(msg: &[u8]) -> Option<DhcpLease> {
     Some(lease)
 }
 
+/// Walks DHCPv6 options (RFC 8415 §21.1: code, length, data), calling
+/// `f` for each; stops at a length running past the end.
+fn v6_options(mut b: &[u8], f: &mut dyn FnMut(u16, &[u8])) {
+    while b.len() >= 4 {
+        let code = u16::from_be_bytes([b[0], b[1]]);
+        let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+        let Some(val) = b.get(4..4 + len) else { break };
+        f(code, val);
+        b = &b[4 + len..];
+    }
+}
+
+/// The address (IA_NA's IAADDR, RFC 8415 §21.4-21.6) and DNS servers
+/// (RFC 3646 option 23) of a DHCPv6 Reply or Advertise.
+fn dhcpv6_lease(msg: &[u8]) -> (Option<Ipv6Addr>, Vec<Ipv6Addr>) {
+    let (mut addr, mut dns) = (None, Vec::new());
+    // Message types 2 (Advertise) and 7 (Reply); 4 bytes of header.
+    if !matches!(msg.first(), Some(2 | 7)) || msg.len() < 4 {
+        return (addr, dns);
+    }
+    let v6 = |c: &[u8]| -> Option<Ipv6Addr> { Some(Ipv6Addr::from(<[u8; 16]>::try_from(c).ok()?)) };
+    v6_options(&msg[4..], &mut |code, val| match code {
+        3 if val.len() >= 12 => v6_options(&val[12..], &mut |c, v| {
+            if c == 5 && v.len() >= 24 {
+                addr = addr.or_else(|| v6(&v[..16]));
+            }
+        }),
+        23 => dns = val.chunks_exact(16).filter_map(v6).collect(),
+        _ => {}
+    });
+    (addr, dns)
+}
+
 /// Builds the replayed engine's configuration.
 pub fn infer_config(
     frames: &[TraceFrame],
@@ -206,6 +239,7 @@ pub fn infer_config(
     let (mut seen_v4, mut seen_v6, mut seen_gw) = (None, None, None);
     let (mut dns4_seen, mut dns6_seen) = (None, None);
     let (mut lease, mut ra_mtu, mut ra_prefix, mut rdnss) = (None, None, None, Vec::new());
+    let (mut lease6, mut dns6_dhcp) = (None, Vec::new());
     for f in frames {
         let Some(d) = decode(&f.data) else { continue };
         let from_engine = d.src_mac == roles.engine;
@@ -214,6 +248,15 @@ pub fn infer_config(
             Kind::Udp { src, payload, .. } if from_engine && src.port() == 67 => {
                 if let Some(l) = dhcp_lease(payload).filter(|l| l.addr.is_some()) {
                     lease = Some(l);
+                }
+            }
+            Kind::Udp { src, payload, .. } if from_engine && src.port() == 547 => {
+                let (a, d) = dhcpv6_lease(payload);
+                if a.is_some() {
+                    lease6 = a;
+                }
+                if !d.is_empty() {
+                    dns6_dhcp = d;
                 }
             }
             Kind::Udp { dst, .. } if from_guest && dst.port() == 53 => match dst.ip() {
@@ -289,14 +332,16 @@ pub fn infer_config(
             v4.dns = vec![d];
         }
     }
-    if let Some(a) = seen_v6 {
+    if let Some(a) = lease6.or(seen_v6) {
         v6.addr = a;
         v6.prefix_len = ra_prefix.map_or(64, |(_, l)| l);
     } else if let Some((p, l)) = ra_prefix {
         v6.addr = p;
         v6.prefix_len = l;
     }
-    if !rdnss.is_empty() {
+    if !dns6_dhcp.is_empty() {
+        v6.dns = dns6_dhcp;
+    } else if !rdnss.is_empty() {
         v6.dns = rdnss;
     } else if let Some(d) = dns6_seen {
         v6.dns = vec![d];
@@ -387,6 +432,28 @@ mod tests {
         // An option running past the end stops the walk, no panic.
         let cut = &m[..m.len() - 3];
         assert!(dhcp_lease(cut).is_some());
+    }
+
+    #[test]
+    fn a_dhcpv6_reply_gives_the_address_and_dns() {
+        let addr: Ipv6Addr = "2001:db8::15".parse().unwrap();
+        let dns: Ipv6Addr = "2001:db8::53".parse().unwrap();
+        let mut iaaddr = vec![0, 5, 0, 24];
+        iaaddr.extend_from_slice(&addr.octets());
+        iaaddr.extend_from_slice(&[0; 8]);
+        let mut m = vec![7, 1, 2, 3];
+        m.extend_from_slice(&[0, 3]);
+        m.extend_from_slice(&((12 + iaaddr.len()) as u16).to_be_bytes());
+        m.extend_from_slice(&[0; 12]);
+        m.extend_from_slice(&iaaddr);
+        m.extend_from_slice(&[0, 23, 0, 16]);
+        m.extend_from_slice(&dns.octets());
+        assert_eq!(dhcpv6_lease(&m), (Some(addr), vec![dns]));
+        // Cut anywhere: no panic, and no address invented.
+        for n in 0..m.len() {
+            let (a, _) = dhcpv6_lease(&m[..n]);
+            assert!(a.is_none() || a == Some(addr));
+        }
     }
 
     #[test]
