@@ -46,6 +46,10 @@ impl Proto {
     }
 }
 
+/// When something was sent: the time, then the frame's position in the
+/// capture (frames stamped alike keep their captured order).
+pub type Stamp = (Instant, u64);
+
 /// A flow's identity: protocol, the guest's end, the remote end (as the
 /// guest sees it).
 pub type FlowKey = (Proto, SocketAddr, SocketAddr);
@@ -64,11 +68,11 @@ pub struct Dir {
     /// Segments, datagrams or messages.
     pub packets: u64,
     /// New data in order, with the time it was first sent.
-    pub chunks: Vec<(Instant, Vec<u8>)>,
+    pub chunks: Vec<(Stamp, Vec<u8>)>,
     /// When this side first sent a FIN.
-    pub fin_at: Option<Instant>,
+    pub fin_at: Option<Stamp>,
     /// When this side first sent a RST.
-    pub rst_at: Option<Instant>,
+    pub rst_at: Option<Stamp>,
     /// When this side sent its SYN (or SYN-ACK).
     pub syn_at: Option<Instant>,
 }
@@ -182,7 +186,8 @@ pub fn analyse<'a>(
 ) -> Vec<Flow> {
     let mut flows: Vec<Flow> = Vec::new();
     let mut index: BTreeMap<FlowKey, usize> = BTreeMap::new();
-    for (at, frame) in frames {
+    for (idx, (at, frame)) in frames.into_iter().enumerate() {
+        let stamp = (at, idx as u64);
         let Some(d) = decode(frame) else { continue };
         let dir = if d.src_mac == roles.guest {
             GUEST
@@ -233,12 +238,12 @@ pub fn analyse<'a>(
                 flags,
                 payload,
                 ..
-            } => tcp_segment(f, dir, at, seq, flags, payload),
+            } => tcp_segment(f, dir, stamp, seq, flags, payload),
             Kind::Udp { payload, .. } => {
                 let dd = &mut f.dirs[dir];
                 dd.packets += 1;
                 dd.bytes += payload.len() as u64;
-                dd.chunks.push((at, payload.to_vec()));
+                dd.chunks.push((stamp, payload.to_vec()));
             }
             Kind::Icmp { len, .. } => {
                 let dd = &mut f.dirs[dir];
@@ -259,7 +264,7 @@ fn flow_key(proto: Proto, dir: usize, src: SocketAddr, dst: SocketAddr) -> FlowK
     }
 }
 
-fn tcp_segment(f: &mut Flow, dir: usize, at: Instant, seq: u32, flags: TcpFlags, payload: &[u8]) {
+fn tcp_segment(f: &mut Flow, dir: usize, at: Stamp, seq: u32, flags: TcpFlags, payload: &[u8]) {
     let side = f.side(dir);
     let d = &mut f.dirs[dir];
     d.packets += 1;
@@ -271,7 +276,7 @@ fn tcp_segment(f: &mut Flow, dir: usize, at: Instant, seq: u32, flags: TcpFlags,
         return;
     }
     if flags.contains(TcpFlags::SYN) && d.syn_at.is_none() {
-        d.syn_at = Some(at);
+        d.syn_at = Some(at.0);
         d.isn = Some(seq);
     }
     let len = seq_len(flags, payload.len());

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use passt_engine::{Config, Instant, mapping};
 
-use super::flows::{ENGINE, Flow, GUEST, Proto};
+use super::flows::{ENGINE, Flow, GUEST, Proto, Stamp};
 use crate::host::{DatagramApp, RemoteHostConfig, RemoteService, Script, SimHost, Step};
 
 /// A remote client to start at a given time (port forwarding).
@@ -65,21 +65,21 @@ fn steps(flow: &Flow, base: Instant) -> Vec<Step> {
         Eof,
     }
     let e = &flow.dirs[ENGINE];
-    let mut ev: Vec<(Instant, u8, A<'_>)> =
-        e.chunks.iter().map(|(t, c)| (*t, 0, A::Send(c))).collect();
+    let mut ev: Vec<(Stamp, A<'_>)> = e.chunks.iter().map(|(t, c)| (*t, A::Send(c))).collect();
     if let Some(t) = flow.dirs[GUEST].fin_at {
-        ev.push((t, 1, A::Eof));
+        ev.push((t, A::Eof));
     }
     if let Some(t) = e.fin_at {
-        ev.push((t, 2, A::Fin));
+        ev.push((t, A::Fin));
     }
     if let Some(t) = e.rst_at {
-        ev.push((t, 3, A::Rst));
+        ev.push((t, A::Rst));
     }
-    ev.sort_by_key(|(t, order, _)| (*t, *order));
+    // Capture order: frames stamped alike stay in the order recorded.
+    ev.sort_by_key(|(t, _)| *t);
     let mut out = Vec::new();
     let mut closed = false;
-    for (t, _, a) in ev {
+    for ((t, _), a) in ev {
         let rel = t.saturating_duration_since(base);
         match a {
             A::Send(c) => {
@@ -299,12 +299,12 @@ mod tests {
             closes: Vec::new(),
         };
         f.dirs[GUEST].chunks = vec![
-            (Instant::from_millis(1), b"q1".to_vec()),
-            (Instant::from_millis(5), b"q2".to_vec()),
+            ((Instant::from_millis(1), 0), b"q1".to_vec()),
+            ((Instant::from_millis(5), 3), b"q2".to_vec()),
         ];
         f.dirs[ENGINE].chunks = vec![
-            (Instant::from_millis(2), b"a1".to_vec()),
-            (Instant::from_millis(3), b"a1bis".to_vec()),
+            ((Instant::from_millis(2), 1), b"a1".to_vec()),
+            ((Instant::from_millis(2), 2), b"a1bis".to_vec()),
         ];
         let b = reply_batches(&f);
         assert_eq!(b, vec![vec![b"a1".to_vec(), b"a1bis".to_vec()], vec![]]);
