@@ -20,12 +20,20 @@ fn every_corpus_capture_replays_to_its_snapshot() {
     for f in &files {
         let name = f.file_name().and_then(|n| n.to_str()).expect("utf-8 name");
         assert!(
-            manifest.lines().any(|l| l.starts_with(&format!("{name} |"))),
+            manifest
+                .lines()
+                .any(|l| l.starts_with(&format!("{name} |"))),
             "{name} is not listed in corpus/MANIFEST"
         );
         let bytes = std::fs::read(f).expect("readable");
-        let out = replay::replay(&bytes, &Options { seed: 1, sets: Vec::new() })
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = replay::replay(
+            &bytes,
+            &Options {
+                seed: 1,
+                sets: Vec::new(),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         let text = out.report.to_text();
         assert_eq!(out.report.divergences, 0, "{name}:\n{text}");
         insta::assert_snapshot!(name.trim_end_matches(".pcap").to_string(), text);

@@ -68,6 +68,10 @@ pub struct RecordedGuest {
     replay: BTreeMap<Conn, Seen>,
     hold: Duration,
     held: Vec<Held>,
+    /// Connections that already waited past the bound once: their later
+    /// frames are no longer held (one divergence is reported, and the rest
+    /// of the conversation still goes through at its recorded times).
+    gave_up: BTreeSet<Conn>,
     sent: u64,
 }
 
@@ -110,6 +114,7 @@ impl RecordedGuest {
             replay: BTreeMap::new(),
             hold,
             held: Vec::new(),
+            gave_up: BTreeSet::new(),
             sent: 0,
         }
     }
@@ -236,11 +241,12 @@ impl RecordedGuest {
                         }
                         _ => false,
                     };
-                    let timed_out = p.held_since.is_some_and(|h| now >= h + self.hold);
+                    let timed_out = p.held_since.is_some_and(|h| now >= h + self.hold)
+                        || self.gave_up.contains(&conn);
                     if !ready && !timed_out {
                         return None;
                     }
-                    if !ready {
+                    if !ready && self.gave_up.insert(conn) {
                         let ahead = match (seen.isn, seen.high) {
                             (Some(risn), Some(high)) => rel.wrapping_sub(high.wrapping_sub(risn)),
                             _ => rel,
