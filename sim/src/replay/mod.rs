@@ -150,7 +150,7 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
         .nonzero_drops()
         .map(|(r, n)| (r.as_str().to_string(), n))
         .collect();
-    let engine_frames = FRAME_CLASSES
+    let engine_frames = crate::simulation::FrameClass::ALL
         .iter()
         .map(|c| sim.counters().down.sent(*c))
         .sum();
@@ -209,9 +209,6 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
         events,
     })
 }
-
-const FRAME_CLASSES: [crate::simulation::FrameClass; crate::simulation::FrameClass::COUNT] =
-    crate::simulation::FrameClass::ALL;
 
 /// The frames of the replay's own capture (written by the simulator, so
 /// well-formed).

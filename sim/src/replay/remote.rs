@@ -199,7 +199,12 @@ pub fn script_peers(
                     unscripted.push(format!("tcp {remote} -> {guest}: no SYN in the trace"));
                     continue;
                 };
-                let (from, to) = inbound_ends(config, remote, guest.port());
+                let Some((from, to)) = inbound_ends(config, host, remote, guest.port()) else {
+                    unscripted.push(format!(
+                        "tcp {remote} -> {guest}: the simulated host has no address of that family"
+                    ));
+                    continue;
+                };
                 let any = match guest {
                     SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -264,21 +269,24 @@ pub fn script_peers(
 
 /// The remote client's address and the forwarded host address it
 /// connects to, for a connection the guest saw from `remote`: a peer
-/// shown as the mapped gateway was on the host's loopback.
-fn inbound_ends(config: &Config, remote: SocketAddr, port: u16) -> (SocketAddr, SocketAddr) {
+/// shown as the mapped gateway was on the host's loopback; any other
+/// connects to the host's own address.
+fn inbound_ends(
+    config: &Config,
+    host: &SimHost,
+    remote: SocketAddr,
+    port: u16,
+) -> Option<(SocketAddr, SocketAddr)> {
     let host_ip = mapping::host_destination(config, remote.ip());
+    let from = SocketAddr::new(host_ip, remote.port());
     if host_ip.is_loopback() {
-        (SocketAddr::new(host_ip, 0), SocketAddr::new(host_ip, port))
-    } else {
-        let to = match host_ip {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1)),
-        };
-        (
-            SocketAddr::new(host_ip, remote.port()),
-            SocketAddr::new(to, port),
-        )
+        return Some((from, SocketAddr::new(host_ip, port)));
     }
+    let to = match host_ip {
+        IpAddr::V4(_) => IpAddr::V4(host.config().host_v4?),
+        IpAddr::V6(_) => IpAddr::V6(host.config().host_v6?),
+    };
+    Some((from, SocketAddr::new(to, port)))
 }
 
 #[cfg(test)]
