@@ -527,9 +527,9 @@ pub enum Step {
     ExpectEof,
     /// Waits, doing nothing (virtual time).
     Wait(Duration),
-    /// Waits until this long after the script started (pacing a replayed
-    /// conversation by its recorded times).
-    At(Duration),
+    /// Waits until this virtual time (pacing a replayed conversation by
+    /// its recorded times).
+    Until(passt_engine::Instant),
     /// Sends our FIN.
     ShutdownWrite,
     /// Closes (gracefully, or RST if unread data remains) and ends.
@@ -647,7 +647,6 @@ impl Script {
             progress: 0,
             got: Vec::new(),
             deadline: None,
-            started: None,
             eof: false,
         })
     }
@@ -660,8 +659,6 @@ struct ScriptApp {
     progress: usize,
     got: Vec<u8>,
     deadline: Option<passt_engine::Instant>,
-    /// When the connection was first up (the origin of `At` steps).
-    started: Option<passt_engine::Instant>,
     /// Draining saw the end of stream.
     eof: bool,
 }
@@ -730,7 +727,6 @@ impl StreamApp for ScriptApp {
                 .with(|l| l.status = ScriptStatus::Running(0));
         }
         let mut buf = [0u8; 4096];
-        let started = *self.started.get_or_insert(c.now());
         for _ in 0..100_000 {
             if self.script.drain {
                 self.drain(c, &mut buf);
@@ -814,8 +810,7 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
-                Step::At(d) => {
-                    let at = started + d;
+                Step::Until(at) => {
                     if c.now() < at {
                         if self.deadline.is_none() {
                             self.deadline = Some(at);

@@ -56,8 +56,10 @@ pub type Unscripted = Vec<String>;
 const FOREVER: Duration = Duration::from_secs(1 << 30);
 
 /// The steps of the engine's side of `flow` (what the remote did, as the
-/// engine relayed it), times relative to `base`.
-fn steps(flow: &Flow, base: Instant) -> Vec<Step> {
+/// engine relayed it), at the trace's times: the guest's recorded frames
+/// are fed at those times too, so both ends keep the trace's pace however
+/// long the replayed connection took to open.
+fn steps(flow: &Flow) -> Vec<Step> {
     enum A<'a> {
         Send(&'a [u8]),
         Fin,
@@ -79,21 +81,20 @@ fn steps(flow: &Flow, base: Instant) -> Vec<Step> {
     ev.sort_by_key(|(t, _)| *t);
     let mut out = Vec::new();
     let mut closed = false;
-    for ((t, _), a) in ev {
-        let rel = t.saturating_duration_since(base);
+    for ((rel, _), a) in ev {
         match a {
             A::Send(c) => {
-                out.push(Step::At(rel));
+                out.push(Step::Until(rel));
                 out.push(Step::Send(c.to_vec()));
             }
             // The guest's FIN reached the remote as an end of stream.
             A::Eof => out.push(Step::ExpectEof),
             A::Fin => {
-                out.push(Step::At(rel));
+                out.push(Step::Until(rel));
                 out.push(Step::ShutdownWrite);
             }
             A::Rst => {
-                out.push(Step::At(rel));
+                out.push(Step::Until(rel));
                 out.push(Step::Reset);
                 closed = true;
                 break;
@@ -102,13 +103,13 @@ fn steps(flow: &Flow, base: Instant) -> Vec<Step> {
     }
     if !closed && (e.fin_at.is_none() || flow.dirs[GUEST].fin_at.is_none()) {
         // The remote did not close in the trace: it must not close now.
-        out.push(Step::At(FOREVER));
+        out.push(Step::Until(Instant::ZERO + FOREVER));
     }
     out
 }
 
-fn script_for(flow: &Flow, base: Instant) -> Script {
-    Script::new(steps(flow, base))
+fn script_for(flow: &Flow) -> Script {
+    Script::new(steps(flow))
         .draining()
         .with_expect_timeout(FOREVER)
 }
@@ -178,10 +179,7 @@ pub fn script_peers(
         match f.proto() {
             Proto::Tcp if f.guest_is_client => match f.handshake() {
                 "established" => {
-                    let base = f.dirs[ENGINE].syn_at.unwrap_or(f.first_at);
-                    tcp.entry(host_dst)
-                        .or_default()
-                        .push_back(script_for(f, base));
+                    tcp.entry(host_dst).or_default().push_back(script_for(f));
                     answered_ips.insert(host_dst.ip());
                 }
                 "refused" => {
@@ -214,7 +212,7 @@ pub fn script_peers(
                     from,
                     to,
                     listen: (SocketAddr::new(any, guest.port()), guest.port()),
-                    script: script_for(f, at),
+                    script: script_for(f),
                 });
             }
             Proto::Udp if f.guest_is_client => {
