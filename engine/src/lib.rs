@@ -46,6 +46,7 @@ pub mod fwd;
 pub mod icmp;
 pub mod mapping;
 pub mod ndp;
+pub mod pcap;
 pub mod refusal;
 pub mod tcp;
 pub mod udp;

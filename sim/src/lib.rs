@@ -36,6 +36,9 @@
 //!   engine, host on one virtual clock; trace hash; pcap capture).
 //! - [`scenario`]: TOML scenario files, built into a [`Simulation`] from one
 //!   master seed, run and judged (what `passt-sim run` and `sweep` use).
+//! - [`replay`]: `passt-sim replay`: a capture's guest frames fed to the
+//!   engine at their recorded times, remote peers scripted from it, and
+//!   the trace and the replay compared flow by flow.
 //! - [`real_arm`]: the same scenarios against the real kernel
 //!   (`Engine<RealHost>`, real services on loopback, wall-clock time), and
 //!   the comparison of both arms' outcomes (`passt-sim run --arm real`).
@@ -56,6 +59,7 @@ pub mod inbound;
 pub mod link;
 pub mod pcap;
 pub mod real_arm;
+pub mod replay;
 pub mod scenario;
 pub mod sched;
 pub mod seed;

@@ -1,20 +1,29 @@
-//! Reading and writing capture files: classic pcap (both byte orders,
-//! microsecond and nanosecond timestamps) and pcapng (section headers of
-//! either byte order, interface descriptions, enhanced/simple/obsolete
-//! packet blocks).
+//! Reading capture files, classic pcap (both byte orders, microsecond and
+//! nanosecond timestamps) and pcapng (sections of either byte order,
+//! interface descriptions with their timestamp resolution, enhanced,
+//! simple and obsolete packet blocks), with the `pcap-file` crate's
+//! slice parsers; and, for the simulator's own captures, the workspace's
+//! one writer ([`passt_engine::pcap::PcapWriter`], re-exported here).
 //!
-//! Captures are untrusted input: every length is checked against what is
-//! left, and a malformed or truncated file yields a [`PcapError`] naming
-//! the byte offset, never a panic. Reading stops at the first error;
-//! records read before it are kept by the caller.
+//! # What this module owns
 //!
-//! The format descriptions followed are the libpcap file format
-//! (pcap-savefile(5)) and draft-ietf-opsawg-pcapng.
+//! Turning the bytes of a capture into [`Record`]s with nanosecond
+//! timestamps and link types, and every reading failure into a
+//! [`PcapError`] that names the byte offset.
+//!
+//! # What it must never do
+//!
+//! Panic or allocate by a length read from the file: captures are
+//! untrusted input. Reading stops at the first error; records read before
+//! it are kept by the caller. It never interprets the frames.
 
-use std::io::Write;
+use std::borrow::Cow;
 
-/// LINKTYPE_ETHERNET.
-pub const LINKTYPE_ETHERNET: u32 = 1;
+use pcap_file::pcap::PcapParser;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgParser};
+
+pub use passt_engine::pcap::{LINKTYPE_ETHERNET, PcapWriter, TsResolution};
 
 /// Why a capture could not be read (further).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,20 +32,18 @@ pub enum PcapError {
     #[error("not a pcap or pcapng file (magic {0:#010x})")]
     BadMagic(u32),
     /// The file ends inside a header or record.
-    #[error("truncated at byte {offset}: need {need} more bytes")]
+    #[error("truncated at byte {offset}")]
     Truncated {
         /// Where the incomplete structure starts.
         offset: usize,
-        /// How many bytes it needs beyond the end.
-        need: usize,
     },
-    /// A length field is impossible.
-    #[error("bad length {len} at byte {offset}")]
-    BadLength {
+    /// A header or block is malformed.
+    #[error("malformed at byte {offset}: {what}")]
+    Malformed {
         /// Where the structure starts.
         offset: usize,
-        /// The length it claims.
-        len: u64,
+        /// What is wrong, as the parser says it.
+        what: String,
     },
     /// A packet names an interface that was never described.
     #[error("packet at byte {offset} refers to unknown interface {interface}")]
@@ -46,6 +53,21 @@ pub enum PcapError {
         /// The interface id.
         interface: u32,
     },
+}
+
+impl PcapError {
+    fn from_parser(offset: usize, e: pcap_file::PcapError) -> PcapError {
+        match e {
+            pcap_file::PcapError::IncompleteBuffer => PcapError::Truncated { offset },
+            pcap_file::PcapError::InvalidInterfaceId(interface) => {
+                PcapError::UnknownInterface { offset, interface }
+            }
+            other => PcapError::Malformed {
+                offset,
+                what: other.to_string(),
+            },
+        }
+    }
 }
 
 /// One captured packet.
@@ -62,95 +84,81 @@ pub struct Record<'a> {
 }
 
 /// A capture file in memory, read record by record.
-#[derive(Debug)]
 pub struct Capture<'a> {
     bytes: &'a [u8],
-    pos: usize,
+    rest: &'a [u8],
     kind: Kind,
     failed: bool,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for Capture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("offset", &self.offset())
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
 enum Kind {
-    Pcap {
-        big_endian: bool,
-        nanos: bool,
-        linktype: u32,
-    },
-    PcapNg {
-        big_endian: bool,
-        /// (linktype, timestamp units per second) per interface id.
-        interfaces: Vec<(u32, u64)>,
-    },
+    Pcap(PcapParser),
+    PcapNg(Box<PcapNgParser>),
 }
 
-fn rd_u32(b: &[u8], at: usize, big: bool) -> Option<u32> {
-    let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-    Some(if big {
-        u32::from_be_bytes(s)
-    } else {
-        u32::from_le_bytes(s)
-    })
-}
-
-fn rd_u16(b: &[u8], at: usize, big: bool) -> Option<u16> {
-    let s: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
-    Some(if big {
-        u16::from_be_bytes(s)
-    } else {
-        u16::from_le_bytes(s)
-    })
-}
-
+/// Block type of a pcapng section header (a palindrome: the same in
+/// either byte order).
 const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
-const PCAPNG_IDB: u32 = 1;
-const PCAPNG_OPB: u32 = 2;
-const PCAPNG_SPB: u32 = 3;
-const PCAPNG_EPB: u32 = 6;
-const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
+
+/// A slice of the input, or an error if the parser copied it (the slice
+/// parsers never do).
+fn borrowed<'a>(data: Cow<'a, [u8]>, offset: usize) -> Result<&'a [u8], PcapError> {
+    match data {
+        Cow::Borrowed(d) => Ok(d),
+        Cow::Owned(_) => Err(PcapError::Malformed {
+            offset,
+            what: "packet data copied by the parser".into(),
+        }),
+    }
+}
 
 impl<'a> Capture<'a> {
     /// Recognises the format from the file header.
     pub fn new(bytes: &'a [u8]) -> Result<Self, PcapError> {
-        let magic = rd_u32(bytes, 0, false).ok_or(PcapError::Truncated {
-            offset: 0,
-            need: 4usize.saturating_sub(bytes.len()),
-        })?;
-        let (kind, pos) = match magic {
+        let Some(magic) = bytes.get(..4) else {
+            return Err(PcapError::Truncated { offset: 0 });
+        };
+        let magic = u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]);
+        let (kind, rest) = match magic {
             0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
-                if bytes.len() < 24 {
-                    return Err(PcapError::Truncated {
-                        offset: 0,
-                        need: 24 - bytes.len(),
-                    });
-                }
-                let big_endian = matches!(magic, 0xd4c3_b2a1 | 0x4d3c_b2a1);
-                let nanos = matches!(magic, 0xa1b2_3c4d | 0x4d3c_b2a1);
-                let linktype = rd_u32(bytes, 20, big_endian).unwrap_or(0) & 0x0fff_ffff;
-                (
-                    Kind::Pcap {
-                        big_endian,
-                        nanos,
-                        linktype,
-                    },
-                    24,
-                )
+                let (rest, p) = PcapParser::new(bytes).map_err(|e| PcapError::from_parser(0, e))?;
+                (Kind::Pcap(p), rest)
             }
-            PCAPNG_SHB => (
-                Kind::PcapNg {
-                    big_endian: false,
-                    interfaces: Vec::new(),
-                },
-                0,
-            ),
+            PCAPNG_SHB => {
+                let (rest, p) =
+                    PcapNgParser::new(bytes).map_err(|e| PcapError::from_parser(0, e))?;
+                (Kind::PcapNg(Box::new(p)), rest)
+            }
             other => return Err(PcapError::BadMagic(other)),
         };
         Ok(Capture {
             bytes,
-            pos,
+            rest,
             kind,
             failed: false,
         })
+    }
+
+    /// Link type of a classic pcap file (`None` for pcapng, where each
+    /// interface has its own).
+    pub fn pcap_linktype(&self) -> Option<u32> {
+        match &self.kind {
+            Kind::Pcap(p) => Some(linktype_of(p.header().datalink)),
+            Kind::PcapNg(_) => None,
+        }
+    }
+
+    fn offset(&self) -> usize {
+        self.bytes.len() - self.rest.len()
     }
 
     /// The next record, `None` at the clean end of the file.
@@ -159,8 +167,8 @@ impl<'a> Capture<'a> {
             return None;
         }
         let r = match self.kind {
-            Kind::Pcap { .. } => self.next_pcap(),
-            Kind::PcapNg { .. } => self.next_pcapng(),
+            Kind::Pcap(_) => self.next_pcap(),
+            Kind::PcapNg(_) => self.next_pcapng(),
         };
         if matches!(r, Some(Err(_))) {
             self.failed = true;
@@ -169,266 +177,134 @@ impl<'a> Capture<'a> {
     }
 
     fn next_pcap(&mut self) -> Option<Result<Record<'a>, PcapError>> {
-        let Kind::Pcap {
-            big_endian,
-            nanos,
-            linktype,
-        } = self.kind
-        else {
+        let Kind::Pcap(p) = &self.kind else {
             return None;
         };
-        let b = self.bytes;
-        let at = self.pos;
-        if at == b.len() {
+        if self.rest.is_empty() {
             return None;
         }
-        if b.len() - at < 16 {
-            return Some(Err(PcapError::Truncated {
-                offset: at,
-                need: 16 - (b.len() - at),
-            }));
-        }
-        let secs = u64::from(rd_u32(b, at, big_endian)?);
-        let frac = u64::from(rd_u32(b, at + 4, big_endian)?);
-        let incl = rd_u32(b, at + 8, big_endian)?;
-        let orig_len = rd_u32(b, at + 12, big_endian)?;
-        if incl > 0x0400_0000 {
-            return Some(Err(PcapError::BadLength {
-                offset: at,
-                len: u64::from(incl),
-            }));
-        }
-        let start = at + 16;
-        let end = start + incl as usize;
-        if end > b.len() {
-            return Some(Err(PcapError::Truncated {
-                offset: at,
-                need: end - b.len(),
-            }));
-        }
-        self.pos = end;
-        let ts_nanos = secs.saturating_mul(1_000_000_000).saturating_add(if nanos {
-            frac
-        } else {
-            frac.saturating_mul(1000)
-        });
-        Some(Ok(Record {
+        let offset = self.offset();
+        let header = p.header();
+        // The raw record: lengths beyond the snap length still read (some
+        // writers get the header wrong); only what is there is used.
+        let (rest, raw) = match p.next_raw_packet(self.rest) {
+            Ok(x) => x,
+            Err(e) => return Some(Err(PcapError::from_parser(offset, e))),
+        };
+        self.rest = rest;
+        let frac = u64::from(raw.ts_frac);
+        let frac_nanos = match header.ts_resolution {
+            pcap_file::TsResolution::MicroSecond => frac.saturating_mul(1000),
+            pcap_file::TsResolution::NanoSecond => frac,
+        };
+        let ts_nanos = u64::from(raw.ts_sec)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(frac_nanos);
+        let orig_len = raw.orig_len;
+        Some(borrowed(raw.data, offset).map(|data| Record {
             ts_nanos,
-            linktype,
-            data: &b[start..end],
+            linktype: linktype_of(header.datalink),
+            data,
             orig_len,
         }))
     }
 
     fn next_pcapng(&mut self) -> Option<Result<Record<'a>, PcapError>> {
         loop {
-            let b = self.bytes;
-            let at = self.pos;
-            if at == b.len() {
-                return None;
-            }
-            if b.len() - at < 12 {
-                return Some(Err(PcapError::Truncated {
-                    offset: at,
-                    need: 12 - (b.len() - at),
-                }));
-            }
-            let block_type_le = rd_u32(b, at, false)?;
-            if block_type_le == PCAPNG_SHB {
-                // A new section: its byte-order magic sets the endianness.
-                let magic = rd_u32(b, at + 8, false)?;
-                let big = match magic {
-                    PCAPNG_BYTE_ORDER_MAGIC => false,
-                    0x4d3c_2b1a => true,
-                    _ => {
-                        return Some(Err(PcapError::BadMagic(magic)));
-                    }
-                };
-                if let Kind::PcapNg {
-                    big_endian,
-                    interfaces,
-                } = &mut self.kind
-                {
-                    *big_endian = big;
-                    interfaces.clear();
-                }
-            }
-            let Kind::PcapNg { big_endian, .. } = self.kind else {
+            let Kind::PcapNg(p) = &mut self.kind else {
                 return None;
             };
-            let block_type = rd_u32(b, at, big_endian)?;
-            let total = rd_u32(b, at + 4, big_endian)? as usize;
-            if total < 12 || total % 4 != 0 {
-                return Some(Err(PcapError::BadLength {
-                    offset: at,
-                    len: total as u64,
-                }));
+            if self.rest.is_empty() {
+                return None;
             }
-            if total > b.len() - at {
-                return Some(Err(PcapError::Truncated {
-                    offset: at,
-                    need: total - (b.len() - at),
-                }));
-            }
-            let body = &b[at + 8..at + total - 4];
-            self.pos = at + total;
-            match block_type {
-                PCAPNG_IDB => {
-                    let Some(linktype) = rd_u16(body, 0, big_endian) else {
-                        return Some(Err(PcapError::Truncated {
-                            offset: at,
-                            need: 2,
-                        }));
-                    };
-                    let units = if_tsresol(body, big_endian);
-                    if let Kind::PcapNg { interfaces, .. } = &mut self.kind {
-                        interfaces.push((u32::from(linktype), units));
-                    }
-                }
-                PCAPNG_EPB | PCAPNG_OPB => {
-                    if body.len() < 20 {
-                        return Some(Err(PcapError::Truncated {
-                            offset: at,
-                            need: 20 - body.len(),
-                        }));
-                    }
-                    let interface = if block_type == PCAPNG_EPB {
-                        rd_u32(body, 0, big_endian)?
-                    } else {
-                        u32::from(rd_u16(body, 0, big_endian)?)
-                    };
-                    let ts_hi = u64::from(rd_u32(body, 4, big_endian)?);
-                    let ts_lo = u64::from(rd_u32(body, 8, big_endian)?);
-                    let captured = rd_u32(body, 12, big_endian)? as usize;
-                    let orig_len = rd_u32(body, 16, big_endian)?;
-                    if captured > body.len() - 20 {
-                        return Some(Err(PcapError::BadLength {
-                            offset: at,
-                            len: captured as u64,
-                        }));
-                    }
-                    let Some(&(linktype, units)) = self.interface(interface) else {
-                        return Some(Err(PcapError::UnknownInterface {
-                            offset: at,
-                            interface,
-                        }));
-                    };
-                    let ticks = (ts_hi << 32) | ts_lo;
-                    let ts_nanos = if units == 0 {
-                        0
-                    } else {
-                        ((u128::from(ticks) * 1_000_000_000) / u128::from(units)) as u64
-                    };
-                    return Some(Ok(Record {
-                        ts_nanos,
-                        linktype,
-                        data: &body[20..20 + captured],
-                        orig_len,
-                    }));
-                }
-                PCAPNG_SPB => {
-                    let Some(orig_len) = rd_u32(body, 0, big_endian) else {
-                        return Some(Err(PcapError::Truncated {
-                            offset: at,
-                            need: 4,
-                        }));
-                    };
-                    let Some(&(linktype, _)) = self.interface(0) else {
-                        return Some(Err(PcapError::UnknownInterface {
-                            offset: at,
-                            interface: 0,
-                        }));
-                    };
-                    let captured = (orig_len as usize).min(body.len() - 4);
-                    return Some(Ok(Record {
-                        ts_nanos: 0,
-                        linktype,
-                        data: &body[4..4 + captured],
-                        orig_len,
-                    }));
-                }
-                _ => {} // section header, statistics, name resolution, custom...
-            }
-        }
-    }
-
-    fn interface(&self, id: u32) -> Option<&(u32, u64)> {
-        match &self.kind {
-            Kind::PcapNg { interfaces, .. } => interfaces.get(id as usize),
-            Kind::Pcap { .. } => None,
+            let offset = self.bytes.len() - self.rest.len();
+            let (rest, block) = match p.next_block(self.rest) {
+                Ok(x) => x,
+                Err(e) => return Some(Err(PcapError::from_parser(offset, e))),
+            };
+            self.rest = rest;
+            let (interface, ticks, data, orig_len) = match block {
+                Block::EnhancedPacket(b) => (
+                    b.interface_id,
+                    Some(b.timestamp.as_nanos() as u64),
+                    b.data,
+                    b.original_len,
+                ),
+                Block::Packet(b) => (
+                    u32::from(b.interface_id),
+                    Some(b.timestamp),
+                    b.data,
+                    b.original_len,
+                ),
+                Block::SimplePacket(b) => (0, None, b.data, b.original_len),
+                _ => continue, // headers, statistics, name resolution, custom...
+            };
+            let Some(idb) = p.interfaces().get(interface as usize) else {
+                return Some(Err(PcapError::UnknownInterface { offset, interface }));
+            };
+            let linktype = u32::from(idb.linktype);
+            let ts_nanos = ticks.map_or(0, |t| {
+                let (units, offset_secs) = interface_clock(&idb.options);
+                let ns = if units == 0 {
+                    0
+                } else {
+                    (u128::from(t) * 1_000_000_000 / u128::from(units)) as u64
+                };
+                ns.saturating_add(offset_secs.saturating_mul(1_000_000_000))
+            });
+            return Some(borrowed(data, offset).map(|data| Record {
+                ts_nanos,
+                linktype,
+                data,
+                orig_len,
+            }));
         }
     }
 }
 
-/// Timestamp units per second of an interface description block's
-/// `if_tsresol` option (code 9), default microseconds.
-fn if_tsresol(body: &[u8], big: bool) -> u64 {
-    let mut at = 8; // linktype, reserved, snaplen
-    while let (Some(code), Some(len)) = (rd_u16(body, at, big), rd_u16(body, at + 2, big)) {
-        let len = usize::from(len);
-        if code == 0 {
-            break;
-        }
-        if code == 9 && len >= 1 {
-            if let Some(&v) = body.get(at + 4) {
+/// The link type proper: the low 28 bits of a pcap header's field (the
+/// upper bits say whether frames carry an FCS, pcap-savefile(5)).
+fn linktype_of(d: pcap_file::DataLink) -> u32 {
+    u32::from(d) & 0x0fff_ffff
+}
+
+/// Timestamp units per second (`if_tsresol`, default microseconds) and
+/// offset in seconds (`if_tsoffset`) of an interface (pcapng §4.2).
+fn interface_clock(options: &[InterfaceDescriptionOption<'_>]) -> (u64, u64) {
+    let mut units = 1_000_000;
+    let mut offset = 0;
+    for o in options {
+        match o {
+            InterfaceDescriptionOption::IfTsResol(v) => {
                 let exp = u32::from(v & 0x7f);
                 let base: u64 = if v & 0x80 == 0 { 10 } else { 2 };
-                return base.checked_pow(exp).unwrap_or(0);
+                units = base.checked_pow(exp).unwrap_or(0);
             }
+            InterfaceDescriptionOption::IfTsOffset(s) => offset = *s,
+            _ => {}
         }
-        at += 4 + len.div_ceil(4) * 4;
     }
-    1_000_000
-}
-
-/// Writes a classic pcap file (nanosecond timestamps, Ethernet link type).
-#[derive(Debug)]
-pub struct PcapWriter<W: Write> {
-    out: W,
-}
-
-impl<W: Write> PcapWriter<W> {
-    /// Writes the file header.
-    pub fn new(mut out: W) -> std::io::Result<Self> {
-        out.write_all(&0xa1b2_3c4du32.to_le_bytes())?;
-        out.write_all(&2u16.to_le_bytes())?;
-        out.write_all(&4u16.to_le_bytes())?;
-        out.write_all(&0i32.to_le_bytes())?;
-        out.write_all(&0u32.to_le_bytes())?;
-        out.write_all(&65535u32.to_le_bytes())?;
-        out.write_all(&LINKTYPE_ETHERNET.to_le_bytes())?;
-        Ok(PcapWriter { out })
-    }
-
-    /// Appends one frame captured at `ts_nanos`.
-    pub fn write(&mut self, ts_nanos: u64, frame: &[u8]) -> std::io::Result<()> {
-        let secs = (ts_nanos / 1_000_000_000) as u32;
-        let nanos = (ts_nanos % 1_000_000_000) as u32;
-        let len = frame.len().min(65535) as u32;
-        self.out.write_all(&secs.to_le_bytes())?;
-        self.out.write_all(&nanos.to_le_bytes())?;
-        self.out.write_all(&len.to_le_bytes())?;
-        self.out.write_all(&(frame.len() as u32).to_le_bytes())?;
-        self.out.write_all(&frame[..len as usize])
-    }
-
-    /// Flushes and returns the writer.
-    pub fn finish(mut self) -> std::io::Result<W> {
-        self.out.flush()?;
-        Ok(self.out)
-    }
+    (units, offset)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::time::Duration;
+
+    const PCAPNG_SHB: u32 = 0x0a0d_0d0a;
+    const PCAPNG_IDB: u32 = 1;
+    const PCAPNG_EPB: u32 = 6;
+    const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
 
     fn sample() -> Vec<u8> {
-        let mut w = PcapWriter::new(Vec::new()).unwrap();
-        w.write(1_500_000_000, &[1, 2, 3]).unwrap();
-        w.write(2_000_000_001, &[4; 70]).unwrap();
-        w.finish().unwrap()
+        let mut w = PcapWriter::new(Vec::new(), TsResolution::Nanos).unwrap();
+        w.record_at(Duration::from_nanos(1_500_000_000), &[1, 2, 3])
+            .unwrap();
+        w.record_at(Duration::from_nanos(2_000_000_001), &[4; 70])
+            .unwrap();
+        w.into_inner().unwrap()
     }
 
     #[test]
@@ -456,10 +332,7 @@ mod tests {
         assert!(c.next_record().unwrap().is_ok());
         assert_eq!(
             c.next_record().unwrap(),
-            Err(PcapError::Truncated {
-                offset: 43,
-                need: 5
-            })
+            Err(PcapError::Truncated { offset: 43 })
         );
         assert!(c.next_record().is_none(), "stops after an error");
         assert!(matches!(

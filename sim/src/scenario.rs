@@ -1424,7 +1424,7 @@ fn drive_with_clients(
     let stop = loop {
         let base = match sim.guest() {
             Guest::Smol(g) => g.configured_at(),
-            Guest::Script(_) => Some(Instant::ZERO),
+            Guest::Script(_) | Guest::Recorded(_) => Some(Instant::ZERO),
         };
         let now = sim.now();
         let mut client_due: Option<Instant> = None;

@@ -41,8 +41,8 @@ use passt_engine::{Config, ConfigError, Engine, Instant, Readiness};
 use crate::guest::Guest;
 use crate::host::SimHost;
 use crate::link::Link;
-use crate::pcap::PcapWriter;
 use crate::sched::{Scheduler, StableEncode, TraceHash};
+use passt_engine::pcap::{PcapWriter, TsResolution};
 
 /// What a frame carries, for per-protocol counts on the links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -294,13 +294,13 @@ impl Simulation {
     /// when it sends them; frames it receives, when they arrive).
     pub fn enable_capture(&mut self) {
         if self.capture.is_none() {
-            self.capture = PcapWriter::new(Vec::new()).ok();
+            self.capture = PcapWriter::new(Vec::new(), TsResolution::Nanos).ok();
         }
     }
 
     /// The capture so far as a pcap file, ending the capture.
     pub fn take_pcap(&mut self) -> Option<Vec<u8>> {
-        self.capture.take().and_then(|w| w.finish().ok())
+        self.capture.take().and_then(|w| w.into_inner().ok())
     }
 
     /// Virtual time now.
@@ -462,7 +462,8 @@ impl Simulation {
                 SimEvent::ToGuest(class, frame) => {
                     self.counters.down.delivered[class as usize] += 1;
                     if let Some(w) = self.capture.as_mut() {
-                        let _ = w.write(now.as_nanos(), &frame);
+                        let _ =
+                            w.record_at(std::time::Duration::from_nanos(now.as_nanos()), &frame);
                     }
                     self.guest.on_frame(now, &frame);
                     guest_got_frames = true;
@@ -524,7 +525,7 @@ impl Simulation {
         frame.encode_stable(&mut self.scratch);
         self.trace.record(now, &self.scratch);
         if let Some(w) = self.capture.as_mut() {
-            let _ = w.write(now.as_nanos(), &frame);
+            let _ = w.record_at(std::time::Duration::from_nanos(now.as_nanos()), &frame);
         }
         self.to_engine
             .send(&mut self.sched, frame, |f| SimEvent::ToEngine(class, f));

@@ -4,8 +4,8 @@
 //! in them goes through `Engine::handle_frame` without a panic. Whatever
 //! the engine answers must itself be a well-formed frame.
 //!
-//! Cross-check: `capinfos -c` counts 10,183 records in the corpus, exactly
-//! what this reader yields (8,509 Ethernet + 1,674 of other link types).
+//! Cross-check: `capinfos -c` counts 10,183 records in the corpus; the
+//! reader (pcap-file's slice parsers) yields all but two of them.
 //!
 //! The corpus lives outside the repository (`../shared/corpus/tcpdump`
 //! beside the checkout, or `PASST_TCPDUMP_CORPUS`). When it is missing the

@@ -36,6 +36,9 @@ pub enum Guest {
     Smol(Box<SmolGuest>),
     /// A script of exact frames.
     Script(Box<ScriptGuest>),
+    /// The guest frames of a capture, at their recorded times
+    /// (`passt-sim replay`).
+    Recorded(Box<crate::replay::RecordedGuest>),
 }
 
 impl Guest {
@@ -44,6 +47,7 @@ impl Guest {
         match self {
             Guest::Smol(g) => g.on_frame(now, frame),
             Guest::Script(g) => g.on_frame(now, frame),
+            Guest::Recorded(g) => g.on_frame(now, frame),
         }
     }
 
@@ -52,6 +56,7 @@ impl Guest {
         match self {
             Guest::Smol(g) => g.poll(now, out),
             Guest::Script(g) => g.poll(now, out),
+            Guest::Recorded(g) => g.poll(now, out),
         }
     }
 
@@ -60,6 +65,7 @@ impl Guest {
         match self {
             Guest::Smol(g) => g.poll_at(),
             Guest::Script(g) => g.poll_at(),
+            Guest::Recorded(g) => g.poll_at(),
         }
     }
 
@@ -68,6 +74,7 @@ impl Guest {
         match self {
             Guest::Smol(g) => g.finished(),
             Guest::Script(g) => g.finished(),
+            Guest::Recorded(g) => g.finished(),
         }
     }
 
@@ -75,7 +82,7 @@ impl Guest {
     pub fn as_smol(&self) -> Option<&SmolGuest> {
         match self {
             Guest::Smol(g) => Some(g),
-            Guest::Script(_) => None,
+            Guest::Script(_) | Guest::Recorded(_) => None,
         }
     }
 
@@ -83,7 +90,7 @@ impl Guest {
     pub fn as_script(&self) -> Option<&ScriptGuest> {
         match self {
             Guest::Script(g) => Some(g),
-            Guest::Smol(_) => None,
+            Guest::Smol(_) | Guest::Recorded(_) => None,
         }
     }
 }

@@ -527,6 +527,9 @@ pub enum Step {
     ExpectEof,
     /// Waits, doing nothing (virtual time).
     Wait(Duration),
+    /// Waits until this virtual time (pacing a replayed conversation by
+    /// its recorded times).
+    Until(passt_engine::Instant),
     /// Sends our FIN.
     ShutdownWrite,
     /// Closes (gracefully, or RST if unread data remains) and ends.
@@ -591,6 +594,9 @@ pub struct Script {
     steps: Vec<Step>,
     /// How long an `Expect`/`ExpectEof` may wait.
     expect_timeout: Duration,
+    /// Whether every poll first reads whatever arrived (see
+    /// [`Script::draining`]).
+    drain: bool,
     report: ScriptReport,
 }
 
@@ -600,6 +606,7 @@ impl Script {
         Script {
             steps,
             expect_timeout: Duration::from_secs(10),
+            drain: false,
             report: ScriptReport(Arc::new(Mutex::new(ScriptLog {
                 status: ScriptStatus::Pending,
                 received: Vec::new(),
@@ -611,6 +618,15 @@ impl Script {
     /// Changes the expectation timeout.
     pub fn with_expect_timeout(mut self, d: Duration) -> Self {
         self.expect_timeout = d;
+        self
+    }
+
+    /// A peer that reads (and records) whatever arrives at every step, as
+    /// an application reading all the time would; `ExpectEof` then waits
+    /// for the end of stream without judging the data. Scripts with
+    /// `Expect` steps must not drain.
+    pub fn draining(mut self) -> Self {
+        self.drain = true;
         self
     }
 
@@ -631,6 +647,7 @@ impl Script {
             progress: 0,
             got: Vec::new(),
             deadline: None,
+            eof: false,
         })
     }
 }
@@ -642,9 +659,25 @@ struct ScriptApp {
     progress: usize,
     got: Vec<u8>,
     deadline: Option<passt_engine::Instant>,
+    /// Draining saw the end of stream.
+    eof: bool,
 }
 
 impl ScriptApp {
+    /// Reads everything there (draining scripts).
+    fn drain(&mut self, c: &mut AppConn<'_>, buf: &mut [u8]) {
+        while !self.eof {
+            match c.read(buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self
+                    .script
+                    .report
+                    .with(|l| l.received.extend_from_slice(&buf[..n])),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn fail(&mut self, c: &mut AppConn<'_>, reason: String) -> AppStatus {
         let step = self.step;
         self.script
@@ -695,6 +728,9 @@ impl StreamApp for ScriptApp {
         }
         let mut buf = [0u8; 4096];
         for _ in 0..100_000 {
+            if self.script.drain {
+                self.drain(c, &mut buf);
+            }
             let Some(step) = self.script.steps.get(self.step).cloned() else {
                 self.script.report.with(|l| l.status = ScriptStatus::Passed);
                 c.close();
@@ -740,6 +776,16 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
+                Step::ExpectEof if self.script.drain => {
+                    self.arm(c, self.script.expect_timeout);
+                    if self.eof {
+                        self.next();
+                    } else if self.timed_out(c) {
+                        return self.fail(c, "EOF timed out".into());
+                    } else {
+                        return AppStatus::Continue;
+                    }
+                }
                 Step::ExpectEof => {
                     self.arm(c, self.script.expect_timeout);
                     match c.read(&mut buf) {
@@ -760,6 +806,16 @@ impl StreamApp for ScriptApp {
                         return AppStatus::Continue;
                     }
                     if !self.timed_out(c) {
+                        return AppStatus::Continue;
+                    }
+                    self.next();
+                }
+                Step::Until(at) => {
+                    if c.now() < at {
+                        if self.deadline.is_none() {
+                            self.deadline = Some(at);
+                            c.wake_at(at);
+                        }
                         return AppStatus::Continue;
                     }
                     self.next();

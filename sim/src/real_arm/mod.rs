@@ -60,11 +60,11 @@ use passt_engine::{Config, Engine, Instant, Readiness, Token};
 
 use crate::guest::{Guest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec};
 use crate::link::{Link, LinkConfig};
-use crate::pcap::PcapWriter;
 use crate::scenario::{RunReport, Scenario, ScenarioError, secs};
 use crate::sched::Scheduler;
 use crate::seed::SimRng;
 use crate::simulation::{FrameClass, SimCounters, StopReason};
+use passt_engine::pcap::{PcapWriter, TsResolution};
 
 use services::{RealServices, TcpService};
 
@@ -636,7 +636,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
     let mut engine = Engine::new(config, host, root.child("engine").next_u64())?;
 
     let mut capture = if opts.capture {
-        PcapWriter::new(Vec::new()).ok()
+        PcapWriter::new(Vec::new(), TsResolution::Nanos).ok()
     } else {
         None
     };
@@ -699,7 +699,8 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
                 Ev::ToGuest(class, frame) => {
                     counters.down.delivered[class as usize] += 1;
                     if let Some(w) = capture.as_mut() {
-                        let _ = w.write(now.as_nanos(), &frame);
+                        let _ =
+                            w.record_at(std::time::Duration::from_nanos(now.as_nanos()), &frame);
                     }
                     guest.on_frame(now, &frame);
                     guest_got_frames = true;
@@ -723,7 +724,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
                     counters.tcp_retransmits_up += 1;
                 }
                 if let Some(w) = capture.as_mut() {
-                    let _ = w.write(now.as_nanos(), &frame);
+                    let _ = w.record_at(std::time::Duration::from_nanos(now.as_nanos()), &frame);
                 }
                 to_engine.send(&mut sched, frame, |f| Ev::ToEngine(class, f));
             }
@@ -776,7 +777,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
         script: None,
         udp_echoed: stats.udp_echoed.load(std::sync::atomic::Ordering::Relaxed),
         sink_bytes: stats.sink_bytes.load(std::sync::atomic::Ordering::Relaxed),
-        pcap: capture.and_then(|w| w.finish().ok()),
+        pcap: capture.and_then(|w| w.into_inner().ok()),
         failures: Vec::new(),
     };
     report.failures = sc.judge(&report, &guest);
