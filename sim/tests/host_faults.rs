@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use passt_engine::backend::conformance;
+use passt_conformance as conformance;
 use passt_engine::host_io::{
     Family, HostIo, Interest, Readiness, Shutdown, Token, UdpRecv, UdpSend,
 };

@@ -12,15 +12,14 @@
 //! - [`event_loop`]: the single-threaded loop driving an engine over a QEMU
 //!   socket or a tap device (plus the binaries' logger and process chores);
 //! - [`hostcfg`]: detection of the host's addresses, routes and resolvers;
-//! - [`pcap`]: capture of guest-facing frames to a pcap file;
-//! - [`conformance`]: scenarios over any [`crate::HostIo`] that pin down the
-//!   kernel semantics, run here against real sockets and reusable against
-//!   the simulator's socket model.
+//! - [`pcap`]: capture of guest-facing frames to a pcap file.
+//!
+//! The scenarios that pin down the kernel semantics `RealHost` relies on
+//! live in the `passt-conformance` test-support crate, not here.
 //!
 //! It must never hold protocol logic: it moves bytes and reports readiness.
 
 pub mod clock;
-pub mod conformance;
 pub mod event_loop;
 pub mod host;
 pub mod hostcfg;
@@ -31,4 +30,5 @@ pub mod tap;
 
 pub use host::{PeekMode, RealHost};
 pub use qemu::{FrameReader, FrameWriter, FramingError};
+pub use sys::map_errno;
 pub use tap::Tap;

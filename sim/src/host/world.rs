@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use passt_conformance::{PeerSock, WAIT, World};
 use passt_engine::Instant;
-use passt_engine::backend::conformance::{PeerSock, WAIT, World};
 use passt_engine::host_io::{
     Family, HostError, HostIo, Interest, Readiness, Shutdown, SockId, Token,
 };
