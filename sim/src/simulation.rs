@@ -98,7 +98,7 @@ impl FrameClass {
 
 /// The sequence space a TCP segment occupies, for retransmission counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct TcpSpan {
+pub(crate) struct TcpSpan {
     /// (source, source port, destination, destination port).
     key: (IpAddr, u16, IpAddr, u16),
     /// Sequence number after the segment's last octet.
@@ -174,6 +174,77 @@ impl ClassCounts {
     }
 }
 
+/// Which way a frame crosses the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Direction {
+    /// Guest → engine.
+    Up,
+    /// Engine → guest.
+    Down,
+}
+
+/// The one TCP retransmission detector, used by both arms: per direction
+/// and connection, the highest sequence number sent so far.
+#[derive(Debug, Default)]
+pub(crate) struct Retransmits {
+    highest: BTreeMap<(Direction, IpAddr, u16, IpAddr, u16), u32>,
+}
+
+impl Retransmits {
+    /// Counts `frame`, sent in `dir`, in `counters` (per class, and as a
+    /// TCP retransmission if it is one); returns its class.
+    pub(crate) fn count_sent(
+        &mut self,
+        counters: &mut SimCounters,
+        dir: Direction,
+        frame: &[u8],
+    ) -> FrameClass {
+        let (class, span) = inspect(frame);
+        let resent = span.is_some_and(|sp| self.resends(dir, sp));
+        let (classes, retransmits) = match dir {
+            Direction::Up => (&mut counters.up, &mut counters.tcp_retransmits_up),
+            Direction::Down => (&mut counters.down, &mut counters.tcp_retransmits_down),
+        };
+        classes.sent[class as usize] += 1;
+        if resent {
+            *retransmits += 1;
+        }
+        class
+    }
+
+    /// Whether `span`, sent in `dir`, resends sequence space already sent
+    /// (it ends at or below the highest sequence number sent so far; RFC
+    /// 9293 §3.4: SYN and FIN occupy one each); records it if not.
+    fn resends(&mut self, dir: Direction, span: TcpSpan) -> bool {
+        let (src, sport, dst, dport) = span.key;
+        let key = (dir, src, sport, dst, dport);
+        match self.highest.get_mut(&key) {
+            Some(high) => {
+                if (span.end.wrapping_sub(*high) as i32) <= 0 {
+                    true
+                } else {
+                    *high = span.end;
+                    false
+                }
+            }
+            None => {
+                self.highest.insert(key, span.end);
+                false
+            }
+        }
+    }
+
+    /// Whether a TCP `frame` sent in `dir` is a retransmission (as
+    /// [`Retransmits::count_sent`] counts it).
+    #[cfg(test)]
+    fn is_retransmit(&mut self, dir: Direction, frame: &[u8]) -> bool {
+        match inspect(frame) {
+            (FrameClass::Tcp, Some(span)) => self.resends(dir, span),
+            _ => false,
+        }
+    }
+}
+
 /// What the driver did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimCounters {
@@ -245,11 +316,8 @@ pub struct Simulation {
     guest_out: Vec<Vec<u8>>,
     scratch: Vec<u8>,
     stalled_at: Option<(Instant, u64)>,
-    tcp_highest: BTreeMap<TcpDirKey, u32>,
+    retransmits: Retransmits,
 }
-
-/// (direction, source, source port, destination, destination port).
-type TcpDirKey = (u8, IpAddr, u16, IpAddr, u16);
 
 impl std::fmt::Debug for Simulation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -286,7 +354,7 @@ impl Simulation {
             guest_out: Vec::new(),
             scratch: Vec::new(),
             stalled_at: None,
-            tcp_highest: BTreeMap::new(),
+            retransmits: Retransmits::default(),
         })
     }
 
@@ -510,11 +578,9 @@ impl Simulation {
     }
 
     fn send_to_engine(&mut self, now: Instant, frame: Vec<u8>) {
-        let (class, span) = inspect(&frame);
-        self.counters.up.sent[class as usize] += 1;
-        if span.is_some_and(|sp| self.resends(0, sp)) {
-            self.counters.tcp_retransmits_up += 1;
-        }
+        let class = self
+            .retransmits
+            .count_sent(&mut self.counters, Direction::Up, &frame);
         self.scratch.clear();
         self.scratch.push(3);
         frame.encode_stable(&mut self.scratch);
@@ -534,48 +600,15 @@ impl Simulation {
         let frames: Vec<Vec<u8>> = txq.iter().map(<[u8]>::to_vec).collect();
         txq.clear();
         for frame in frames {
-            let (class, span) = inspect(&frame);
-            self.counters.down.sent[class as usize] += 1;
-            if span.is_some_and(|sp| self.resends(1, sp)) {
-                self.counters.tcp_retransmits_down += 1;
-            }
+            let class = self
+                .retransmits
+                .count_sent(&mut self.counters, Direction::Down, &frame);
             self.scratch.clear();
             self.scratch.push(4);
             frame.encode_stable(&mut self.scratch);
             self.trace.record(now, &self.scratch);
             self.to_guest
                 .send(&mut self.sched, frame, |f| SimEvent::ToGuest(class, f));
-        }
-    }
-
-    /// Whether a TCP segment resends sequence space already sent in its
-    /// direction (RFC 9293 §3.4: SYN and FIN occupy one sequence number).
-    #[cfg(test)]
-    fn is_retransmit(&mut self, dir: u8, frame: &[u8]) -> bool {
-        match inspect(frame) {
-            (FrameClass::Tcp, Some(span)) => self.resends(dir, span),
-            _ => false,
-        }
-    }
-
-    /// Whether `span`, sent in direction `dir`, ends at or below the
-    /// highest sequence number sent so far (and records it if not).
-    fn resends(&mut self, dir: u8, span: TcpSpan) -> bool {
-        let (src, sport, dst, dport) = span.key;
-        let key = (dir, src, sport, dst, dport);
-        match self.tcp_highest.get_mut(&key) {
-            Some(high) => {
-                if (span.end.wrapping_sub(*high) as i32) <= 0 {
-                    true
-                } else {
-                    *high = span.end;
-                    false
-                }
-            }
-            None => {
-                self.tcp_highest.insert(key, span.end);
-                false
-            }
         }
     }
 }
@@ -644,17 +677,31 @@ mod tests {
 
     #[test]
     fn counts_retransmitted_sequence_space() {
-        let mut sim = idle_sim();
+        let mut r = Retransmits::default();
+        let (up, down) = (Direction::Up, Direction::Down);
         let ack = TcpFlags::ACK;
-        assert!(!sim.is_retransmit(0, &tcp_frame(100, TcpFlags::SYN, 0)));
-        assert!(sim.is_retransmit(0, &tcp_frame(100, TcpFlags::SYN, 0)));
-        assert!(!sim.is_retransmit(0, &tcp_frame(101, ack, 10)));
+        assert!(!r.is_retransmit(up, &tcp_frame(100, TcpFlags::SYN, 0)));
+        assert!(r.is_retransmit(up, &tcp_frame(100, TcpFlags::SYN, 0)));
+        assert!(!r.is_retransmit(up, &tcp_frame(101, ack, 10)));
         // A pure ACK occupies no sequence space.
-        assert!(!sim.is_retransmit(0, &tcp_frame(111, ack, 0)));
-        assert!(sim.is_retransmit(0, &tcp_frame(101, ack, 10)));
-        assert!(!sim.is_retransmit(0, &tcp_frame(111, ack, 10)));
+        assert!(!r.is_retransmit(up, &tcp_frame(111, ack, 0)));
+        assert!(r.is_retransmit(up, &tcp_frame(101, ack, 10)));
+        assert!(!r.is_retransmit(up, &tcp_frame(111, ack, 10)));
         // The other direction is tracked apart.
-        assert!(!sim.is_retransmit(1, &tcp_frame(101, ack, 10)));
+        assert!(!r.is_retransmit(down, &tcp_frame(101, ack, 10)));
+    }
+
+    #[test]
+    fn counting_a_sent_frame_counts_its_class_and_retransmission() {
+        let mut r = Retransmits::default();
+        let mut c = SimCounters::default();
+        let syn = tcp_frame(100, TcpFlags::SYN, 0);
+        assert_eq!(r.count_sent(&mut c, Direction::Down, &syn), FrameClass::Tcp);
+        r.count_sent(&mut c, Direction::Down, &syn);
+        r.count_sent(&mut c, Direction::Up, &[0u8; 10]);
+        assert_eq!(c.down.sent(FrameClass::Tcp), 2);
+        assert_eq!(c.up.sent(FrameClass::Other), 1);
+        assert_eq!((c.tcp_retransmits_up, c.tcp_retransmits_down), (0, 1));
     }
 
     #[test]

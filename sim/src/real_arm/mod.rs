@@ -51,11 +51,11 @@ pub mod services;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use passt_engine::backend::RealHost;
-use passt_engine::wire::{self, Icmpv6Repr, L3, L4, TcpFlags};
+use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
 use passt_engine::{Config, Engine, Instant, Readiness, Token};
 
 use crate::guest::{Guest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec};
@@ -64,7 +64,7 @@ use crate::pcap::PcapWriter;
 use crate::scenario::{RunReport, Scenario, ScenarioError, secs};
 use crate::sched::Scheduler;
 use crate::seed::SimRng;
-use crate::simulation::{FrameClass, SimCounters, StopReason};
+use crate::simulation::{Direction, FrameClass, Retransmits, SimCounters, StopReason};
 
 use services::{RealServices, TcpService};
 
@@ -319,49 +319,6 @@ pub fn loopback_only(config: &Config, frame: &[u8]) -> bool {
 enum Ev {
     ToEngine(FrameClass, Vec<u8>),
     ToGuest(FrameClass, Vec<u8>),
-}
-
-/// Highest sequence number sent per TCP direction, to count
-/// retransmissions as the simulated arm does.
-#[derive(Default)]
-struct Retransmits {
-    highest: BTreeMap<(u8, IpAddr, u16, IpAddr, u16), u32>,
-}
-
-impl Retransmits {
-    /// RFC 9293 §3.4: SYN and FIN occupy one sequence number each.
-    fn is_retransmit(&mut self, dir: u8, frame: &[u8]) -> bool {
-        let Ok(parsed) = wire::parse_frame(frame) else {
-            return false;
-        };
-        let (src, dst, l4) = match parsed.l3 {
-            L3::Ipv4 { ip, l4 } => (IpAddr::V4(ip.src_addr), IpAddr::V4(ip.dst_addr), l4),
-            L3::Ipv6 { ip, l4 } => (IpAddr::V6(ip.src_addr), IpAddr::V6(ip.dst_addr), l4),
-            L3::Arp(_) => return false,
-        };
-        let L4::Tcp { tcp, payload } = l4 else {
-            return false;
-        };
-        let len = payload.len() as u32
-            + u32::from(tcp.flags.contains(TcpFlags::SYN))
-            + u32::from(tcp.flags.contains(TcpFlags::FIN));
-        if len == 0 || tcp.flags.contains(TcpFlags::RST) {
-            return false;
-        }
-        let end = tcp.seq.wrapping_add(len);
-        let key = (dir, src, tcp.src_port, dst, tcp.dst_port);
-        match self.highest.get_mut(&key) {
-            Some(high) if (end.wrapping_sub(*high) as i32) <= 0 => true,
-            Some(high) => {
-                *high = end;
-                false
-            }
-            None => {
-                self.highest.insert(key, end);
-                false
-            }
-        }
-    }
 }
 
 /// Starts the services of `sc` and translates its workloads; refuses what
@@ -717,11 +674,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
             counters.guest_polls += 1;
             guest.poll(now, &mut guest_out);
             for frame in guest_out.drain(..) {
-                let class = FrameClass::of(&frame);
-                counters.up.sent[class as usize] += 1;
-                if class == FrameClass::Tcp && retx.is_retransmit(0, &frame) {
-                    counters.tcp_retransmits_up += 1;
-                }
+                let class = retx.count_sent(&mut counters, Direction::Up, &frame);
                 if let Some(w) = capture.as_mut() {
                     let _ = w.write(now.as_nanos(), &frame);
                 }
@@ -735,11 +688,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
             let frames: Vec<Vec<u8>> = txq.iter().map(<[u8]>::to_vec).collect();
             txq.clear();
             for frame in frames {
-                let class = FrameClass::of(&frame);
-                counters.down.sent[class as usize] += 1;
-                if class == FrameClass::Tcp && retx.is_retransmit(1, &frame) {
-                    counters.tcp_retransmits_down += 1;
-                }
+                let class = retx.count_sent(&mut counters, Direction::Down, &frame);
                 to_guest.send(&mut sched, frame, |f| Ev::ToGuest(class, f));
             }
         }
@@ -803,7 +752,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
 mod tests {
     use super::*;
     use passt_engine::MacAddr;
-    use passt_engine::wire::{IpRepr, Ipv4Repr, TcpRepr};
+    use passt_engine::wire::{IpRepr, Ipv4Repr, TcpFlags, TcpRepr};
 
     fn tcp_to(dst: Ipv4Addr) -> Vec<u8> {
         let ip = IpRepr::V4(Ipv4Repr::new(Ipv4Addr::new(192, 0, 2, 15), dst, 0, 64));
