@@ -79,6 +79,17 @@ impl TxQueue {
         self.arena.len() - self.used
     }
 
+    /// Frame slots free.
+    pub fn free_frames(&self) -> usize {
+        self.max_frames - self.frames.len()
+    }
+
+    /// Whether a frame of `len` bytes would fit now (a free slot and the
+    /// bytes): what drivers and host reads ask before taking more work.
+    pub fn has_room_for(&self, len: usize) -> bool {
+        self.free_frames() > 0 && self.free_bytes() >= len
+    }
+
     /// The `i`-th waiting frame.
     pub fn get(&self, i: usize) -> Option<&[u8]> {
         self.frames
@@ -146,7 +157,10 @@ mod tests {
         q.push(&[1; 4]).unwrap();
         q.push(&[2; 4]).unwrap();
         assert_eq!(q.push(&[3; 1]), Err(TxQueueFull));
+        assert!(!q.has_room_for(1));
+        assert_eq!(q.free_frames(), 0);
         q.clear();
+        assert!(q.has_room_for(10) && !q.has_room_for(11));
         q.push(&[4; 8]).unwrap();
         assert_eq!(q.push(&[5; 3]), Err(TxQueueFull));
     }
