@@ -4,7 +4,7 @@
 //! ([`parse_args`]) and of options plus the detected host network into an
 //! engine [`Config`] ([`build_config`]). Both are pure functions: they never
 //! touch a socket, a file or the process (the binary and
-//! [`crate::backend::hostcfg`] do that), so they are tested on plain strings.
+//! [`crate::runtime`] does that), so they are tested on plain strings.
 //!
 //! Errors are one-line messages worded as upstream passt words them, and every
 //! error exits with status 1 as upstream does ([`CliError::exit_code`]); clap's
@@ -13,7 +13,7 @@
 //! Port forwarding options (`-t`/`-u`) are parsed with [`crate::fwd`] into
 //! [`Forwarding`] (malformed specifications are one-line errors like every
 //! other option); binding the forwarded ports is the event loop's
-//! ([`crate::backend::event_loop::forward`]). Options that later modules
+//! ([`crate::runtime::forward`]). Options that later modules
 //! consume (address mappings, outbound addresses) are stored as they are.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -23,9 +23,9 @@ use std::str::FromStr;
 use clap::{CommandFactory, Parser};
 
 use crate::addr::MacAddr;
-use crate::backend::hostcfg::HostNetwork;
 use crate::config::{Config, DEFAULT_MTU, Ipv4Config, Ipv6Config, Services};
 use crate::fwd::{self, ForwardSpec, ForwardSpecBuilder, Program, SpecContext};
+use crate::hostnet::HostNetwork;
 
 /// Default `--log-size`, as upstream: 1 MiB.
 pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
@@ -989,7 +989,7 @@ pub fn build_config(opts: &Options, host: &HostNetwork) -> Result<Config, CliErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::hostcfg::{HostIpv4, HostIpv6, IfAddr};
+    use crate::hostnet::{HostIpv4, HostIpv6, IfAddr};
 
     fn parse(args: &str) -> Result<Options, CliError> {
         parse_args(std::iter::once("passt").chain(args.split_whitespace()))

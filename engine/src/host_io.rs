@@ -1,7 +1,7 @@
 //! `HostIo`: every operation the engine performs on host sockets.
 //!
 //! The engine never names a syscall. It asks a `HostIo` for sockets and
-//! readiness; the real backend ([`crate::backend`], Linux, epoll) and the
+//! readiness; the real backend ([`crate::runtime`], Linux, epoll) and the
 //! simulator's `SimHost` implement it. Each method documents the kernel
 //! semantics it promises, and both implementations must keep those promises
 //! exactly: that is what lets the simulator stand in for the kernel.

@@ -12,9 +12,10 @@
 //! - frames for the guest go into a bounded, preallocated [`TxQueue`] that the
 //!   caller drains in batches;
 //! - every host socket operation goes through the [`HostIo`] trait, which the
-//!   real backend ([`backend`], Linux only) and the simulator implement.
+//!   real runtime ([`runtime`], Linux only) and the simulator implement;
+//! - every driver feeds the engine in the one order [`driver`] defines.
 //!
-//! Only the `backend` module may name `libc`, `nix`, epoll, the system clock
+//! Only the `runtime` module may name `libc`, `nix`, epoll, the system clock
 //! or OS randomness.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -22,15 +23,16 @@
 
 pub mod addr;
 #[cfg(target_os = "linux")]
-pub mod backend;
-#[cfg(target_os = "linux")]
 pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod driver;
 pub mod engine;
 pub mod host_io;
+pub mod hostnet;
 pub mod rng;
+#[cfg(target_os = "linux")]
+pub mod runtime;
 pub mod time;
 pub mod txq;
 pub mod wire;

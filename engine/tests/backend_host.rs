@@ -3,7 +3,7 @@
 //! foreign descriptors in the epoll set, and bad socket ids.
 #![cfg(target_os = "linux")]
 
-use passt_engine::backend::{PeekMode, RealHost};
+use passt_engine::runtime::{PeekMode, RealHost};
 
 #[test]
 fn so_peek_off_detection_matches_kernel() {

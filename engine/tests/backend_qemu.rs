@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use passt_engine::backend::qemu::{FrameReader, FrameWriter, MIN_PADDED};
+use passt_engine::runtime::transport::framing::{FrameReader, FrameWriter, MIN_PADDED};
 use passt_engine::{HostError, TxQueue};
 
 fn frame(i: usize) -> Vec<u8> {

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use passt_engine::HostError;
-use passt_engine::backend::Tap;
+use passt_engine::runtime::Tap;
 
 /// Deletes the namespace (and so the tap in it) when dropped.
 struct Netns(String);

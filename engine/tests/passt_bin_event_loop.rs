@@ -8,9 +8,10 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use passt_engine::backend::RealHost;
-use passt_engine::backend::event_loop::{EventLoop, ExitReason, RESERVED_TOKENS_START, Transport};
-use passt_engine::backend::pcap::PcapWriter;
+use passt_engine::runtime::RealHost;
+use passt_engine::runtime::event_loop::{EventLoop, ExitReason, RESERVED_TOKENS_START};
+use passt_engine::runtime::pcap::PcapWriter;
+use passt_engine::runtime::transport::{GuestTransport, StreamTransport};
 use passt_engine::{Config, Engine};
 
 fn engine() -> Engine<RealHost> {
@@ -40,7 +41,7 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn reserved_tokens_are_at_the_top() {
-    use passt_engine::backend::event_loop::{
+    use passt_engine::runtime::event_loop::{
         TOKEN_GUEST, TOKEN_LISTENER, TOKEN_SIGNAL, TOKEN_STOP,
     };
     for t in [TOKEN_SIGNAL, TOKEN_STOP, TOKEN_LISTENER, TOKEN_GUEST] {
@@ -53,7 +54,7 @@ fn frames_flow_both_ways_over_a_connected_stream() {
     let dir = scratch("stream");
     let pcap_path = dir.join("c.pcap");
     let (ours, mut guest) = UnixStream::pair().unwrap();
-    let mut lp = EventLoop::new(engine(), Transport::qemu_connected(ours).unwrap()).unwrap();
+    let mut lp = EventLoop::new(engine(), StreamTransport::connected(ours).unwrap()).unwrap();
     lp.set_pcap(PcapWriter::create(&pcap_path).unwrap());
     // Frames the engine has queued for the guest: one short (padded to 60
     // on the wire), one large.
@@ -118,7 +119,7 @@ fn frames_flow_both_ways_over_a_connected_stream() {
 fn stop_handle_and_time_limit_end_the_loop() {
     let dir = scratch("stop");
     let sock = dir.join("s.socket");
-    let mut lp = EventLoop::new(engine(), Transport::qemu_listen(&sock).unwrap()).unwrap();
+    let mut lp = EventLoop::new(engine(), StreamTransport::listen(&sock).unwrap()).unwrap();
     assert_eq!(lp.socket_path(), Some(sock.as_path()));
 
     let t0 = Instant::now();
@@ -151,7 +152,7 @@ fn listener_serves_one_client_and_survives_bad_lengths() {
     // A stale socket file (nobody listening) is replaced.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     assert!(sock.exists());
-    let mut lp = EventLoop::new(engine(), Transport::qemu_listen(&sock).unwrap()).unwrap();
+    let mut lp = EventLoop::new(engine(), StreamTransport::listen(&sock).unwrap()).unwrap();
     let stop = lp.stop_handle();
     let worker = std::thread::spawn(move || (lp.run_for(Duration::from_secs(20)), lp));
 
@@ -198,7 +199,7 @@ fn listener_serves_one_client_and_survives_bad_lengths() {
 fn probing_skips_live_sockets() {
     let dir = scratch("probe");
     let live = std::os::unix::net::UnixListener::bind(dir.join("t_1.socket")).unwrap();
-    let t = Transport::qemu_listen_probe_in(&dir, "t").unwrap();
+    let t = StreamTransport::listen_probe_in(&dir, "t").unwrap();
     assert_eq!(t.socket_path(), Some(dir.join("t_2.socket").as_path()));
     drop(live);
     drop(t);

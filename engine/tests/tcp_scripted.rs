@@ -234,7 +234,7 @@ fn refused_gets_rst_ack() {
 #[test]
 fn connect_timeout_after_absorbed_syn_retransmissions() {
     use passt_engine::HostIo;
-    use passt_engine::backend::RealHost;
+    use passt_engine::runtime::RealHost;
     let mut side = RealHost::new().unwrap();
     let l = side
         .tcp_listen(SocketAddr::from(([127, 0, 0, 1], 0)), 0)

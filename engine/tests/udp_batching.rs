@@ -12,11 +12,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use passt_engine::backend::host::RealHost;
 use passt_engine::host_io::{
     ConnectProgress, Family, HostError, HostIo, IcmpErrorReport, Interest, Peeked, Shutdown,
     SockId, Spliced, TcpInfo, Token, UdpRecv, UdpSend,
 };
+use passt_engine::runtime::host::RealHost;
 use passt_engine::udp::{SEND_CHUNK, TX_BATCH};
 use passt_engine::wire::{self, UdpRepr};
 use passt_engine::{Config, Engine, Instant};

@@ -47,10 +47,11 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use passt_engine::backend::RealHost;
-use passt_engine::backend::clock;
-use passt_engine::backend::event_loop::{EventLoop, ExitReason, LoopStats, StopHandle, Transport};
-use passt_engine::backend::tap::Tap;
+use passt_engine::runtime::RealHost;
+use passt_engine::runtime::clock;
+use passt_engine::runtime::event_loop::{EventLoop, ExitReason, LoopStats, StopHandle};
+use passt_engine::runtime::transport::tap::Tap;
+use passt_engine::runtime::transport::{GuestTransport, StreamTransport, TapTransport};
 use passt_engine::{Config, Counters, DropReason, Engine};
 
 /// Prefix of every namespace this crate creates: `tapharness-<pid>-<n>-<role>`.
@@ -754,12 +755,17 @@ impl TapGuest {
         }
         let host_path = host_ns.as_ref().map(Netns::path);
         let (transport, mut relay) = match opts.lossy {
-            None => (Transport::Tap(tap), None),
+            None => (
+                Box::new(TapTransport::new(tap)) as Box<dyn GuestTransport + Send>,
+                None,
+            ),
             Some(link) => {
                 let (engine_end, relay_end) = std::os::unix::net::UnixStream::pair()
                     .map_err(io_err("socketpair for the lossy relay"))?;
-                let transport = Transport::qemu_connected(engine_end)
-                    .map_err(io_err("engine end of the lossy relay"))?;
+                let transport: Box<dyn GuestTransport + Send> = Box::new(
+                    StreamTransport::connected(engine_end)
+                        .map_err(io_err("engine end of the lossy relay"))?,
+                );
                 let relay =
                     Relay::spawn(tap, relay_end, link).map_err(io_err("start the lossy relay"))?;
                 (transport, Some(relay))
@@ -768,7 +774,7 @@ impl TapGuest {
         let engine = std::thread::Builder::new()
             .name("tap-harness-engine".into())
             .spawn(move || -> Result<EngineReport, String> {
-                let setup = || -> Result<EventLoop, String> {
+                let setup = || -> Result<EventLoop<Box<dyn GuestTransport + Send>>, String> {
                     if let Some(p) = &host_path {
                         enter_netns(p).map_err(|e| e.to_string())?;
                     }
@@ -778,7 +784,7 @@ impl TapGuest {
                     let mut el = EventLoop::new(engine, transport)
                         .map_err(|e| format!("event loop: {e}"))?;
                     if let Some(p) = pcap {
-                        let w = passt_engine::backend::pcap::PcapWriter::create(&p)
+                        let w = passt_engine::runtime::pcap::PcapWriter::create(&p)
                             .map_err(|e| format!("pcap {p:?}: {e}"))?;
                         el.set_pcap(w);
                     }

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use passt_engine::HostError;
-use passt_engine::backend::tap::Tap;
+use passt_engine::runtime::transport::tap::Tap;
 
 /// Loss to inject on the guest link (see the module docs). With
 /// [`crate::GuestOptions::lossy`] set, the engine talks QEMU stream framing

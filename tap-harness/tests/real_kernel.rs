@@ -1198,7 +1198,7 @@ fn harness_removes_its_namespaces() {
     let report = g.finish().expect("report");
     assert_eq!(
         report.exit,
-        passt_engine::backend::event_loop::ExitReason::Stopped
+        passt_engine::runtime::event_loop::ExitReason::Stopped
     );
     assert!(!guest.exists(), "{guest:?} left behind");
     assert!(!host.exists(), "{host:?} left behind");

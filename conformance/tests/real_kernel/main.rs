@@ -6,8 +6,8 @@
 mod world;
 
 use passt_conformance as conformance;
-use passt_engine::backend::{PeekMode, RealHost};
 use passt_engine::host_io::Family;
+use passt_engine::runtime::{PeekMode, RealHost};
 use world::RealWorld;
 
 fn world(mode: Option<PeekMode>) -> RealWorld {

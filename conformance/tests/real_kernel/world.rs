@@ -11,8 +11,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use passt_conformance::{PeerSock, WAIT, World};
-use passt_engine::backend::{RealHost, map_errno};
 use passt_engine::host_io::{Family, HostError, HostIo, Interest, Readiness, SockId, Token};
+use passt_engine::runtime::{RealHost, map_errno};
 
 enum PeerObj {
     Listener(TcpListener),

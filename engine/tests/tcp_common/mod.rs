@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use passt_engine::backend::RealHost;
+use passt_engine::runtime::RealHost;
 use passt_engine::wire::{self, IpRepr, Ipv4Repr, Ipv6Repr, L3, L4, TcpFlags, TcpOptions, TcpRepr};
 use passt_engine::{Config, Engine, Instant, MacAddr, Readiness, Token};
 

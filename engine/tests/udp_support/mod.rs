@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use passt_engine::backend::host::RealHost;
+use passt_engine::runtime::host::RealHost;
 use passt_engine::wire::{
     self, Icmpv4Repr, Icmpv6Repr, IpRepr, Ipv4Repr, Ipv6Repr, L3, L4, UdpRepr,
 };

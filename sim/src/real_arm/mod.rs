@@ -54,7 +54,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use passt_engine::backend::RealHost;
+use passt_engine::runtime::RealHost;
 use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
 use passt_engine::{Config, Engine, Instant, Readiness, Token};
 

@@ -6,7 +6,7 @@
 
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use crate::host_io::HostError;
 
@@ -214,6 +214,69 @@ pub(crate) fn local_addr(fd: RawFd) -> Result<SocketAddr, HostError> {
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     cvt(unsafe { libc::getsockname(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len) })?;
     from_sockaddr(&storage, len).ok_or(HostError::Unsupported)
+}
+
+/// `sendmsg(MSG_NOSIGNAL | MSG_DONTWAIT)` of a vector.
+pub(crate) fn send_vectored(
+    fd: BorrowedFd<'_>,
+    iov: &[std::io::IoSlice<'_>],
+) -> Result<usize, HostError> {
+    // SAFETY: zeroed msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is ABI-compatible with `struct iovec` on Unix.
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: `msg` points to `iov`, live for the call; the kernel only reads.
+    let n = unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(map_errno(errno()));
+    }
+    Ok(n as usize)
+}
+
+/// Waits until `fd` is writable or one of `wake` is readable, at most
+/// `timeout` (`None`: no limit). Interrupted waits return early; the caller
+/// loops.
+pub(crate) fn wait_writable(
+    fd: BorrowedFd<'_>,
+    wake: &[BorrowedFd<'_>],
+    timeout: Option<std::time::Duration>,
+) -> Result<(), HostError> {
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 4];
+    fds[0] = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let mut n = 1;
+    for w in wake.iter().take(fds.len() - 1) {
+        fds[n] = libc::pollfd {
+            fd: w.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        n += 1;
+    }
+    let ms = timeout.map_or(-1, |d| {
+        // Round up: a wait shorter than a millisecond must not become 0.
+        i32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX)
+    });
+    // SAFETY: `fds[..n]` is a valid, writable array of pollfd.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, ms) };
+    if r < 0 && errno() != libc::EINTR {
+        return Err(map_errno(errno()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -119,11 +119,11 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
 
 /// `error!`-style shorthands, usable anywhere in the crate's backend.
 #[allow(unused_macros)]
-macro_rules! log_error { ($($a:tt)*) => { $crate::backend::event_loop::logging::log($crate::backend::event_loop::logging::Level::Error, format_args!($($a)*)) } }
-macro_rules! log_warn { ($($a:tt)*) => { $crate::backend::event_loop::logging::log($crate::backend::event_loop::logging::Level::Warn, format_args!($($a)*)) } }
-macro_rules! log_info { ($($a:tt)*) => { $crate::backend::event_loop::logging::log($crate::backend::event_loop::logging::Level::Info, format_args!($($a)*)) } }
-macro_rules! log_debug { ($($a:tt)*) => { $crate::backend::event_loop::logging::log($crate::backend::event_loop::logging::Level::Debug, format_args!($($a)*)) } }
-macro_rules! log_trace { ($($a:tt)*) => { if $crate::backend::event_loop::logging::enabled($crate::backend::event_loop::logging::Level::Trace) { $crate::backend::event_loop::logging::log($crate::backend::event_loop::logging::Level::Trace, format_args!($($a)*)) } } }
+macro_rules! log_error { ($($a:tt)*) => { $crate::runtime::logging::log($crate::runtime::logging::Level::Error, format_args!($($a)*)) } }
+macro_rules! log_warn { ($($a:tt)*) => { $crate::runtime::logging::log($crate::runtime::logging::Level::Warn, format_args!($($a)*)) } }
+macro_rules! log_info { ($($a:tt)*) => { $crate::runtime::logging::log($crate::runtime::logging::Level::Info, format_args!($($a)*)) } }
+macro_rules! log_debug { ($($a:tt)*) => { $crate::runtime::logging::log($crate::runtime::logging::Level::Debug, format_args!($($a)*)) } }
+macro_rules! log_trace { ($($a:tt)*) => { if $crate::runtime::logging::enabled($crate::runtime::logging::Level::Trace) { $crate::runtime::logging::log($crate::runtime::logging::Level::Trace, format_args!($($a)*)) } } }
 #[allow(unused_imports)]
 pub(crate) use {log_debug, log_error, log_info, log_trace, log_warn};
 

@@ -16,8 +16,8 @@
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::sys::cvt_size;
 use crate::host_io::HostError;
+use crate::runtime::sys::cvt_size;
 use crate::txq::TxQueue;
 
 /// Bytes of the length prefix.
@@ -119,6 +119,39 @@ impl FrameReader {
     /// The next complete frame, `Ok(None)` if more bytes are needed, or the
     /// framing error (which repeats until [`FrameReader::reset`]).
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FramingError> {
+        let Some((start, len)) = self.locate()? else {
+            return Ok(None);
+        };
+        self.pop_frame();
+        // `pop_frame` only moves the cursors (rewinding them once nothing
+        // is left): the bytes stay where they were until the next read.
+        Ok(Some(&self.buf[start..start + len]))
+    }
+
+    /// Like [`FrameReader::next_frame`], but leaves the frame buffered
+    /// until [`FrameReader::pop_frame`] (a frame the receiver cannot take
+    /// yet stays here).
+    pub fn peek_frame(&self) -> Result<Option<&[u8]>, FramingError> {
+        Ok(self
+            .locate()?
+            .map(|(start, len)| &self.buf[start..start + len]))
+    }
+
+    /// Drops the frame [`FrameReader::peek_frame`] returns; does nothing if
+    /// no complete frame is buffered.
+    pub fn pop_frame(&mut self) {
+        if let Ok(Some((start, len))) = self.locate() {
+            self.start = start + len;
+            if self.start == self.end {
+                // Everything consumed: start over at the front.
+                self.start = 0;
+                self.end = 0;
+            }
+        }
+    }
+
+    /// Where the next complete frame's bytes are: `(offset, len)`.
+    fn locate(&self) -> Result<Option<(usize, usize)>, FramingError> {
         let avail = &self.buf[self.start..self.end];
         if avail.len() < PREFIX_LEN {
             return Ok(None);
@@ -131,16 +164,7 @@ impl FrameReader {
         if avail.len() < total {
             return Ok(None);
         }
-        let frame_start = self.start + PREFIX_LEN;
-        self.start += total;
-        if self.start == self.end {
-            // Everything consumed: start over at the front (no copy needed).
-            let (s, e) = (frame_start, frame_start + len as usize);
-            self.start = 0;
-            self.end = 0;
-            return Ok(Some(&self.buf[s..e]));
-        }
-        Ok(Some(&self.buf[frame_start..frame_start + len as usize]))
+        Ok(Some((self.start + PREFIX_LEN, len as usize)))
     }
 
     /// One nonblocking `recv` from the socket into the buffer. `Ok(0)` means

@@ -1,0 +1,44 @@
+//! The real Linux runtime: everything the engine needs from the kernel, and
+//! the process around it.
+//!
+//! This module owns every syscall of the crate, and is the only place in
+//! `engine/src` allowed to name `libc`, epoll, the system clock or OS
+//! randomness:
+//! - [`host`]: [`RealHost`], the [`crate::HostIo`] implementation over
+//!   nonblocking sockets and one epoll instance;
+//! - [`transport`]: the guest side behind one trait, [`GuestTransport`]:
+//!   QEMU's stream socket and the tap device;
+//! - [`event_loop`]: the single-threaded loop driving an engine over any
+//!   transport, in the order of [`crate::driver`];
+//! - [`startup`]: the one start-up path of the binaries (options, host
+//!   probe, listeners, loop);
+//! - [`host_probe`]: reading the host's addresses, routes and resolvers;
+//! - [`forward`]: binding the forwarded ports (`-t`/`-u`);
+//! - [`process`]: daemon, pid file, signals, privileges, limits;
+//! - [`logging`]: the binaries' logger;
+//! - [`clock`]: monotonic time as [`crate::Instant`] and a random seed;
+//! - [`pcap`]: capture of guest-facing frames to a pcap file.
+//!
+//! The scenarios that pin down the kernel semantics `RealHost` relies on
+//! live in the `passt-conformance` test-support crate, not here.
+//!
+//! It must never hold protocol logic: it moves bytes and reports readiness.
+//! Nothing outside `runtime` (and the binaries) may import it.
+
+pub mod clock;
+pub mod event_loop;
+pub mod forward;
+pub mod host;
+pub mod host_probe;
+pub mod logging;
+pub mod pcap;
+pub mod process;
+pub mod startup;
+pub(crate) mod sys;
+pub mod transport;
+
+pub use event_loop::{EventLoop, ExitReason, LoopError, LoopStats, StopHandle};
+pub use host::{PeekMode, RealHost};
+pub use sys::map_errno;
+pub use transport::framing::{FrameReader, FrameWriter, FramingError};
+pub use transport::{GuestTransport, StreamTransport, Tap, TapTransport};
