@@ -26,9 +26,12 @@
 //!   (epoll, and the simulator's model of it), so the report comes back
 //!   at the next wait and nothing is lost: host data stays in the kernel.
 //!
-//! Work one step may queue beyond that one frame (a TCP flow sending a
-//! window's worth) is bounded by the engine itself, which asks the queue
-//! for room before reading from a socket ([`TxQueue::has_room_for`]).
+//! A host readiness report can make the engine queue a burst (one UDP
+//! socket's reads: up to [`HOST_READ_BURST`] datagrams), so a report is
+//! delivered only while that many frames fit (or the whole queue, if it is
+//! smaller). Work beyond that (a TCP flow sending a window's worth) is
+//! bounded by the engine itself, which asks the queue for room before
+//! reading from a socket ([`TxQueue::has_room_for`]).
 //! While [`Driver::backpressured`] holds, a driver should wait for the sink
 //! to accept more (the guest transport becoming writable) rather than for
 //! input it would not take.
@@ -46,6 +49,12 @@ use crate::engine::Engine;
 use crate::host_io::{HostIo, Readiness, Token};
 use crate::time::Instant;
 use crate::txq::TxQueue;
+
+/// The most frames one host readiness report makes the engine queue in one
+/// go: a UDP socket is read in 4 batches of [`crate::udp::RX_BATCH`]
+/// datagrams per report, a frame each. Readiness is held back until this
+/// many frames fit, so such a burst is never cut short by a full queue.
+pub const HOST_READ_BURST: usize = 4 * crate::udp::RX_BATCH;
 
 /// Where drained frames go: a guest transport (QEMU stream socket, tap),
 /// or the simulator's link.
@@ -95,25 +104,34 @@ pub struct Driver {
     /// Bytes the queue must have free to take another input: the largest
     /// frame the engine builds.
     frame_room: usize,
+    /// Frames that must fit before a host readiness report is delivered.
+    host_burst: usize,
     /// The last drain left the queue without room.
     backpressured: bool,
     stats: DriverStats,
 }
 
 impl Driver {
-    /// A driver for an engine whose largest frame is `max_frame_len` bytes.
-    pub fn new(max_frame_len: usize) -> Self {
+    /// A driver for an engine whose largest frame is `max_frame_len` bytes
+    /// and whose host readiness reports queue at most `host_burst` frames
+    /// each.
+    pub fn new(max_frame_len: usize, host_burst: usize) -> Self {
         Driver {
             frame_room: max_frame_len,
+            host_burst: host_burst.max(1),
             backpressured: false,
             stats: DriverStats::default(),
         }
     }
 
     /// A driver for an engine running `config`: its largest frame is the
-    /// MTU plus the Ethernet header.
+    /// MTU plus the Ethernet header; a host readiness report queues at most
+    /// [`HOST_READ_BURST`] frames.
     pub fn for_config(config: &Config) -> Self {
-        Self::new(usize::from(config.mtu) + crate::wire::ethernet::HEADER_LEN)
+        Self::new(
+            usize::from(config.mtu) + crate::wire::ethernet::HEADER_LEN,
+            HOST_READ_BURST,
+        )
     }
 
     /// What the driver did so far.
@@ -127,24 +145,42 @@ impl Driver {
         self.backpressured
     }
 
-    /// Whether the engine's queue has room for one more input now.
+    /// Whether the engine's queue has room for one more guest frame now.
     pub fn has_room<H: HostIo>(&self, engine: &mut Engine<H>) -> bool {
-        engine.tx_queue().has_room_for(self.frame_room)
+        self.fits(engine.tx_queue(), 1)
     }
 
-    /// Makes room for one more input, draining into `sink` if needed.
-    /// Returns whether there is room.
+    /// Whether `frames` more frames (capped at the queue's capacity, so an
+    /// empty queue always has room) of the largest size fit in `queue`.
+    fn fits(&self, queue: &TxQueue, frames: usize) -> bool {
+        let capacity = queue.len() + queue.free_frames();
+        queue.has_room_for(self.frame_room) && queue.free_frames() >= frames.min(capacity)
+    }
+
+    /// Makes room for one more guest frame, draining into `sink` if
+    /// needed. Returns whether there is room.
     pub fn make_room<H: HostIo, S: FrameSink>(
         &mut self,
         engine: &mut Engine<H>,
         sink: &mut S,
         now: Instant,
     ) -> Result<bool, S::Error> {
-        if self.has_room(engine) {
+        self.make_room_for(engine, sink, now, 1)
+    }
+
+    /// Makes room for `frames` frames, draining into `sink` if needed.
+    fn make_room_for<H: HostIo, S: FrameSink>(
+        &mut self,
+        engine: &mut Engine<H>,
+        sink: &mut S,
+        now: Instant,
+        frames: usize,
+    ) -> Result<bool, S::Error> {
+        if self.fits(engine.tx_queue(), frames) {
             return Ok(true);
         }
         self.drain(engine, sink, now)?;
-        Ok(self.has_room(engine))
+        Ok(self.fits(engine.tx_queue(), frames))
     }
 
     /// Step 1: one guest frame, if the queue has room for what it may
@@ -179,8 +215,8 @@ impl Driver {
     }
 
     /// Step 3: one host readiness report, delivered only if the queue has
-    /// room (draining first if needed). Returns whether it was delivered;
-    /// a report held back comes again at the next wait.
+    /// room for a read burst (draining first if needed). Returns whether it
+    /// was delivered; a report held back comes again at the next wait.
     pub fn host_event<H: HostIo, S: FrameSink>(
         &mut self,
         engine: &mut Engine<H>,
@@ -189,7 +225,7 @@ impl Driver {
         token: Token,
         readiness: Readiness,
     ) -> Result<bool, S::Error> {
-        if !self.make_room(engine, sink, now)? {
+        if !self.make_room_for(engine, sink, now, self.host_burst)? {
             self.stats.host_events_held += 1;
             return Ok(false);
         }
@@ -241,7 +277,7 @@ impl Driver {
         if !queue.is_empty() {
             self.stats.sink_stalls += 1;
         }
-        self.backpressured = !queue.has_room_for(self.frame_room);
+        self.backpressured = !self.fits(queue, 1);
         Ok(total)
     }
 
@@ -419,15 +455,19 @@ mod tests {
     }
 
     #[test]
-    fn host_readiness_is_held_back_while_the_queue_has_no_room() {
-        let mut e = engine(2);
+    fn host_readiness_is_held_back_until_a_read_burst_fits() {
+        let mut e = engine(HOST_READ_BURST + 8);
         let mut d = Driver::for_config(e.config());
         let mut sink = FakeSink::default();
         let now = Instant::from_millis(1);
-        for i in 2..4 {
+        // The first frame also makes a router advertisement due; run it so
+        // the queue holds exactly the replies.
+        for i in 2..11 {
             d.guest_frame(&mut e, &mut sink, now, &arp_request(i))
                 .unwrap();
         }
+        d.timers(&mut e, &mut sink, now).unwrap();
+        assert_eq!(e.tx_queue().free_frames(), HOST_READ_BURST - 2);
         let r = Readiness {
             readable: true,
             ..Readiness::default()
@@ -435,9 +475,29 @@ mod tests {
         let token = crate::engine::token::make(crate::engine::token::UDP_FLOW, 7);
         assert_eq!(d.host_event(&mut e, &mut sink, now, token, r), Ok(false));
         assert_eq!(d.stats().host_events_held, 1);
-        sink.budget = 1;
+        // Guest frames still fit one at a time.
+        assert!(d.has_room(&mut e));
+        sink.budget = 2;
         assert_eq!(d.host_event(&mut e, &mut sink, now, token, r), Ok(true));
         assert_eq!(d.stats().host_events, 1);
+    }
+
+    #[test]
+    fn a_queue_smaller_than_a_read_burst_takes_host_readiness_once_empty() {
+        let mut e = engine(2);
+        let mut d = Driver::for_config(e.config());
+        let mut sink = FakeSink::default();
+        let now = Instant::from_millis(1);
+        d.guest_frame(&mut e, &mut sink, now, &arp_request(2))
+            .unwrap();
+        let r = Readiness {
+            readable: true,
+            ..Readiness::default()
+        };
+        let token = crate::engine::token::make(crate::engine::token::UDP_FLOW, 7);
+        assert_eq!(d.host_event(&mut e, &mut sink, now, token, r), Ok(false));
+        sink.budget = 1;
+        assert_eq!(d.host_event(&mut e, &mut sink, now, token, r), Ok(true));
     }
 
     #[test]

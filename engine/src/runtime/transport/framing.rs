@@ -419,6 +419,24 @@ mod tests {
     }
 
     #[test]
+    fn a_peeked_frame_stays_until_popped() {
+        let frames = vec![frame(60, 1), frame(100, 2)];
+        let mut r = FrameReader::new();
+        r.feed(&encode(&frames));
+        assert_eq!(r.peek_frame().unwrap(), Some(&frames[0][..]));
+        assert_eq!(r.peek_frame().unwrap(), Some(&frames[0][..]));
+        r.pop_frame();
+        assert_eq!(r.peek_frame().unwrap(), Some(&frames[1][..]));
+        r.pop_frame();
+        assert_eq!(r.peek_frame().unwrap(), None);
+        assert_eq!(r.buffered(), 0);
+        // Popping with nothing complete buffered does nothing.
+        r.feed(&[0, 0]);
+        r.pop_frame();
+        assert_eq!(r.buffered(), 2);
+    }
+
+    #[test]
     fn reassembles_at_every_split_point() {
         let frames = vec![frame(14, 1), frame(60, 2), frame(100, 3), frame(15, 4)];
         let stream = encode(&frames);
