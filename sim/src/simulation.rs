@@ -6,20 +6,29 @@
 //! [`Simulation`] owns the [`Scheduler`] of link deliveries, the
 //! `Engine<SimHost>` under test, the [`Guest`] (smoltcp or scripted) and
 //! the two [`Link`]s between guest and engine (each with its fault chain).
-//! One step of the loop:
+//! The engine is fed through the driver contract
+//! ([`passt_engine::driver::Driver`]), as every driver of the engine is,
+//! with the engine→guest link as its frame sink. One step of the loop:
 //!
 //! 1. the next time anything is due is
 //!    `min(next delivery, engine.poll_timeout(), host.poll_timeout(),
 //!    guest.poll_at())`; virtual time jumps there (nothing sleeps);
 //! 2. the simulated host advances to that time (its own segments, ACKs,
 //!    remote services);
-//! 3. deliveries due are handed to the engine (`handle_frame`) or the guest,
-//!    then the engine flushes what those frames queued for the host
-//!    (`Engine::flush`: batched UDP sends);
-//! 4. host readiness goes to the engine (`handle_host_event`), then due
-//!    engine timers run (`handle_timeout`);
+//! 3. deliveries due are handed to the guest, or to the engine as guest
+//!    frames (the driver drains the transmit queue first whenever it has no
+//!    room), then the engine flushes what those frames queued for the host
+//!    (batched UDP sends);
+//! 4. host readiness goes to the engine (held back while a read burst
+//!    would not fit the queue: the model is level-triggered, so it comes
+//!    again), then due engine timers run;
 //! 5. the guest runs, and what it sends enters the guest→engine link;
 //! 6. the engine's transmit queue is drained into the engine→guest link.
+//!
+//! The link queues without bound (a guest that reads continuously), so the
+//! driver never has to refuse a guest frame; a burst bigger than the
+//! transmit queue is drained into the link in the middle of the step
+//! instead of overflowing the queue.
 //!
 //! Every processed event (deliveries, engine timers, host readiness, frames
 //! sent by either side) is folded into a [`TraceHash`]; the host's own
@@ -31,12 +40,14 @@
 //! Read the wall clock, sleep, draw randomness other than from the seeds
 //! handed in, or iterate unordered collections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 use std::net::IpAddr;
 
+use passt_engine::driver::{Admit, Driver, DriverStats, FrameSink};
 use passt_engine::host_io::Token;
 use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
-use passt_engine::{Config, ConfigError, Engine, Instant, Readiness};
+use passt_engine::{Config, ConfigError, Engine, Instant, Readiness, TxQueue};
 
 use crate::guest::Guest;
 use crate::host::SimHost;
@@ -306,6 +317,9 @@ impl StableEncode for SimEvent {
 pub struct Simulation {
     sched: Scheduler<SimEvent>,
     engine: Engine<SimHost>,
+    driver: Driver,
+    /// Guest frames the driver refused, offered again first (in order).
+    refused: VecDeque<(FrameClass, Vec<u8>)>,
     guest: Guest,
     to_engine: Link,
     to_guest: Link,
@@ -340,10 +354,13 @@ impl Simulation {
         to_engine: Link,
         to_guest: Link,
     ) -> Result<Self, ConfigError> {
+        let driver = Driver::for_config(&config);
         let engine = Engine::new(config, host, engine_seed)?;
         Ok(Simulation {
             sched: Scheduler::starting_at(engine.host().now()),
             engine,
+            driver,
+            refused: VecDeque::new(),
             guest,
             to_engine,
             to_guest,
@@ -416,6 +433,12 @@ impl Simulation {
         &self.counters
     }
 
+    /// What the driver contract did (frames refused, readiness held back,
+    /// drains that stalled).
+    pub fn driver_stats(&self) -> DriverStats {
+        self.driver.stats()
+    }
+
     /// Hash of the whole event trace: the driver's events and the host's
     /// internal events.
     pub fn trace_hash(&self) -> u64 {
@@ -433,6 +456,7 @@ impl Simulation {
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.sched.peek_time(),
+            (!self.refused.is_empty()).then(|| self.now()),
             self.engine.poll_timeout(),
             self.engine.host().poll_timeout(),
             self.guest.poll_at(),
@@ -514,53 +538,89 @@ impl Simulation {
         // happens at `now`.
         self.engine.host_mut().advance(now);
 
+        let Simulation {
+            sched,
+            engine,
+            driver,
+            refused,
+            guest,
+            to_guest,
+            trace,
+            capture,
+            counters,
+            host_events,
+            scratch,
+            retransmits,
+            ..
+        } = self;
+        let mut sink = LinkSink {
+            link: to_guest,
+            sched,
+            trace,
+            counters,
+            retransmits,
+            scratch,
+        };
+
+        // Guest frames refused earlier go first, in order.
+        while let Some((class, frame)) = refused.pop_front() {
+            if let Err(back) = offer(driver, engine, &mut sink, now, class, frame) {
+                refused.push_front(back);
+                break;
+            }
+        }
         let mut guest_got_frames = false;
-        while let Some((t, ev)) = self.sched.pop_due(now) {
-            self.trace.record_event(t, &ev);
-            self.counters.deliveries += 1;
+        while let Some((t, ev)) = sink.sched.pop_due(now) {
+            sink.trace.record_event(t, &ev);
+            sink.counters.deliveries += 1;
             match ev {
                 SimEvent::ToEngine(class, frame) => {
-                    self.counters.up.delivered[class as usize] += 1;
-                    self.engine.handle_frame(now, &frame);
+                    if !refused.is_empty() {
+                        refused.push_back((class, frame));
+                    } else if let Err(back) = offer(driver, engine, &mut sink, now, class, frame) {
+                        refused.push_back(back);
+                    }
                 }
                 SimEvent::ToGuest(class, frame) => {
-                    self.counters.down.delivered[class as usize] += 1;
-                    if let Some(w) = self.capture.as_mut() {
+                    sink.counters.down.delivered[class as usize] += 1;
+                    if let Some(w) = capture.as_mut() {
                         let _ = w.write(now.as_nanos(), &frame);
                     }
-                    self.guest.on_frame(now, &frame);
+                    guest.on_frame(now, &frame);
                     guest_got_frames = true;
                 }
             }
         }
-        let _ = self.sched.advance_to(now);
+        let _ = sink.sched.advance_to(now);
         // The frames delivered at this instant are one batch: what they
         // queued for the host (UDP datagrams) leaves now, batched.
-        self.engine.flush(now);
+        drained(driver.flush(engine, &mut sink, now));
 
-        self.host_events.clear();
-        self.engine.host_mut().take_events(&mut self.host_events);
-        for i in 0..self.host_events.len() {
-            let (token, r) = self.host_events[i];
-            self.scratch.clear();
-            self.scratch.push(2);
-            self.scratch.extend_from_slice(&token.0.to_le_bytes());
-            self.scratch.push(
+        host_events.clear();
+        engine.host_mut().take_events(host_events);
+        for &(token, r) in host_events.iter() {
+            // A report held back (no room for a read burst) comes again:
+            // the model's readiness is level-triggered.
+            if !drained(driver.host_event(engine, &mut sink, now, token, r)) {
+                continue;
+            }
+            sink.scratch.clear();
+            sink.scratch.push(2);
+            sink.scratch.extend_from_slice(&token.0.to_le_bytes());
+            sink.scratch.push(
                 u8::from(r.readable)
                     | u8::from(r.writable) << 1
                     | u8::from(r.read_closed) << 2
                     | u8::from(r.hangup) << 3
                     | u8::from(r.error) << 4,
             );
-            self.trace.record(now, &self.scratch);
-            self.counters.host_events += 1;
-            self.engine.handle_host_event(now, token, r);
+            sink.trace.record(now, sink.scratch);
+            sink.counters.host_events += 1;
         }
 
-        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-            self.trace.record(now, b"engine-timer");
-            self.counters.engine_timers += 1;
-            self.engine.handle_timeout(now);
+        if drained(driver.timers(engine, &mut sink, now)) {
+            sink.trace.record(now, b"engine-timer");
+            sink.counters.engine_timers += 1;
         }
 
         if guest_got_frames || self.guest.poll_at().is_some_and(|t| t <= now) {
@@ -593,23 +653,72 @@ impl Simulation {
     }
 
     fn drain_engine(&mut self, now: Instant) {
-        let txq = self.engine.tx_queue();
-        if txq.is_empty() {
-            return;
+        let mut sink = LinkSink {
+            link: &mut self.to_guest,
+            sched: &mut self.sched,
+            trace: &mut self.trace,
+            counters: &mut self.counters,
+            retransmits: &mut self.retransmits,
+            scratch: &mut self.scratch,
+        };
+        drained(self.driver.drain(&mut self.engine, &mut sink, now));
+    }
+}
+
+/// Hands `frame` to the engine through the driver; gives it back if the
+/// driver refused it (no room in the transmit queue).
+fn offer(
+    driver: &mut Driver,
+    engine: &mut Engine<SimHost>,
+    sink: &mut LinkSink<'_>,
+    now: Instant,
+    class: FrameClass,
+    frame: Vec<u8>,
+) -> Result<(), (FrameClass, Vec<u8>)> {
+    match drained(driver.guest_frame(engine, sink, now, &frame)) {
+        Admit::Taken => {
+            sink.counters.up.delivered[class as usize] += 1;
+            Ok(())
         }
-        let frames: Vec<Vec<u8>> = txq.iter().map(<[u8]>::to_vec).collect();
-        txq.clear();
-        for frame in frames {
+        Admit::Full => Err((class, frame)),
+    }
+}
+
+/// The value of a driver step whose sink cannot fail.
+pub(crate) fn drained<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// The driver's frame sink: the engine→guest link. It takes every frame
+/// (the link queues without bound), counting and tracing each.
+struct LinkSink<'a> {
+    link: &'a mut Link,
+    sched: &'a mut Scheduler<SimEvent>,
+    trace: &'a mut TraceHash,
+    counters: &'a mut SimCounters,
+    retransmits: &'a mut Retransmits,
+    scratch: &'a mut Vec<u8>,
+}
+
+impl FrameSink for LinkSink<'_> {
+    type Error = Infallible;
+
+    fn accept(&mut self, now: Instant, frames: &TxQueue) -> Result<usize, Infallible> {
+        for frame in frames.iter() {
             let class = self
                 .retransmits
-                .count_sent(&mut self.counters, Direction::Down, &frame);
+                .count_sent(self.counters, Direction::Down, frame);
             self.scratch.clear();
             self.scratch.push(4);
-            frame.encode_stable(&mut self.scratch);
-            self.trace.record(now, &self.scratch);
-            self.to_guest
-                .send(&mut self.sched, frame, |f| SimEvent::ToGuest(class, f));
+            frame.encode_stable(self.scratch);
+            self.trace.record(now, self.scratch);
+            self.link
+                .send(self.sched, frame.to_vec(), |f| SimEvent::ToGuest(class, f));
         }
+        Ok(frames.len())
     }
 }
 
