@@ -78,7 +78,7 @@ pub fn run(seed: u64, duration: Duration) -> anyhow::Result<DemoReport> {
     );
     let mut sched: Scheduler<Event> = Scheduler::new();
     let mut trace = TraceHash::new();
-    let mut guest = ScriptedGuest::new(&config, rng.child("guest").next_u64() as u32);
+    let mut guest = DemoGuest::new(&config, rng.child("guest").next_u64() as u32);
     let end = Instant::ZERO + duration;
     let mut report = DemoReport {
         transcript: String::new(),
@@ -262,8 +262,9 @@ fn describe_dhcpv6(out: &mut String, payload: &[u8]) {
     }
 }
 
-/// The scripted guest: a tiny state machine over the replies it expects.
-struct ScriptedGuest {
+/// The demo's guest: a tiny state machine over the replies it expects (a
+/// fixed client, not the script dialect's `ScriptGuest`).
+struct DemoGuest {
     gw4: Ipv4Addr,
     gw6: Ipv6Addr,
     link_local: Ipv6Addr,
@@ -275,9 +276,9 @@ struct ScriptedGuest {
     solicit_sent: bool,
 }
 
-impl ScriptedGuest {
+impl DemoGuest {
     fn new(config: &Config, xid: u32) -> Self {
-        ScriptedGuest {
+        DemoGuest {
             gw4: config
                 .ipv4
                 .as_ref()

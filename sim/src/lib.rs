@@ -66,7 +66,7 @@ pub mod sched;
 pub mod seed;
 pub mod simulation;
 
-pub use fault::{DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams, Verdict};
+pub use fault::{Decision, DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams};
 pub use host::{RemoteHostConfig, SimHost, SimHostConfig, SimWorld};
 pub use link::{Delivery, Link, LinkConfig, LinkCounters};
 pub use sched::{EventId, Scheduler, StableEncode, TraceHash};

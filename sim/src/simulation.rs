@@ -4,7 +4,7 @@
 //! # What this module owns
 //!
 //! [`Simulation`] owns the [`Scheduler`] of link deliveries, the
-//! `Engine<SimHost>` under test, the [`Guest`] (smoltcp or scripted) and
+//! `Engine<SimHost>` under test, the [`SimGuest`] (smoltcp or scripted) and
 //! the two [`Link`]s between guest and engine (each with its fault chain).
 //! The engine is fed through the driver contract
 //! ([`passt_engine::driver::Driver`]), as every driver of the engine is,
@@ -49,7 +49,7 @@ use passt_engine::host_io::Token;
 use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
 use passt_engine::{Config, ConfigError, Engine, Instant, Readiness, TxQueue};
 
-use crate::guest::Guest;
+use crate::guest::SimGuest;
 use crate::host::SimHost;
 use crate::link::Link;
 use crate::pcap::PcapWriter;
@@ -320,7 +320,7 @@ pub struct Simulation {
     driver: Driver,
     /// Guest frames the driver refused, offered again first (in order).
     refused: VecDeque<(FrameClass, Vec<u8>)>,
-    guest: Guest,
+    guest: SimGuest,
     to_engine: Link,
     to_guest: Link,
     trace: TraceHash,
@@ -350,7 +350,7 @@ impl Simulation {
         config: Config,
         host: SimHost,
         engine_seed: u64,
-        guest: Guest,
+        guest: SimGuest,
         to_engine: Link,
         to_guest: Link,
     ) -> Result<Self, ConfigError> {
@@ -414,7 +414,7 @@ impl Simulation {
     }
 
     /// The guest.
-    pub fn guest(&self) -> &Guest {
+    pub fn guest(&self) -> &SimGuest {
         &self.guest
     }
 
@@ -764,7 +764,7 @@ mod tests {
             Config::example(),
             SimHost::with_seed(1),
             1,
-            Guest::Script(Box::new(ScriptGuest::new(
+            SimGuest::Script(Box::new(ScriptGuest::new(
                 script,
                 MacAddr::PASST_DEFAULT,
                 Instant::ZERO,

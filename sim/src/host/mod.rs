@@ -65,7 +65,8 @@ mod world;
 
 pub use remote::{AppConn, AppStatus, DatagramApp, RemoteSock, RemoteTcpState, StreamApp};
 pub use services::{
-    RemoteService, Script, ScriptReport, ScriptStatus, ServiceOptions, SinkStats, Step,
+    PeerScript, PeerScriptReport, PeerScriptStatus, PeerStep, RemoteService, ServiceOptions,
+    SinkStats,
 };
 pub use world::SimWorld;
 

@@ -4,7 +4,7 @@
 //! Each runs as a [`StreamApp`] per connection. They are written as
 //! nonblocking programs: read what is there, write what fits, and wait to
 //! be polled again. Observations (byte counts, script outcome) go to shared
-//! handles ([`SinkStats`], [`ScriptReport`]) the test keeps.
+//! handles ([`SinkStats`], [`PeerScriptReport`]) the test keeps.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -165,7 +165,7 @@ pub enum RemoteService {
         body_len: usize,
     },
     /// Runs a script on every connection.
-    Scripted(Script),
+    Scripted(PeerScript),
     /// A service with changed manners (see [`ServiceOptions`]).
     WithOptions(Box<RemoteService>, ServiceOptions),
     /// Any other program.
@@ -518,7 +518,7 @@ impl StreamApp for Http {
 
 /// One step of a scripted peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
+pub enum PeerStep {
     /// Writes these bytes (waiting for send space as needed).
     Send(Vec<u8>),
     /// Reads exactly these bytes; anything else fails the script.
@@ -537,7 +537,7 @@ pub enum Step {
 
 /// Where a script stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScriptStatus {
+pub enum PeerScriptStatus {
     /// Not started (no connection yet).
     Pending,
     /// Running at this step.
@@ -554,25 +554,25 @@ pub enum ScriptStatus {
 }
 
 #[derive(Debug)]
-struct ScriptLog {
-    status: ScriptStatus,
+struct PeerScriptLog {
+    status: PeerScriptStatus,
     received: Vec<u8>,
     runs: u32,
 }
 
 /// The outcome of a script's runs, shared with the test.
 #[derive(Clone, Debug)]
-pub struct ScriptReport(Arc<Mutex<ScriptLog>>);
+pub struct PeerScriptReport(Arc<Mutex<PeerScriptLog>>);
 
-impl ScriptReport {
-    fn with<R>(&self, f: impl FnOnce(&mut ScriptLog) -> R) -> R {
+impl PeerScriptReport {
+    fn with<R>(&self, f: impl FnOnce(&mut PeerScriptLog) -> R) -> R {
         match self.0.lock() {
             Ok(mut g) => f(&mut g),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
     /// Status of the latest run.
-    pub fn status(&self) -> ScriptStatus {
+    pub fn status(&self) -> PeerScriptStatus {
         self.with(|l| l.status.clone())
     }
     /// Every byte the script read (all runs).
@@ -587,21 +587,21 @@ impl ScriptReport {
 
 /// A scripted peer: steps run in order on one connection.
 #[derive(Clone, Debug)]
-pub struct Script {
-    steps: Vec<Step>,
+pub struct PeerScript {
+    steps: Vec<PeerStep>,
     /// How long an `Expect`/`ExpectEof` may wait.
     expect_timeout: Duration,
-    report: ScriptReport,
+    report: PeerScriptReport,
 }
 
-impl Script {
+impl PeerScript {
     /// A script of `steps`; expectations time out after 10 s virtual.
-    pub fn new(steps: Vec<Step>) -> Self {
-        Script {
+    pub fn new(steps: Vec<PeerStep>) -> Self {
+        PeerScript {
             steps,
             expect_timeout: Duration::from_secs(10),
-            report: ScriptReport(Arc::new(Mutex::new(ScriptLog {
-                status: ScriptStatus::Pending,
+            report: PeerScriptReport(Arc::new(Mutex::new(PeerScriptLog {
+                status: PeerScriptStatus::Pending,
                 received: Vec::new(),
                 runs: 0,
             }))),
@@ -615,7 +615,7 @@ impl Script {
     }
 
     /// The shared report.
-    pub fn report(&self) -> ScriptReport {
+    pub fn report(&self) -> PeerScriptReport {
         self.report.clone()
     }
 
@@ -623,9 +623,9 @@ impl Script {
     pub fn into_app(self) -> Box<dyn StreamApp> {
         self.report.with(|l| {
             l.runs += 1;
-            l.status = ScriptStatus::Pending;
+            l.status = PeerScriptStatus::Pending;
         });
-        Box::new(ScriptApp {
+        Box::new(PeerScriptApp {
             script: self,
             step: 0,
             progress: 0,
@@ -635,8 +635,8 @@ impl Script {
     }
 }
 
-struct ScriptApp {
-    script: Script,
+struct PeerScriptApp {
+    script: PeerScript,
     step: usize,
     /// Bytes of the current Send written / Expect matched.
     progress: usize,
@@ -644,12 +644,12 @@ struct ScriptApp {
     deadline: Option<passt_engine::Instant>,
 }
 
-impl ScriptApp {
+impl PeerScriptApp {
     fn fail(&mut self, c: &mut AppConn<'_>, reason: String) -> AppStatus {
         let step = self.step;
         self.script
             .report
-            .with(|l| l.status = ScriptStatus::Failed { step, reason });
+            .with(|l| l.status = PeerScriptStatus::Failed { step, reason });
         c.reset();
         AppStatus::Done
     }
@@ -662,7 +662,7 @@ impl ScriptApp {
         let step = self.step;
         self.script
             .report
-            .with(|l| l.status = ScriptStatus::Running(step));
+            .with(|l| l.status = PeerScriptStatus::Running(step));
     }
 
     fn arm(&mut self, c: &mut AppConn<'_>, d: Duration) {
@@ -678,7 +678,7 @@ impl ScriptApp {
     }
 }
 
-impl StreamApp for ScriptApp {
+impl StreamApp for PeerScriptApp {
     fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
         match c.state() {
             RemoteTcpState::Connecting => return AppStatus::Continue,
@@ -691,17 +691,19 @@ impl StreamApp for ScriptApp {
         if self.step == 0 && self.progress == 0 {
             self.script
                 .report
-                .with(|l| l.status = ScriptStatus::Running(0));
+                .with(|l| l.status = PeerScriptStatus::Running(0));
         }
         let mut buf = [0u8; 4096];
         for _ in 0..100_000 {
             let Some(step) = self.script.steps.get(self.step).cloned() else {
-                self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                self.script
+                    .report
+                    .with(|l| l.status = PeerScriptStatus::Passed);
                 c.close();
                 return AppStatus::Done;
             };
             match step {
-                Step::Send(data) => {
+                PeerStep::Send(data) => {
                     while self.progress < data.len() {
                         match c.write(&data[self.progress..]) {
                             Ok(n) => self.progress += n,
@@ -711,7 +713,7 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
-                Step::Expect(want) => {
+                PeerStep::Expect(want) => {
                     self.arm(c, self.script.expect_timeout);
                     while self.got.len() < want.len() {
                         let room = (want.len() - self.got.len()).min(buf.len());
@@ -740,7 +742,7 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
-                Step::ExpectEof => {
+                PeerStep::ExpectEof => {
                     self.arm(c, self.script.expect_timeout);
                     match c.read(&mut buf) {
                         Ok(0) => self.next(),
@@ -754,7 +756,7 @@ impl StreamApp for ScriptApp {
                         Err(e) => return self.fail(c, format!("read: {e:?}")),
                     }
                 }
-                Step::Wait(d) => {
+                PeerStep::Wait(d) => {
                     if self.deadline.is_none() {
                         self.arm(c, d);
                         return AppStatus::Continue;
@@ -764,21 +766,25 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
-                Step::ShutdownWrite => {
+                PeerStep::ShutdownWrite => {
                     if let Err(e) = c.shutdown_write() {
                         return self.fail(c, format!("shutdown: {e:?}"));
                     }
                     self.next();
                 }
-                Step::Close => {
+                PeerStep::Close => {
                     self.next();
-                    self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                    self.script
+                        .report
+                        .with(|l| l.status = PeerScriptStatus::Passed);
                     c.close();
                     return AppStatus::Done;
                 }
-                Step::Reset => {
+                PeerStep::Reset => {
                     self.next();
-                    self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                    self.script
+                        .report
+                        .with(|l| l.status = PeerScriptStatus::Passed);
                     c.reset();
                     return AppStatus::Done;
                 }

@@ -62,7 +62,7 @@ use passt_engine::runtime::RealHost;
 use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
 use passt_engine::{Config, Engine, Instant, Readiness, Token, TxQueue};
 
-use crate::guest::{Guest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec};
+use crate::guest::{SimGuest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec};
 use crate::link::{Link, LinkConfig};
 use crate::pcap::PcapWriter;
 use crate::scenario::{RunReport, Scenario, ScenarioError, secs};
@@ -597,7 +597,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
         g.static_v4 = Some((v4.addr, v4.prefix_len, v4.gateway));
     }
     g.workloads = specs;
-    let mut guest = Guest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO)));
+    let mut guest = SimGuest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO)));
     let link_cfg = LinkConfig {
         bandwidth_bps: sc.link.bandwidth,
         latency: secs(sc.link.latency, 0.0001, "link.latency")?,
