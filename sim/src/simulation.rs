@@ -25,10 +25,14 @@
 //! 5. the guest runs, and what it sends enters the guest→engine link;
 //! 6. the engine's transmit queue is drained into the engine→guest link.
 //!
-//! The link queues without bound (a guest that reads continuously), so the
-//! driver never has to refuse a guest frame; a burst bigger than the
-//! transmit queue is drained into the link in the middle of the step
-//! instead of overflowing the queue.
+//! By default the link queues without bound (a guest that reads
+//! continuously): a burst bigger than the transmit queue is drained into
+//! the link in the middle of the step instead of overflowing the queue.
+//! [`Simulation::limit_guest_rx`] bounds the frames in flight towards the
+//! guest, as a guest's socket buffer does: the link then takes no more
+//! beyond it, and the driver stops taking guest frames (kept, in order,
+//! and offered again once frames reach the guest) and holds host readiness
+//! back, as the real event loop does.
 //!
 //! Every processed event (deliveries, engine timers, host readiness, frames
 //! sent by either side) is folded into a [`TraceHash`]; the host's own
@@ -320,6 +324,10 @@ pub struct Simulation {
     driver: Driver,
     /// Guest frames the driver refused, offered again first (in order).
     refused: VecDeque<(FrameClass, Vec<u8>)>,
+    /// Most frames in flight on the engine→guest link (`None`: no bound).
+    guest_rx_limit: Option<usize>,
+    /// Deliveries to the guest scheduled and not yet made.
+    to_guest_in_flight: usize,
     guest: SimGuest,
     to_engine: Link,
     to_guest: Link,
@@ -361,6 +369,8 @@ impl Simulation {
             engine,
             driver,
             refused: VecDeque::new(),
+            guest_rx_limit: None,
+            to_guest_in_flight: 0,
             guest,
             to_engine,
             to_guest,
@@ -433,6 +443,13 @@ impl Simulation {
         &self.counters
     }
 
+    /// Bounds the frames in flight towards the guest (sent into the
+    /// engine→guest link, not yet delivered) at `frames` (at least one), as
+    /// a guest's socket buffer would: see the [module docs](self).
+    pub fn limit_guest_rx(&mut self, frames: usize) {
+        self.guest_rx_limit = Some(frames.max(1));
+    }
+
     /// What the driver contract did (frames refused, readiness held back,
     /// drains that stalled).
     pub fn driver_stats(&self) -> DriverStats {
@@ -456,7 +473,9 @@ impl Simulation {
     pub fn next_deadline(&self) -> Option<Instant> {
         [
             self.sched.peek_time(),
-            (!self.refused.is_empty()).then(|| self.now()),
+            // Refused guest frames wait for the guest to take frames (a
+            // delivery) while the driver is held back, else go now.
+            (!self.refused.is_empty() && !self.driver.backpressured()).then(|| self.now()),
             self.engine.poll_timeout(),
             self.engine.host().poll_timeout(),
             self.guest.poll_at(),
@@ -551,6 +570,8 @@ impl Simulation {
             host_events,
             scratch,
             retransmits,
+            guest_rx_limit,
+            to_guest_in_flight,
             ..
         } = self;
         let mut sink = LinkSink {
@@ -560,15 +581,10 @@ impl Simulation {
             counters,
             retransmits,
             scratch,
+            limit: *guest_rx_limit,
+            in_flight: to_guest_in_flight,
         };
 
-        // Guest frames refused earlier go first, in order.
-        while let Some((class, frame)) = refused.pop_front() {
-            if let Err(back) = offer(driver, engine, &mut sink, now, class, frame) {
-                refused.push_front(back);
-                break;
-            }
-        }
         let mut guest_got_frames = false;
         while let Some((t, ev)) = sink.sched.pop_due(now) {
             sink.trace.record_event(t, &ev);
@@ -582,6 +598,7 @@ impl Simulation {
                     }
                 }
                 SimEvent::ToGuest(class, frame) => {
+                    *sink.in_flight = sink.in_flight.saturating_sub(1);
                     sink.counters.down.delivered[class as usize] += 1;
                     if let Some(w) = capture.as_mut() {
                         let _ = w.write(now.as_nanos(), &frame);
@@ -592,6 +609,14 @@ impl Simulation {
             }
         }
         let _ = sink.sched.advance_to(now);
+        // Guest frames refused earlier (and those that arrived behind
+        // them), in order, now that the guest may have taken frames.
+        while let Some((class, frame)) = refused.pop_front() {
+            if let Err(back) = offer(driver, engine, &mut sink, now, class, frame) {
+                refused.push_front(back);
+                break;
+            }
+        }
         // The frames delivered at this instant are one batch: what they
         // queued for the host (UDP datagrams) leaves now, batched.
         drained(driver.flush(engine, &mut sink, now));
@@ -599,10 +624,11 @@ impl Simulation {
         host_events.clear();
         engine.host_mut().take_events(host_events);
         for &(token, r) in host_events.iter() {
-            // A report held back (no room for a read burst) comes again:
+            // A report held back (no room for a read burst, and the guest
+            // takes no more frames this step) comes again, as do the rest:
             // the model's readiness is level-triggered.
             if !drained(driver.host_event(engine, &mut sink, now, token, r)) {
-                continue;
+                break;
             }
             sink.scratch.clear();
             sink.scratch.push(2);
@@ -660,6 +686,8 @@ impl Simulation {
             counters: &mut self.counters,
             retransmits: &mut self.retransmits,
             scratch: &mut self.scratch,
+            limit: self.guest_rx_limit,
+            in_flight: &mut self.to_guest_in_flight,
         };
         drained(self.driver.drain(&mut self.engine, &mut sink, now));
     }
@@ -692,8 +720,9 @@ pub(crate) fn drained<T>(r: Result<T, Infallible>) -> T {
     }
 }
 
-/// The driver's frame sink: the engine→guest link. It takes every frame
-/// (the link queues without bound), counting and tracing each.
+/// The driver's frame sink: the engine→guest link, counting and tracing
+/// every frame it takes. It takes every frame, or with a `limit` as many
+/// as keep the deliveries in flight within it.
 struct LinkSink<'a> {
     link: &'a mut Link,
     sched: &'a mut Scheduler<SimEvent>,
@@ -701,13 +730,19 @@ struct LinkSink<'a> {
     counters: &'a mut SimCounters,
     retransmits: &'a mut Retransmits,
     scratch: &'a mut Vec<u8>,
+    limit: Option<usize>,
+    in_flight: &'a mut usize,
 }
 
 impl FrameSink for LinkSink<'_> {
     type Error = Infallible;
 
     fn accept(&mut self, now: Instant, frames: &TxQueue) -> Result<usize, Infallible> {
-        for frame in frames.iter() {
+        let room = self
+            .limit
+            .map_or(usize::MAX, |l| l.saturating_sub(*self.in_flight));
+        let take = frames.len().min(room);
+        for frame in frames.iter().take(take) {
             let class = self
                 .retransmits
                 .count_sent(self.counters, Direction::Down, frame);
@@ -715,10 +750,11 @@ impl FrameSink for LinkSink<'_> {
             self.scratch.push(4);
             frame.encode_stable(self.scratch);
             self.trace.record(now, self.scratch);
-            self.link
+            *self.in_flight += self
+                .link
                 .send(self.sched, frame.to_vec(), |f| SimEvent::ToGuest(class, f));
         }
-        Ok(frames.len())
+        Ok(take)
     }
 }
 
