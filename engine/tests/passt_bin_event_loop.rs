@@ -205,3 +205,108 @@ fn probing_skips_live_sockets() {
     drop(t);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A who-has for the example configuration's gateway, length-prefixed.
+fn arp_request_prefixed() -> Vec<u8> {
+    use passt_engine::wire::{self, ArpOperation, ArpRepr};
+    let mac = passt_engine::MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    let mut buf = vec![0; 64];
+    let n = wire::build_arp(
+        &mut buf,
+        mac,
+        passt_engine::MacAddr::BROADCAST,
+        &ArpRepr {
+            operation: ArpOperation::Request,
+            sender_hw: mac,
+            sender_ip: std::net::Ipv4Addr::new(192, 0, 2, 15),
+            target_hw: passt_engine::MacAddr([0; 6]),
+            target_ip: std::net::Ipv4Addr::new(192, 0, 2, 1),
+        },
+    )
+    .unwrap();
+    prefixed(&buf[..n])
+}
+
+/// Complete length-prefixed frames at the front of `buf` (removed).
+fn count_frames(buf: &mut Vec<u8>) -> usize {
+    let mut at = 0;
+    let mut n = 0;
+    while buf.len() - at >= 4 {
+        let len = u32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+        if buf.len() - at - 4 < len {
+            break;
+        }
+        at += 4 + len;
+        n += 1;
+    }
+    buf.drain(..at);
+    n
+}
+
+#[test]
+fn a_guest_that_stops_reading_holds_intake_back_and_loses_no_reply() {
+    const REQUESTS: usize = 20_000;
+    let mut config = Config::example();
+    config.ipv6 = None;
+    config.tx_queue_frames = 16;
+    let engine = Engine::new(config, RealHost::new().unwrap(), 7).unwrap();
+    let (ours, mut guest) = UnixStream::pair().unwrap();
+    let mut lp = EventLoop::new(engine, StreamTransport::connected(ours).unwrap()).unwrap();
+    guest.set_nonblocking(true).unwrap();
+    let stream: Vec<u8> = (0..REQUESTS).flat_map(|_| arp_request_prefixed()).collect();
+
+    // The guest writes and never reads: the replies fill the socket, then
+    // the queue, and the loop must stop taking requests.
+    let mut written = 0;
+    for _ in 0..10_000 {
+        match guest.write(&stream[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => panic!("write: {e}"),
+        }
+        lp.iterate(Some(Duration::from_millis(1))).unwrap();
+        if lp.driver_stats().guest_frames_refused > 0 && written < stream.len() {
+            break;
+        }
+    }
+    assert!(
+        lp.driver_stats().guest_frames_refused > 0,
+        "the loop held guest frames back: {:?}",
+        lp.driver_stats()
+    );
+    assert!(written < stream.len(), "the guest's writes were held back");
+    assert_eq!(
+        lp.engine()
+            .counters()
+            .drops(passt_engine::DropReason::TxQueueFull),
+        0
+    );
+
+    // The guest reads again: every request is answered.
+    let mut replies = 0;
+    let mut inbox = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let end = Instant::now() + Duration::from_secs(30);
+    while replies < REQUESTS && Instant::now() < end {
+        if written < stream.len() {
+            match guest.write(&stream[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        lp.iterate(Some(Duration::from_millis(1))).unwrap();
+        loop {
+            match guest.read(&mut chunk) {
+                Ok(0) => panic!("the loop closed the guest"),
+                Ok(n) => inbox.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        replies += count_frames(&mut inbox);
+    }
+    assert_eq!(replies, REQUESTS);
+    assert_eq!(lp.stats().frames_from_guest, REQUESTS as u64);
+    assert_eq!(lp.engine().counters().total_drops(), 0);
+}

@@ -308,11 +308,13 @@ impl<T: GuestTransport> EventLoop<T> {
     /// flush, the host's readiness, due timers and a drain.
     pub fn iterate(&mut self, max_wait: Option<Duration>) -> Result<Option<ExitReason>, LoopError> {
         let now = clock::now();
-        if let Some(reason) = self.finish_round(now)? {
+        // Frames left in the transport's buffer while the queue was full
+        // (before the drain, so that what they queue is sent or asks for
+        // writability).
+        if let Some(reason) = self.take_guest_frames(now, false)? {
             return Ok(Some(reason));
         }
-        // Frames left in the transport's buffer while the queue was full.
-        if let Some(reason) = self.take_guest_frames(now, false)? {
+        if let Some(reason) = self.finish_round(now)? {
             return Ok(Some(reason));
         }
         let timer_wait =
@@ -321,6 +323,10 @@ impl<T: GuestTransport> EventLoop<T> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if self.guest_input_waiting() {
+            // Buffered frames no descriptor will report: take them next round.
+            wait = Some(Duration::ZERO);
+        }
         if self.driver.backpressured()
             && let Some(guest) = self.transport.guest_fd()
         {
@@ -420,6 +426,17 @@ impl<T: GuestTransport> EventLoop<T> {
             }
         }
         Ok(exit)
+    }
+
+    /// Whether the transport holds a complete guest frame that the queue
+    /// has room for now.
+    fn guest_input_waiting(&mut self) -> bool {
+        if !self.driver.has_room(&mut self.engine) {
+            return false;
+        }
+        self.transport
+            .halves()
+            .is_some_and(|(rx, _)| rx.peek_frame().is_ok_and(|f| f.is_some()))
     }
 
     /// The engine, the driver and a sink to the guest, borrowed together.
