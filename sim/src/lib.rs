@@ -67,6 +67,7 @@ pub mod seed;
 pub mod simulation;
 
 pub use fault::{Decision, DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams};
+pub use guest::SimGuest;
 pub use host::{RemoteHostConfig, SimHost, SimHostConfig, SimWorld};
 pub use link::{Delivery, Link, LinkConfig, LinkCounters};
 pub use sched::{EventId, Scheduler, StableEncode, TraceHash};
