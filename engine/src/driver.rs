@@ -31,7 +31,7 @@
 //! delivered only while that many frames fit (or the whole queue, if it is
 //! smaller). Work beyond that (a TCP flow sending a window's worth) is
 //! bounded by the engine itself, which asks the queue for room before
-//! reading from a socket ([`TxQueue::has_room_for`]).
+//! reading from a socket ([`TxQueue::room_for`]).
 //! While [`Driver::backpressured`] holds, a driver should wait for the sink
 //! to accept more (the guest transport becoming writable) rather than for
 //! input it would not take.
@@ -154,7 +154,7 @@ impl Driver {
     /// empty queue always has room) of the largest size fit in `queue`.
     fn fits(&self, queue: &TxQueue, frames: usize) -> bool {
         let capacity = queue.len() + queue.free_frames();
-        queue.has_room_for(self.frame_room) && queue.free_frames() >= frames.min(capacity)
+        queue.room_for(self.frame_room) > 0 && queue.free_frames() >= frames.min(capacity)
     }
 
     /// Makes room for one more guest frame, draining into `sink` if

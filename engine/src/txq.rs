@@ -79,15 +79,15 @@ impl TxQueue {
         self.arena.len() - self.used
     }
 
-    /// Frame slots free.
+    /// Frames that can still be queued (whatever their size).
     pub fn free_frames(&self) -> usize {
         self.max_frames - self.frames.len()
     }
 
-    /// Whether a frame of `len` bytes would fit now (a free slot and the
-    /// bytes): what drivers and host reads ask before taking more work.
-    pub fn has_room_for(&self, len: usize) -> bool {
-        self.free_frames() > 0 && self.free_bytes() >= len
+    /// How many more frames of up to `max_len` bytes certainly fit.
+    pub fn room_for(&self, max_len: usize) -> usize {
+        self.free_frames()
+            .min(self.free_bytes().checked_div(max_len).unwrap_or(usize::MAX))
     }
 
     /// The `i`-th waiting frame.
@@ -157,12 +157,25 @@ mod tests {
         q.push(&[1; 4]).unwrap();
         q.push(&[2; 4]).unwrap();
         assert_eq!(q.push(&[3; 1]), Err(TxQueueFull));
-        assert!(!q.has_room_for(1));
-        assert_eq!(q.free_frames(), 0);
         q.clear();
-        assert!(q.has_room_for(10) && !q.has_room_for(11));
         q.push(&[4; 8]).unwrap();
         assert_eq!(q.push(&[5; 3]), Err(TxQueueFull));
+    }
+
+    #[test]
+    fn room_counts_the_frames_that_certainly_fit() {
+        let mut q = TxQueue::new(3, 100);
+        assert_eq!(q.room_for(30), 3, "bounded by frames");
+        assert_eq!(q.room_for(40), 2, "bounded by bytes");
+        q.push(&[0; 50]).unwrap();
+        assert_eq!(q.free_frames(), 2);
+        assert_eq!(q.room_for(40), 1);
+        assert_eq!(q.room_for(51), 0);
+        q.push(&[0; 1]).unwrap();
+        q.push(&[0; 1]).unwrap();
+        assert_eq!(q.room_for(1), 0, "no frame left");
+        q.consume(1);
+        assert_eq!(q.room_for(40), 1);
     }
 
     #[test]

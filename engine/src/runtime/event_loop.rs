@@ -303,9 +303,11 @@ impl<T: GuestTransport> EventLoop<T> {
         }
     }
 
-    /// One round: due timers and a drain; a wait of at most `max_wait`
-    /// (`None`: until something happens); then the guest's frames, a
-    /// flush, the host's readiness, due timers and a drain.
+    /// One round: guest frames left in the transport's buffer, due timers
+    /// and a drain; a wait of at most `max_wait` (`None`: until something
+    /// happens; only for the guest to become writable while backpressured;
+    /// none while buffered frames can be taken); then the guest's frames,
+    /// a flush, the host's readiness, due timers and a drain.
     pub fn iterate(&mut self, max_wait: Option<Duration>) -> Result<Option<ExitReason>, LoopError> {
         let now = clock::now();
         // Frames left in the transport's buffer while the queue was full
@@ -518,6 +520,7 @@ impl<T: GuestTransport> EventLoop<T> {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(why) => {
+                        log_warn!("{why} from the guest: resetting the connection");
                         sink.stats.framing_resets += 1;
                         gone = Some(why);
                         break 'reads;

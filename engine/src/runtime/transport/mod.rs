@@ -52,7 +52,8 @@ pub trait GuestRx {
     /// The next complete frame received, left in place until
     /// [`GuestRx::pop_frame`] (so a frame the engine cannot take yet waits
     /// here). `Err` with a reason when the stream is corrupt and the
-    /// connection must be reset.
+    /// connection must be reset; the caller logs it. No side effects: it
+    /// may be called again before the frame is taken.
     fn peek_frame(&mut self) -> Result<Option<&[u8]>, String>;
 
     /// Drops the frame [`GuestRx::peek_frame`] returned.

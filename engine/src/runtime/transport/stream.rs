@@ -271,10 +271,7 @@ impl GuestRx for StreamRx {
     fn peek_frame(&mut self) -> Result<Option<&[u8]>, String> {
         self.reader
             .peek_frame()
-            .map_err(|FramingError::BadLength(n)| {
-                log_warn!("bad frame length {n} from the guest: resetting the connection");
-                "bad frame length".to_string()
-            })
+            .map_err(|FramingError::BadLength(n)| format!("bad frame length {n}"))
     }
 
     fn pop_frame(&mut self) {
