@@ -8,25 +8,30 @@
 //! gateway by NDP, and asks DHCPv6 for an address with Rapid Commit. Every
 //! frame crosses a simulated link (1 ms each way) driven by the
 //! discrete-event [`Scheduler`]; the engine's own timers (periodic router
-//! advertisements) fire in the same virtual time. The run is deterministic:
-//! the same seed gives the same transcript and the same trace hash.
+//! advertisements) fire in the same virtual time. The engine is fed
+//! through the driver contract ([`Driver`]), the engine→guest link being
+//! its frame sink. The run is deterministic: the same seed gives the same
+//! transcript and the same trace hash.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use dhcproto::{Decodable, Decoder, Encodable, v4, v6};
+use passt_engine::driver::{Admit, Driver, FrameSink};
 use passt_engine::host_io::NoHost;
 use passt_engine::wire::icmpv6::{NdpOption, NdpOptions, NdpRepr};
 use passt_engine::wire::{
     self, ArpOperation, ArpRepr, Icmpv6Repr, IpRepr, Ipv4Repr, Ipv6Repr, L3, L4, UdpRepr,
 };
-use passt_engine::{Config, Engine, Instant, MacAddr};
+use passt_engine::{Config, Engine, Instant, MacAddr, TxQueue};
 
 use crate::fault::FaultChain;
 use crate::link::{Link, LinkConfig};
 use crate::sched::{Scheduler, StableEncode, TraceHash};
 use crate::seed::SimRng;
+use crate::simulation::drained;
 
 /// The guest's MAC in the demo.
 pub const GUEST_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x15]);
@@ -62,6 +67,7 @@ enum Event {
 pub fn run(seed: u64, duration: Duration) -> anyhow::Result<DemoReport> {
     let config = Config::example();
     let mut engine = Engine::new(config.clone(), NoHost, seed)?;
+    let mut driver = Driver::for_config(&config);
     let rng = SimRng::from_seed(seed);
     let link_cfg = LinkConfig::new(1_000_000_000, Duration::from_millis(1));
     let mut to_engine = Link::new("guest->engine", link_cfg, FaultChain::new(rng.child("up")));
@@ -72,7 +78,7 @@ pub fn run(seed: u64, duration: Duration) -> anyhow::Result<DemoReport> {
     );
     let mut sched: Scheduler<Event> = Scheduler::new();
     let mut trace = TraceHash::new();
-    let mut guest = ScriptedGuest::new(&config, rng.child("guest").next_u64() as u32);
+    let mut guest = DemoGuest::new(&config, rng.child("guest").next_u64() as u32);
     let end = Instant::ZERO + duration;
     let mut report = DemoReport {
         transcript: String::new(),
@@ -102,16 +108,27 @@ pub fn run(seed: u64, duration: Duration) -> anyhow::Result<DemoReport> {
         if at > end {
             break;
         }
-        if is_timer {
+        let now = if is_timer {
             sched.advance_to(at).ok();
             trace.record(at, b"engine-timer");
-            engine.handle_timeout(at);
+            let mut sink = LinkSink(&mut to_guest, &mut sched);
+            drained(driver.timers(&mut engine, &mut sink, at));
+            at
         } else {
             let Some((now, event)) = sched.pop_next_traced(&mut trace) else {
                 break;
             };
             match event {
-                Event::ToEngine(frame) => engine.handle_frame(now, &frame),
+                Event::ToEngine(frame) => {
+                    let mut sink = LinkSink(&mut to_guest, &mut sched);
+                    let admit = drained(driver.guest_frame(&mut engine, &mut sink, now, &frame));
+                    drained(driver.flush(&mut engine, &mut sink, now));
+                    if admit == Admit::Full {
+                        // Offered again once the queue has drained (the
+                        // link takes every frame, so at the latest then).
+                        sched.schedule(now, Event::ToEngine(frame));
+                    }
+                }
                 Event::ToGuest(frame) => {
                     log(&mut report.transcript, now, "guest  <", &frame);
                     for reply in guest.on_frame(&frame, &mut report) {
@@ -120,16 +137,28 @@ pub fn run(seed: u64, duration: Duration) -> anyhow::Result<DemoReport> {
                     }
                 }
             }
-        }
-        let frames: Vec<Vec<u8>> = engine.tx_queue().iter().map(<[u8]>::to_vec).collect();
-        engine.tx_queue().clear();
-        for f in frames {
-            to_guest.send(&mut sched, f, Event::ToGuest);
-        }
+            now
+        };
+        drained(driver.drain(&mut engine, &mut LinkSink(&mut to_guest, &mut sched), now));
     }
     report.trace_hash = trace.value();
     report.counters = engine.counters().clone();
     Ok(report)
+}
+
+/// The driver's frame sink: the engine→guest link, which takes every
+/// frame.
+struct LinkSink<'a>(&'a mut Link, &'a mut Scheduler<Event>);
+
+impl FrameSink for LinkSink<'_> {
+    type Error = Infallible;
+
+    fn accept(&mut self, _now: Instant, frames: &TxQueue) -> Result<usize, Infallible> {
+        for frame in frames.iter() {
+            self.0.send(self.1, frame.to_vec(), Event::ToGuest);
+        }
+        Ok(frames.len())
+    }
 }
 
 fn log(out: &mut String, at: Instant, dir: &str, frame: &[u8]) {
@@ -233,8 +262,9 @@ fn describe_dhcpv6(out: &mut String, payload: &[u8]) {
     }
 }
 
-/// The scripted guest: a tiny state machine over the replies it expects.
-struct ScriptedGuest {
+/// The demo's guest: a tiny state machine over the replies it expects (a
+/// fixed client, not the script dialect's `ScriptGuest`).
+struct DemoGuest {
     gw4: Ipv4Addr,
     gw6: Ipv6Addr,
     link_local: Ipv6Addr,
@@ -246,9 +276,9 @@ struct ScriptedGuest {
     solicit_sent: bool,
 }
 
-impl ScriptedGuest {
+impl DemoGuest {
     fn new(config: &Config, xid: u32) -> Self {
-        ScriptedGuest {
+        DemoGuest {
             gw4: config
                 .ipv4
                 .as_ref()

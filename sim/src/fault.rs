@@ -5,7 +5,7 @@
 //! # What this module owns
 //!
 //! A [`FaultRule`] looks at one frame (its bytes and the virtual time it
-//! reaches the rule) and returns a [`Verdict`]: pass, delay, drop, duplicate,
+//! reaches the rule) and returns a [`Decision`]: pass, delay, drop, duplicate,
 //! corrupt one bit, truncate, or hold until a [`HoldHandle`] releases it.
 //! Stock rules: [`BernoulliLoss`], [`GilbertElliott`] burst loss, [`Latency`]
 //! with [`Jitter`], [`Duplication`], [`Corruption`], [`TokenBucket`] rate
@@ -47,7 +47,7 @@
 //!   accumulated before the hold counts as spent waiting).
 //!
 //! Every stock rule consumes a fixed number of random draws per frame,
-//! whatever its parameters, so a verdict sequence is a pure function of
+//! whatever its parameters, so a decision sequence is a pure function of
 //! (seed, rule parameters, frame sizes and times).
 //!
 //! # What it must never do
@@ -124,7 +124,7 @@ impl fmt::Display for DropCause {
 
 /// A shared switch that holds frames while closed. Clones share the switch.
 ///
-/// Closing it makes [`HoldGate`] rules return [`Verdict::Hold`]; opening it
+/// Closing it makes [`HoldGate`] rules return [`Decision::Hold`]; opening it
 /// lets the link release the frames it keeps (the link's owner calls
 /// `Link::release_held`; the link also releases on every send).
 #[derive(Clone, Debug, Default)]
@@ -172,7 +172,7 @@ impl Eq for HoldHandle {}
 
 /// What a rule decides for one frame (semantics in the [module docs](self)).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Decision {
     /// Leave the frame alone.
     Pass,
     /// Delay the frame by this much more.
@@ -202,7 +202,7 @@ pub trait FaultRule: fmt::Debug + Send {
     /// Short name (used for the rule's generator label and reports).
     fn name(&self) -> &'static str;
     /// Decides the fate of `frame`, which reaches this rule at `now`.
-    fn apply(&mut self, now: Instant, frame: &[u8], rng: &mut SimRng) -> Verdict;
+    fn apply(&mut self, now: Instant, frame: &[u8], rng: &mut SimRng) -> Decision;
 }
 
 /// Independent loss: each frame is dropped with probability `p`. One draw.
@@ -223,11 +223,11 @@ impl FaultRule for BernoulliLoss {
     fn name(&self) -> &'static str {
         "loss"
     }
-    fn apply(&mut self, _now: Instant, _frame: &[u8], rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, _now: Instant, _frame: &[u8], rng: &mut SimRng) -> Decision {
         if rng.chance(self.p) {
-            Verdict::Drop(DropCause::Loss)
+            Decision::Drop(DropCause::Loss)
         } else {
-            Verdict::Pass
+            Decision::Pass
         }
     }
 }
@@ -291,7 +291,7 @@ impl FaultRule for GilbertElliott {
     fn name(&self) -> &'static str {
         "burst-loss"
     }
-    fn apply(&mut self, _now: Instant, _frame: &[u8], rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, _now: Instant, _frame: &[u8], rng: &mut SimRng) -> Decision {
         let loss = if self.bad {
             self.loss_bad
         } else {
@@ -307,9 +307,9 @@ impl FaultRule for GilbertElliott {
             self.bad = !self.bad;
         }
         if lost {
-            Verdict::Drop(DropCause::BurstLoss)
+            Decision::Drop(DropCause::BurstLoss)
         } else {
-            Verdict::Pass
+            Decision::Pass
         }
     }
 }
@@ -394,7 +394,7 @@ impl FaultRule for Latency {
     fn name(&self) -> &'static str {
         "latency"
     }
-    fn apply(&mut self, _now: Instant, _frame: &[u8], rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, _now: Instant, _frame: &[u8], rng: &mut SimRng) -> Decision {
         let extra = match self.jitter {
             Jitter::None => {
                 rng.next_u64();
@@ -411,9 +411,9 @@ impl FaultRule for Latency {
         };
         let total = self.base.saturating_add(extra);
         if total.is_zero() {
-            Verdict::Pass
+            Decision::Pass
         } else {
-            Verdict::Delay(total)
+            Decision::Delay(total)
         }
     }
 }
@@ -439,13 +439,13 @@ impl FaultRule for Duplication {
     fn name(&self) -> &'static str {
         "duplicate"
     }
-    fn apply(&mut self, _now: Instant, _frame: &[u8], rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, _now: Instant, _frame: &[u8], rng: &mut SimRng) -> Decision {
         let dup = rng.chance(self.p);
         let extra = rng.duration_between(Duration::ZERO, self.max_extra_delay);
         if dup {
-            Verdict::Duplicate(vec![extra])
+            Decision::Duplicate(vec![extra])
         } else {
-            Verdict::Pass
+            Decision::Pass
         }
     }
 }
@@ -489,14 +489,14 @@ impl FaultRule for Corruption {
     fn name(&self) -> &'static str {
         "corrupt"
     }
-    fn apply(&mut self, _now: Instant, frame: &[u8], rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, _now: Instant, frame: &[u8], rng: &mut SimRng) -> Decision {
         let hit = rng.chance(self.p);
         let span = frame.len().saturating_sub(self.skip) as u64 * 8;
         let bit = self.skip * 8 + rng.below(span.max(1)) as usize;
         if hit && span > 0 {
-            Verdict::Corrupt { bit }
+            Decision::Corrupt { bit }
         } else {
-            Verdict::Pass
+            Decision::Pass
         }
     }
 }
@@ -578,7 +578,7 @@ impl FaultRule for TokenBucket {
     fn name(&self) -> &'static str {
         "rate-limit"
     }
-    fn apply(&mut self, now: Instant, frame: &[u8], _rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, now: Instant, frame: &[u8], _rng: &mut SimRng) -> Decision {
         while let Some(&(depart, len)) = self.waiting.front() {
             if depart > now {
                 break;
@@ -609,7 +609,7 @@ impl FaultRule for TokenBucket {
         if depart > now {
             if let Some(limit) = self.queue_limit_bytes {
                 if self.waiting_bytes + len > limit {
-                    return Verdict::Drop(DropCause::QueueFull);
+                    return Decision::Drop(DropCause::QueueFull);
                 }
             }
             self.waiting.push_back((depart, len));
@@ -619,9 +619,9 @@ impl FaultRule for TokenBucket {
         self.last = depart;
         let delay = depart - now;
         if delay.is_zero() {
-            Verdict::Pass
+            Decision::Pass
         } else {
-            Verdict::Delay(delay)
+            Decision::Delay(delay)
         }
     }
 }
@@ -667,13 +667,13 @@ impl FaultRule for MtuClamp {
     fn name(&self) -> &'static str {
         "mtu"
     }
-    fn apply(&mut self, _now: Instant, frame: &[u8], _rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, _now: Instant, frame: &[u8], _rng: &mut SimRng) -> Decision {
         if frame.len() <= self.mtu {
-            return Verdict::Pass;
+            return Decision::Pass;
         }
         match self.action {
-            MtuAction::Drop => Verdict::Drop(DropCause::Mtu),
-            MtuAction::Truncate => Verdict::Truncate(self.mtu),
+            MtuAction::Drop => Decision::Drop(DropCause::Mtu),
+            MtuAction::Truncate => Decision::Truncate(self.mtu),
         }
     }
 }
@@ -710,11 +710,11 @@ impl FaultRule for Partition {
     fn name(&self) -> &'static str {
         "partition"
     }
-    fn apply(&mut self, now: Instant, _frame: &[u8], _rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, now: Instant, _frame: &[u8], _rng: &mut SimRng) -> Decision {
         if self.covers(now) {
-            Verdict::Drop(DropCause::Partition)
+            Decision::Drop(DropCause::Partition)
         } else {
-            Verdict::Pass
+            Decision::Pass
         }
     }
 }
@@ -736,11 +736,11 @@ impl FaultRule for HoldGate {
     fn name(&self) -> &'static str {
         "hold"
     }
-    fn apply(&mut self, _now: Instant, _frame: &[u8], _rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, _now: Instant, _frame: &[u8], _rng: &mut SimRng) -> Decision {
         if self.handle.is_closed() {
-            Verdict::Hold(self.handle.clone())
+            Decision::Hold(self.handle.clone())
         } else {
-            Verdict::Pass
+            Decision::Pass
         }
     }
 }
@@ -753,9 +753,9 @@ pub struct FnRule<F> {
 
 impl<F> FnRule<F>
 where
-    F: FnMut(Instant, &[u8], &mut SimRng) -> Verdict + Send,
+    F: FnMut(Instant, &[u8], &mut SimRng) -> Decision + Send,
 {
-    /// A rule called `name` that asks `f` for each verdict.
+    /// A rule called `name` that asks `f` for each decision.
     pub fn new(name: &'static str, f: F) -> Self {
         FnRule { name, f }
     }
@@ -769,12 +769,12 @@ impl<F> fmt::Debug for FnRule<F> {
 
 impl<F> FaultRule for FnRule<F>
 where
-    F: FnMut(Instant, &[u8], &mut SimRng) -> Verdict + Send,
+    F: FnMut(Instant, &[u8], &mut SimRng) -> Decision + Send,
 {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn apply(&mut self, now: Instant, frame: &[u8], rng: &mut SimRng) -> Verdict {
+    fn apply(&mut self, now: Instant, frame: &[u8], rng: &mut SimRng) -> Decision {
         (self.f)(now, frame, rng)
     }
 }
@@ -801,7 +801,7 @@ pub enum Fate {
     Held(HeldFrame),
 }
 
-/// A frame stopped by a [`Verdict::Hold`].
+/// A frame stopped by a [`Decision::Hold`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeldFrame {
     /// The handle that must be open for the frame to move on.
@@ -814,7 +814,7 @@ pub struct HeldFrame {
     next_rule: usize,
 }
 
-/// Counts of verdict effects a chain applied (per copy, so a corrupted
+/// Counts of decision effects a chain applied (per copy, so a corrupted
 /// duplicate counts once for itself).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChainEffects {
@@ -914,16 +914,16 @@ impl FaultChain {
                 let (rule, rng) = &mut self.rules[index];
                 let now = entry.saturating_add(delay);
                 match rule.apply(now, &frame, rng) {
-                    Verdict::Pass => {}
-                    Verdict::Delay(d) => delay = delay.saturating_add(d),
-                    Verdict::Drop(cause) => {
+                    Decision::Pass => {}
+                    Decision::Delay(d) => delay = delay.saturating_add(d),
+                    Decision::Drop(cause) => {
                         out.push(Fate::Dropped {
                             cause,
                             rule: rule.name(),
                         });
                         continue 'frames;
                     }
-                    Verdict::Duplicate(extra) => {
+                    Decision::Duplicate(extra) => {
                         for extra_delay in extra {
                             if copies_left == 0 {
                                 break;
@@ -937,19 +937,19 @@ impl FaultChain {
                             ));
                         }
                     }
-                    Verdict::Corrupt { bit } => {
+                    Decision::Corrupt { bit } => {
                         if let Some(byte) = frame.get_mut(bit / 8) {
                             *byte ^= 1 << (bit % 8);
                             effects.corrupted += 1;
                         }
                     }
-                    Verdict::Truncate(len) => {
+                    Decision::Truncate(len) => {
                         if len < frame.len() {
                             frame.truncate(len);
                             effects.truncated += 1;
                         }
                     }
-                    Verdict::Hold(handle) => {
+                    Decision::Hold(handle) => {
                         out.push(Fate::Held(HeldFrame {
                             handle,
                             frame,

@@ -24,8 +24,8 @@
 //!   scheduler, and counters.
 //! - [`host`]: [`SimHost`], the simulated kernel socket layer implementing
 //!   `HostIo`, with a simulated internet (remote hosts, services, DNS) and
-//!   host-side faults; [`SimWorld`] runs the backend conformance scenarios
-//!   on it.
+//!   host-side faults; [`SimWorld`] implements the `passt-conformance`
+//!   world over it, so the kernel-semantics scenarios run on the model.
 //! - [`guest`]: simulated guests: a smoltcp stack configured by DHCP
 //!   through the engine and running workloads, and scripted guests in a
 //!   packetdrill-like dialect.
@@ -39,14 +39,18 @@
 //! - [`replay`]: `passt-sim replay`: a capture's guest frames fed to the
 //!   engine at their recorded times, remote peers scripted from it, and
 //!   the trace and the replay compared flow by flow.
-//! - [`real_arm`]: the same scenarios against the real kernel
-//!   (`Engine<RealHost>`, real services on loopback, wall-clock time), and
-//!   the comparison of both arms' outcomes (`passt-sim run --arm real`).
+//! - `real_arm` (only with the `real-arm` cargo feature): the same
+//!   scenarios against the real kernel (`Engine<RealHost>`, real services
+//!   on loopback, wall-clock time), and the comparison of both arms'
+//!   outcomes (`passt-sim run --arm real`).
 //!
 //! Rules for the whole crate: virtual time only (never the wall clock,
 //! never sleep), randomness only from the master seed, ordered collections
 //! only, so the same seed yields the same run bit for bit. The one
-//! exception is [`real_arm`], which exists to run on the wall clock.
+//! exception is `real_arm`, which exists to run on the wall clock: it is
+//! compiled only with the `real-arm` feature (off by default; the
+//! `passt-sim` binary and this crate's tests turn it on), so the default
+//! library holds no `RealHost` and nothing that reads the wall clock.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -58,6 +62,7 @@ pub mod host;
 pub mod inbound;
 pub mod link;
 pub mod pcap;
+#[cfg(feature = "real-arm")]
 pub mod real_arm;
 pub mod replay;
 pub mod scenario;
@@ -65,7 +70,8 @@ pub mod sched;
 pub mod seed;
 pub mod simulation;
 
-pub use fault::{DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams, Verdict};
+pub use fault::{Decision, DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams};
+pub use guest::SimGuest;
 pub use host::{RemoteHostConfig, SimHost, SimHostConfig, SimWorld};
 pub use link::{Delivery, Link, LinkConfig, LinkCounters};
 pub use sched::{EventId, Scheduler, StableEncode, TraceHash};

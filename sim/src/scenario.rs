@@ -42,7 +42,7 @@ use crate::fault::{
 };
 use crate::guest::smol::{MAX_SERVE_CONNECTIONS, ServeMode};
 use crate::guest::{
-    Guest, Script, ScriptGuest, SmolGuest, SmolGuestConfig, TcpClientOptions, Workload,
+    Script, ScriptGuest, SimGuest, SmolGuest, SmolGuestConfig, TcpClientOptions, Workload,
     WorkloadReport, WorkloadSpec,
 };
 use crate::host::dns::DnsResponder;
@@ -1019,7 +1019,7 @@ impl Scenario {
         }
         let (host, obs) = self.host(&root, seed)?;
         let guest = if self.is_script()? {
-            Guest::Script(Box::new(ScriptGuest::new(
+            SimGuest::Script(Box::new(ScriptGuest::new(
                 self.script()?,
                 config.our_mac,
                 Instant::ZERO,
@@ -1035,7 +1035,7 @@ impl Scenario {
                 g.static_v4 = Some((v4.addr, v4.prefix_len, v4.gateway));
             }
             g.workloads = self.workloads()?;
-            Guest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO)))
+            SimGuest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO)))
         };
         let link_cfg = LinkConfig {
             bandwidth_bps: self.link.bandwidth,
@@ -1149,7 +1149,7 @@ impl Scenario {
 
     /// Every pass criterion of `[expect]` (and the ones always checked)
     /// applied to a finished run; the real arm judges its runs with it too.
-    pub(crate) fn judge(&self, r: &RunReport, guest: &Guest) -> Vec<String> {
+    pub(crate) fn judge(&self, r: &RunReport, guest: &SimGuest) -> Vec<String> {
         let mut f = Vec::new();
         if r.stop == StopReason::Stalled {
             f.push(format!("the run stalled at {}", r.virtual_end));
@@ -1423,8 +1423,8 @@ fn drive_with_clients(
         .collect();
     let stop = loop {
         let base = match sim.guest() {
-            Guest::Smol(g) => g.configured_at(),
-            Guest::Script(_) | Guest::Recorded(_) => Some(Instant::ZERO),
+            SimGuest::Smol(g) => g.configured_at(),
+            SimGuest::Script(_) | SimGuest::Recorded(_) => Some(Instant::ZERO),
         };
         let now = sim.now();
         let mut client_due: Option<Instant> = None;

@@ -282,11 +282,9 @@ const TRACE_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 ///   the same way;
 ///
 /// where `fold(x)` is the 128-bit product `x × 0x9e3779b97f4a7c15`, its
-/// high half XORed into its low half. (It used to be FNV-1a, one multiply
-/// per byte; a bulk-TCP scenario hashes every payload byte three times
-/// (sent, delivered, and the host's own segment), which made hashing the
-/// largest cost of the simulator. This step costs one multiply per eight
-/// bytes.)
+/// high half XORed into its low half: one multiply per eight bytes, since
+/// every payload byte is hashed several times (why it is not FNV-1a:
+/// docs/performance.md).
 ///
 /// [`TraceHash::record`] frames each event as: time in nanoseconds
 /// (`u64` little-endian), payload length (`u64` little-endian), payload bytes,

@@ -4,22 +4,35 @@
 //! # What this module owns
 //!
 //! [`Simulation`] owns the [`Scheduler`] of link deliveries, the
-//! `Engine<SimHost>` under test, the [`Guest`] (smoltcp or scripted) and
+//! `Engine<SimHost>` under test, the [`SimGuest`] (smoltcp or scripted) and
 //! the two [`Link`]s between guest and engine (each with its fault chain).
-//! One step of the loop:
+//! The engine is fed through the driver contract
+//! ([`passt_engine::driver::Driver`]), as every driver of the engine is,
+//! with the engine→guest link as its frame sink. One step of the loop:
 //!
 //! 1. the next time anything is due is
 //!    `min(next delivery, engine.poll_timeout(), host.poll_timeout(),
 //!    guest.poll_at())`; virtual time jumps there (nothing sleeps);
 //! 2. the simulated host advances to that time (its own segments, ACKs,
 //!    remote services);
-//! 3. deliveries due are handed to the engine (`handle_frame`) or the guest,
-//!    then the engine flushes what those frames queued for the host
-//!    (`Engine::flush`: batched UDP sends);
-//! 4. host readiness goes to the engine (`handle_host_event`), then due
-//!    engine timers run (`handle_timeout`);
+//! 3. deliveries due are handed to the guest, or to the engine as guest
+//!    frames (the driver drains the transmit queue first whenever it has no
+//!    room), then the engine flushes what those frames queued for the host
+//!    (batched UDP sends);
+//! 4. host readiness goes to the engine (held back while a read burst
+//!    would not fit the queue: the model is level-triggered, so it comes
+//!    again), then due engine timers run;
 //! 5. the guest runs, and what it sends enters the guest→engine link;
 //! 6. the engine's transmit queue is drained into the engine→guest link.
+//!
+//! By default the link queues without bound (a guest that reads
+//! continuously): a burst bigger than the transmit queue is drained into
+//! the link in the middle of the step instead of overflowing the queue.
+//! [`Simulation::limit_guest_rx`] bounds the frames in flight towards the
+//! guest, as a guest's socket buffer does: the link then takes no more
+//! beyond it, and the driver stops taking guest frames (kept, in order,
+//! and offered again once frames reach the guest) and holds host readiness
+//! back, as the real event loop does.
 //!
 //! Every processed event (deliveries, engine timers, host readiness, frames
 //! sent by either side) is folded into a [`TraceHash`]; the host's own
@@ -31,14 +44,16 @@
 //! Read the wall clock, sleep, draw randomness other than from the seeds
 //! handed in, or iterate unordered collections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 use std::net::IpAddr;
 
+use passt_engine::driver::{Admit, Driver, DriverStats, FrameSink};
 use passt_engine::host_io::Token;
 use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
-use passt_engine::{Config, ConfigError, Engine, Instant, Readiness};
+use passt_engine::{Config, ConfigError, Engine, Instant, Readiness, TxQueue};
 
-use crate::guest::Guest;
+use crate::guest::SimGuest;
 use crate::host::SimHost;
 use crate::link::Link;
 use crate::sched::{Scheduler, StableEncode, TraceHash};
@@ -98,7 +113,7 @@ impl FrameClass {
 
 /// The sequence space a TCP segment occupies, for retransmission counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct TcpSpan {
+pub(crate) struct TcpSpan {
     /// (source, source port, destination, destination port).
     key: (IpAddr, u16, IpAddr, u16),
     /// Sequence number after the segment's last octet.
@@ -174,6 +189,77 @@ impl ClassCounts {
     }
 }
 
+/// Which way a frame crosses the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Direction {
+    /// Guest → engine.
+    Up,
+    /// Engine → guest.
+    Down,
+}
+
+/// The one TCP retransmission detector, used by both arms: per direction
+/// and connection, the highest sequence number sent so far.
+#[derive(Debug, Default)]
+pub(crate) struct Retransmits {
+    highest: BTreeMap<(Direction, IpAddr, u16, IpAddr, u16), u32>,
+}
+
+impl Retransmits {
+    /// Counts `frame`, sent in `dir`, in `counters` (per class, and as a
+    /// TCP retransmission if it is one); returns its class.
+    pub(crate) fn count_sent(
+        &mut self,
+        counters: &mut SimCounters,
+        dir: Direction,
+        frame: &[u8],
+    ) -> FrameClass {
+        let (class, span) = inspect(frame);
+        let resent = span.is_some_and(|sp| self.resends(dir, sp));
+        let (classes, retransmits) = match dir {
+            Direction::Up => (&mut counters.up, &mut counters.tcp_retransmits_up),
+            Direction::Down => (&mut counters.down, &mut counters.tcp_retransmits_down),
+        };
+        classes.sent[class as usize] += 1;
+        if resent {
+            *retransmits += 1;
+        }
+        class
+    }
+
+    /// Whether `span`, sent in `dir`, resends sequence space already sent
+    /// (it ends at or below the highest sequence number sent so far; RFC
+    /// 9293 §3.4: SYN and FIN occupy one each); records it if not.
+    fn resends(&mut self, dir: Direction, span: TcpSpan) -> bool {
+        let (src, sport, dst, dport) = span.key;
+        let key = (dir, src, sport, dst, dport);
+        match self.highest.get_mut(&key) {
+            Some(high) => {
+                if (span.end.wrapping_sub(*high) as i32) <= 0 {
+                    true
+                } else {
+                    *high = span.end;
+                    false
+                }
+            }
+            None => {
+                self.highest.insert(key, span.end);
+                false
+            }
+        }
+    }
+
+    /// Whether a TCP `frame` sent in `dir` is a retransmission (as
+    /// [`Retransmits::count_sent`] counts it).
+    #[cfg(test)]
+    fn is_retransmit(&mut self, dir: Direction, frame: &[u8]) -> bool {
+        match inspect(frame) {
+            (FrameClass::Tcp, Some(span)) => self.resends(dir, span),
+            _ => false,
+        }
+    }
+}
+
 /// What the driver did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimCounters {
@@ -235,7 +321,14 @@ impl StableEncode for SimEvent {
 pub struct Simulation {
     sched: Scheduler<SimEvent>,
     engine: Engine<SimHost>,
-    guest: Guest,
+    driver: Driver,
+    /// Guest frames the driver refused, offered again first (in order).
+    refused: VecDeque<(FrameClass, Vec<u8>)>,
+    /// Most frames in flight on the engine→guest link (`None`: no bound).
+    guest_rx_limit: Option<usize>,
+    /// Deliveries to the guest scheduled and not yet made.
+    to_guest_in_flight: usize,
+    guest: SimGuest,
     to_engine: Link,
     to_guest: Link,
     trace: TraceHash,
@@ -245,11 +338,8 @@ pub struct Simulation {
     guest_out: Vec<Vec<u8>>,
     scratch: Vec<u8>,
     stalled_at: Option<(Instant, u64)>,
-    tcp_highest: BTreeMap<TcpDirKey, u32>,
+    retransmits: Retransmits,
 }
-
-/// (direction, source, source port, destination, destination port).
-type TcpDirKey = (u8, IpAddr, u16, IpAddr, u16);
 
 impl std::fmt::Debug for Simulation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -268,14 +358,19 @@ impl Simulation {
         config: Config,
         host: SimHost,
         engine_seed: u64,
-        guest: Guest,
+        guest: SimGuest,
         to_engine: Link,
         to_guest: Link,
     ) -> Result<Self, ConfigError> {
+        let driver = Driver::for_config(&config);
         let engine = Engine::new(config, host, engine_seed)?;
         Ok(Simulation {
             sched: Scheduler::starting_at(engine.host().now()),
             engine,
+            driver,
+            refused: VecDeque::new(),
+            guest_rx_limit: None,
+            to_guest_in_flight: 0,
             guest,
             to_engine,
             to_guest,
@@ -286,7 +381,7 @@ impl Simulation {
             guest_out: Vec::new(),
             scratch: Vec::new(),
             stalled_at: None,
-            tcp_highest: BTreeMap::new(),
+            retransmits: Retransmits::default(),
         })
     }
 
@@ -329,7 +424,7 @@ impl Simulation {
     }
 
     /// The guest.
-    pub fn guest(&self) -> &Guest {
+    pub fn guest(&self) -> &SimGuest {
         &self.guest
     }
 
@@ -346,6 +441,19 @@ impl Simulation {
     /// The driver's counters.
     pub fn counters(&self) -> &SimCounters {
         &self.counters
+    }
+
+    /// Bounds the frames in flight towards the guest (sent into the
+    /// engine→guest link, not yet delivered) at `frames` (at least one), as
+    /// a guest's socket buffer would: see the [module docs](self).
+    pub fn limit_guest_rx(&mut self, frames: usize) {
+        self.guest_rx_limit = Some(frames.max(1));
+    }
+
+    /// What the driver contract did (frames refused, readiness held back,
+    /// drains that stalled).
+    pub fn driver_stats(&self) -> DriverStats {
+        self.driver.stats()
     }
 
     /// Hash of the whole event trace: the driver's events and the host's
@@ -369,6 +477,9 @@ impl Simulation {
         [
             ready,
             self.sched.peek_time(),
+            // Refused guest frames wait for the guest to take frames (a
+            // delivery) while the driver is held back, else go now.
+            (!self.refused.is_empty() && !self.driver.backpressured()).then(|| self.now()),
             self.engine.poll_timeout(),
             self.engine.host().poll_timeout(),
             self.guest.poll_at(),
@@ -450,54 +561,97 @@ impl Simulation {
         // happens at `now`.
         self.engine.host_mut().advance(now);
 
+        let Simulation {
+            sched,
+            engine,
+            driver,
+            refused,
+            guest,
+            to_guest,
+            trace,
+            capture,
+            counters,
+            host_events,
+            scratch,
+            retransmits,
+            guest_rx_limit,
+            to_guest_in_flight,
+            ..
+        } = self;
+        let mut sink = LinkSink {
+            link: to_guest,
+            sched,
+            trace,
+            counters,
+            retransmits,
+            scratch,
+            limit: *guest_rx_limit,
+            in_flight: to_guest_in_flight,
+        };
+
         let mut guest_got_frames = false;
-        while let Some((t, ev)) = self.sched.pop_due(now) {
-            self.trace.record_event(t, &ev);
-            self.counters.deliveries += 1;
+        while let Some((t, ev)) = sink.sched.pop_due(now) {
+            sink.trace.record_event(t, &ev);
+            sink.counters.deliveries += 1;
             match ev {
                 SimEvent::ToEngine(class, frame) => {
-                    self.counters.up.delivered[class as usize] += 1;
-                    self.engine.handle_frame(now, &frame);
+                    if !refused.is_empty() {
+                        refused.push_back((class, frame));
+                    } else if let Err(back) = offer(driver, engine, &mut sink, now, class, frame) {
+                        refused.push_back(back);
+                    }
                 }
                 SimEvent::ToGuest(class, frame) => {
-                    self.counters.down.delivered[class as usize] += 1;
-                    if let Some(w) = self.capture.as_mut() {
+                    *sink.in_flight = sink.in_flight.saturating_sub(1);
+                    sink.counters.down.delivered[class as usize] += 1;
+                    if let Some(w) = capture.as_mut() {
                         let _ =
                             w.record_at(std::time::Duration::from_nanos(now.as_nanos()), &frame);
                     }
-                    self.guest.on_frame(now, &frame);
+                    guest.on_frame(now, &frame);
                     guest_got_frames = true;
                 }
             }
         }
-        let _ = self.sched.advance_to(now);
+        let _ = sink.sched.advance_to(now);
+        // Guest frames refused earlier (and those that arrived behind
+        // them), in order, now that the guest may have taken frames.
+        while let Some((class, frame)) = refused.pop_front() {
+            if let Err(back) = offer(driver, engine, &mut sink, now, class, frame) {
+                refused.push_front(back);
+                break;
+            }
+        }
         // The frames delivered at this instant are one batch: what they
         // queued for the host (UDP datagrams) leaves now, batched.
-        self.engine.flush(now);
+        drained(driver.flush(engine, &mut sink, now));
 
-        self.host_events.clear();
-        self.engine.host_mut().take_events(&mut self.host_events);
-        for i in 0..self.host_events.len() {
-            let (token, r) = self.host_events[i];
-            self.scratch.clear();
-            self.scratch.push(2);
-            self.scratch.extend_from_slice(&token.0.to_le_bytes());
-            self.scratch.push(
+        host_events.clear();
+        engine.host_mut().take_events(host_events);
+        for &(token, r) in host_events.iter() {
+            // A report held back (no room for a read burst, and the guest
+            // takes no more frames this step) comes again, as do the rest:
+            // the model's readiness is level-triggered.
+            if !drained(driver.host_event(engine, &mut sink, now, token, r)) {
+                break;
+            }
+            sink.scratch.clear();
+            sink.scratch.push(2);
+            sink.scratch.extend_from_slice(&token.0.to_le_bytes());
+            sink.scratch.push(
                 u8::from(r.readable)
                     | u8::from(r.writable) << 1
                     | u8::from(r.read_closed) << 2
                     | u8::from(r.hangup) << 3
                     | u8::from(r.error) << 4,
             );
-            self.trace.record(now, &self.scratch);
-            self.counters.host_events += 1;
-            self.engine.handle_host_event(now, token, r);
+            sink.trace.record(now, sink.scratch);
+            sink.counters.host_events += 1;
         }
 
-        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-            self.trace.record(now, b"engine-timer");
-            self.counters.engine_timers += 1;
-            self.engine.handle_timeout(now);
+        if drained(driver.timers(engine, &mut sink, now)) {
+            sink.trace.record(now, b"engine-timer");
+            sink.counters.engine_timers += 1;
         }
 
         if guest_got_frames || self.guest.poll_at().is_some_and(|t| t <= now) {
@@ -515,11 +669,9 @@ impl Simulation {
     }
 
     fn send_to_engine(&mut self, now: Instant, frame: Vec<u8>) {
-        let (class, span) = inspect(&frame);
-        self.counters.up.sent[class as usize] += 1;
-        if span.is_some_and(|sp| self.resends(0, sp)) {
-            self.counters.tcp_retransmits_up += 1;
-        }
+        let class = self
+            .retransmits
+            .count_sent(&mut self.counters, Direction::Up, &frame);
         self.scratch.clear();
         self.scratch.push(3);
         frame.encode_stable(&mut self.scratch);
@@ -532,56 +684,82 @@ impl Simulation {
     }
 
     fn drain_engine(&mut self, now: Instant) {
-        let txq = self.engine.tx_queue();
-        if txq.is_empty() {
-            return;
+        let mut sink = LinkSink {
+            link: &mut self.to_guest,
+            sched: &mut self.sched,
+            trace: &mut self.trace,
+            counters: &mut self.counters,
+            retransmits: &mut self.retransmits,
+            scratch: &mut self.scratch,
+            limit: self.guest_rx_limit,
+            in_flight: &mut self.to_guest_in_flight,
+        };
+        drained(self.driver.drain(&mut self.engine, &mut sink, now));
+    }
+}
+
+/// Hands `frame` to the engine through the driver; gives it back if the
+/// driver refused it (no room in the transmit queue).
+fn offer(
+    driver: &mut Driver,
+    engine: &mut Engine<SimHost>,
+    sink: &mut LinkSink<'_>,
+    now: Instant,
+    class: FrameClass,
+    frame: Vec<u8>,
+) -> Result<(), (FrameClass, Vec<u8>)> {
+    match drained(driver.guest_frame(engine, sink, now, &frame)) {
+        Admit::Taken => {
+            sink.counters.up.delivered[class as usize] += 1;
+            Ok(())
         }
-        let frames: Vec<Vec<u8>> = txq.iter().map(<[u8]>::to_vec).collect();
-        txq.clear();
-        for frame in frames {
-            let (class, span) = inspect(&frame);
-            self.counters.down.sent[class as usize] += 1;
-            if span.is_some_and(|sp| self.resends(1, sp)) {
-                self.counters.tcp_retransmits_down += 1;
-            }
+        Admit::Full => Err((class, frame)),
+    }
+}
+
+/// The value of a driver step whose sink cannot fail.
+pub(crate) fn drained<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// The driver's frame sink: the engine→guest link, counting and tracing
+/// every frame it takes. It takes every frame, or with a `limit` as many
+/// as keep the deliveries in flight within it.
+struct LinkSink<'a> {
+    link: &'a mut Link,
+    sched: &'a mut Scheduler<SimEvent>,
+    trace: &'a mut TraceHash,
+    counters: &'a mut SimCounters,
+    retransmits: &'a mut Retransmits,
+    scratch: &'a mut Vec<u8>,
+    limit: Option<usize>,
+    in_flight: &'a mut usize,
+}
+
+impl FrameSink for LinkSink<'_> {
+    type Error = Infallible;
+
+    fn accept(&mut self, now: Instant, frames: &TxQueue) -> Result<usize, Infallible> {
+        let room = self
+            .limit
+            .map_or(usize::MAX, |l| l.saturating_sub(*self.in_flight));
+        let take = frames.len().min(room);
+        for frame in frames.iter().take(take) {
+            let class = self
+                .retransmits
+                .count_sent(self.counters, Direction::Down, frame);
             self.scratch.clear();
             self.scratch.push(4);
-            frame.encode_stable(&mut self.scratch);
-            self.trace.record(now, &self.scratch);
-            self.to_guest
-                .send(&mut self.sched, frame, |f| SimEvent::ToGuest(class, f));
+            frame.encode_stable(self.scratch);
+            self.trace.record(now, self.scratch);
+            *self.in_flight += self
+                .link
+                .send(self.sched, frame.to_vec(), |f| SimEvent::ToGuest(class, f));
         }
-    }
-
-    /// Whether a TCP segment resends sequence space already sent in its
-    /// direction (RFC 9293 §3.4: SYN and FIN occupy one sequence number).
-    #[cfg(test)]
-    fn is_retransmit(&mut self, dir: u8, frame: &[u8]) -> bool {
-        match inspect(frame) {
-            (FrameClass::Tcp, Some(span)) => self.resends(dir, span),
-            _ => false,
-        }
-    }
-
-    /// Whether `span`, sent in direction `dir`, ends at or below the
-    /// highest sequence number sent so far (and records it if not).
-    fn resends(&mut self, dir: u8, span: TcpSpan) -> bool {
-        let (src, sport, dst, dport) = span.key;
-        let key = (dir, src, sport, dst, dport);
-        match self.tcp_highest.get_mut(&key) {
-            Some(high) => {
-                if (span.end.wrapping_sub(*high) as i32) <= 0 {
-                    true
-                } else {
-                    *high = span.end;
-                    false
-                }
-            }
-            None => {
-                self.tcp_highest.insert(key, span.end);
-                false
-            }
-        }
+        Ok(take)
     }
 }
 
@@ -627,7 +805,7 @@ mod tests {
             Config::example(),
             SimHost::with_seed(1),
             1,
-            Guest::Script(Box::new(ScriptGuest::new(
+            SimGuest::Script(Box::new(ScriptGuest::new(
                 script,
                 MacAddr::PASST_DEFAULT,
                 Instant::ZERO,
@@ -649,17 +827,31 @@ mod tests {
 
     #[test]
     fn counts_retransmitted_sequence_space() {
-        let mut sim = idle_sim();
+        let mut r = Retransmits::default();
+        let (up, down) = (Direction::Up, Direction::Down);
         let ack = TcpFlags::ACK;
-        assert!(!sim.is_retransmit(0, &tcp_frame(100, TcpFlags::SYN, 0)));
-        assert!(sim.is_retransmit(0, &tcp_frame(100, TcpFlags::SYN, 0)));
-        assert!(!sim.is_retransmit(0, &tcp_frame(101, ack, 10)));
+        assert!(!r.is_retransmit(up, &tcp_frame(100, TcpFlags::SYN, 0)));
+        assert!(r.is_retransmit(up, &tcp_frame(100, TcpFlags::SYN, 0)));
+        assert!(!r.is_retransmit(up, &tcp_frame(101, ack, 10)));
         // A pure ACK occupies no sequence space.
-        assert!(!sim.is_retransmit(0, &tcp_frame(111, ack, 0)));
-        assert!(sim.is_retransmit(0, &tcp_frame(101, ack, 10)));
-        assert!(!sim.is_retransmit(0, &tcp_frame(111, ack, 10)));
+        assert!(!r.is_retransmit(up, &tcp_frame(111, ack, 0)));
+        assert!(r.is_retransmit(up, &tcp_frame(101, ack, 10)));
+        assert!(!r.is_retransmit(up, &tcp_frame(111, ack, 10)));
         // The other direction is tracked apart.
-        assert!(!sim.is_retransmit(1, &tcp_frame(101, ack, 10)));
+        assert!(!r.is_retransmit(down, &tcp_frame(101, ack, 10)));
+    }
+
+    #[test]
+    fn counting_a_sent_frame_counts_its_class_and_retransmission() {
+        let mut r = Retransmits::default();
+        let mut c = SimCounters::default();
+        let syn = tcp_frame(100, TcpFlags::SYN, 0);
+        assert_eq!(r.count_sent(&mut c, Direction::Down, &syn), FrameClass::Tcp);
+        r.count_sent(&mut c, Direction::Down, &syn);
+        r.count_sent(&mut c, Direction::Up, &[0u8; 10]);
+        assert_eq!(c.down.sent(FrameClass::Tcp), 2);
+        assert_eq!(c.up.sent(FrameClass::Other), 1);
+        assert_eq!((c.tcp_retransmits_up, c.tcp_retransmits_down), (0, 1));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The simulated arm of the `HostIo` conformance scenarios: every scenario
-//! of `passt_engine::runtime::conformance` (the same functions that pass
-//! against the Linux kernel in `engine/tests/backend_host.rs`) run against
+//! of `passt_conformance` (the same functions that pass against the Linux
+//! kernel in `conformance/tests/real_kernel`) run against
 //! `SimHost` through `SimWorld`, in both address families, over several
 //! seeds.
 
+use passt_conformance::{self as conformance, World};
 use passt_engine::host_io::Family;
-use passt_engine::runtime::conformance::{self, World};
 use passt_sim::{SimHost, SimWorld, for_each_seed};
 
 fn run(name: &str) {

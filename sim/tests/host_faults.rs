@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use passt_conformance as conformance;
 use passt_engine::host_io::{
     Family, HostIo, Interest, Readiness, Shutdown, Token, UdpRecv, UdpSend,
 };
-use passt_engine::runtime::conformance;
 use passt_engine::{HostError, Instant};
 use passt_sim::fault::{EagainStorm, RefuseConnections, ResetAfter, ShortIo};
 use passt_sim::host::dns::{self, DnsResponder};

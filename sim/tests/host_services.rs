@@ -10,7 +10,7 @@ use passt_engine::host_io::{Family, HostIo, Interest, Shutdown, SockId, Token, U
 use passt_sim::SimHost;
 use passt_sim::host::dns::{self, DnsResponder};
 use passt_sim::host::services::pattern_byte;
-use passt_sim::host::{Reach, RemoteService, Script, ScriptStatus, Step};
+use passt_sim::host::{PeerScript, PeerScriptStatus, PeerStep, Reach, RemoteService};
 
 fn until(h: &mut SimHost, limit: Duration, mut cond: impl FnMut(&mut SimHost) -> bool) -> bool {
     let deadline = h.now() + limit;
@@ -226,12 +226,12 @@ fn echo_source_and_http() {
 fn scripted_server_passes_and_fails() {
     let mut h = SimHost::with_seed(24);
     let addr: SocketAddr = "203.0.113.5:4000".parse().unwrap();
-    let script = Script::new(vec![
-        Step::Expect(b"ping".to_vec()),
-        Step::Wait(Duration::from_millis(100)),
-        Step::Send(b"pong".to_vec()),
-        Step::ExpectEof,
-        Step::Close,
+    let script = PeerScript::new(vec![
+        PeerStep::Expect(b"ping".to_vec()),
+        PeerStep::Wait(Duration::from_millis(100)),
+        PeerStep::Send(b"pong".to_vec()),
+        PeerStep::ExpectEof,
+        PeerStep::Close,
     ]);
     let report = script.report();
     h.remote_tcp_serve(addr, 4, RemoteService::Scripted(script))
@@ -245,7 +245,7 @@ fn scripted_server_passes_and_fails() {
         "the Wait step waited"
     );
     h.advance(h.now() + Duration::from_millis(100));
-    assert_eq!(report.status(), ScriptStatus::Passed);
+    assert_eq!(report.status(), PeerScriptStatus::Passed);
     assert_eq!(report.received(), b"ping");
     h.close(s);
 
@@ -255,7 +255,7 @@ fn scripted_server_passes_and_fails() {
     h.advance(h.now() + Duration::from_millis(100));
     assert_eq!(
         report.status(),
-        ScriptStatus::Failed {
+        PeerScriptStatus::Failed {
             step: 0,
             reason: "unexpected bytes".into()
         }
@@ -271,11 +271,11 @@ fn scripted_server_passes_and_fails() {
 fn scripted_client_connects_inbound() {
     let mut h = SimHost::with_seed(25);
     let l = h.tcp_listen("0.0.0.0:8022".parse().unwrap(), 4).unwrap();
-    let script = Script::new(vec![
-        Step::Send(b"hello".to_vec()),
-        Step::Expect(b"world".to_vec()),
-        Step::ShutdownWrite,
-        Step::ExpectEof,
+    let script = PeerScript::new(vec![
+        PeerStep::Send(b"hello".to_vec()),
+        PeerStep::Expect(b"world".to_vec()),
+        PeerStep::ShutdownWrite,
+        PeerStep::ExpectEof,
     ]);
     let report = script.report();
     h.remote_tcp_connect_app(
@@ -295,7 +295,7 @@ fn scripted_client_connects_inbound() {
     assert_eq!(got, b"hello", "read until the script's FIN");
     h.close(s);
     h.advance(h.now() + Duration::from_millis(100));
-    assert_eq!(report.status(), ScriptStatus::Passed);
+    assert_eq!(report.status(), PeerScriptStatus::Passed);
 }
 
 #[test]

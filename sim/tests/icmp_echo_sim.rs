@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use passt_engine::host_io::{HostIo, SockId};
 use passt_engine::{Config, Instant};
-use passt_sim::guest::{Guest, SmolGuest, SmolGuestConfig, Workload, WorkloadSpec};
+use passt_sim::guest::{SimGuest, SmolGuest, SmolGuestConfig, Workload, WorkloadSpec};
 use passt_sim::link::Link;
 use passt_sim::seed::SimRng;
 use passt_sim::simulation::{Simulation, StopReason};
@@ -50,7 +50,7 @@ fn ping_v4_smoltcp_identifier_and_sequence_preserved() {
                 Config::example(),
                 host(seed),
                 root.child("engine").next_u64(),
-                Guest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO))),
+                SimGuest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO))),
                 Link::new("up", Default::default(), chain("link-up")),
                 Link::new("down", Default::default(), chain("link-down")),
             )

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use passt_engine::{Config, DropReason, Instant};
 use passt_sim::fault::{BernoulliLoss, Latency};
-use passt_sim::guest::{Guest, SmolGuest, SmolGuestConfig, Workload, WorkloadSpec};
+use passt_sim::guest::{SimGuest, SmolGuest, SmolGuestConfig, Workload, WorkloadSpec};
 use passt_sim::host::Reach;
 use passt_sim::link::{Link, LinkConfig};
 use passt_sim::seed::SimRng;
@@ -96,7 +96,7 @@ fn ten_thousand(seed: u64) -> Result<(), String> {
         c,
         host,
         root.child("engine").next_u64(),
-        Guest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO))),
+        SimGuest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO))),
         Link::new(
             "guest->engine",
             link,

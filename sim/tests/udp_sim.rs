@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use passt_engine::{Config, Instant};
-use passt_sim::guest::{Guest, SmolGuest, SmolGuestConfig, Workload, WorkloadSpec};
+use passt_sim::guest::{SimGuest, SmolGuest, SmolGuestConfig, Workload, WorkloadSpec};
 use passt_sim::host::dns::{self, DnsResponder};
 use passt_sim::link::Link;
 use passt_sim::seed::SimRng;
@@ -47,7 +47,7 @@ fn udp_outbound_echo_to_the_internet_and_to_the_gateway() {
         Config::example(),
         host,
         seed,
-        Guest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO))),
+        SimGuest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO))),
         Link::ideal("up"),
         Link::ideal("down"),
     )

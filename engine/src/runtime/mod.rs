@@ -17,16 +17,15 @@
 //! - [`process`]: daemon, pid file, signals, privileges, limits;
 //! - [`logging`]: the binaries' logger;
 //! - [`clock`]: monotonic time as [`crate::Instant`] and a random seed;
-//! - [`pcap`]: capture of guest-facing frames to a pcap file;
-//! - [`conformance`]: scenarios over any [`crate::HostIo`] that pin down the
-//!   kernel semantics, run here against real sockets and reusable against
-//!   the simulator's socket model.
+//! - [`pcap`]: capture of guest-facing frames to a pcap file.
+//!
+//! The scenarios that pin down the kernel semantics `RealHost` relies on
+//! live in the `passt-conformance` test-support crate, not here.
 //!
 //! It must never hold protocol logic: it moves bytes and reports readiness.
 //! Nothing outside `runtime` (and the binaries) may import it.
 
 pub mod clock;
-pub mod conformance;
 pub mod event_loop;
 pub mod forward;
 pub mod host;
@@ -40,5 +39,6 @@ pub mod transport;
 
 pub use event_loop::{EventLoop, ExitReason, LoopError, LoopStats, StopHandle};
 pub use host::{PeekMode, RealHost};
+pub use sys::map_errno;
 pub use transport::framing::{FrameReader, FrameWriter, FramingError};
 pub use transport::{GuestTransport, StreamTransport, Tap, TapTransport};

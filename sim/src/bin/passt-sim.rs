@@ -31,6 +31,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "real-arm")]
 use passt_sim::real_arm::{self, RealArmOptions};
 use passt_sim::scenario::{self, Scenario};
 use passt_sim::{demo, parse_seed};
@@ -223,6 +224,7 @@ fn run_once(sc: &Scenario, seed: u64, capture: bool) -> Result<scenario::RunRepo
     }
 }
 
+#[cfg(feature = "real-arm")]
 fn cmd_run_real(
     sc: &Scenario,
     path: &std::path::Path,
@@ -264,6 +266,21 @@ fn cmd_run_real(
         );
         ExitCode::FAILURE
     }
+}
+
+/// Without the `real-arm` feature there is no real arm to run.
+#[cfg(not(feature = "real-arm"))]
+fn cmd_run_real(
+    _sc: &Scenario,
+    _path: &std::path::Path,
+    _seed: u64,
+    _pcap: Option<PathBuf>,
+) -> ExitCode {
+    eprintln!(
+        "passt-sim: --arm real needs a passt-sim built with the real-arm feature \
+         (cargo build --release -p passt-sim --features real-arm)"
+    );
+    ExitCode::from(2)
 }
 
 fn cmd_run(path: PathBuf, seed: Option<u64>, pcap: Option<PathBuf>, arm: &str) -> ExitCode {

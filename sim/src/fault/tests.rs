@@ -20,7 +20,7 @@ macro_rules! check {
 }
 
 /// Applies `rule` to `n` frames of `len` bytes, 1 ms apart.
-fn verdicts(rule: &mut dyn FaultRule, seed: u64, n: usize, len: usize) -> Vec<Verdict> {
+fn decisions(rule: &mut dyn FaultRule, seed: u64, n: usize, len: usize) -> Vec<Decision> {
     let mut rng = SimRng::from_seed(seed);
     let frame = vec![0xa5u8; len];
     (0..n)
@@ -28,33 +28,33 @@ fn verdicts(rule: &mut dyn FaultRule, seed: u64, n: usize, len: usize) -> Vec<Ve
         .collect()
 }
 
-fn drops(v: &[Verdict]) -> usize {
-    v.iter().filter(|v| matches!(v, Verdict::Drop(_))).count()
+fn drops(v: &[Decision]) -> usize {
+    v.iter().filter(|v| matches!(v, Decision::Drop(_))).count()
 }
 
 #[test]
 fn bernoulli_loss_rate_within_tolerance() {
     for_each_seed("bernoulli_loss_rate_within_tolerance", 1, |seed| {
-        let v = verdicts(&mut BernoulliLoss::new(0.05), seed, N, 100);
+        let v = decisions(&mut BernoulliLoss::new(0.05), seed, N, 100);
         let rate = drops(&v) as f64 / N as f64;
         check!((rate - 0.05).abs() <= 0.01, "loss {rate}, want 5% ± 1%");
         check!(
             v.iter()
-                .all(|v| matches!(v, Verdict::Pass | Verdict::Drop(DropCause::Loss))),
-            "unexpected verdict kind"
+                .all(|v| matches!(v, Decision::Pass | Decision::Drop(DropCause::Loss))),
+            "unexpected decision kind"
         );
         Ok(())
     });
-    assert_eq!(drops(&verdicts(&mut BernoulliLoss::new(0.0), 1, N, 10)), 0);
-    assert_eq!(drops(&verdicts(&mut BernoulliLoss::new(1.0), 1, N, 10)), N);
+    assert_eq!(drops(&decisions(&mut BernoulliLoss::new(0.0), 1, N, 10)), 0);
+    assert_eq!(drops(&decisions(&mut BernoulliLoss::new(1.0), 1, N, 10)), N);
 }
 
 /// Lengths of runs of consecutive drops.
-fn loss_bursts(v: &[Verdict]) -> Vec<usize> {
+fn loss_bursts(v: &[Decision]) -> Vec<usize> {
     let mut bursts = Vec::new();
     let mut run = 0;
-    for verdict in v {
-        if matches!(verdict, Verdict::Drop(_)) {
+    for decision in v {
+        if matches!(decision, Decision::Drop(_)) {
             run += 1;
         } else if run > 0 {
             bursts.push(run);
@@ -80,7 +80,7 @@ fn gilbert_elliott_burst_length_and_loss_match_theory() {
             // 40,000 frames: the statistics of correlated loss converge
             // slower than independent loss.
             let n = 4 * N;
-            let v = verdicts(&mut ge, seed, n, 100);
+            let v = decisions(&mut ge, seed, n, 100);
             let bursts = loss_bursts(&v);
             let mean = bursts.iter().sum::<usize>() as f64 / bursts.len() as f64;
             // ~1670 bursts; a geometric(0.25) has sd sqrt(12) ≈ 3.46, so the
@@ -98,14 +98,14 @@ fn gilbert_elliott_burst_length_and_loss_match_theory() {
             );
             check!(
                 v.iter()
-                    .all(|v| matches!(v, Verdict::Pass | Verdict::Drop(DropCause::BurstLoss))),
-                "unexpected verdict kind"
+                    .all(|v| matches!(v, Decision::Pass | Decision::Drop(DropCause::BurstLoss))),
+                "unexpected decision kind"
             );
             Ok(())
         },
     );
     // Independent loss has much shorter bursts at the same loss rate.
-    let v = verdicts(&mut BernoulliLoss::new(1.0 / 6.0), 10, N, 100);
+    let v = decisions(&mut BernoulliLoss::new(1.0 / 6.0), 10, N, 100);
     let bursts = loss_bursts(&v);
     let mean = bursts.iter().sum::<usize>() as f64 / bursts.len() as f64;
     assert!(mean < 1.5, "bernoulli mean burst {mean}");
@@ -117,7 +117,7 @@ fn gilbert_elliott_partial_loss_in_states() {
     let mut ge = GilbertElliott::new(0.02, 0.2, 0.01, 0.5);
     let expected = ge.stationary_loss();
     assert!((expected - (0.02 / 0.22 * 0.5 + 0.2 / 0.22 * 0.01)).abs() < 1e-12);
-    let v = verdicts(&mut ge, 5, 4 * N, 100);
+    let v = decisions(&mut ge, 5, 4 * N, 100);
     let loss = drops(&v) as f64 / (4 * N) as f64;
     assert!((loss - expected).abs() < 0.015, "loss {loss} vs {expected}");
 }
@@ -126,16 +126,16 @@ fn gilbert_elliott_partial_loss_in_states() {
 fn duplication_rate_and_copy_delay_bounds() {
     for_each_seed("duplication_rate_and_copy_delay_bounds", 7, |seed| {
         let max = Duration::from_millis(3);
-        let v = verdicts(&mut Duplication::new(0.10, max), seed, N, 100);
+        let v = decisions(&mut Duplication::new(0.10, max), seed, N, 100);
         let mut dups = 0;
-        for verdict in &v {
-            match verdict {
-                Verdict::Pass => {}
-                Verdict::Duplicate(extra) => {
+        for decision in &v {
+            match decision {
+                Decision::Pass => {}
+                Decision::Duplicate(extra) => {
                     dups += 1;
                     check!(extra.len() == 1 && extra[0] <= max, "bad copies {extra:?}");
                 }
-                other => return Err(format!("unexpected verdict {other:?}")),
+                other => return Err(format!("unexpected decision {other:?}")),
             }
         }
         let rate = dups as f64 / N as f64;
@@ -180,8 +180,8 @@ fn corruption_flips_exactly_one_bit_at_the_rate() {
     assert!((rate - 0.02).abs() <= 0.006, "corruption rate {rate}");
     // An empty frame cannot be corrupted.
     assert_eq!(
-        verdicts(&mut Corruption::new(1.0), 1, 10, 0),
-        vec![Verdict::Pass; 10]
+        decisions(&mut Corruption::new(1.0), 1, 10, 0),
+        vec![Decision::Pass; 10]
     );
 }
 
@@ -190,11 +190,11 @@ fn corruption_flips_exactly_one_bit_at_the_rate() {
 /// over the rest of the frame; a bare header cannot be corrupted.
 #[test]
 fn corruption_past_ethernet_spares_the_header() {
-    let v = verdicts(&mut Corruption::past_ethernet(1.0), 3, 10_000, 60);
+    let v = decisions(&mut Corruption::past_ethernet(1.0), 3, 10_000, 60);
     let bits: Vec<usize> = v
         .iter()
         .map(|v| match v {
-            Verdict::Corrupt { bit } => *bit,
+            Decision::Corrupt { bit } => *bit,
             other => panic!("{other:?}"),
         })
         .collect();
@@ -204,8 +204,8 @@ fn corruption_past_ethernet_spares_the_header() {
     );
     assert!(bits.iter().any(|&b| b < 20 * 8) && bits.iter().any(|&b| b >= 55 * 8));
     assert_eq!(
-        verdicts(&mut Corruption::past_ethernet(1.0), 1, 10, 14),
-        vec![Verdict::Pass; 10]
+        decisions(&mut Corruption::past_ethernet(1.0), 1, 10, 14),
+        vec![Decision::Pass; 10]
     );
 }
 
@@ -319,8 +319,8 @@ fn token_bucket_run(seed: u64) {
         let len = rng.range_inclusive(60, 1500);
         let frame = vec![0u8; len as usize];
         let depart = match tb.apply(t, &frame, &mut rng) {
-            Verdict::Pass => t,
-            Verdict::Delay(d) => t + d,
+            Decision::Pass => t,
+            Decision::Delay(d) => t + d,
             other => panic!("no queue limit, so no {other:?}"),
         };
         assert!(depart >= last_depart, "FIFO: departures never go back");
@@ -345,29 +345,29 @@ fn token_bucket_passes_idle_traffic_and_limits_queue() {
     let mut rng = SimRng::from_seed(0);
     for i in 0..100 {
         let t = Instant::from_millis(10 * i);
-        assert_eq!(tb.apply(t, &[0; 1000], &mut rng), Verdict::Pass);
+        assert_eq!(tb.apply(t, &[0; 1000], &mut rng), Decision::Pass);
     }
     // A burst of 10 x 1000 B at once: the first passes on credit (1500 B),
     // the next ones wait 0.5 ms, then 1 ms each.
     let t = Instant::from_secs(10);
     let mut tb = TokenBucket::new(1_000_000, 1_500);
-    assert_eq!(tb.apply(t, &[0; 1000], &mut rng), Verdict::Pass);
+    assert_eq!(tb.apply(t, &[0; 1000], &mut rng), Decision::Pass);
     assert_eq!(
         tb.apply(t, &[0; 1000], &mut rng),
-        Verdict::Delay(Duration::from_micros(500))
+        Decision::Delay(Duration::from_micros(500))
     );
     assert_eq!(
         tb.apply(t, &[0; 1000], &mut rng),
-        Verdict::Delay(Duration::from_micros(1500))
+        Decision::Delay(Duration::from_micros(1500))
     );
     assert_eq!(tb.backlog(t), 2000);
 
     // With a queue limit of 3000 bytes, a saturating burst is cut.
     let mut tb = TokenBucket::new(1_000_000, 1_000).with_queue_limit(3_000);
-    let v: Vec<Verdict> = (0..10).map(|_| tb.apply(t, &[0; 1000], &mut rng)).collect();
+    let v: Vec<Decision> = (0..10).map(|_| tb.apply(t, &[0; 1000], &mut rng)).collect();
     let dropped = v
         .iter()
-        .filter(|v| **v == Verdict::Drop(DropCause::QueueFull))
+        .filter(|v| **v == Decision::Drop(DropCause::QueueFull))
         .count();
     // 1 leaves at once, 3 wait (3000 B), 6 are dropped.
     assert_eq!(dropped, 6, "{v:?}");
@@ -375,7 +375,7 @@ fn token_bucket_passes_idle_traffic_and_limits_queue() {
     // Once the queue drained, frames are admitted again.
     let later = t + Duration::from_millis(4);
     assert_eq!(tb.backlog(later), 0);
-    assert_eq!(tb.apply(later, &[0; 1000], &mut rng), Verdict::Pass);
+    assert_eq!(tb.apply(later, &[0; 1000], &mut rng), Decision::Pass);
 }
 
 #[test]
@@ -386,21 +386,21 @@ fn mtu_clamp_is_exact() {
     for len in [0usize, 1, 1499, 1500] {
         assert_eq!(
             drop.apply(Instant::ZERO, &vec![0; len], &mut rng),
-            Verdict::Pass
+            Decision::Pass
         );
         assert_eq!(
             cut.apply(Instant::ZERO, &vec![0; len], &mut rng),
-            Verdict::Pass
+            Decision::Pass
         );
     }
     for len in [1501usize, 9000] {
         assert_eq!(
             drop.apply(Instant::ZERO, &vec![0; len], &mut rng),
-            Verdict::Drop(DropCause::Mtu)
+            Decision::Drop(DropCause::Mtu)
         );
         assert_eq!(
             cut.apply(Instant::ZERO, &vec![0; len], &mut rng),
-            Verdict::Truncate(1500)
+            Decision::Truncate(1500)
         );
     }
     // Through a chain: the frame really is cut, prefix intact.
@@ -441,7 +441,7 @@ fn partition_windows_are_half_open() {
     for (t, dropped) in cases {
         let v = p.apply(t, &[0; 10], &mut rng);
         assert_eq!(
-            v == Verdict::Drop(DropCause::Partition),
+            v == Decision::Drop(DropCause::Partition),
             dropped,
             "at {t}: {v:?}"
         );
@@ -464,21 +464,21 @@ fn stock_rules() -> Vec<Box<dyn FaultRule>> {
 }
 
 #[test]
-fn same_seed_same_verdicts_different_seed_different_verdicts() {
+fn same_seed_same_decisions_different_seed_different_decisions() {
     for (a, b) in stock_rules().into_iter().zip(stock_rules()) {
         let mut a = a;
         let mut b = b;
         let name = a.name();
-        let first = verdicts(a.as_mut(), 1234, 1000, 100);
-        let again = verdicts(b.as_mut(), 1234, 1000, 100);
-        assert_eq!(first, again, "{name}: same seed must give same verdicts");
+        let first = decisions(a.as_mut(), 1234, 1000, 100);
+        let again = decisions(b.as_mut(), 1234, 1000, 100);
+        assert_eq!(first, again, "{name}: same seed must give same decisions");
     }
     for (a, b) in stock_rules().into_iter().zip(stock_rules()) {
         let mut a = a;
         let mut b = b;
         let name = a.name();
-        let first = verdicts(a.as_mut(), 1234, 1000, 100);
-        let other = verdicts(b.as_mut(), 1235, 1000, 100);
+        let first = decisions(a.as_mut(), 1234, 1000, 100);
+        let other = decisions(b.as_mut(), 1235, 1000, 100);
         assert_ne!(first, other, "{name}: different seeds should differ");
     }
 }
@@ -513,20 +513,20 @@ fn chain_first_drop_wins_and_delays_add() {
     let mut chain = FaultChain::new(SimRng::from_seed(0))
         .with(Latency::fixed(Duration::from_millis(3)))
         .with(FnRule::new("delay2", |_, _, _| {
-            Verdict::Delay(Duration::from_millis(2))
+            Decision::Delay(Duration::from_millis(2))
         }))
         .with(FnRule::new("drop-odd-len", |_, f: &[u8], _| {
             if f.len() % 2 == 1 {
-                Verdict::Drop(DropCause::Scripted)
+                Decision::Drop(DropCause::Scripted)
             } else {
-                Verdict::Pass
+                Decision::Pass
             }
         }))
         .with(FnRule::new("after", move |now, _, _| {
             counter.fetch_add(1, Ordering::SeqCst);
             // Sees the time the frame reaches it: entry + 5 ms.
             assert_eq!(now, Instant::from_millis(105));
-            Verdict::Drop(DropCause::Loss)
+            Decision::Drop(DropCause::Loss)
         }));
     assert_eq!(
         chain.rule_names(),
@@ -558,7 +558,7 @@ fn chain_first_drop_wins_and_delays_add() {
     let mut chain = FaultChain::new(SimRng::from_seed(0))
         .with(Latency::fixed(Duration::from_millis(3)))
         .with(FnRule::new("delay2", |_, _, _| {
-            Verdict::Delay(Duration::from_millis(2))
+            Decision::Delay(Duration::from_millis(2))
         }));
     out.clear();
     chain.run(Instant::ZERO, vec![9], &mut out, &mut fx);
@@ -579,13 +579,13 @@ fn duplicates_continue_through_the_rest_of_the_chain() {
     let seen2 = seen.clone();
     let mut chain = FaultChain::new(SimRng::from_seed(0))
         .with(FnRule::new("dup", |_, _, _| {
-            Verdict::Duplicate(vec![Duration::from_millis(1), Duration::from_millis(2)])
+            Decision::Duplicate(vec![Duration::from_millis(1), Duration::from_millis(2)])
         }))
         .with(FnRule::new("corrupt-every-2nd", move |_, _, _| {
             if seen2.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
-                Verdict::Corrupt { bit: 0 }
+                Decision::Corrupt { bit: 0 }
             } else {
-                Verdict::Pass
+                Decision::Pass
             }
         }))
         .with(Latency::fixed(Duration::from_millis(10)));
@@ -623,7 +623,7 @@ fn duplicates_continue_through_the_rest_of_the_chain() {
 #[test]
 fn runaway_duplication_is_capped() {
     let mut chain = FaultChain::new(SimRng::from_seed(0)).with(FnRule::new("dup", |_, _, _| {
-        Verdict::Duplicate(vec![Duration::ZERO; 1000])
+        Decision::Duplicate(vec![Duration::ZERO; 1000])
     }));
     let mut out = Vec::new();
     let mut fx = ChainEffects::default();
@@ -642,7 +642,7 @@ fn hold_gate_holds_and_resumes_after_the_gate() {
         .with(handle.gate())
         .with(FnRule::new("count", move |_, _, _| {
             after2.fetch_add(1, Ordering::SeqCst);
-            Verdict::Delay(Duration::from_millis(4))
+            Decision::Delay(Duration::from_millis(4))
         }));
     let mut out = Vec::new();
     let mut fx = ChainEffects::default();

@@ -10,9 +10,9 @@
 //!   (see `docs/simulation.md`).
 //!
 //! Both are driven the same way by [`crate::simulation::Simulation`]:
-//! frames arrive with [`Guest::on_frame`], the guest runs at
-//! [`Guest::poll`] (producing frames to send), and it says when it next
-//! wants to run with [`Guest::poll_at`].
+//! frames arrive with [`SimGuest::on_frame`], the guest runs at
+//! [`SimGuest::poll`] (producing frames to send), and it says when it next
+//! wants to run with [`SimGuest::poll_at`].
 //!
 //! # What it must never do
 //!
@@ -31,7 +31,7 @@ pub use smol::{
 
 /// The guest of a [`crate::simulation::Simulation`].
 #[derive(Debug)]
-pub enum Guest {
+pub enum SimGuest {
     /// A smoltcp stack running workloads.
     Smol(Box<SmolGuest>),
     /// A script of exact frames.
@@ -41,56 +41,56 @@ pub enum Guest {
     Recorded(Box<crate::replay::RecordedGuest>),
 }
 
-impl Guest {
+impl SimGuest {
     /// A frame from the engine reached the guest at `now`.
     pub fn on_frame(&mut self, now: Instant, frame: &[u8]) {
         match self {
-            Guest::Smol(g) => g.on_frame(now, frame),
-            Guest::Script(g) => g.on_frame(now, frame),
-            Guest::Recorded(g) => g.on_frame(now, frame),
+            SimGuest::Smol(g) => g.on_frame(now, frame),
+            SimGuest::Script(g) => g.on_frame(now, frame),
+            SimGuest::Recorded(g) => g.on_frame(now, frame),
         }
     }
 
     /// Runs the guest at `now`; frames it sends are appended to `out`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
         match self {
-            Guest::Smol(g) => g.poll(now, out),
-            Guest::Script(g) => g.poll(now, out),
-            Guest::Recorded(g) => g.poll(now, out),
+            SimGuest::Smol(g) => g.poll(now, out),
+            SimGuest::Script(g) => g.poll(now, out),
+            SimGuest::Recorded(g) => g.poll(now, out),
         }
     }
 
-    /// When the guest next wants [`Guest::poll`] called, frames aside.
+    /// When the guest next wants [`SimGuest::poll`] called, frames aside.
     pub fn poll_at(&self) -> Option<Instant> {
         match self {
-            Guest::Smol(g) => g.poll_at(),
-            Guest::Script(g) => g.poll_at(),
-            Guest::Recorded(g) => g.poll_at(),
+            SimGuest::Smol(g) => g.poll_at(),
+            SimGuest::Script(g) => g.poll_at(),
+            SimGuest::Recorded(g) => g.poll_at(),
         }
     }
 
     /// Whether the guest's work is over (the simulation may stop).
     pub fn finished(&self) -> bool {
         match self {
-            Guest::Smol(g) => g.finished(),
-            Guest::Script(g) => g.finished(),
-            Guest::Recorded(g) => g.finished(),
+            SimGuest::Smol(g) => g.finished(),
+            SimGuest::Script(g) => g.finished(),
+            SimGuest::Recorded(g) => g.finished(),
         }
     }
 
     /// The smoltcp guest, if that is what this is.
     pub fn as_smol(&self) -> Option<&SmolGuest> {
         match self {
-            Guest::Smol(g) => Some(g),
-            Guest::Script(_) | Guest::Recorded(_) => None,
+            SimGuest::Smol(g) => Some(g),
+            SimGuest::Script(_) | SimGuest::Recorded(_) => None,
         }
     }
 
     /// The scripted guest, if that is what this is.
     pub fn as_script(&self) -> Option<&ScriptGuest> {
         match self {
-            Guest::Script(g) => Some(g),
-            Guest::Smol(_) | Guest::Recorded(_) => None,
+            SimGuest::Script(g) => Some(g),
+            SimGuest::Smol(_) | SimGuest::Recorded(_) => None,
         }
     }
 }

@@ -1097,8 +1097,9 @@ impl ScriptGuest {
             }
         }
         .map_err(|e| format!("cannot build the frame: {e}"))?;
-        buf.truncate(n);
-        Ok(buf)
+        // A copy of the frame's size: the scratch is sized for the largest
+        // frame, and a burst of frames keeps each one in flight.
+        Ok(buf[..n].to_vec())
     }
 
     fn check(&mut self, spec: &PacketSpec, frame: &[u8]) -> Result<(), String> {

@@ -8,9 +8,9 @@
 //!   half-close, close-with-unread-data = RST, abort, `tcp_info`, splice),
 //!   UDP (bind with ephemeral ports, connect, batches, ICMP errors through an
 //!   error queue) and ping sockets, each as the Linux kernel behaves (see the
-//!   [`HostIo`](passt_engine::HostIo) docs and
-//!   `passt_engine::runtime::conformance`, which runs the same scenarios
-//!   against the kernel and against this model).
+//!   [`HostIo`](passt_engine::HostIo) docs and the `passt-conformance`
+//!   crate, whose scenarios run against the kernel and, through
+//!   [`SimWorld`], against this model).
 //! - The simulated internet: remote endpoints identified by [`SocketAddr`],
 //!   each remote IP with a [`RemoteHostConfig`] (latency, bandwidth, MSS,
 //!   buffer sizes, reachability, whether it answers ping). A TCP connection
@@ -65,7 +65,8 @@ mod world;
 
 pub use remote::{AppConn, AppStatus, DatagramApp, RemoteSock, RemoteTcpState, StreamApp};
 pub use services::{
-    RemoteService, Script, ScriptReport, ScriptStatus, ServiceOptions, SinkStats, Step,
+    PeerScript, PeerScriptReport, PeerScriptStatus, PeerStep, RemoteService, ServiceOptions,
+    SinkStats,
 };
 pub use world::SimWorld;
 

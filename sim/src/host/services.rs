@@ -4,7 +4,7 @@
 //! Each runs as a [`StreamApp`] per connection. They are written as
 //! nonblocking programs: read what is there, write what fits, and wait to
 //! be polled again. Observations (byte counts, script outcome) go to shared
-//! handles ([`SinkStats`], [`ScriptReport`]) the test keeps.
+//! handles ([`SinkStats`], [`PeerScriptReport`]) the test keeps.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -165,7 +165,7 @@ pub enum RemoteService {
         body_len: usize,
     },
     /// Runs a script on every connection.
-    Scripted(Script),
+    Scripted(PeerScript),
     /// A service with changed manners (see [`ServiceOptions`]).
     WithOptions(Box<RemoteService>, ServiceOptions),
     /// Any other program.
@@ -518,7 +518,7 @@ impl StreamApp for Http {
 
 /// One step of a scripted peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
+pub enum PeerStep {
     /// Writes these bytes (waiting for send space as needed).
     Send(Vec<u8>),
     /// Reads exactly these bytes; anything else fails the script.
@@ -540,7 +540,7 @@ pub enum Step {
 
 /// Where a script stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ScriptStatus {
+pub enum PeerScriptStatus {
     /// Not started (no connection yet).
     Pending,
     /// Running at this step.
@@ -557,25 +557,25 @@ pub enum ScriptStatus {
 }
 
 #[derive(Debug)]
-struct ScriptLog {
-    status: ScriptStatus,
+struct PeerScriptLog {
+    status: PeerScriptStatus,
     received: Vec<u8>,
     runs: u32,
 }
 
 /// The outcome of a script's runs, shared with the test.
 #[derive(Clone, Debug)]
-pub struct ScriptReport(Arc<Mutex<ScriptLog>>);
+pub struct PeerScriptReport(Arc<Mutex<PeerScriptLog>>);
 
-impl ScriptReport {
-    fn with<R>(&self, f: impl FnOnce(&mut ScriptLog) -> R) -> R {
+impl PeerScriptReport {
+    fn with<R>(&self, f: impl FnOnce(&mut PeerScriptLog) -> R) -> R {
         match self.0.lock() {
             Ok(mut g) => f(&mut g),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
     /// Status of the latest run.
-    pub fn status(&self) -> ScriptStatus {
+    pub fn status(&self) -> PeerScriptStatus {
         self.with(|l| l.status.clone())
     }
     /// Every byte the script read (all runs).
@@ -590,25 +590,25 @@ impl ScriptReport {
 
 /// A scripted peer: steps run in order on one connection.
 #[derive(Clone, Debug)]
-pub struct Script {
-    steps: Vec<Step>,
+pub struct PeerScript {
+    steps: Vec<PeerStep>,
     /// How long an `Expect`/`ExpectEof` may wait.
     expect_timeout: Duration,
     /// Whether every poll first reads whatever arrived (see
-    /// [`Script::draining`]).
+    /// [`PeerScript::draining`]).
     drain: bool,
-    report: ScriptReport,
+    report: PeerScriptReport,
 }
 
-impl Script {
+impl PeerScript {
     /// A script of `steps`; expectations time out after 10 s virtual.
-    pub fn new(steps: Vec<Step>) -> Self {
-        Script {
+    pub fn new(steps: Vec<PeerStep>) -> Self {
+        PeerScript {
             steps,
             expect_timeout: Duration::from_secs(10),
             drain: false,
-            report: ScriptReport(Arc::new(Mutex::new(ScriptLog {
-                status: ScriptStatus::Pending,
+            report: PeerScriptReport(Arc::new(Mutex::new(PeerScriptLog {
+                status: PeerScriptStatus::Pending,
                 received: Vec::new(),
                 runs: 0,
             }))),
@@ -631,7 +631,7 @@ impl Script {
     }
 
     /// The shared report.
-    pub fn report(&self) -> ScriptReport {
+    pub fn report(&self) -> PeerScriptReport {
         self.report.clone()
     }
 
@@ -639,9 +639,9 @@ impl Script {
     pub fn into_app(self) -> Box<dyn StreamApp> {
         self.report.with(|l| {
             l.runs += 1;
-            l.status = ScriptStatus::Pending;
+            l.status = PeerScriptStatus::Pending;
         });
-        Box::new(ScriptApp {
+        Box::new(PeerScriptApp {
             script: self,
             step: 0,
             progress: 0,
@@ -652,8 +652,8 @@ impl Script {
     }
 }
 
-struct ScriptApp {
-    script: Script,
+struct PeerScriptApp {
+    script: PeerScript,
     step: usize,
     /// Bytes of the current Send written / Expect matched.
     progress: usize,
@@ -663,7 +663,7 @@ struct ScriptApp {
     eof: bool,
 }
 
-impl ScriptApp {
+impl PeerScriptApp {
     /// Reads everything there (draining scripts).
     fn drain(&mut self, c: &mut AppConn<'_>, buf: &mut [u8]) {
         while !self.eof {
@@ -682,7 +682,7 @@ impl ScriptApp {
         let step = self.step;
         self.script
             .report
-            .with(|l| l.status = ScriptStatus::Failed { step, reason });
+            .with(|l| l.status = PeerScriptStatus::Failed { step, reason });
         c.reset();
         AppStatus::Done
     }
@@ -695,7 +695,7 @@ impl ScriptApp {
         let step = self.step;
         self.script
             .report
-            .with(|l| l.status = ScriptStatus::Running(step));
+            .with(|l| l.status = PeerScriptStatus::Running(step));
     }
 
     fn arm(&mut self, c: &mut AppConn<'_>, d: Duration) {
@@ -711,7 +711,7 @@ impl ScriptApp {
     }
 }
 
-impl StreamApp for ScriptApp {
+impl StreamApp for PeerScriptApp {
     fn poll(&mut self, c: &mut AppConn<'_>) -> AppStatus {
         match c.state() {
             RemoteTcpState::Connecting => return AppStatus::Continue,
@@ -724,7 +724,7 @@ impl StreamApp for ScriptApp {
         if self.step == 0 && self.progress == 0 {
             self.script
                 .report
-                .with(|l| l.status = ScriptStatus::Running(0));
+                .with(|l| l.status = PeerScriptStatus::Running(0));
         }
         let mut buf = [0u8; 4096];
         for _ in 0..100_000 {
@@ -732,12 +732,14 @@ impl StreamApp for ScriptApp {
                 self.drain(c, &mut buf);
             }
             let Some(step) = self.script.steps.get(self.step).cloned() else {
-                self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                self.script
+                    .report
+                    .with(|l| l.status = PeerScriptStatus::Passed);
                 c.close();
                 return AppStatus::Done;
             };
             match step {
-                Step::Send(data) => {
+                PeerStep::Send(data) => {
                     while self.progress < data.len() {
                         match c.write(&data[self.progress..]) {
                             Ok(n) => self.progress += n,
@@ -747,7 +749,7 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
-                Step::Expect(want) => {
+                PeerStep::Expect(want) => {
                     self.arm(c, self.script.expect_timeout);
                     while self.got.len() < want.len() {
                         let room = (want.len() - self.got.len()).min(buf.len());
@@ -776,7 +778,7 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
-                Step::ExpectEof if self.script.drain => {
+                PeerStep::ExpectEof if self.script.drain => {
                     self.arm(c, self.script.expect_timeout);
                     if self.eof {
                         self.next();
@@ -786,7 +788,7 @@ impl StreamApp for ScriptApp {
                         return AppStatus::Continue;
                     }
                 }
-                Step::ExpectEof => {
+                PeerStep::ExpectEof => {
                     self.arm(c, self.script.expect_timeout);
                     match c.read(&mut buf) {
                         Ok(0) => self.next(),
@@ -800,7 +802,7 @@ impl StreamApp for ScriptApp {
                         Err(e) => return self.fail(c, format!("read: {e:?}")),
                     }
                 }
-                Step::Wait(d) => {
+                PeerStep::Wait(d) => {
                     if self.deadline.is_none() {
                         self.arm(c, d);
                         return AppStatus::Continue;
@@ -810,7 +812,7 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
-                Step::Until(at) => {
+                PeerStep::Until(at) => {
                     if c.now() < at {
                         if self.deadline.is_none() {
                             self.deadline = Some(at);
@@ -820,21 +822,25 @@ impl StreamApp for ScriptApp {
                     }
                     self.next();
                 }
-                Step::ShutdownWrite => {
+                PeerStep::ShutdownWrite => {
                     if let Err(e) = c.shutdown_write() {
                         return self.fail(c, format!("shutdown: {e:?}"));
                     }
                     self.next();
                 }
-                Step::Close => {
+                PeerStep::Close => {
                     self.next();
-                    self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                    self.script
+                        .report
+                        .with(|l| l.status = PeerScriptStatus::Passed);
                     c.close();
                     return AppStatus::Done;
                 }
-                Step::Reset => {
+                PeerStep::Reset => {
                     self.next();
-                    self.script.report.with(|l| l.status = ScriptStatus::Passed);
+                    self.script
+                        .report
+                        .with(|l| l.status = PeerScriptStatus::Passed);
                     c.reset();
                     return AppStatus::Done;
                 }

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use passt_conformance::{PeerSock, WAIT, World};
 use passt_engine::Instant;
 use passt_engine::host_io::{
     Family, HostError, HostIo, Interest, Readiness, Shutdown, SockId, Token,
 };
-use passt_engine::runtime::conformance::{PeerSock, WAIT, World};
 
 use super::SimHost;
 use super::remote::{RemoteSock, RemoteTcpState};

@@ -26,9 +26,11 @@
 //!   listed in [`RealRunReport::ignored`];
 //! - time is the wall clock since the start of the run, as an engine
 //!   [`Instant`]; the loop waits in [`RealHost::wait`] until the next
-//!   deadline (link delivery, engine timer, guest timer), dispatches host
-//!   readiness, delivers due frames, runs timers and the guest, and
-//!   drains the engine's queue into the link.
+//!   deadline (link delivery, engine timer, guest timer), then feeds the
+//!   engine through the driver contract ([`Driver`]), as the simulated arm
+//!   does: due guest frames, flush, host readiness, timers, then the guest
+//!   runs and the engine's queue is drained into the link (the driver's
+//!   frame sink, which drains it earlier whenever it is full).
 //!
 //! The result is the simulated arm's [`RunReport`], judged by the same
 //! `[expect]` criteria, wrapped in a [`RealRunReport`]; [`disagreements`]
@@ -49,21 +51,23 @@
 
 pub mod services;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use passt_engine::driver::{Admit, Driver, FrameSink};
 use passt_engine::runtime::RealHost;
-use passt_engine::wire::{self, Icmpv6Repr, L3, L4, TcpFlags};
-use passt_engine::{Config, Engine, Instant, Readiness, Token};
+use passt_engine::wire::{self, Icmpv6Repr, L3, L4};
+use passt_engine::{Config, Engine, Instant, Readiness, Token, TxQueue};
 
-use crate::guest::{Guest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec};
+use crate::guest::{SimGuest, SmolGuest, SmolGuestConfig, Workload, WorkloadReport, WorkloadSpec};
 use crate::link::{Link, LinkConfig};
 use crate::scenario::{RunReport, Scenario, ScenarioError, secs};
 use crate::sched::Scheduler;
 use crate::seed::SimRng;
-use crate::simulation::{FrameClass, SimCounters, StopReason};
+use crate::simulation::{Direction, FrameClass, Retransmits, SimCounters, StopReason, drained};
 use passt_engine::pcap::{PcapWriter, TsResolution};
 
 use services::{RealServices, TcpService};
@@ -321,46 +325,27 @@ enum Ev {
     ToGuest(FrameClass, Vec<u8>),
 }
 
-/// Highest sequence number sent per TCP direction, to count
-/// retransmissions as the simulated arm does.
-#[derive(Default)]
-struct Retransmits {
-    highest: BTreeMap<(u8, IpAddr, u16, IpAddr, u16), u32>,
+/// The driver's frame sink: the engine→guest link, which takes every frame
+/// (counted per class, and as a retransmission if it is one).
+struct LinkSink<'a> {
+    link: &'a mut Link,
+    sched: &'a mut Scheduler<Ev>,
+    counters: &'a mut SimCounters,
+    retransmits: &'a mut Retransmits,
 }
 
-impl Retransmits {
-    /// RFC 9293 §3.4: SYN and FIN occupy one sequence number each.
-    fn is_retransmit(&mut self, dir: u8, frame: &[u8]) -> bool {
-        let Ok(parsed) = wire::parse_frame(frame) else {
-            return false;
-        };
-        let (src, dst, l4) = match parsed.l3 {
-            L3::Ipv4 { ip, l4 } => (IpAddr::V4(ip.src_addr), IpAddr::V4(ip.dst_addr), l4),
-            L3::Ipv6 { ip, l4 } => (IpAddr::V6(ip.src_addr), IpAddr::V6(ip.dst_addr), l4),
-            L3::Arp(_) => return false,
-        };
-        let L4::Tcp { tcp, payload } = l4 else {
-            return false;
-        };
-        let len = payload.len() as u32
-            + u32::from(tcp.flags.contains(TcpFlags::SYN))
-            + u32::from(tcp.flags.contains(TcpFlags::FIN));
-        if len == 0 || tcp.flags.contains(TcpFlags::RST) {
-            return false;
+impl FrameSink for LinkSink<'_> {
+    type Error = Infallible;
+
+    fn accept(&mut self, _now: Instant, frames: &TxQueue) -> Result<usize, Infallible> {
+        for frame in frames.iter() {
+            let class = self
+                .retransmits
+                .count_sent(self.counters, Direction::Down, frame);
+            self.link
+                .send(self.sched, frame.to_vec(), |f| Ev::ToGuest(class, f));
         }
-        let end = tcp.seq.wrapping_add(len);
-        let key = (dir, src, tcp.src_port, dst, tcp.dst_port);
-        match self.highest.get_mut(&key) {
-            Some(high) if (end.wrapping_sub(*high) as i32) <= 0 => true,
-            Some(high) => {
-                *high = end;
-                false
-            }
-            None => {
-                self.highest.insert(key, end);
-                false
-            }
-        }
+        Ok(frames.len())
     }
 }
 
@@ -612,7 +597,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
         g.static_v4 = Some((v4.addr, v4.prefix_len, v4.gateway));
     }
     g.workloads = specs;
-    let mut guest = Guest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO)));
+    let mut guest = SimGuest::Smol(Box::new(SmolGuest::new(g, Instant::ZERO)));
     let link_cfg = LinkConfig {
         bandwidth_bps: sc.link.bandwidth,
         latency: secs(sc.link.latency, 0.0001, "link.latency")?,
@@ -633,6 +618,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
     let host =
         RealHost::new().map_err(|e| ScenarioError::Invalid(format!("real arm: RealHost: {e}")))?;
     let guard_config = config.clone();
+    let mut driver = Driver::for_config(&config);
     let mut engine = Engine::new(config, host, root.child("engine").next_u64())?;
 
     let mut capture = if opts.capture {
@@ -646,6 +632,8 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
     let mut blocked = 0u64;
     let mut events: Vec<(Token, Readiness)> = Vec::with_capacity(256);
     let mut guest_out: Vec<Vec<u8>> = Vec::new();
+    // Guest frames the driver refused, offered again first (in order).
+    let mut refused: VecDeque<Vec<u8>> = VecDeque::new();
 
     let started = std::time::Instant::now();
     let clock = || Instant::ZERO + started.elapsed();
@@ -664,6 +652,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
         // Wait for the kernel until the next deadline.
         let next = [
             sched.peek_time(),
+            (!refused.is_empty()).then_some(now),
             engine.poll_timeout(),
             guest.poll_at(),
             Some(end),
@@ -678,26 +667,39 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
             return Err(ScenarioError::Invalid(format!("real arm: epoll: {e}")));
         }
         let now = clock();
-        for &(token, r) in &events {
-            counters.host_events += 1;
-            engine.handle_host_event(now, token, r);
-        }
+        let mut sink = LinkSink {
+            link: &mut to_guest,
+            sched: &mut sched,
+            counters: &mut counters,
+            retransmits: &mut retx,
+        };
 
-        // Deliveries due.
+        // Guest frames refused earlier, then deliveries due.
         let mut guest_got_frames = false;
-        while let Some((_, ev)) = sched.pop_due(now) {
-            counters.deliveries += 1;
+        while let Some(frame) = refused.pop_front() {
+            if drained(driver.guest_frame(&mut engine, &mut sink, now, &frame)) == Admit::Full {
+                refused.push_front(frame);
+                break;
+            }
+        }
+        while let Some((_, ev)) = sink.sched.pop_due(now) {
+            sink.counters.deliveries += 1;
             match ev {
                 Ev::ToEngine(class, frame) => {
-                    if loopback_only(&guard_config, &frame) {
-                        counters.up.delivered[class as usize] += 1;
-                        engine.handle_frame(now, &frame);
-                    } else {
+                    if !loopback_only(&guard_config, &frame) {
                         blocked += 1;
+                        continue;
+                    }
+                    sink.counters.up.delivered[class as usize] += 1;
+                    if !refused.is_empty()
+                        || drained(driver.guest_frame(&mut engine, &mut sink, now, &frame))
+                            == Admit::Full
+                    {
+                        refused.push_back(frame);
                     }
                 }
                 Ev::ToGuest(class, frame) => {
-                    counters.down.delivered[class as usize] += 1;
+                    sink.counters.down.delivered[class as usize] += 1;
                     if let Some(w) = capture.as_mut() {
                         let _ =
                             w.record_at(std::time::Duration::from_nanos(now.as_nanos()), &frame);
@@ -707,43 +709,37 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
                 }
             }
         }
-        let _ = sched.advance_to(now);
+        let _ = sink.sched.advance_to(now);
+        drained(driver.flush(&mut engine, &mut sink, now));
 
-        if engine.poll_timeout().is_some_and(|t| t <= now) {
-            counters.engine_timers += 1;
-            engine.handle_timeout(now);
+        // Host readiness; a report held back comes again at the next wait
+        // (epoll is level-triggered).
+        for &(token, r) in &events {
+            if drained(driver.host_event(&mut engine, &mut sink, now, token, r)) {
+                sink.counters.host_events += 1;
+            }
+        }
+
+        if drained(driver.timers(&mut engine, &mut sink, now)) {
+            sink.counters.engine_timers += 1;
         }
 
         if guest_got_frames || guest.poll_at().is_some_and(|t| t <= now) {
-            counters.guest_polls += 1;
+            sink.counters.guest_polls += 1;
             guest.poll(now, &mut guest_out);
             for frame in guest_out.drain(..) {
-                let class = FrameClass::of(&frame);
-                counters.up.sent[class as usize] += 1;
-                if class == FrameClass::Tcp && retx.is_retransmit(0, &frame) {
-                    counters.tcp_retransmits_up += 1;
-                }
+                let class = sink
+                    .retransmits
+                    .count_sent(sink.counters, Direction::Up, &frame);
                 if let Some(w) = capture.as_mut() {
                     let _ = w.record_at(std::time::Duration::from_nanos(now.as_nanos()), &frame);
                 }
-                to_engine.send(&mut sched, frame, |f| Ev::ToEngine(class, f));
+                to_engine.send(sink.sched, frame, |f| Ev::ToEngine(class, f));
             }
         }
 
         // The engine's frames for the guest.
-        let txq = engine.tx_queue();
-        if !txq.is_empty() {
-            let frames: Vec<Vec<u8>> = txq.iter().map(<[u8]>::to_vec).collect();
-            txq.clear();
-            for frame in frames {
-                let class = FrameClass::of(&frame);
-                counters.down.sent[class as usize] += 1;
-                if class == FrameClass::Tcp && retx.is_retransmit(1, &frame) {
-                    counters.tcp_retransmits_down += 1;
-                }
-                to_guest.send(&mut sched, frame, |f| Ev::ToGuest(class, f));
-            }
-        }
+        drained(driver.drain(&mut engine, &mut sink, now));
     };
     let wall = started.elapsed();
     let virtual_end = clock();
@@ -804,7 +800,7 @@ pub fn run(sc: &Scenario, seed: u64, opts: RealArmOptions) -> Result<RealRunRepo
 mod tests {
     use super::*;
     use passt_engine::MacAddr;
-    use passt_engine::wire::{IpRepr, Ipv4Repr, TcpRepr};
+    use passt_engine::wire::{IpRepr, Ipv4Repr, TcpFlags, TcpRepr};
 
     fn tcp_to(dst: Ipv4Addr) -> Vec<u8> {
         let ip = IpRepr::V4(Ipv4Repr::new(Ipv4Addr::new(192, 0, 2, 15), dst, 0, 64));

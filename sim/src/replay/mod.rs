@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use passt_engine::Instant;
 
-use crate::guest::Guest;
+use crate::guest::SimGuest;
 use crate::host::{SimHost, SimHostConfig};
 use crate::link::Link;
 use crate::pcap::Capture;
@@ -105,7 +105,7 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
         config.clone(),
         host,
         root.child("engine").next_u64(),
-        Guest::Recorded(Box::new(recorded)),
+        SimGuest::Recorded(Box::new(recorded)),
         Link::ideal("up"),
         Link::ideal("down"),
     )
@@ -141,7 +141,7 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
     let now = sim.now();
     let events = sim.trace_events();
     let (held, fed) = match sim.guest() {
-        Guest::Recorded(g) => (g.held().to_vec(), g.sent()),
+        SimGuest::Recorded(g) => (g.held().to_vec(), g.sent()),
         _ => (Vec::new(), 0),
     };
     let drops: BTreeMap<String, u64> = sim

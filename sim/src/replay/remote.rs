@@ -1,5 +1,5 @@
 //! Remote peers scripted per flow from the trace, on the simulator's own
-//! remote services ([`crate::host::Script`], [`DatagramApp`], remote host
+//! remote services ([`crate::host::PeerScript`], [`DatagramApp`], remote host
 //! profiles).
 //!
 //! # What this module owns
@@ -31,7 +31,7 @@ use std::time::Duration;
 use passt_engine::{Config, Instant, mapping};
 
 use super::flows::{ENGINE, Flow, GUEST, Proto, Stamp};
-use crate::host::{DatagramApp, RemoteHostConfig, RemoteService, Script, SimHost, Step};
+use crate::host::{DatagramApp, PeerScript, PeerStep, RemoteHostConfig, RemoteService, SimHost};
 
 /// A remote client to start at a given time (port forwarding).
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ pub struct InboundConnect {
     /// Host address listened on, and the guest port.
     pub listen: (SocketAddr, u16),
     /// What the client does.
-    pub script: Script,
+    pub script: PeerScript,
 }
 
 /// What [`script_peers`] could not script, in words (for the report).
@@ -59,7 +59,7 @@ const FOREVER: Duration = Duration::from_secs(1 << 30);
 /// engine relayed it), at the trace's times: the guest's recorded frames
 /// are fed at those times too, so both ends keep the trace's pace however
 /// long the replayed connection took to open.
-fn steps(flow: &Flow) -> Vec<Step> {
+fn steps(flow: &Flow) -> Vec<PeerStep> {
     enum A<'a> {
         Send(&'a [u8]),
         Fin,
@@ -84,18 +84,18 @@ fn steps(flow: &Flow) -> Vec<Step> {
     for ((rel, _), a) in ev {
         match a {
             A::Send(c) => {
-                out.push(Step::Until(rel));
-                out.push(Step::Send(c.to_vec()));
+                out.push(PeerStep::Until(rel));
+                out.push(PeerStep::Send(c.to_vec()));
             }
             // The guest's FIN reached the remote as an end of stream.
-            A::Eof => out.push(Step::ExpectEof),
+            A::Eof => out.push(PeerStep::ExpectEof),
             A::Fin => {
-                out.push(Step::Until(rel));
-                out.push(Step::ShutdownWrite);
+                out.push(PeerStep::Until(rel));
+                out.push(PeerStep::ShutdownWrite);
             }
             A::Rst => {
-                out.push(Step::Until(rel));
-                out.push(Step::Reset);
+                out.push(PeerStep::Until(rel));
+                out.push(PeerStep::Reset);
                 closed = true;
                 break;
             }
@@ -103,13 +103,13 @@ fn steps(flow: &Flow) -> Vec<Step> {
     }
     if !closed && (e.fin_at.is_none() || flow.dirs[GUEST].fin_at.is_none()) {
         // The remote did not close in the trace: it must not close now.
-        out.push(Step::Until(Instant::ZERO + FOREVER));
+        out.push(PeerStep::Until(Instant::ZERO + FOREVER));
     }
     out
 }
 
-fn script_for(flow: &Flow) -> Script {
-    Script::new(steps(flow))
+fn script_for(flow: &Flow) -> PeerScript {
+    PeerScript::new(steps(flow))
         .draining()
         .with_expect_timeout(FOREVER)
 }
@@ -167,7 +167,7 @@ pub fn script_peers(
     let mut inbound = Vec::new();
     // TCP opened by the guest: one queue of scripts per host destination,
     // taken in accept order.
-    let mut tcp: BTreeMap<SocketAddr, VecDeque<Script>> = BTreeMap::new();
+    let mut tcp: BTreeMap<SocketAddr, VecDeque<PeerScript>> = BTreeMap::new();
     let mut answered_ips: BTreeSet<IpAddr> = BTreeSet::new();
     let mut silent_ips: BTreeSet<IpAddr> = BTreeSet::new();
     let mut udp: BTreeMap<SocketAddr, Vec<Vec<Vec<u8>>>> = BTreeMap::new();
@@ -239,7 +239,7 @@ pub fn script_peers(
                 Err(p) => p.into_inner().pop_front(),
             };
             // More connections than the trace had: they are reset.
-            next.unwrap_or_else(|| Script::new(vec![Step::Reset]))
+            next.unwrap_or_else(|| PeerScript::new(vec![PeerStep::Reset]))
                 .into_app()
         }));
         if let Err(e) = host.remote_tcp_serve(addr, 1024, service) {

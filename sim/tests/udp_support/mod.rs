@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use passt_engine::host_io::{HostIo, SockId};
 use passt_engine::{Config, Instant, MacAddr};
-use passt_sim::guest::{Guest, Script, ScriptGuest};
+use passt_sim::guest::{Script, ScriptGuest, SimGuest};
 use passt_sim::host::{DatagramApp, SimHost, SimHostConfig};
 use passt_sim::link::Link;
 use passt_sim::seed::SimRng;
@@ -56,7 +56,7 @@ pub fn script_sim(config: Config, host: SimHost, script: &str, seed: u64) -> Sim
         config,
         host,
         SimRng::from_seed(seed).child("engine").next_u64(),
-        Guest::Script(Box::new(guest)),
+        SimGuest::Script(Box::new(guest)),
         Link::ideal("guest->engine"),
         Link::ideal("engine->guest"),
     )

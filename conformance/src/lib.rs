@@ -3,10 +3,10 @@
 //!
 //! Each scenario is generic over a [`World`]: a `HostIo` plus "the rest of
 //! the network" (the peer side of every host socket) plus a way to let time
-//! pass. [`RealWorld`] runs them against the Linux kernel over loopback (see
-//! `engine/tests/backend_host.rs`); the simulator implements [`World`] over
-//! its socket model and runs the very same functions, so its model is only
-//! trusted where both arms agree.
+//! pass. The real world (`tests/real_kernel.rs` of this crate) runs them
+//! against the Linux kernel over loopback; the simulator implements
+//! [`World`] over its socket model (`passt_sim::SimWorld`) and runs the very
+//! same functions, so its model is only trusted where both arms agree.
 //!
 //! A scenario returns `Err(Failure)` instead of panicking, so a simulator
 //! can report which step diverged together with its seed. Scenarios only
@@ -17,12 +17,24 @@
 //! once or be in progress; a FIN right after a full peek buffer may be
 //! reported on that peek or the next one), the scenario accepts both and
 //! says so.
+//!
+//! # What this crate owns and must never do
+//!
+//! It owns the [`World`] contract and the scenarios, and nothing else: it
+//! is test support, kept out of the engine library (which ships no test
+//! scenarios) and out of the simulator (which only implements [`World`]).
+//! The scenarios must never touch the kernel, the clock or randomness
+//! themselves: every socket, wait and sleep goes through the [`World`], so
+//! the same code runs deterministically in the simulator.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::host_io::{
+use passt_engine::host_io::{
     ConnectProgress, Family, HostError, HostIo, Interest, Readiness, Shutdown, SockId, UdpRecv,
     UdpSend,
 };
@@ -1051,254 +1063,4 @@ pub fn ping_echo<W: World>(w: &mut W, family: Family, id: u16) -> Result<bool, F
     );
     w.host().close(sock);
     Ok(true)
-}
-
-pub use real::RealWorld;
-
-/// The real arm: [`super::RealHost`] against ordinary blocking loopback
-/// sockets of the standard library.
-mod real {
-    use std::io::{ErrorKind, Read, Write};
-    use std::net::{
-        Ipv4Addr, Ipv6Addr, Shutdown as StdShutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
-    };
-    use std::time::{Duration, Instant};
-
-    use super::{PeerSock, WAIT, World};
-    use crate::host_io::{Family, HostError, HostIo, Interest, Readiness, SockId, Token};
-    use crate::runtime::RealHost;
-    use crate::runtime::sys::map_errno;
-
-    enum PeerObj {
-        Listener(TcpListener),
-        Stream(TcpStream),
-        Udp(UdpSocket),
-        /// A bound, not listening TCP socket: reserves a port that answers
-        /// SYNs with RSTs.
-        Reserved(#[allow(dead_code)] std::os::fd::OwnedFd),
-    }
-
-    /// [`World`] over the Linux kernel on loopback.
-    pub struct RealWorld {
-        host: RealHost,
-        peers: Vec<Option<PeerObj>>,
-        events: Vec<(Token, Readiness)>,
-    }
-
-    impl RealWorld {
-        /// A world around `host`.
-        pub fn new(host: RealHost) -> RealWorld {
-            RealWorld {
-                host,
-                peers: Vec::new(),
-                events: Vec::with_capacity(256),
-            }
-        }
-
-        fn add(&mut self, p: PeerObj) -> PeerSock {
-            self.peers.push(Some(p));
-            PeerSock((self.peers.len() - 1) as u32)
-        }
-
-        fn stream(&mut self, s: PeerSock) -> Result<&mut TcpStream, HostError> {
-            match self.peers.get_mut(s.0 as usize) {
-                Some(Some(PeerObj::Stream(t))) => Ok(t),
-                _ => Err(HostError::BadSocket),
-            }
-        }
-
-        fn udp(&mut self, s: PeerSock) -> Result<&mut UdpSocket, HostError> {
-            match self.peers.get_mut(s.0 as usize) {
-                Some(Some(PeerObj::Udp(u))) => Ok(u),
-                _ => Err(HostError::BadSocket),
-            }
-        }
-    }
-
-    fn io_err(e: std::io::Error) -> HostError {
-        match e.kind() {
-            ErrorKind::WouldBlock | ErrorKind::TimedOut => HostError::WouldBlock,
-            _ => e.raw_os_error().map_or(HostError::Other(0), map_errno),
-        }
-    }
-
-    fn lo(family: Family) -> SocketAddr {
-        match family {
-            Family::V4 => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
-            Family::V6 => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0),
-        }
-    }
-
-    const TOKEN_BASE: u64 = 1 << 40;
-
-    impl World for RealWorld {
-        type Host = RealHost;
-
-        fn host(&mut self) -> &mut RealHost {
-            &mut self.host
-        }
-
-        fn wait_ready(
-            &mut self,
-            sock: SockId,
-            interest: Interest,
-            limit: Duration,
-        ) -> Option<Readiness> {
-            let token = Token(TOKEN_BASE + sock.0 as u64);
-            self.host.set_interest(sock, token, interest).ok()?;
-            let deadline = Instant::now() + limit;
-            let mut found = None;
-            while found.is_none() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                self.events.clear();
-                self.host.wait(Some(left), &mut self.events).ok()?;
-                found = self.events.iter().find_map(|&(t, r)| {
-                    let wanted = (interest.readable && r.readable)
-                        || (interest.writable && r.writable)
-                        || r.error
-                        || r.hangup;
-                    (t == token && wanted).then_some(r)
-                });
-            }
-            // Quiet the socket again so later waits are not flooded.
-            let _ = self.host.set_interest(sock, token, Interest::NONE);
-            found
-        }
-
-        fn settle(&mut self) {
-            std::thread::sleep(Duration::from_millis(30));
-        }
-
-        fn settle_briefly(&mut self) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-
-        fn peer_tcp_listen(&mut self, family: Family) -> (PeerSock, SocketAddr) {
-            let l = TcpListener::bind(lo(family)).expect("loopback listener");
-            let a = l.local_addr().expect("listener address");
-            l.set_nonblocking(true).expect("nonblocking listener");
-            (self.add(PeerObj::Listener(l)), a)
-        }
-
-        fn peer_tcp_accept(&mut self, listener: PeerSock) -> Result<PeerSock, HostError> {
-            let deadline = Instant::now() + WAIT;
-            loop {
-                let Some(Some(PeerObj::Listener(l))) = self.peers.get(listener.0 as usize) else {
-                    return Err(HostError::BadSocket);
-                };
-                match l.accept() {
-                    Ok((s, _)) => {
-                        s.set_nonblocking(false).map_err(io_err)?;
-                        s.set_read_timeout(Some(WAIT)).map_err(io_err)?;
-                        return Ok(self.add(PeerObj::Stream(s)));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(e) => return Err(io_err(e)),
-                }
-            }
-        }
-
-        fn peer_tcp_connect(&mut self, addr: SocketAddr) -> Result<PeerSock, HostError> {
-            let s = TcpStream::connect_timeout(&addr, WAIT).map_err(io_err)?;
-            s.set_read_timeout(Some(WAIT)).map_err(io_err)?;
-            Ok(self.add(PeerObj::Stream(s)))
-        }
-
-        fn peer_tcp_write(&mut self, conn: PeerSock, data: &[u8]) -> Result<(), HostError> {
-            let s = self.stream(conn)?;
-            s.set_write_timeout(Some(WAIT)).map_err(io_err)?;
-            s.write_all(data).map_err(io_err)
-        }
-
-        fn peer_tcp_read(&mut self, conn: PeerSock, buf: &mut [u8]) -> Result<usize, HostError> {
-            self.stream(conn)?.read(buf).map_err(io_err)
-        }
-
-        fn peer_tcp_shutdown_write(&mut self, conn: PeerSock) {
-            if let Ok(s) = self.stream(conn) {
-                let _ = s.shutdown(StdShutdown::Write);
-            }
-        }
-
-        fn peer_tcp_abort(&mut self, conn: PeerSock) {
-            if let Ok(s) = self.stream(conn) {
-                let linger = libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                };
-                // SAFETY: pointer and size describe `linger`.
-                unsafe {
-                    libc::setsockopt(
-                        std::os::fd::AsRawFd::as_raw_fd(s),
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        &linger as *const libc::linger as *const libc::c_void,
-                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                    )
-                };
-            }
-            self.peer_close(conn);
-        }
-
-        fn peer_close(&mut self, sock: PeerSock) {
-            if let Some(slot) = self.peers.get_mut(sock.0 as usize) {
-                *slot = None;
-            }
-        }
-
-        fn closed_tcp_port(&mut self, family: Family) -> SocketAddr {
-            // A bound socket that never listens holds the port: SYNs to it
-            // are answered with RSTs and no one else can take it meanwhile.
-            let af = match family {
-                Family::V4 => libc::AF_INET,
-                Family::V6 => libc::AF_INET6,
-            };
-            // SAFETY: plain syscall; checked below.
-            let fd = unsafe { libc::socket(af, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-            assert!(fd >= 0, "socket for a reserved port");
-            // SAFETY: fresh descriptor owned by no one else.
-            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-            let (sa, len) = crate::runtime::sys::to_sockaddr(&lo(family));
-            // SAFETY: valid sockaddr of `len` bytes.
-            let r = unsafe { libc::bind(raw, &sa as *const _ as *const libc::sockaddr, len) };
-            assert_eq!(r, 0, "bind reserved port");
-            let addr = crate::runtime::sys::local_addr(raw).expect("reserved port address");
-            self.add(PeerObj::Reserved(fd));
-            addr
-        }
-
-        fn closed_udp_port(&mut self, family: Family) -> SocketAddr {
-            // Bind, note the port, close: nothing else on this machine's
-            // loopback picks ephemeral ports fast enough to matter here.
-            let u = UdpSocket::bind(lo(family)).expect("udp bind");
-            u.local_addr().expect("udp address")
-        }
-
-        fn peer_udp_bind(&mut self, family: Family) -> (PeerSock, SocketAddr) {
-            let u = UdpSocket::bind(lo(family)).expect("udp bind");
-            u.set_read_timeout(Some(WAIT)).expect("udp timeout");
-            let a = u.local_addr().expect("udp address");
-            (self.add(PeerObj::Udp(u)), a)
-        }
-
-        fn peer_udp_send(&mut self, sock: PeerSock, data: &[u8], dst: SocketAddr) {
-            if let Ok(u) = self.udp(sock) {
-                let _ = u.send_to(data, dst);
-            }
-        }
-
-        fn peer_udp_recv(
-            &mut self,
-            sock: PeerSock,
-            buf: &mut [u8],
-        ) -> Result<(usize, SocketAddr), HostError> {
-            self.udp(sock)?.recv_from(buf).map_err(io_err)
-        }
-    }
 }
