@@ -182,11 +182,16 @@ pub fn merge(files: &[(String, Vec<u8>)]) -> Merged {
                             "{file}:{n}: seed {} is not one of shard {shard}'s seeds",
                             r.seed
                         ));
-                    } else if data.seeds.contains_key(&r.seed) {
-                        m.problems
-                            .push(format!("{file}:{n}: seed {} recorded twice", r.seed));
                     } else {
-                        data.seeds.insert(r.seed, r);
+                        let seed = r.seed;
+                        if let std::collections::btree_map::Entry::Vacant(slot) =
+                            data.seeds.entry(seed)
+                        {
+                            slot.insert(r);
+                        } else {
+                            m.problems
+                                .push(format!("{file}:{n}: seed {seed} recorded twice"));
+                        }
                     }
                 }
                 Record::Footer(f) => {
