@@ -105,6 +105,10 @@ enum Command {
         /// Exit status 1 on any divergence.
         #[arg(long)]
         check: bool,
+        /// Also write the report as a self-contained HTML page with a
+        /// time–sequence graph per TCP flow (docs/replay.md).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// `recorded`: the trace's guest frames at their recorded times.
         #[arg(long, default_value = "recorded", value_parser = ["recorded", "model"])]
         guest: String,
@@ -121,6 +125,7 @@ struct ReplayArgs {
     out: Option<PathBuf>,
     json: bool,
     check: bool,
+    html: Option<PathBuf>,
     guest: String,
     set: Vec<String>,
 }
@@ -158,6 +163,17 @@ fn cmd_replay(a: ReplayArgs) -> ExitCode {
     {
         eprintln!("passt-sim: {}: cannot write: {e}", out.display());
         return ExitCode::from(2);
+    }
+    if let Some(html) = &a.html {
+        let title = a.trace.file_name().map_or_else(
+            || a.trace.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let page = passt_sim::replay::html::render(&outcome, &title);
+        if let Err(e) = std::fs::write(html, page) {
+            eprintln!("passt-sim: {}: cannot write: {e}", html.display());
+            return ExitCode::from(2);
+        }
     }
     let r = &outcome.report;
     if a.json {
@@ -425,6 +441,7 @@ fn main() -> ExitCode {
             out,
             report,
             check,
+            html,
             guest,
             set,
         } => cmd_replay(ReplayArgs {
@@ -433,6 +450,7 @@ fn main() -> ExitCode {
             out,
             json: report == "json",
             check,
+            html,
             guest,
             set,
         }),
