@@ -378,12 +378,22 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
     let started = std::time::Instant::now();
     let mut runs = 0u64;
     let mut events = 0u64;
+    // Seeds of this shard: those congruent to K-1 modulo N.
+    let total = (hi - lo) / n + u64::from((hi - lo) % n >= k - 1);
+    let mut progress = passt_sim::progress::Progress::new(total);
     for seed in lo..=hi {
         if (seed - lo) % n != k - 1 {
             continue;
         }
         runs += 1;
-        match run_once(&sc, seed, false) {
+        let result = run_once(&sc, seed, false);
+        let passed = matches!(&result, Ok(r) if r.passed());
+        progress.inc(!passed);
+        if !passed {
+            // The sweep stops here: clear the bar before the report.
+            progress.finish();
+        }
+        match result {
             Ok(r) if r.passed() => events += r.trace_events,
             Ok(r) => {
                 print!("{r}");
@@ -405,6 +415,7 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
             }
         }
     }
+    progress.finish();
     let wall = started.elapsed().as_secs_f64();
     println!(
         "sweep             {} seeds of {lo}..={hi} (shard {k}/{n}) passed",
