@@ -16,7 +16,7 @@
 //!   reproduces it.
 //!
 //! - `replay TRACE [--seed N] [--out OUT.pcap] [--report text|json]
-//!   [--check] [--set key=value ...]`: replays a capture's guest frames
+//!   [--check] [--html FILE] [--set key=value ...]`: replays a capture's guest frames
 //!   through the engine, with remote peers scripted from it, and reports
 //!   flow by flow how the replay differs from the trace (docs/replay.md).
 //!   Exit status 2 on a capture it cannot replay, 1 with `--check` on any
