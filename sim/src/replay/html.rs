@@ -514,3 +514,82 @@ const LEGEND: &str = "<p class=\"legend\">\
 <span style=\"color:#d00\">× retransmission</span>\
 <span style=\"color:#d00\">○ first sent, later resent (presumed lost)</span>\
 <span>▲ guest segment held past the bound</span></p>";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use passt_engine::Instant;
+    use passt_engine::wire::TcpFlags;
+
+    fn seg(ms: u64, seq: u32, len: u32, ack: Option<u32>, window: u16, flags: u8) -> Seg {
+        Seg {
+            at: Instant::from_nanos(ms * 1_000_000),
+            seq,
+            len,
+            ack,
+            window,
+            flags: TcpFlags(flags),
+            retransmit: false,
+        }
+    }
+
+    /// A client that sends two segments and resends the second; a server
+    /// that acknowledges the first, with window scaling on both SYNs.
+    fn flow() -> Flow {
+        let (syn, ack) = (TcpFlags::SYN.0, TcpFlags::ACK.0);
+        let mut c = Dir {
+            isn: Some(1000),
+            wscale: Some(7),
+            ..Dir::default()
+        };
+        c.segs = vec![
+            seg(0, 1000, 1, None, 500, syn),
+            seg(2, 1001, 100, Some(5001), 500, ack),
+            seg(3, 1101, 100, Some(5001), 500, ack),
+            Seg {
+                retransmit: true,
+                ..seg(9, 1101, 100, Some(5001), 500, ack)
+            },
+        ];
+        let mut s = Dir {
+            isn: Some(5000),
+            wscale: Some(2),
+            ..Dir::default()
+        };
+        s.segs = vec![
+            seg(1, 5000, 1, Some(1001), 1000, syn | ack),
+            seg(4, 5001, 0, Some(1101), 100, ack),
+        ];
+        let a: std::net::SocketAddr = "192.0.2.15:40000".parse().unwrap();
+        let b: std::net::SocketAddr = "203.0.113.7:7".parse().unwrap();
+        Flow {
+            key: (Proto::Tcp, a, b),
+            guest_is_client: true,
+            first_at: Instant::ZERO,
+            dirs: [c, s],
+            closes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_window_line_is_scaled_except_in_the_syn() {
+        let s = series(&flow(), GUEST);
+        // SYN-ACK: ACK 1 (relative) + 1000 unscaled; then ACK 101 + 100 << 2.
+        assert_eq!(s.win.first(), Some(&(0.001, 1001.0)));
+        assert_eq!(s.win.last(), Some(&(0.004, 501.0)));
+        assert_eq!(s.ack.last(), Some(&(0.004, 101.0)));
+    }
+
+    #[test]
+    fn a_resent_range_marks_its_first_transmission_as_presumed_lost() {
+        let s = series(&flow(), GUEST);
+        assert_eq!(s.data.len(), 4);
+        assert_eq!(s.data.iter().filter(|d| d.3).count(), 1);
+        assert_eq!(s.lost, vec![(0.003, 201.0)]);
+    }
+
+    #[test]
+    fn text_from_the_capture_is_escaped() {
+        assert_eq!(esc("<a href=\"x\">&"), "&lt;a href=&quot;x&quot;&gt;&amp;");
+    }
+}
