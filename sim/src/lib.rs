@@ -39,6 +39,9 @@
 //! - [`replay`]: `passt-sim replay`: a capture's guest frames fed to the
 //!   engine at their recorded times, remote peers scripted from it, and
 //!   the trace and the replay compared flow by flow.
+//! - [`shard`]: seed ranges split across machines (`--shard K/N`,
+//!   `auto/N` from Kubernetes or Slurm), the JSON-lines results each shard
+//!   writes, and `passt-sim merge`.
 //! - `real_arm` (only with the `real-arm` cargo feature): the same
 //!   scenarios against the real kernel (`Engine<RealHost>`, real services
 //!   on loopback, wall-clock time), and the comparison of both arms'
@@ -69,6 +72,7 @@ pub mod replay;
 pub mod scenario;
 pub mod sched;
 pub mod seed;
+pub mod shard;
 pub mod simulation;
 
 pub use fault::{Decision, DropCause, FaultChain, FaultRule, HoldHandle, HostFaults, SwarmParams};

@@ -11,10 +11,14 @@
 //!   status 1 if a pass criterion failed. `--arm real` runs it against the
 //!   real kernel instead (`Engine<RealHost>`, services on loopback, wall
 //!   clock; no root needed).
-//! - `sweep SCENARIO.toml --seeds A..B [--shard K/N]`: runs many seeds,
-//!   stops at the first failure and prints its seed and the command that
-//!   reproduces it.
-//!
+//! - `sweep SCENARIO.toml --seeds A..B [--shard K/N|auto/N]
+//!   [--json-lines FILE|-]`: runs many seeds, stops at the first failure
+//!   and prints its seed and the command that reproduces it; with
+//!   `--json-lines` runs every seed of its shard and records each as a JSON
+//!   line instead (docs/sweeps.md).
+//! - `merge FILE...`: combines shards' JSON-lines results into one
+//!   verdict. Exit status 0 all passed, 1 some failed, 2 seeds or shards
+//!   missing or bad input.
 //! - `replay TRACE [--seed N] [--out OUT.pcap] [--report text|json]
 //!   [--check] [--html FILE] [--set key=value ...]`: replays a capture's guest frames
 //!   through the engine, with remote peers scripted from it, and reports
@@ -28,12 +32,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 #[cfg(feature = "real-arm")]
 use passt_sim::real_arm::{self, RealArmOptions};
 use passt_sim::scenario::{self, Scenario};
+use passt_sim::shard::results::{self, Verdict};
+use passt_sim::shard::{SeedRange, Shard, ShardError, merge};
 use passt_sim::{demo, parse_seed};
 
 #[derive(Parser)]
@@ -84,9 +91,21 @@ enum Command {
         #[arg(long, default_value = "1..101")]
         seeds: String,
         /// Run only the K-th of N interleaved slices of the seeds
-        /// (`K/N`, 1 ≤ K ≤ N).
+        /// (`K/N`, 1 ≤ K ≤ N), or `auto/N`: K from JOB_COMPLETION_INDEX
+        /// (Kubernetes) or SLURM_ARRAY_TASK_ID (Slurm).
         #[arg(long)]
         shard: Option<String>,
+        /// Run every seed of the shard and write one JSON line per seed
+        /// (between a header and a footer) to FILE, or to stdout with `-`
+        /// (the summary then goes to stderr).
+        #[arg(long, value_name = "FILE")]
+        json_lines: Option<PathBuf>,
+    },
+    /// Combines shards' `--json-lines` results into one verdict.
+    Merge {
+        /// Results files, one per shard (any order).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Replays a capture through the engine and compares flow by flow.
     Replay {
@@ -195,41 +214,6 @@ fn cmd_replay(a: ReplayArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
-}
-
-/// Parses `A..B`, `A..=B` or `A` into an inclusive range.
-fn seed_range(s: &str) -> Result<(u64, u64), String> {
-    let bad = |e: String| format!("--seeds `{s}`: {e}");
-    if let Some((a, b)) = s.split_once("..=") {
-        let a = parse_seed(a).map_err(|e| bad(e.to_string()))?;
-        let b = parse_seed(b).map_err(|e| bad(e.to_string()))?;
-        if b < a {
-            return Err(bad("empty range".into()));
-        }
-        Ok((a, b))
-    } else if let Some((a, b)) = s.split_once("..") {
-        let a = parse_seed(a).map_err(|e| bad(e.to_string()))?;
-        let b = parse_seed(b).map_err(|e| bad(e.to_string()))?;
-        if b <= a {
-            return Err(bad("empty range".into()));
-        }
-        Ok((a, b - 1))
-    } else {
-        let a = parse_seed(s).map_err(|e| bad(e.to_string()))?;
-        Ok((a, a))
-    }
-}
-
-/// Parses `K/N` (1-based K).
-fn shard(s: &str) -> Result<(u64, u64), String> {
-    let bad = || format!("--shard `{s}`: expected K/N with 1 <= K <= N");
-    let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    let k: u64 = k.trim().parse().map_err(|_| bad())?;
-    let n: u64 = n.trim().parse().map_err(|_| bad())?;
-    if n == 0 || k == 0 || k > n {
-        return Err(bad());
-    }
-    Ok((k, n))
 }
 
 fn run_once(sc: &Scenario, seed: u64, capture: bool) -> Result<scenario::RunReport, String> {
@@ -361,15 +345,8 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (lo, hi) = match seed_range(seeds) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("passt-sim: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let (k, n) = match shard_spec.map(shard).transpose() {
-        Ok(s) => s.unwrap_or((1, 1)),
+    let (range, shard) = match sweep_plan(seeds, shard_spec) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("passt-sim: {e}");
             return ExitCode::from(2);
@@ -378,13 +355,8 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
     let started = std::time::Instant::now();
     let mut runs = 0u64;
     let mut events = 0u64;
-    // Seeds of this shard: those congruent to K-1 modulo N.
-    let total = (hi - lo) / n + u64::from((hi - lo) % n >= k - 1);
-    let mut progress = passt_sim::progress::Progress::new(total);
-    for seed in lo..=hi {
-        if (seed - lo) % n != k - 1 {
-            continue;
-        }
+    let mut progress = passt_sim::progress::Progress::new(shard.seed_count(range));
+    for seed in shard.seeds(range) {
         runs += 1;
         let result = run_once(&sc, seed, false);
         let passed = matches!(&result, Ok(r) if r.passed());
@@ -418,7 +390,7 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
     progress.finish();
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "sweep             {} seeds of {lo}..={hi} (shard {k}/{n}) passed",
+        "sweep             {} seeds of {range} (shard {shard}) passed",
         runs
     );
     println!(
@@ -426,6 +398,137 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
         events as f64 / wall.max(1e-9)
     );
     ExitCode::SUCCESS
+}
+
+/// The seed range and this process's shard of it (`--shard auto/N` reads
+/// the scheduler's index from the environment).
+fn sweep_plan(seeds: &str, shard_spec: Option<&str>) -> Result<(SeedRange, Shard), ShardError> {
+    let range = SeedRange::parse(seeds)?;
+    let shard = match shard_spec {
+        Some(spec) => Shard::resolve(spec, |k| std::env::var(k).ok())?,
+        None => Shard::WHOLE,
+    };
+    Ok((range, shard))
+}
+
+/// `sweep --json-lines`: every seed of the shard, one JSON line each; the
+/// summary goes to stdout, or to stderr when the lines do.
+fn cmd_sweep_json(path: PathBuf, seeds: &str, shard_spec: Option<&str>, out: &Path) -> ExitCode {
+    let to_stdout = out == Path::new("-");
+    let say = |line: String| {
+        if to_stdout {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let sc = match Scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (range, shard) = match sweep_plan(seeds, shard_spec) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sink: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::stdout().lock())
+    } else {
+        match std::fs::File::create(out) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("passt-sim: {}: cannot create: {e}", out.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let target = path.display().to_string();
+    let header = results::Header::new("sweep", &target, range, shard);
+    let write_err = |e: std::io::Error| {
+        eprintln!("passt-sim: {}: cannot write: {e}", out.display());
+        ExitCode::from(2)
+    };
+    let mut w = match results::ResultsWriter::new(sink, &header) {
+        Ok(w) => w,
+        Err(e) => return write_err(e),
+    };
+    let started = std::time::Instant::now();
+    for seed in shard.seeds(range) {
+        let t = std::time::Instant::now();
+        let outcome = run_once(&sc, seed, false);
+        let wall_s = t.elapsed().as_secs_f64();
+        let reproduce = format!("passt-sim run {target} --seed {seed}");
+        let line = match outcome {
+            Ok(r) => results::SeedResult {
+                seed,
+                verdict: if r.passed() {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                },
+                virtual_s: r.virtual_end.as_nanos() as f64 / 1e9,
+                wall_s,
+                trace_hash: Some(format!("{:016x}", r.trace_hash)),
+                reason: (!r.passed()).then(|| r.failures.join("; ")),
+                reproduce,
+            },
+            Err(e) => results::SeedResult {
+                seed,
+                verdict: Verdict::Error,
+                virtual_s: 0.0,
+                wall_s,
+                trace_hash: None,
+                reason: Some(e),
+                reproduce,
+            },
+        };
+        if line.verdict != Verdict::Pass {
+            say(format!("failing seed      {seed}: {}", line.reproduce));
+        }
+        if let Err(e) = w.seed(&line) {
+            return write_err(e);
+        }
+    }
+    let footer = match w.finish() {
+        Ok(f) => f,
+        Err(e) => return write_err(e),
+    };
+    say(format!(
+        "sweep             shard {shard} of {range}: {} seeds, {} passed, {} failed ({:.3} s wall)",
+        footer.run,
+        footer.passed,
+        footer.failed,
+        started.elapsed().as_secs_f64()
+    ));
+    if footer.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn cmd_merge(files: &[PathBuf]) -> ExitCode {
+    let mut inputs = Vec::with_capacity(files.len());
+    for f in files {
+        match std::fs::read(f) {
+            Ok(b) => inputs.push((f.display().to_string(), b)),
+            Err(e) => {
+                eprintln!("passt-sim: merge: {}: cannot read: {e}", f.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let merged = merge::merge(&inputs);
+    print!("{}", merged.to_text());
+    for p in &merged.problems {
+        eprintln!("passt-sim: merge: {p}");
+    }
+    ExitCode::from(merged.exit_code())
 }
 
 fn seed_arg(s: &str) -> Result<u64, String> {
@@ -445,7 +548,15 @@ fn main() -> ExitCode {
             scenario,
             seeds,
             shard,
+            json_lines: None,
         } => cmd_sweep(scenario, &seeds, shard.as_deref()),
+        Command::Sweep {
+            scenario,
+            seeds,
+            shard,
+            json_lines: Some(out),
+        } => cmd_sweep_json(scenario, &seeds, shard.as_deref(), &out),
+        Command::Merge { files } => cmd_merge(&files),
         Command::Replay {
             trace,
             seed,
