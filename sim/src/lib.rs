@@ -65,6 +65,7 @@ pub mod host;
 pub mod inbound;
 pub mod link;
 pub mod pcap;
+pub mod progress;
 #[cfg(feature = "real-arm")]
 pub mod real_arm;
 pub mod replay;

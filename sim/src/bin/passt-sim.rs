@@ -20,7 +20,7 @@
 //!   verdict. Exit status 0 all passed, 1 some failed, 2 seeds or shards
 //!   missing or bad input.
 //! - `replay TRACE [--seed N] [--out OUT.pcap] [--report text|json]
-//!   [--check] [--set key=value ...]`: replays a capture's guest frames
+//!   [--check] [--html FILE] [--set key=value ...]`: replays a capture's guest frames
 //!   through the engine, with remote peers scripted from it, and reports
 //!   flow by flow how the replay differs from the trace (docs/replay.md).
 //!   Exit status 2 on a capture it cannot replay, 1 with `--check` on any
@@ -124,6 +124,10 @@ enum Command {
         /// Exit status 1 on any divergence.
         #[arg(long)]
         check: bool,
+        /// Also write the report as a self-contained HTML page with a
+        /// time–sequence graph per TCP flow (docs/replay.md).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// `recorded`: the trace's guest frames at their recorded times.
         #[arg(long, default_value = "recorded", value_parser = ["recorded", "model"])]
         guest: String,
@@ -140,6 +144,7 @@ struct ReplayArgs {
     out: Option<PathBuf>,
     json: bool,
     check: bool,
+    html: Option<PathBuf>,
     guest: String,
     set: Vec<String>,
 }
@@ -177,6 +182,17 @@ fn cmd_replay(a: ReplayArgs) -> ExitCode {
     {
         eprintln!("passt-sim: {}: cannot write: {e}", out.display());
         return ExitCode::from(2);
+    }
+    if let Some(html) = &a.html {
+        let title = a.trace.file_name().map_or_else(
+            || a.trace.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let page = passt_sim::replay::html::render(&outcome, &title);
+        if let Err(e) = std::fs::write(html, page) {
+            eprintln!("passt-sim: {}: cannot write: {e}", html.display());
+            return ExitCode::from(2);
+        }
     }
     let r = &outcome.report;
     if a.json {
@@ -339,9 +355,17 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
     let started = std::time::Instant::now();
     let mut runs = 0u64;
     let mut events = 0u64;
+    let mut progress = passt_sim::progress::Progress::new(shard.seed_count(range));
     for seed in shard.seeds(range) {
         runs += 1;
-        match run_once(&sc, seed, false) {
+        let result = run_once(&sc, seed, false);
+        let passed = matches!(&result, Ok(r) if r.passed());
+        progress.inc(!passed);
+        if !passed {
+            // The sweep stops here: clear the bar before the report.
+            progress.finish();
+        }
+        match result {
             Ok(r) if r.passed() => events += r.trace_events,
             Ok(r) => {
                 print!("{r}");
@@ -363,6 +387,7 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
             }
         }
     }
+    progress.finish();
     let wall = started.elapsed().as_secs_f64();
     println!(
         "sweep             {} seeds of {range} (shard {shard}) passed",
@@ -538,6 +563,7 @@ fn main() -> ExitCode {
             out,
             report,
             check,
+            html,
             guest,
             set,
         } => cmd_replay(ReplayArgs {
@@ -546,6 +572,7 @@ fn main() -> ExitCode {
             out,
             json: report == "json",
             check,
+            html,
             guest,
             set,
         }),

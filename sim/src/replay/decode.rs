@@ -17,8 +17,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use passt_engine::MacAddr;
 use passt_engine::wire::{
-    ArpPacket, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpFlags, TcpPacket, UdpPacket, ethertype,
-    protocol,
+    ArpPacket, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpFlags, TcpOptions, TcpPacket, UdpPacket,
+    ethertype, protocol,
 };
 
 /// ICMPv6 next header value.
@@ -48,6 +48,10 @@ pub enum Kind<'a> {
         ack: u32,
         /// Control bits.
         flags: TcpFlags,
+        /// Advertised window, unscaled (as in the header).
+        window: u16,
+        /// Window scale option (SYN segments only; RFC 7323 §2.2).
+        wscale: Option<u8>,
         /// Data.
         payload: &'a [u8],
         /// Offset of the TCP header in the frame.
@@ -163,6 +167,10 @@ fn l4_kind(
                 seq: t.seq_number(),
                 ack: t.ack_number(),
                 flags: t.flags(),
+                window: t.window(),
+                wscale: TcpOptions::parse(t.options())
+                    .ok()
+                    .and_then(|o| o.window_scale),
                 payload: l4.get(hl..)?,
                 l4_at,
                 l4_len: l4.len(),

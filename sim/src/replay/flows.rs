@@ -9,6 +9,9 @@
 //! handshake outcome, close events in order (`c:fin`, `s:rst`, ...),
 //! retransmissions, and the engine's side of the conversation (the bytes
 //! it delivered, when, and how it closed) for scripting the remote peers.
+//! For TCP it also keeps every segment's numbers ([`Seg`]: time, sequence,
+//! length, acknowledgment, window, whether it resent old sequence space)
+//! for the time–sequence graphs of `--html`; the reports do not read them.
 //!
 //! # What it must never do
 //!
@@ -54,6 +57,25 @@ pub type Stamp = (Instant, u64);
 /// guest sees it).
 pub type FlowKey = (Proto, SocketAddr, SocketAddr);
 
+/// One TCP segment as seen on the wire (for the `--html` graphs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seg {
+    /// When it was captured.
+    pub at: Instant,
+    /// Sequence number.
+    pub seq: u32,
+    /// Sequence space it occupies (data, SYN and FIN; RFC 9293 §3.4).
+    pub len: u32,
+    /// Acknowledgment number, when the ACK bit is set.
+    pub ack: Option<u32>,
+    /// Advertised window as in the header (unscaled).
+    pub window: u16,
+    /// Control bits.
+    pub flags: TcpFlags,
+    /// It resent sequence space already sent (a retransmission).
+    pub retransmit: bool,
+}
+
 /// One direction of a flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dir {
@@ -75,6 +97,10 @@ pub struct Dir {
     pub rst_at: Option<Stamp>,
     /// When this side sent its SYN (or SYN-ACK).
     pub syn_at: Option<Instant>,
+    /// Window scale shift this side offered in its SYN (RFC 7323 §2.2).
+    pub wscale: Option<u8>,
+    /// Every TCP segment this side sent, in captured order.
+    pub segs: Vec<Seg>,
 }
 
 /// Everything seen of one flow.
@@ -235,10 +261,28 @@ pub fn analyse<'a>(
         match d.kind {
             Kind::Tcp {
                 seq,
+                ack,
                 flags,
+                window,
+                wscale,
                 payload,
                 ..
-            } => tcp_segment(f, dir, stamp, seq, flags, payload),
+            } => {
+                let retransmit = tcp_segment(f, dir, stamp, seq, flags, payload);
+                let d = &mut f.dirs[dir];
+                if flags.contains(TcpFlags::SYN) && d.wscale.is_none() {
+                    d.wscale = wscale;
+                }
+                d.segs.push(Seg {
+                    at,
+                    seq,
+                    len: seq_len(flags, payload.len()),
+                    ack: flags.contains(TcpFlags::ACK).then_some(ack),
+                    window,
+                    flags,
+                    retransmit,
+                });
+            }
             Kind::Udp { payload, .. } => {
                 let dd = &mut f.dirs[dir];
                 dd.packets += 1;
@@ -264,7 +308,15 @@ fn flow_key(proto: Proto, dir: usize, src: SocketAddr, dst: SocketAddr) -> FlowK
     }
 }
 
-fn tcp_segment(f: &mut Flow, dir: usize, at: Stamp, seq: u32, flags: TcpFlags, payload: &[u8]) {
+/// Counts one TCP segment; true if it was a retransmission.
+fn tcp_segment(
+    f: &mut Flow,
+    dir: usize,
+    at: Stamp,
+    seq: u32,
+    flags: TcpFlags,
+    payload: &[u8],
+) -> bool {
     let side = f.side(dir);
     let d = &mut f.dirs[dir];
     d.packets += 1;
@@ -273,7 +325,7 @@ fn tcp_segment(f: &mut Flow, dir: usize, at: Stamp, seq: u32, flags: TcpFlags, p
             d.rst_at = Some(at);
             f.closes.push(format!("{side}:rst"));
         }
-        return;
+        return false;
     }
     if flags.contains(TcpFlags::SYN) && d.syn_at.is_none() {
         d.syn_at = Some(at.0);
@@ -281,13 +333,13 @@ fn tcp_segment(f: &mut Flow, dir: usize, at: Stamp, seq: u32, flags: TcpFlags, p
     }
     let len = seq_len(flags, payload.len());
     if len == 0 {
-        return;
+        return false;
     }
     let end = seq.wrapping_add(len);
     let high = *d.high.get_or_insert(seq);
     if (end.wrapping_sub(high) as i32) <= 0 {
         d.retransmits += 1;
-        return;
+        return true;
     }
     // New sequence space: the part of the payload past `high` (a gap the
     // capture missed counts as zero bytes, in place).
@@ -311,4 +363,5 @@ fn tcp_segment(f: &mut Flow, dir: usize, at: Stamp, seq: u32, flags: TcpFlags, p
         d.fin_at = Some(at);
         f.closes.push(format!("{side}:fin"));
     }
+    false
 }

@@ -19,6 +19,7 @@
 pub mod decode;
 pub mod flows;
 pub mod guest;
+pub mod html;
 pub mod input;
 pub mod remote;
 pub mod report;
@@ -68,6 +69,12 @@ pub struct Outcome {
     pub pcap: Vec<u8>,
     /// Simulation events processed (for the events-per-second line).
     pub events: u64,
+    /// The trace's flows, with their segments (for `--html`).
+    pub trace_flows: Vec<flows::Flow>,
+    /// The replay's flows, with their segments (for `--html`).
+    pub replay_flows: Vec<flows::Flow>,
+    /// Guest segments held past the bound.
+    pub held: Vec<guest::Held>,
 }
 
 /// Replays the capture `bytes`.
@@ -207,6 +214,9 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
         report,
         pcap,
         events,
+        trace_flows,
+        replay_flows,
+        held,
     })
 }
 
