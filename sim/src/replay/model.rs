@@ -139,25 +139,29 @@ impl ModelGuest {
         iface_cfg.random_seed = random_seed;
         let mut iface = Interface::new(iface_cfg, &mut device, to_smol(Instant::ZERO));
         let mut unscripted = Vec::new();
-        // One address per family (smoltcp's interface holds two): the
-        // engine's idea of the guest's IPv4 address, and the first IPv6
-        // address the guest used in the trace, else the configured one.
-        let v6_used = flows.iter().find_map(|f| match f.key.1.ip() {
-            IpAddr::V6(a) => Some(a),
-            IpAddr::V4(_) => None,
-        });
-        iface.update_ip_addrs(|a| {
-            if let Some(v4) = &config.ipv4 {
-                let _ = a.push(IpCidr::new(IpAddress::Ipv4(v4.addr), v4.prefix_len));
+        // smoltcp's interface holds two addresses: the guest's addresses
+        // the trace's flows used, first seen first, then the engine's
+        // configured IPv4 and IPv6 addresses for the guest.
+        let mut want: Vec<IpAddr> = Vec::new();
+        let configured = config
+            .ipv4
+            .as_ref()
+            .map(|c| IpAddr::V4(c.addr))
+            .into_iter()
+            .chain(config.ipv6.as_ref().map(|c| IpAddr::V6(c.addr)));
+        for a in flows.iter().map(|f| f.key.1.ip()).chain(configured) {
+            if want.len() < 2 && !want.contains(&a) {
+                want.push(a);
             }
-            if let Some(v6) = v6_used.or(config.ipv6.as_ref().map(|c| c.addr)) {
-                let prefix = config.ipv6.as_ref().map_or(64, |c| c.prefix_len);
-                let prefix = if v6.is_unicast_link_local() {
-                    64
-                } else {
-                    prefix
+        }
+        iface.update_ip_addrs(|addrs| {
+            for a in &want {
+                let prefix = match a {
+                    IpAddr::V4(_) => config.ipv4.as_ref().map_or(24, |c| c.prefix_len),
+                    IpAddr::V6(v) if v.is_unicast_link_local() => 64,
+                    IpAddr::V6(_) => config.ipv6.as_ref().map_or(64, |c| c.prefix_len),
                 };
-                let _ = a.push(IpCidr::new(IpAddress::Ipv6(v6), prefix));
+                let _ = addrs.push(IpCidr::new(ip(*a), prefix));
             }
         });
         if let Some(v4) = &config.ipv4 {
@@ -182,7 +186,7 @@ impl ModelGuest {
             let (guest, remote) = (f.key.1, f.key.2);
             if !ours.contains(&guest.ip()) {
                 unscripted.push(format!(
-                    "{} {guest} -> {remote}: the model guest has no address {} (one per family)",
+                    "{} {guest} -> {remote}: the model guest has no address {} (two at most)",
                     f.proto().name(),
                     guest.ip()
                 ));
