@@ -547,9 +547,7 @@ impl ModelGuest {
         let key = self.flows[i].key;
         loop {
             let f = &self.flows[i];
-            let Some(a) = f.actions.front() else {
-                return None;
-            };
+            let a = f.actions.front()?;
             if now < a.at {
                 return Some(a.at);
             }
