@@ -139,8 +139,8 @@ impl Driver {
         self.stats
     }
 
-    /// Whether the last drain left the queue without room for another
-    /// input: wait for the sink, not for input.
+    /// Whether the last drain left the queue without room for a host
+    /// readiness report's burst: wait for the sink, not for input.
     pub fn backpressured(&self) -> bool {
         self.backpressured
     }
@@ -277,7 +277,10 @@ impl Driver {
         if !queue.is_empty() {
             self.stats.sink_stalls += 1;
         }
-        self.backpressured = !self.fits(queue, 1);
+        // Held back as long as a host readiness report would be: a driver
+        // that went on waiting for host input then would spin on reports it
+        // does not deliver.
+        self.backpressured = !self.fits(queue, self.host_burst);
         Ok(total)
     }
 

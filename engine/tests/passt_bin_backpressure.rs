@@ -12,6 +12,8 @@
 //! the privilege to create one (not root) it says so and returns. Every
 //! wait is bounded; every spawned passt is killed by PID on drop.
 
+mod netns;
+
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -35,32 +37,6 @@ const GW4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const LIMIT: Duration = Duration::from_secs(60);
 /// Bytes written to the socket per write call.
 const CHUNK: usize = 200_000;
-
-/// Moves this test thread into a fresh network namespace with `lo` up.
-/// False when not permitted (the caller then skips the test, loudly).
-fn enter_netns() -> bool {
-    // SAFETY: plain syscalls on values we own; results checked.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNET) != 0 {
-            eprintln!(
-                "SKIPPED: cannot create a network namespace ({}); run as root",
-                std::io::Error::last_os_error()
-            );
-            return false;
-        }
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket for ioctl");
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut req), 0);
-        libc::close(fd);
-    }
-    true
-}
 
 /// A passt child in the foreground, IPv4 only; killed by PID and reaped,
 /// and its scratch directory removed, on drop.
@@ -265,7 +241,7 @@ fn a_hundred_thousand_udp_datagrams_from_ten_thousand_ports_all_come_back() {
     const PORTS: u32 = 10_000;
     const PER_PORT: u32 = 10;
     const TOTAL: usize = (PORTS * PER_PORT) as usize;
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();

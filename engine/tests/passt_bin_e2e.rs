@@ -12,6 +12,7 @@
 //! Every wait is bounded; every spawned passt is killed by PID on drop, so
 //! also when a test fails.
 
+mod netns;
 mod tcp_common;
 
 use std::collections::VecDeque;
@@ -52,32 +53,6 @@ const WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------
 // Namespace, scratch directory, the passt process
 // ---------------------------------------------------------------------------
-
-/// Moves this test thread into a fresh network namespace with `lo` up.
-/// False when not permitted (the caller then skips the test, loudly).
-fn enter_netns() -> bool {
-    // SAFETY: plain syscalls on values we own; results checked.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNET) != 0 {
-            eprintln!(
-                "SKIPPED: cannot create a network namespace ({}); run as root",
-                std::io::Error::last_os_error()
-            );
-            return false;
-        }
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket for ioctl");
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut req), 0);
-        libc::close(fd);
-    }
-    true
-}
 
 /// Lets every group open ping sockets, in this thread's namespace only.
 fn allow_ping_sockets() {
@@ -409,7 +384,7 @@ fn dhcp_reply(f: &[u8], xid: u32) -> Option<v4::Message> {
 
 #[test]
 fn dhcp_discover_offer_request_ack() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     let mut args = V4_ARGS.to_vec();
@@ -509,7 +484,7 @@ fn ndp_reply<'a>(f: &'a [u8]) -> Option<(Ipv6Repr, NdpRepr<'a>)> {
 
 #[test]
 fn ndp_neighbor_and_router_solicitations() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     let passt = Passt::start(
@@ -620,7 +595,7 @@ fn echo_v4(seq: u16, data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn ping_the_gateway_reaches_host_loopback() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     allow_ping_sockets();
@@ -680,7 +655,7 @@ fn ping_the_gateway_reaches_host_loopback() {
 
 #[test]
 fn ping_without_ping_sockets_warns_once() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     // A fresh namespace forbids ping sockets ("1 0").
@@ -711,7 +686,7 @@ fn ping_without_ping_sockets_warns_once() {
 
 #[test]
 fn udp_echo_through_the_gateway() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -858,7 +833,7 @@ const MIB: usize = 1 << 20;
 
 #[test]
 fn tcp_to_host_loopback_one_mib_each_way() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -904,7 +879,7 @@ fn tcp_to_host_loopback_one_mib_each_way() {
 
 #[test]
 fn inbound_tcp_through_a_forwarded_port() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     let host_port = free_tcp_port();
@@ -987,7 +962,7 @@ fn free_tcp_port() -> u16 {
 
 #[test]
 fn forwarding_a_port_in_use_fails_like_upstream() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1037,7 +1012,7 @@ fn set_ephemeral_range(first: u16, last: u16) {
 
 #[test]
 fn forwarding_all_skips_ports_in_use() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     // Non-ephemeral: 1-1023 and 65001-65535.
@@ -1078,7 +1053,7 @@ fn forwarding_all_skips_ports_in_use() {
 
 #[test]
 fn forwarding_all_without_enough_descriptors_fails_like_upstream() {
-    if !enter_netns() {
+    if !netns::enter_or_skip() {
         return;
     }
     // 1-30000 and 30101-65535: ~65000 ports per protocol.

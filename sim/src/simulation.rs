@@ -472,8 +472,10 @@ impl Simulation {
     /// The next time anything is due.
     pub fn next_deadline(&self) -> Option<Instant> {
         // Level-triggered readiness left over (the engine read less than
-        // was there, e.g. for want of room toward the guest): go again now.
-        let ready = self.engine.host().has_ready_events().then(|| self.now());
+        // was there): go again now, unless the driver holds it back for a
+        // guest that has not taken its frames yet (a delivery wakes us).
+        let ready = (self.engine.host().has_ready_events() && !self.driver.backpressured())
+            .then(|| self.now());
         [
             ready,
             self.sched.peek_time(),

@@ -20,35 +20,14 @@ pub const GUEST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x15);
 pub const GUEST6_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x15);
 pub const GW6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
+#[path = "../netns/mod.rs"]
+mod netns;
+
 /// Moves this test thread into a network namespace of its own with `lo`
 /// up (root only). Returns false when that is not possible (then the
 /// host's loopback is used, which is still loopback-only).
 pub fn enter_private_netns() -> bool {
-    // SAFETY: plain syscalls on values we own; results checked.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNET) != 0 {
-            return false;
-        }
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket for ioctl");
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        assert_eq!(
-            libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req),
-            0,
-            "SIOCGIFFLAGS"
-        );
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &mut req),
-            0,
-            "SIOCSIFFLAGS"
-        );
-        libc::close(fd);
-    }
-    true
+    netns::enter_private_netns().is_ok()
 }
 
 /// Whether ::1 works here.
