@@ -1424,7 +1424,7 @@ fn drive_with_clients(
     let stop = loop {
         let base = match sim.guest() {
             SimGuest::Smol(g) => g.configured_at(),
-            SimGuest::Script(_) | SimGuest::Recorded(_) => Some(Instant::ZERO),
+            SimGuest::Script(_) | SimGuest::Recorded(_) | SimGuest::Model(_) => Some(Instant::ZERO),
         };
         let now = sim.now();
         let mut client_due: Option<Instant> = None;

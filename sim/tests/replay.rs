@@ -263,6 +263,7 @@ fn every_tcpdump_capture_replays_to_a_report_or_a_clear_error() {
     let opts = Options {
         seed: 1,
         sets: vec!["tail=0.5".into(), "hold=0.2".into()],
+        ..Options::default()
     };
     for f in &files {
         let bytes = std::fs::read(f).expect("readable");

@@ -30,7 +30,7 @@ fn every_corpus_capture_replays_to_its_snapshot() {
             &bytes,
             &Options {
                 seed: 1,
-                sets: Vec::new(),
+                ..Options::default()
             },
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -20,8 +20,10 @@
 //!   verdict. Exit status 0 all passed, 1 some failed, 2 seeds or shards
 //!   missing or bad input.
 //! - `replay TRACE [--seed N] [--out OUT.pcap] [--report text|json]
-//!   [--check] [--html FILE] [--set key=value ...]`: replays a capture's guest frames
-//!   through the engine, with remote peers scripted from it, and reports
+//!   [--check] [--html FILE] [--guest recorded|model] [--faults FILE|SPEC]
+//!   [--seeds A..B] [--set key=value ...]`: replays a capture's guest
+//!   frames (or, with the model guest, each flow's behaviour) through the
+//!   engine, with remote peers scripted from it, and reports
 //!   flow by flow how the replay differs from the trace (docs/replay.md).
 //!   Exit status 2 on a capture it cannot replay, 1 with `--check` on any
 //!   divergence.
@@ -128,9 +130,19 @@ enum Command {
         /// time–sequence graph per TCP flow (docs/replay.md).
         #[arg(long)]
         html: Option<PathBuf>,
-        /// `recorded`: the trace's guest frames at their recorded times.
+        /// `recorded`: the trace's guest frames at their recorded times;
+        /// `model`: each flow's behaviour through a smoltcp guest.
         #[arg(long, default_value = "recorded", value_parser = ["recorded", "model"])]
         guest: String,
+        /// Faults on the guest<->engine links: a TOML file with a
+        /// `[faults]` table, or its lines as `key=value,...`
+        /// (`loss=0.05,jitter=0.002`).
+        #[arg(long)]
+        faults: Option<String>,
+        /// Replays every seed of `A..B` (`A..=B`, or one) with the model
+        /// guest; prints a reproduce line per failing seed.
+        #[arg(long)]
+        seeds: Option<String>,
         /// Overrides, `key=value`: engine-mac, addr, prefix, gateway, dns,
         /// addr6, prefix6, dns6, mtu, hold (s), tail (s).
         #[arg(long = "set")]
@@ -146,18 +158,26 @@ struct ReplayArgs {
     check: bool,
     html: Option<PathBuf>,
     guest: String,
+    faults: Option<String>,
+    seeds: Option<String>,
     set: Vec<String>,
 }
 
 fn cmd_replay(a: ReplayArgs) -> ExitCode {
     let name = a.trace.display();
-    if a.guest != "recorded" {
-        eprintln!(
-            "passt-sim: replay: --guest {} is not implemented yet",
-            a.guest
-        );
-        return ExitCode::from(2);
-    }
+    let faults = match a.faults.as_deref().map(passt_sim::replay::faults::parse) {
+        None => None,
+        Some(Ok(f)) => a.faults.clone().map(|spec| (spec, f)),
+        Some(Err(e)) => {
+            eprintln!("passt-sim: replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let guest = if a.guest == "model" || a.seeds.is_some() {
+        passt_sim::replay::GuestMode::Model
+    } else {
+        passt_sim::replay::GuestMode::Recorded
+    };
     let bytes = match std::fs::read(&a.trace) {
         Ok(b) => b,
         Err(e) => {
@@ -169,7 +189,12 @@ fn cmd_replay(a: ReplayArgs) -> ExitCode {
     let opts = passt_sim::replay::Options {
         seed: a.seed,
         sets: a.set,
+        guest,
+        faults,
     };
+    if let Some(seeds) = &a.seeds {
+        return replay_seeds(&a.trace, &bytes, seeds, opts);
+    }
     let outcome = match passt_sim::replay::replay(&bytes, &opts) {
         Ok(o) => o,
         Err(e) => {
@@ -214,6 +239,80 @@ fn cmd_replay(a: ReplayArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// `replay --seeds`: the model guest over every seed; one line per failing
+/// seed with its reproduce command.
+fn replay_seeds(
+    trace: &std::path::Path,
+    bytes: &[u8],
+    seeds: &str,
+    opts: passt_sim::replay::Options,
+) -> ExitCode {
+    let range = match passt_sim::shard::SeedRange::parse(seeds) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("passt-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut again = format!("passt-sim replay {} --guest model", trace.display());
+    if let Some((spec, _)) = &opts.faults {
+        again.push_str(&format!(" --faults '{spec}'"));
+    }
+    for s in &opts.sets {
+        again.push_str(&format!(" --set '{s}'"));
+    }
+    let started = std::time::Instant::now();
+    let mut failed = 0u64;
+    let mut progress =
+        passt_sim::progress::Progress::new(u64::try_from(range.len()).unwrap_or(u64::MAX));
+    for seed in range.first..=range.last {
+        let o = passt_sim::replay::Options {
+            seed,
+            ..opts.clone()
+        };
+        match passt_sim::replay::replay(bytes, &o) {
+            Ok(out) => {
+                let r = out.report;
+                progress.inc(r.divergences > 0);
+                if r.divergences > 0 {
+                    failed += 1;
+                    let first = r
+                        .flows
+                        .iter()
+                        .flat_map(|f| f.divergences.iter())
+                        .next()
+                        .cloned()
+                        .unwrap_or_else(|| format!("run {}", r.summary.stopped));
+                    println!(
+                        "seed {seed} FAIL ({} divergences: {first}); reproduce: {again} --seed {seed}",
+                        r.divergences
+                    );
+                }
+            }
+            Err(e) => {
+                progress.finish();
+                eprintln!("passt-sim: {}: {e}", trace.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    progress.finish();
+    let runs = progress.done();
+    println!(
+        "replay seeds      {runs} seeds of {range}: {} passed, {failed} failed",
+        runs - failed
+    );
+    eprintln!(
+        "replay: {runs} seeds in {:.3} s wall",
+        started.elapsed().as_secs_f64()
+    );
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn run_once(sc: &Scenario, seed: u64, capture: bool) -> Result<scenario::RunReport, String> {
@@ -565,6 +664,8 @@ fn main() -> ExitCode {
             check,
             html,
             guest,
+            faults,
+            seeds,
             set,
         } => cmd_replay(ReplayArgs {
             trace,
@@ -574,6 +675,8 @@ fn main() -> ExitCode {
             check,
             html,
             guest,
+            faults,
+            seeds,
             set,
         }),
         Command::Demo { seed, duration } => {

@@ -39,6 +39,9 @@ pub enum SimGuest {
     /// The guest frames of a capture, at their recorded times
     /// (`passt-sim replay`).
     Recorded(Box<crate::replay::RecordedGuest>),
+    /// The trace's flows driven again through smoltcp
+    /// (`passt-sim replay --guest model`).
+    Model(Box<crate::replay::ModelGuest>),
 }
 
 impl SimGuest {
@@ -48,6 +51,7 @@ impl SimGuest {
             SimGuest::Smol(g) => g.on_frame(now, frame),
             SimGuest::Script(g) => g.on_frame(now, frame),
             SimGuest::Recorded(g) => g.on_frame(now, frame),
+            SimGuest::Model(g) => g.on_frame(now, frame),
         }
     }
 
@@ -57,6 +61,7 @@ impl SimGuest {
             SimGuest::Smol(g) => g.poll(now, out),
             SimGuest::Script(g) => g.poll(now, out),
             SimGuest::Recorded(g) => g.poll(now, out),
+            SimGuest::Model(g) => g.poll(now, out),
         }
     }
 
@@ -66,6 +71,7 @@ impl SimGuest {
             SimGuest::Smol(g) => g.poll_at(),
             SimGuest::Script(g) => g.poll_at(),
             SimGuest::Recorded(g) => g.poll_at(),
+            SimGuest::Model(g) => g.poll_at(),
         }
     }
 
@@ -75,6 +81,7 @@ impl SimGuest {
             SimGuest::Smol(g) => g.finished(),
             SimGuest::Script(g) => g.finished(),
             SimGuest::Recorded(g) => g.finished(),
+            SimGuest::Model(g) => g.finished(),
         }
     }
 
@@ -82,7 +89,7 @@ impl SimGuest {
     pub fn as_smol(&self) -> Option<&SmolGuest> {
         match self {
             SimGuest::Smol(g) => Some(g),
-            SimGuest::Script(_) | SimGuest::Recorded(_) => None,
+            SimGuest::Script(_) | SimGuest::Recorded(_) | SimGuest::Model(_) => None,
         }
     }
 
@@ -90,7 +97,7 @@ impl SimGuest {
     pub fn as_script(&self) -> Option<&ScriptGuest> {
         match self {
             SimGuest::Script(g) => Some(g),
-            SimGuest::Smol(_) | SimGuest::Recorded(_) => None,
+            SimGuest::Smol(_) | SimGuest::Recorded(_) | SimGuest::Model(_) => None,
         }
     }
 }

@@ -340,15 +340,16 @@ impl SmolGuestConfig {
 }
 
 /// The in-memory Ethernet device between smoltcp and the simulation.
+/// (Shared with the replay's model guest, `crate::replay::model`.)
 #[derive(Debug)]
-struct SimDevice {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-    mtu: usize,
+pub(crate) struct SimDevice {
+    pub(crate) rx: VecDeque<Vec<u8>>,
+    pub(crate) tx: Vec<Vec<u8>>,
+    pub(crate) mtu: usize,
 }
 
-struct SimRxToken(Vec<u8>);
-struct SimTxToken<'a>(&'a mut Vec<Vec<u8>>);
+pub(crate) struct SimRxToken(Vec<u8>);
+pub(crate) struct SimTxToken<'a>(&'a mut Vec<Vec<u8>>);
 
 impl phy::RxToken for SimRxToken {
     fn consume<R, F>(self, f: F) -> R

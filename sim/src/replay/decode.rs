@@ -86,6 +86,9 @@ pub enum Kind<'a> {
         v6: bool,
         /// Bytes of the message.
         len: usize,
+        /// The message itself (header and data; the model guest resends
+        /// echo requests as recorded).
+        message: &'a [u8],
     },
     /// Anything else (other EtherTypes, fragments, protocols).
     Other,
@@ -194,6 +197,7 @@ fn l4_kind(
             ident: u16::from_be_bytes([l4[4], l4[5]]),
             v6,
             len: l4.len(),
+            message: l4,
         },
         _ => Kind::Other,
     })

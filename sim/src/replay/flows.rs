@@ -342,10 +342,14 @@ fn tcp_segment(
         return true;
     }
     // New sequence space: the part of the payload past `high` (a gap the
-    // capture missed counts as zero bytes, in place).
-    let data_start = seq.wrapping_add(u32::from(flags.contains(TcpFlags::SYN)));
+    // capture missed counts as zero bytes, in place, also before a bare
+    // FIN: a capture after a lossy link shows the FIN, then the lost data
+    // only as a retransmission).
+    let syn = flags.contains(TcpFlags::SYN);
+    let data_start = seq.wrapping_add(u32::from(syn));
     let data_end = data_start.wrapping_add(payload.len() as u32);
-    if (data_end.wrapping_sub(high) as i32) > 0 && !payload.is_empty() {
+    let gap = !syn && (data_start.wrapping_sub(high) as i32) > 0;
+    if (data_end.wrapping_sub(high) as i32) > 0 && (!payload.is_empty() || gap) {
         let from = high.wrapping_sub(data_start) as i32;
         let mut chunk = Vec::new();
         let skip = if from > 0 {
@@ -364,4 +368,35 @@ fn tcp_segment(
         f.closes.push(format!("{side}:fin"));
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_lost_before_a_fin_counts_once_when_it_is_retransmitted() {
+        let key = (
+            Proto::Tcp,
+            "192.0.2.15:40000".parse().unwrap(),
+            "203.0.113.7:7".parse().unwrap(),
+        );
+        let mut f = Flow::new(key, true, Instant::ZERO);
+        let t = |i: u64| (Instant::from_millis(i), i);
+        let (ack, fin) = (TcpFlags::ACK, TcpFlags::ACK | TcpFlags::FIN);
+        tcp_segment(&mut f, ENGINE, t(1), 1000, TcpFlags::SYN | ack, &[]);
+        tcp_segment(&mut f, ENGINE, t(2), 1001, ack, &[7; 100]);
+        // 1101..1201 lost before the capture point; the FIN arrives.
+        tcp_segment(&mut f, ENGINE, t(3), 1201, fin, &[]);
+        // The lost data, retransmitted: already counted (as a gap).
+        tcp_segment(&mut f, ENGINE, t(4), 1101, ack, &[8; 100]);
+        let d = &f.dirs[ENGINE];
+        assert_eq!(d.bytes, 200, "each byte once");
+        assert_eq!(d.retransmits, 1);
+        assert_eq!(f.closes, ["s:fin"]);
+        // A SYN alone is no data.
+        let mut g = Flow::new(key, true, Instant::ZERO);
+        tcp_segment(&mut g, GUEST, t(1), 5, TcpFlags::SYN, &[]);
+        assert_eq!(g.dirs[GUEST].bytes, 0);
+    }
 }

@@ -17,10 +17,12 @@
 //! capture: a bad input is an [`ReplayError::Input`] (exit status 2).
 
 pub mod decode;
+pub mod faults;
 pub mod flows;
 pub mod guest;
 pub mod html;
 pub mod input;
+pub mod model;
 pub mod remote;
 pub mod report;
 pub mod roles;
@@ -38,16 +40,38 @@ use crate::simulation::{Simulation, StopReason};
 
 pub use guest::RecordedGuest;
 pub use input::InputError;
+pub use model::ModelGuest;
 pub use report::Report;
+
+/// Which guest the replay runs (`--guest`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GuestMode {
+    /// The trace's guest frames at their recorded times.
+    #[default]
+    Recorded,
+    /// Each flow's application behaviour through a smoltcp stack
+    /// ([`ModelGuest`]).
+    Model,
+}
 
 /// What to replay and how.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Master seed (engine ISNs, host ports).
+    /// Master seed (engine ISNs, host ports, the model's stack, faults).
     pub seed: u64,
     /// `--set key=value` overrides.
     pub sets: Vec<String>,
+    /// `--guest`.
+    pub guest: GuestMode,
+    /// `--faults`, as given (for the report) and as read
+    /// ([`faults::parse`]).
+    pub faults: Option<(String, crate::scenario::FaultsSection)>,
 }
+
+/// How long the model guest's replay runs past the trace's last frame
+/// unless `--set tail=` says otherwise: room for retransmissions under
+/// faults.
+const MODEL_TAIL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +126,34 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
     let trace_end = frames.last().map_or(Instant::ZERO, |f| f.at);
 
     let root = SimRng::from_seed(opts.seed);
+    let mut tuning = tuning;
+    let (guest, model_unscripted) = match opts.guest {
+        GuestMode::Recorded => (SimGuest::Recorded(Box::new(recorded)), Vec::new()),
+        GuestMode::Model => {
+            if !opts.sets.iter().any(|s| s.starts_with("tail=")) {
+                tuning.tail = MODEL_TAIL;
+            }
+            let m = ModelGuest::new(
+                &frames,
+                roles.guest,
+                &trace_flows,
+                &config,
+                root.child("guest").next_u64(),
+            );
+            let u = m.unscripted().to_vec();
+            (SimGuest::Model(Box::new(m)), u)
+        }
+    };
+    let (up, down) = match &opts.faults {
+        Some((_, f)) => {
+            let (u, d) = faults::chains(f, &root).map_err(ReplayError::Usage)?;
+            (
+                Link::new("guest->engine", crate::link::LinkConfig::IDEAL, u),
+                Link::new("engine->guest", crate::link::LinkConfig::IDEAL, d),
+            )
+        }
+        None => (Link::ideal("up"), Link::ideal("down")),
+    };
     let host_config = SimHostConfig {
         default_remote: remote::replay_path(),
         ..SimHostConfig::default()
@@ -112,13 +164,14 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
         config.clone(),
         host,
         root.child("engine").next_u64(),
-        SimGuest::Recorded(Box::new(recorded)),
-        Link::ideal("up"),
-        Link::ideal("down"),
+        guest,
+        up,
+        down,
     )
     .map_err(|e| ReplayError::Usage(format!("engine configuration: {e}")))?;
     sim.enable_capture();
     let mut unscripted = unscripted;
+    unscripted.extend(model_unscripted);
     for c in &inbound {
         if let Err(e) = sim.engine_mut().tcp_listen(c.listen.0, c.listen.1) {
             unscripted.push(format!("forwarded port {}: {e:?}", c.listen.0));
@@ -149,7 +202,17 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
     let events = sim.trace_events();
     let (held, fed) = match sim.guest() {
         SimGuest::Recorded(g) => (g.held().to_vec(), g.sent()),
-        _ => (Vec::new(), 0),
+        _ => (
+            Vec::new(),
+            crate::simulation::FrameClass::ALL
+                .iter()
+                .map(|c| sim.counters().up.sent(*c))
+                .sum(),
+        ),
+    };
+    let notes = match sim.guest() {
+        SimGuest::Model(m) => m.notes(),
+        _ => Vec::new(),
     };
     let drops: BTreeMap<String, u64> = sim
         .engine()
@@ -164,12 +227,19 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
     let pcap = sim.take_pcap().unwrap_or_default();
     let replay_frames = read_own_capture(&pcap);
     let replay_flows = flows::analyse(replay_frames.iter().map(|(t, d)| (*t, &d[..])), roles);
-    let flows = report::compare(
+    let mut flows = report::compare(
         &trace_flows,
         &replay_flows,
         &held,
         tuning.hold.as_secs_f64(),
     );
+    // The model guest's own findings (compare lists the trace's flows
+    // first, in order).
+    for (key, note) in notes {
+        if let Some(i) = trace_flows.iter().position(|f| f.key == key) {
+            flows[i].divergences.push(note);
+        }
+    }
     // A stalled loop (a model livelock) makes the whole replay suspect:
     // it counts as a divergence of its own.
     let divergences = flows.iter().map(|f| f.divergences.len()).sum::<usize>()
@@ -193,6 +263,12 @@ pub fn replay(bytes: &[u8], opts: &Options) -> Result<Outcome, ReplayError> {
         );
     }
     cfg.insert("mtu".into(), config.mtu.to_string());
+    if opts.guest == GuestMode::Model {
+        cfg.insert("guest".into(), "model".into());
+    }
+    if let Some((spec, _)) = &opts.faults {
+        cfg.insert("faults".into(), spec.clone());
+    }
     let report = Report {
         seed: opts.seed,
         config: cfg,
