@@ -11,16 +11,18 @@
 //!   TCP checksum recomputed (RFC 9293 §3.1). UDP checksums are
 //!   recomputed too (captures on a tap hold offloaded, unfinished ones).
 //! - Acknowledging by stream position: the guest acknowledges what it has
-//!   received, as a real one does (RFC 9293 §3.10.7.4). A recorded ACK for
-//!   bytes the replayed engine has not delivered yet goes at its time with
-//!   the acknowledgment cut to the bytes delivered in order (its SACK
+//!   received, as a real one does (RFC 9293 §3.10.7.4). A recorded pure ACK
+//!   for bytes the replayed engine has not delivered yet goes at its time
+//!   with the acknowledgment cut to the bytes delivered in order (its SACK
 //!   blocks blanked); the rest is owed, and acknowledged by a pure ACK as
 //!   soon as the engine delivers it. A cut pure ACK that would repeat the
 //!   previous one (same number, same window) is left out rather than sent
 //!   as a duplicate ACK (RFC 5681 §2), which would look like loss.
-//! - Holding: before the replayed engine has answered a connection (no
-//!   SYN from it yet), its segments wait in virtual time; past the hold
-//!   bound they are sent as recorded and a divergence is noted.
+//! - Holding: a segment with data, SYN, FIN or RST acknowledging bytes
+//!   not delivered yet, and any segment before the replayed engine has
+//!   answered the connection, waits in virtual time (the guest may have
+//!   sent it in answer to those bytes); past the hold bound it is sent as
+//!   recorded and a divergence is noted.
 //!
 //! # What it must never do
 //!
@@ -317,24 +319,27 @@ impl RecordedGuest {
                         }
                         _ => false,
                     };
-                    // The engine has answered but delivered less: cut the
-                    // acknowledgment to what the guest has, owe the rest.
+                    // A pure ACK, once the engine has answered, goes cut to
+                    // what the guest has; a segment with data, FIN or RST
+                    // waits for the bytes it acknowledges (the guest's
+                    // application may have sent it in answer to them).
+                    let pure = payload.is_empty()
+                        && !flags.contains(TcpFlags::SYN)
+                        && !flags.contains(TcpFlags::FIN)
+                        && !flags.contains(TcpFlags::RST);
                     if !ready
+                        && pure
                         && !self.gave_up.contains(&conn)
                         && let (Some(risn), Some(high)) = (seen.isn, seen.high)
                     {
                         let target = rel.wrapping_add(risn);
                         let prev = self.acked.get(&conn).copied();
-                        let pure = payload.is_empty()
-                            && !flags.contains(TcpFlags::SYN)
-                            && !flags.contains(TcpFlags::FIN)
-                            && !flags.contains(TcpFlags::RST);
                         if let Some(a) = self.acked.get_mut(&conn)
                             && (target.wrapping_sub(a.owed) as i32) > 0
                         {
                             a.owed = target;
                         }
-                        if pure && prev.is_some_and(|a| a.ack == high && a.window == window) {
+                        if prev.is_some_and(|a| a.ack == high && a.window == window) {
                             return Step::Skip;
                         }
                         translate_acks(&mut frame, l4_at, tisn, risn);
@@ -591,6 +596,10 @@ mod tests {
     use passt_engine::wire::{self, IpRepr, Ipv4Repr, L3, L4, SackBlock, TcpOptions, TcpRepr};
 
     fn segment(ack: u32, sack: Option<SackBlock>) -> Vec<u8> {
+        segment_with(ack, sack, b"data")
+    }
+
+    fn segment_with(ack: u32, sack: Option<SackBlock>, data: &[u8]) -> Vec<u8> {
         let ip = IpRepr::V4(Ipv4Repr::new(
             "192.0.2.15".parse().unwrap(),
             "203.0.113.7".parse().unwrap(),
@@ -619,7 +628,7 @@ mod tests {
             MacAddr::PASST_DEFAULT,
             ip,
             &tcp,
-            b"data",
+            data,
         )
         .unwrap();
         buf.truncate(n);
@@ -665,11 +674,11 @@ mod tests {
         assert_eq!(payload, b"data");
     }
 
-    fn guest(conn: Conn, seen: Option<Seen>) -> RecordedGuest {
+    fn guest(conn: Conn, seen: Option<Seen>, data: &[u8]) -> RecordedGuest {
         RecordedGuest {
             pending: vec![Pending {
                 at: Instant::from_millis(10),
-                frame: segment(1_101, None),
+                frame: segment_with(1_101, None, data),
                 conn: Some(conn),
                 held_since: None,
             }],
@@ -743,13 +752,14 @@ mod tests {
                 isn: Some(9_000),
                 high: Some(9_051),
             }),
+            b"",
         );
         let mut out = Vec::new();
         g.poll(Instant::from_millis(10), &mut out);
         assert_eq!(out.len(), 1, "not held: it goes at its time");
         assert_eq!(
             ack_of(&out[0]),
-            (77, 9_051, 4),
+            (77, 9_051, 0),
             "cut to the bytes delivered"
         );
         assert_eq!(g.poll_at(), None);
@@ -761,18 +771,14 @@ mod tests {
         assert_eq!(g.poll_at(), Some(Instant::from_millis(12)));
         out.clear();
         g.poll(Instant::from_millis(12), &mut out);
-        assert_eq!(
-            ack_of(&out[0]),
-            (81, 9_061, 0),
-            "a pure ACK after the guest's 4 bytes"
-        );
+        assert_eq!(ack_of(&out[0]), (77, 9_061, 0), "a pure ACK");
         // 50 more (the engine sends again what followed the gap, and past
         // it): the guest owes up to 100 only, the recorded ACK.
         g.on_frame(Instant::from_millis(13), &engine_segment(9_061, 50));
         out.clear();
         g.poll(Instant::from_millis(13), &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(ack_of(&out[0]), (81, 9_101, 0));
+        assert_eq!(ack_of(&out[0]), (77, 9_101, 0));
         g.on_frame(Instant::from_millis(14), &engine_segment(9_111, 10));
         assert_eq!(g.poll_at(), None, "nothing owed past the recorded ACK");
         assert!(g.held().is_empty());
@@ -785,7 +791,7 @@ mod tests {
             "192.0.2.15:40000".parse().unwrap(),
             "203.0.113.7:80".parse().unwrap(),
         );
-        let mut g = guest(conn, None);
+        let mut g = guest(conn, None, b"data");
         let mut out = Vec::new();
         g.poll(Instant::from_millis(10), &mut out);
         assert!(out.is_empty(), "held: the engine has not answered");
@@ -794,8 +800,20 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(g.held().len(), 1);
         assert_eq!(g.held()[0].ahead, 101);
+        // Data acknowledging undelivered bytes waits too, engine answered.
+        let mut g3 = guest(
+            conn,
+            Some(Seen {
+                isn: Some(9_000),
+                high: Some(9_051),
+            }),
+            b"data",
+        );
+        out.clear();
+        g3.poll(Instant::from_millis(10), &mut out);
+        assert!(out.is_empty(), "data waits for the bytes it answers");
         // Once the engine answers, a held segment goes as soon as it can.
-        let mut g2 = guest(conn, None);
+        let mut g2 = guest(conn, None, b"data");
         g2.poll(Instant::from_millis(10), &mut out);
         g2.replay.insert(
             conn,
