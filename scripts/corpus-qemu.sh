@@ -30,8 +30,8 @@ for which in "$@"; do
     mkdir -p "$dir"
     echo "== $which: $bin ($("$bin" --version 2>&1 | head -1))"
     PASST_BIN="$bin" cargo test -p qemu-harness --test guest_network -- \
-        --include-ignored --test-threads 2 >"$dir/test.log" 2>&1 || true
-    grep -E '^test .* (ok|FAILED)$|test result' "$dir/test.log" || true
+        --include-ignored --test-threads 2 >"$dir/test-$which.log" 2>&1 || true
+    grep -E '^test .* (ok|FAILED)$|test result' "$dir/test-$which.log" || true
     for t in $keep; do
         f="$dir/$t/capture.pcap"
         if [ -s "$f" ]; then
