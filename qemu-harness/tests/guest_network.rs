@@ -547,7 +547,26 @@ fn arp_and_ndp_resolve_gateway_to_passt_mac() {
 
 // -- Bulk TCP and UDP (shared boot "bulk_udp") -------------------------------
 
-const BULK_LEN: usize = 8 * 1024 * 1024;
+const BULK_LEN_DEFAULT: usize = 8 * 1024 * 1024;
+
+/// Bytes each way in the bulk checks: 8 MiB, or `QEMU_HARNESS_BULK_LEN` (a
+/// multiple of 64 KiB) when set, which `scripts/corpus-qemu.sh` uses to keep its
+/// `--pcap` captures small.
+fn bulk_len() -> usize {
+    match std::env::var("QEMU_HARNESS_BULK_LEN") {
+        Ok(v) => {
+            let n: usize = v
+                .parse()
+                .unwrap_or_else(|_| panic!("QEMU_HARNESS_BULK_LEN={v:?}: not a byte count"));
+            assert!(
+                n > 0 && n % 65536 == 0,
+                "QEMU_HARNESS_BULK_LEN={n}: must be a positive multiple of 65536"
+            );
+            n
+        }
+        Err(_) => BULK_LEN_DEFAULT,
+    }
+}
 const TFTP_LEN: usize = 100_000;
 const DNS_NAME: &str = "probe.qemu-harness.test";
 const DNS_ANSWER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -582,7 +601,7 @@ fn bulk_boot() -> BootResult<BulkHost> {
     let gw = spec.passt.gateway;
     let Some((report, (down, up, tftp))) = try_run(&spec, move || {
         let deadline = Duration::from_secs(140);
-        let down = TcpSendServer::start(pseudo_random(BULK_LEN, 0x5eed), deadline)?;
+        let down = TcpSendServer::start(pseudo_random(bulk_len(), 0x5eed), deadline)?;
         let up = TcpSinkServer::start(deadline)?;
         let tftp = start_tftp_server(deadline)?;
         let download = format!(
@@ -601,7 +620,7 @@ timeout 45 nc {gw} {port} < /tmp/up > /tmp/up_reply; rc=$?
 echo "reply_bytes=$(wc -c < /tmp/up_reply)"
 rm -f /tmp/up
 exit $rc"#,
-            blocks = BULK_LEN / 65536,
+            blocks = bulk_len() / 65536,
             port = up.port
         );
         let udp = format!(
@@ -654,8 +673,8 @@ fn tcp_download_8mib_checksum() {
     };
     let c = check_passed(report, "tcp_download");
     let sent = expect_outcome(report, "download", &host.download);
-    assert_eq!(sent.bytes, BULK_LEN);
-    assert_eq!(value(report, c, "bytes"), BULK_LEN.to_string());
+    assert_eq!(sent.bytes, bulk_len());
+    assert_eq!(value(report, c, "bytes"), bulk_len().to_string());
     assert_eq!(
         value(report, c, "sha256"),
         sent.sha256,
@@ -674,8 +693,8 @@ fn tcp_upload_8mib_checksum() {
     };
     let c = check_passed(report, "tcp_upload");
     let got = expect_outcome(report, "upload", &host.upload);
-    assert_eq!(value(report, c, "bytes"), BULK_LEN.to_string());
-    assert_eq!(got.bytes, BULK_LEN, "{}", report.summary());
+    assert_eq!(value(report, c, "bytes"), bulk_len().to_string());
+    assert_eq!(got.bytes, bulk_len(), "{}", report.summary());
     assert_eq!(
         got.sha256,
         value(report, c, "sha256"),
