@@ -483,6 +483,13 @@ fn rd16(b: &[u8], at: usize) -> Option<u16> {
 /// `l4` with no-operations: once the acknowledgment is cut, the recorded
 /// blocks may name bytes the replayed engine has not sent.
 fn blank_sack(frame: &mut [u8], l4: usize) {
+    for_each_sack(frame, l4, |option| option.fill(1));
+}
+
+/// Calls `f` with each SACK option (kind 5, RFC 2018 §3) of the TCP header
+/// at `l4`, whole (kind and length bytes included), walking the options
+/// as RFC 9293 §3.2 lays them out and stopping at anything malformed.
+fn for_each_sack(frame: &mut [u8], l4: usize, mut f: impl FnMut(&mut [u8])) {
     let Some(&off) = frame.get(l4 + 12) else {
         return;
     };
@@ -499,7 +506,7 @@ fn blank_sack(frame: &mut [u8], l4: usize) {
                     break;
                 }
                 if kind == 5 {
-                    frame[at..at + len].fill(1);
+                    f(&mut frame[at..at + len]);
                 }
                 at += len;
             }
@@ -524,36 +531,15 @@ fn translate_acks(frame: &mut [u8], l4: usize, trace_isn: u32, replay_isn: u32) 
     if let Some(a) = rd32(frame, l4 + 8) {
         wr32(frame, l4 + 8, shift(a));
     }
-    let Some(&off) = frame.get(l4 + 12) else {
-        return;
-    };
-    let hl = usize::from(off >> 4) * 4;
-    let mut at = l4 + 20;
-    let end = (l4 + hl).min(frame.len());
-    // RFC 9293 §3.2 option layout; RFC 2018 §3 SACK (kind 5).
-    while at < end {
-        match frame[at] {
-            0 => break,
-            1 => at += 1,
-            kind => {
-                let Some(&len) = frame.get(at + 1) else { break };
-                let len = usize::from(len);
-                if len < 2 || at + len > end {
-                    break;
-                }
-                if kind == 5 {
-                    let mut e = at + 2;
-                    while e + 4 <= at + len {
-                        if let Some(v) = rd32(frame, e) {
-                            wr32(frame, e, shift(v));
-                        }
-                        e += 4;
-                    }
-                }
-                at += len;
+    for_each_sack(frame, l4, |option| {
+        let mut e = 2;
+        while e + 4 <= option.len() {
+            if let Some(v) = rd32(option, e) {
+                wr32(option, e, shift(v));
             }
+            e += 4;
         }
-    }
+    });
 }
 
 /// Recomputes the transport checksum (at `ck` within the header) of the
