@@ -437,19 +437,9 @@ fn cmd_run(path: PathBuf, seed: Option<u64>, pcap: Option<PathBuf>, arm: &str) -
 }
 
 fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
-    let sc = match Scenario::load(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("passt-sim: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let (range, shard) = match sweep_plan(seeds, shard_spec) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("passt-sim: {e}");
-            return ExitCode::from(2);
-        }
+    let (sc, range, shard) = match sweep_setup(&path, seeds, shard_spec) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let started = std::time::Instant::now();
     let mut runs = 0u64;
@@ -499,6 +489,22 @@ fn cmd_sweep(path: PathBuf, seeds: &str, shard_spec: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The scenario, the seed range and this process's shard of it, or the
+/// exit status after a one-line error.
+fn sweep_setup(
+    path: &Path,
+    seeds: &str,
+    shard_spec: Option<&str>,
+) -> Result<(Scenario, SeedRange, Shard), ExitCode> {
+    let fail = |e: String| {
+        eprintln!("passt-sim: {e}");
+        ExitCode::from(2)
+    };
+    let sc = Scenario::load(path).map_err(|e| fail(e.to_string()))?;
+    let (range, shard) = sweep_plan(seeds, shard_spec).map_err(|e| fail(e.to_string()))?;
+    Ok((sc, range, shard))
+}
+
 /// The seed range and this process's shard of it (`--shard auto/N` reads
 /// the scheduler's index from the environment).
 fn sweep_plan(seeds: &str, shard_spec: Option<&str>) -> Result<(SeedRange, Shard), ShardError> {
@@ -521,19 +527,9 @@ fn cmd_sweep_json(path: PathBuf, seeds: &str, shard_spec: Option<&str>, out: &Pa
             println!("{line}");
         }
     };
-    let sc = match Scenario::load(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("passt-sim: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let (range, shard) = match sweep_plan(seeds, shard_spec) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("passt-sim: {e}");
-            return ExitCode::from(2);
-        }
+    let (sc, range, shard) = match sweep_setup(&path, seeds, shard_spec) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let sink: Box<dyn Write> = if to_stdout {
         Box::new(std::io::stdout().lock())
