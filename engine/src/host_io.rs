@@ -142,6 +142,85 @@ pub enum HostError {
     Other(i32),
 }
 
+/// Which network namespace a new socket is made in. passt has only
+/// [`Netns::Host`]; pasta also makes sockets in the namespace it serves
+/// (the loopback fast path and `-T`/`-U` listeners).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub enum Netns {
+    /// The namespace the process runs in.
+    #[default]
+    Host,
+    /// The namespace behind the guest transport (pasta's target namespace).
+    Guest,
+}
+
+/// A network interface name (`IFNAMSIZ` bytes at most, NUL excluded), kept
+/// inline so that a [`Place`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IfName {
+    len: u8,
+    bytes: [u8; 15],
+}
+
+impl IfName {
+    /// The name, or `None` when it is empty, longer than 15 bytes, or holds
+    /// a NUL or a `/` (names the kernel refuses).
+    pub fn new(name: &str) -> Option<IfName> {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > 15 || b.iter().any(|c| *c == 0 || *c == b'/') {
+            return None;
+        }
+        let mut bytes = [0u8; 15];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(IfName {
+            len: b.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        // Built from a `&str` in `new`, so always UTF-8.
+        core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a new socket is made: its namespace, and the interface it is
+/// bound to (`SO_BINDTODEVICE`), if any.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct Place {
+    /// The network namespace.
+    pub netns: Netns,
+    /// Bound to this interface: only its traffic is received, and sends
+    /// leave through it.
+    pub device: Option<IfName>,
+}
+
+impl Place {
+    /// The host's namespace, no device: every socket of passt.
+    pub const HOST: Place = Place {
+        netns: Netns::Host,
+        device: None,
+    };
+    /// The guest's namespace (pasta), no device.
+    pub const GUEST: Place = Place {
+        netns: Netns::Guest,
+        device: None,
+    };
+}
+
 /// Progress of a nonblocking connect.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ConnectProgress {
@@ -336,15 +415,40 @@ pub trait HostIo {
     /// [`HostIo::take_error`]) or `Connected`. Immediate failures
     /// (`ENETUNREACH`, `EADDRNOTAVAIL`, `ECONNREFUSED` on some loopback paths)
     /// come back as errors and no socket is created.
-    fn tcp_connect(
+    ///
+    /// The socket is made at `place`: a namespace the implementation does
+    /// not have, or a device that does not exist there, is an error
+    /// (`ENODEV` for the device).
+    fn tcp_connect_at(
         &mut self,
+        place: Place,
         local: Option<SocketAddr>,
         remote: SocketAddr,
     ) -> Result<(SockId, ConnectProgress), HostError>;
 
-    /// Creates a listening socket bound to `addr` (`socket` + `SO_REUSEADDR`
-    /// + `bind` + `listen(backlog)`). `EADDRINUSE` and `EACCES` are reported.
-    fn tcp_listen(&mut self, addr: SocketAddr, backlog: u32) -> Result<SockId, HostError>;
+    /// [`HostIo::tcp_connect_at`] in the host's namespace, on no device.
+    fn tcp_connect(
+        &mut self,
+        local: Option<SocketAddr>,
+        remote: SocketAddr,
+    ) -> Result<(SockId, ConnectProgress), HostError> {
+        self.tcp_connect_at(Place::HOST, local, remote)
+    }
+
+    /// Creates a listening socket bound to `addr` at `place` (as for
+    /// [`HostIo::tcp_connect_at`]): `socket`, `SO_REUSEADDR`, `bind`,
+    /// `listen(backlog)`. `EADDRINUSE` and `EACCES` are reported.
+    fn tcp_listen_at(
+        &mut self,
+        place: Place,
+        addr: SocketAddr,
+        backlog: u32,
+    ) -> Result<SockId, HostError>;
+
+    /// [`HostIo::tcp_listen_at`] in the host's namespace, on no device.
+    fn tcp_listen(&mut self, addr: SocketAddr, backlog: u32) -> Result<SockId, HostError> {
+        self.tcp_listen_at(Place::HOST, addr, backlog)
+    }
 
     /// Accepts one pending connection (`accept4(SOCK_NONBLOCK)`): the new
     /// socket, the peer's address and the local address it was accepted on.
@@ -405,8 +509,13 @@ pub trait HostIo {
 
     /// Creates a UDP socket bound to `local` (`socket` + `bind`, port 0 for
     /// an ephemeral one) with ICMP error reporting on (`IP_RECVERR`/
-    /// `IPV6_RECVERR`).
-    fn udp_bind(&mut self, local: SocketAddr) -> Result<SockId, HostError>;
+    /// `IPV6_RECVERR`), made at `place` (as for [`HostIo::tcp_connect_at`]).
+    fn udp_bind_at(&mut self, place: Place, local: SocketAddr) -> Result<SockId, HostError>;
+
+    /// [`HostIo::udp_bind_at`] in the host's namespace, on no device.
+    fn udp_bind(&mut self, local: SocketAddr) -> Result<SockId, HostError> {
+        self.udp_bind_at(Place::HOST, local)
+    }
 
     /// Connects a UDP socket to `remote` (`connect`): only its datagrams are
     /// received, and `UdpSend::dst` may be `None`.
@@ -479,14 +588,15 @@ impl HostIo for NoHost {
     fn local_addr(&self, _: SockId) -> Result<SocketAddr, HostError> {
         Err(HostError::BadSocket)
     }
-    fn tcp_connect(
+    fn tcp_connect_at(
         &mut self,
+        _: Place,
         _: Option<SocketAddr>,
         _: SocketAddr,
     ) -> Result<(SockId, ConnectProgress), HostError> {
         Err(HostError::Unsupported)
     }
-    fn tcp_listen(&mut self, _: SocketAddr, _: u32) -> Result<SockId, HostError> {
+    fn tcp_listen_at(&mut self, _: Place, _: SocketAddr, _: u32) -> Result<SockId, HostError> {
         Err(HostError::Unsupported)
     }
     fn tcp_accept(&mut self, _: SockId) -> Result<(SockId, SocketAddr, SocketAddr), HostError> {
@@ -514,7 +624,7 @@ impl HostIo for NoHost {
     fn tcp_splice(&mut self, _: SockId, _: SockId, _: usize) -> Result<Spliced, HostError> {
         Err(HostError::BadSocket)
     }
-    fn udp_bind(&mut self, _: SocketAddr) -> Result<SockId, HostError> {
+    fn udp_bind_at(&mut self, _: Place, _: SocketAddr) -> Result<SockId, HostError> {
         Err(HostError::Unsupported)
     }
     fn udp_connect(&mut self, _: SockId, _: SocketAddr) -> Result<(), HostError> {

@@ -56,7 +56,7 @@ pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Mapping, Services}
 pub use counters::{Counters, DropReason};
 pub use driver::{Admit, Driver, FrameSink};
 pub use engine::Engine;
-pub use host_io::{HostError, HostIo, Interest, Readiness, SockId, Token};
+pub use host_io::{HostError, HostIo, IfName, Interest, Netns, Place, Readiness, SockId, Token};
 pub use rng::Rng;
 pub use time::Instant;
 pub use txq::{TxQueue, TxQueueFull};

@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use passt_engine::host_io::{
-    ConnectProgress, Family, HostError, HostIo, IcmpErrorReport, Interest, Peeked, Shutdown,
+    ConnectProgress, Family, HostError, HostIo, IcmpErrorReport, Interest, Peeked, Place, Shutdown,
     SockId, Spliced, TcpInfo, Token, UdpRecv, UdpSend,
 };
 use passt_engine::runtime::host::RealHost;
@@ -45,15 +45,16 @@ impl HostIo for Counting {
     fn local_addr(&self, s: SockId) -> Result<SocketAddr, HostError> {
         self.inner.local_addr(s)
     }
-    fn tcp_connect(
+    fn tcp_connect_at(
         &mut self,
+        p: Place,
         l: Option<SocketAddr>,
         r: SocketAddr,
     ) -> Result<(SockId, ConnectProgress), HostError> {
-        self.inner.tcp_connect(l, r)
+        self.inner.tcp_connect_at(p, l, r)
     }
-    fn tcp_listen(&mut self, a: SocketAddr, b: u32) -> Result<SockId, HostError> {
-        self.inner.tcp_listen(a, b)
+    fn tcp_listen_at(&mut self, p: Place, a: SocketAddr, b: u32) -> Result<SockId, HostError> {
+        self.inner.tcp_listen_at(p, a, b)
     }
     fn tcp_accept(&mut self, l: SockId) -> Result<(SockId, SocketAddr, SocketAddr), HostError> {
         self.inner.tcp_accept(l)
@@ -82,8 +83,8 @@ impl HostIo for Counting {
     fn tcp_splice(&mut self, f: SockId, t: SockId, m: usize) -> Result<Spliced, HostError> {
         self.inner.tcp_splice(f, t, m)
     }
-    fn udp_bind(&mut self, l: SocketAddr) -> Result<SockId, HostError> {
-        self.inner.udp_bind(l)
+    fn udp_bind_at(&mut self, p: Place, l: SocketAddr) -> Result<SockId, HostError> {
+        self.inner.udp_bind_at(p, l)
     }
     fn udp_connect(&mut self, s: SockId, r: SocketAddr) -> Result<(), HostError> {
         self.inner.udp_connect(s, r)

@@ -16,10 +16,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use super::netns::NetNs;
 use super::sys::{self, cvt, cvt_size, from_sockaddr, map_errno, to_sockaddr};
 use crate::host_io::{
-    ConnectProgress, Family, HostError, HostIo, IcmpErrorReport, Interest, Peeked, Readiness,
-    Shutdown, SockId, Spliced, TcpInfo, Token, UdpRecv, UdpSend,
+    ConnectProgress, Family, HostError, HostIo, IcmpErrorReport, Interest, Netns, Peeked, Place,
+    Readiness, Shutdown, SockId, Spliced, TcpInfo, Token, UdpRecv, UdpSend,
 };
 
 /// Datagrams per `sendmmsg`/`recvmmsg` call; larger batches are cut (the
@@ -99,6 +100,8 @@ pub struct RealHost {
     /// Fallback peek buffer (only in [`PeekMode::CopyFromHead`]); grows to
     /// the largest `offset + len` asked, then stays.
     scratch: Vec<u8>,
+    /// The namespace of [`Netns::Guest`] sockets (pasta), once set.
+    guest_netns: Option<NetNs>,
 }
 
 impl RealHost {
@@ -125,7 +128,50 @@ impl RealHost {
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EPOLL_EVENTS],
             peek_mode,
             scratch: Vec::new(),
+            guest_netns: None,
         })
+    }
+
+    /// Sets the namespace that [`Netns::Guest`] sockets are made in
+    /// (pasta's target namespace). Until it is set, such sockets fail with
+    /// [`HostError::Unsupported`].
+    pub fn set_guest_netns(&mut self, ns: NetNs) {
+        self.guest_netns = Some(ns);
+    }
+
+    /// A new nonblocking socket at `place`: made on a thread inside the
+    /// guest's namespace for [`Netns::Guest`] (see [`NetNs::run_in`]), then
+    /// bound to the device, if any (`SO_BINDTODEVICE` looks the name up in
+    /// the socket's own namespace; `ENODEV` when it is not there).
+    fn socket_at(
+        &self,
+        place: Place,
+        af: libc::c_int,
+        ty: libc::c_int,
+        proto: libc::c_int,
+    ) -> Result<OwnedFd, HostError> {
+        let fd = match place.netns {
+            Netns::Host => new_socket(af, ty, proto)?,
+            Netns::Guest => {
+                let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
+                ns.run_in(|| new_socket(af, ty, proto))
+                    .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))??
+            }
+        };
+        if let Some(dev) = place.device {
+            let name = dev.as_str().as_bytes();
+            // SAFETY: `name` is readable for its length; the kernel copies it.
+            cvt(unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_BINDTODEVICE,
+                    name.as_ptr() as *const libc::c_void,
+                    name.len() as libc::socklen_t,
+                )
+            })?;
+        }
+        Ok(fd)
     }
 
     /// Whether `setsockopt(SO_PEEK_OFF)` is accepted on a TCP socket here.
@@ -426,12 +472,13 @@ impl HostIo for RealHost {
         sys::local_addr(self.state(sock)?.fd.as_raw_fd())
     }
 
-    fn tcp_connect(
+    fn tcp_connect_at(
         &mut self,
+        place: Place,
         local: Option<SocketAddr>,
         remote: SocketAddr,
     ) -> Result<(SockId, ConnectProgress), HostError> {
-        let fd = new_socket(family_of(&remote), libc::SOCK_STREAM, 0)?;
+        let fd = self.socket_at(place, family_of(&remote), libc::SOCK_STREAM, 0)?;
         if let Some(local) = local {
             bind(fd.as_raw_fd(), &local)?;
         }
@@ -449,8 +496,13 @@ impl HostIo for RealHost {
         Ok((self.insert(fd, Kind::TcpStream), progress))
     }
 
-    fn tcp_listen(&mut self, addr: SocketAddr, backlog: u32) -> Result<SockId, HostError> {
-        let fd = new_socket(family_of(&addr), libc::SOCK_STREAM, 0)?;
+    fn tcp_listen_at(
+        &mut self,
+        place: Place,
+        addr: SocketAddr,
+        backlog: u32,
+    ) -> Result<SockId, HostError> {
+        let fd = self.socket_at(place, family_of(&addr), libc::SOCK_STREAM, 0)?;
         let raw = fd.as_raw_fd();
         sys::set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
         if addr.is_ipv6() {
@@ -672,8 +724,8 @@ impl HostIo for RealHost {
         Ok(Spliced { moved, src_eof })
     }
 
-    fn udp_bind(&mut self, local: SocketAddr) -> Result<SockId, HostError> {
-        let fd = new_socket(family_of(&local), libc::SOCK_DGRAM, 0)?;
+    fn udp_bind_at(&mut self, place: Place, local: SocketAddr) -> Result<SockId, HostError> {
+        let fd = self.socket_at(place, family_of(&local), libc::SOCK_DGRAM, 0)?;
         let raw = fd.as_raw_fd();
         if local.is_ipv6() {
             sys::set_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;

@@ -12,6 +12,8 @@
 //!   transport, in the order of [`crate::driver`];
 //! - [`startup`]: the one start-up path of the binaries (options, host
 //!   probe, listeners, loop);
+//! - [`netns`]: handles on other network namespaces, and work run inside
+//!   them;
 //! - [`host_probe`]: reading the host's addresses, routes and resolvers;
 //! - [`forward`]: binding the forwarded ports (`-t`/`-u`);
 //! - [`process`]: daemon, pid file, signals, privileges, limits;
@@ -31,6 +33,7 @@ pub mod forward;
 pub mod host;
 pub mod host_probe;
 pub mod logging;
+pub mod netns;
 pub mod pcap;
 pub mod process;
 pub mod startup;
@@ -39,6 +42,7 @@ pub mod transport;
 
 pub use event_loop::{EventLoop, ExitReason, LoopError, LoopStats, StopHandle};
 pub use host::{PeekMode, RealHost};
+pub use netns::NetNs;
 pub use sys::map_errno;
 pub use transport::framing::{FrameReader, FrameWriter, FramingError};
 pub use transport::{GuestTransport, StreamTransport, Tap, TapTransport};

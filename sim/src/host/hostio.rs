@@ -6,14 +6,30 @@
 use std::net::{IpAddr, SocketAddr};
 
 use passt_engine::host_io::{
-    ConnectProgress, Family, IcmpErrorReport, Interest, Peeked, Shutdown, SockId, Spliced, TcpInfo,
-    Token, UdpRecv, UdpSend,
+    ConnectProgress, Family, IcmpErrorReport, Interest, Peeked, Place, Shutdown, SockId, Spliced,
+    TcpInfo, Token, UdpRecv, UdpSend,
 };
+
+/// `ENODEV` (Linux's value; the simulator does not link libc).
+const ENODEV: i32 = 19;
 use passt_engine::{HostError, HostIo};
 
 use super::{EpId, EpKind, Side, SimHost, TcpState};
 
 impl SimHost {
+    /// The simulated host is one namespace with no named interfaces: a
+    /// socket anywhere else is refused as a host without that namespace or
+    /// device would refuse it.
+    fn check_place(place: Place) -> Result<(), HostError> {
+        match place {
+            Place::HOST => Ok(()),
+            Place {
+                device: Some(_), ..
+            } => Err(HostError::Other(ENODEV)),
+            _ => Err(HostError::Unsupported),
+        }
+    }
+
     /// The endpoint behind a host socket, if it has the wanted kind.
     fn ep_of(&self, sock: SockId, want: fn(&EpKind) -> bool) -> Result<EpId, HostError> {
         let ep = self.sock(sock)?.ep;
@@ -97,17 +113,25 @@ impl HostIo for SimHost {
             .ok_or(HostError::BadSocket)
     }
 
-    fn tcp_connect(
+    fn tcp_connect_at(
         &mut self,
+        place: Place,
         local: Option<SocketAddr>,
         remote: SocketAddr,
     ) -> Result<(SockId, ConnectProgress), HostError> {
+        Self::check_place(place)?;
         self.check_fd_limit()?;
         let ep = self.tcp_connect_ep(Side::Host, local, remote)?;
         Ok((self.attach_sock(ep), ConnectProgress::InProgress))
     }
 
-    fn tcp_listen(&mut self, addr: SocketAddr, backlog: u32) -> Result<SockId, HostError> {
+    fn tcp_listen_at(
+        &mut self,
+        place: Place,
+        addr: SocketAddr,
+        backlog: u32,
+    ) -> Result<SockId, HostError> {
+        Self::check_place(place)?;
         self.check_fd_limit()?;
         let ep = self.tcp_listen_ep(Side::Host, addr, backlog)?;
         Ok(self.attach_sock(ep))
@@ -269,7 +293,8 @@ impl HostIo for SimHost {
         Ok(Spliced { moved: n, src_eof })
     }
 
-    fn udp_bind(&mut self, local: SocketAddr) -> Result<SockId, HostError> {
+    fn udp_bind_at(&mut self, place: Place, local: SocketAddr) -> Result<SockId, HostError> {
+        Self::check_place(place)?;
         self.check_fd_limit()?;
         let ep = self.udp_bind_ep(Side::Host, local)?;
         Ok(self.attach_sock(ep))

@@ -7,16 +7,13 @@
 //! nonblocking; register it with [`crate::runtime::RealHost::add_fd`].
 //!
 //! A tap lives in the network namespace of whoever opened it, so
-//! [`Tap::open_in_netns`] opens it from a short-lived thread that joins the
-//! target namespace first (`setns(CLONE_NEWNET)` only affects that thread;
-//! the descriptor keeps working after it exits).
+//! [`Tap::open_in_netns`] opens it with [`NetNs::run_in`].
 //!
 //! [`TapTransport`] is the tap as a [`GuestTransport`]: always connected,
 //! one frame per read and per write.
 //!
 //! This module never parses frames.
 
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +22,7 @@ use super::{Clients, Fill, GuestRx, GuestTransport, GuestTx, TOKEN_GUEST};
 use crate::host_io::{HostError, Interest};
 use crate::runtime::host::RealHost;
 use crate::runtime::logging::{log_debug, log_warn};
+use crate::runtime::netns::NetNs;
 use crate::runtime::sys::{cvt, cvt_size, map_errno};
 use crate::txq::TxQueue;
 
@@ -86,18 +84,11 @@ impl Tap {
     /// Like [`Tap::open`], inside the network namespace `netns` (a path
     /// such as `/run/netns/NAME` or `/proc/PID/ns/net`).
     pub fn open_in_netns(netns: &Path, name: &str) -> Result<Tap, HostError> {
-        let ns = File::open(netns)
-            .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))?;
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // SAFETY: plain syscall on a descriptor we hold open.
-                    cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
-                    Tap::open(name)
-                })
-                .join()
-                .unwrap_or(Err(HostError::Other(libc::EIO)))
-        })
+        let io_err = |e: std::io::Error| e.raw_os_error().map_or(HostError::Other(0), map_errno);
+        NetNs::open(netns)
+            .map_err(io_err)?
+            .run_in(|| Tap::open(name))
+            .map_err(io_err)?
     }
 
     /// The interface name.

@@ -1,0 +1,96 @@
+//! Network namespaces other than the process's own: a handle, and running
+//! work inside one.
+//!
+//! A socket or a tap belongs to the network namespace of the thread that
+//! created it, and keeps working there whoever uses it afterwards
+//! (network_namespaces(7)). `setns(2)` with `CLONE_NEWNET` moves only the
+//! calling thread. So [`NetNs::run_in`] runs a closure on a short-lived
+//! thread that joins the namespace first: the process's main thread never
+//! leaves its own namespace, which matters for rootless pasta, whose main
+//! thread could not come back to the initial namespace (no
+//! `CAP_SYS_ADMIN` there).
+//!
+//! This module owns namespace handles; it never creates namespaces (that
+//! is pasta's start-up) and never configures interfaces.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// An open network namespace: a descriptor of `/proc/PID/ns/net`,
+/// `/run/netns/NAME` or any bind mount of one.
+#[derive(Debug)]
+pub struct NetNs {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl NetNs {
+    /// Opens the namespace at `path`.
+    pub fn open(path: &Path) -> io::Result<NetNs> {
+        let file = File::open(path)?;
+        Ok(NetNs {
+            fd: file.into(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The network namespace of process `pid`.
+    pub fn of_pid(pid: u32) -> io::Result<NetNs> {
+        NetNs::open(&PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+
+    /// The calling thread's own network namespace.
+    pub fn current() -> io::Result<NetNs> {
+        NetNs::open(Path::new("/proc/thread-self/ns/net"))
+    }
+
+    /// The path it was opened from (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a new thread that has joined this namespace, and
+    /// returns its result. Fails (without running `f`) when the namespace
+    /// cannot be joined: `EPERM` without `CAP_SYS_ADMIN` over the user
+    /// namespace that owns it.
+    pub fn run_in<R: Send>(&self, f: impl FnOnce() -> R + Send) -> io::Result<R> {
+        let fd = self.fd.as_raw_fd();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    // SAFETY: plain syscall on a descriptor `self` holds
+                    // open for the scope's lifetime.
+                    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(f())
+                })
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+        })
+    }
+}
+
+impl AsFd for NetNs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_in_the_current_namespace_returns_the_closures_value() {
+        let ns = NetNs::current().expect("own namespace");
+        assert_eq!(ns.run_in(|| 41 + 1).expect("joined"), 42);
+    }
+
+    #[test]
+    fn opening_a_missing_namespace_is_an_error() {
+        assert!(NetNs::open(Path::new("/run/netns/does-not-exist-passt-test")).is_err());
+    }
+}
