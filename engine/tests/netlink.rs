@@ -529,3 +529,198 @@ fn a_bad_gateway_is_a_clean_error_worded_like_ip() {
         "{err}"
     );
 }
+
+/// The measurement behind [`TX_QUEUE_LEN`] (docs/decisions.md): bulk TCP
+/// at MTU 1500 from namespace A to namespace B, through two taps joined by
+/// a single-threaded userspace relay (as pasta reads its tap: up to 64
+/// frames a wake-up), for several queue lengths; prints the frames the
+/// sending tap dropped, the sender's retransmissions and the throughput.
+/// `PASST_NL_CC` picks the senders' congestion control (default cubic, the
+/// usual distribution default), `PASST_NL_MIB` the transfer size,
+/// `PASST_NL_FLOWS` the number of parallel connections, `PASST_NL_QLENS`
+/// the queue lengths (comma-separated).
+/// Run: `cargo test -p passt-engine --test netlink -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints a table, asserts nothing about the figures"]
+fn measure_tx_queue_length_against_drops_at_mtu_1500() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let cc = std::env::var("PASST_NL_CC").unwrap_or_else(|_| "cubic".into());
+    let mib: usize = std::env::var("PASST_NL_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let flows: usize = std::env::var("PASST_NL_FLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 64);
+    println!("cc {cc}, {mib} MiB per run over {flows} connection(s)");
+    println!("txqueuelen  tx_dropped  retrans  Gbit/s");
+    let qlens: Vec<u32> = std::env::var("PASST_NL_QLENS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|q| q.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![500, 1000, 2000, 5000, 10000]);
+    for qlen in qlens {
+        let (Some(a), Some(b)) = (TestNs::create(), TestNs::create()) else {
+            return;
+        };
+        let tap_a = Arc::new(a.tap("tapa"));
+        let tap_b = Arc::new(b.tap("tapb"));
+        for (t, addr, mac) in [(&a, "198.51.100.1", 1u8), (&b, "198.51.100.2", 2)] {
+            let mut cfg = NsNetConfig::new(if mac == 1 { "tapa" } else { "tapb" });
+            cfg.mtu = Some(1500);
+            cfg.txqueuelen = Some(qlen);
+            cfg.mac = Some(MacAddr([0x02, 0, 0, 0, 0, mac]));
+            cfg.addrs = vec![(ip(addr), 24)];
+            netlink::configure(&t.ns, &cfg).expect("configure");
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let relay = {
+            let (ta, tb, stop) = (tap_a.clone(), tap_b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                let mut fds = [
+                    libc::pollfd {
+                        fd: ta.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: tb.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: two valid pollfds for the taps this thread holds.
+                    unsafe { libc::poll(fds.as_mut_ptr(), 2, 50) };
+                    for (from, to) in [(&ta, &tb), (&tb, &ta)] {
+                        for _ in 0..64 {
+                            match from.read_frame(&mut buf) {
+                                Ok(n) => {
+                                    let _ = to.write_frame(&buf[..n]);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+            })
+        };
+
+        let listener =
+            b.ns.run_in(|| TcpListener::bind("198.51.100.2:5001"))
+                .unwrap()
+                .expect("listen in B");
+        let total = mib << 20;
+        let per_flow = total / flows;
+        let sink = std::thread::spawn(move || {
+            let readers: Vec<_> = (0..flows)
+                .map(|_| {
+                    let (mut s, _) = listener.accept().expect("accept");
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 1 << 16];
+                        let mut got = 0usize;
+                        while got < per_flow {
+                            match s.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => got += n,
+                            }
+                        }
+                        got
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .map(|r| r.join().unwrap())
+                .sum::<usize>()
+        });
+        let conns: Vec<TcpStream> = (0..flows)
+            .map(|_| {
+                let conn =
+                    a.ns.run_in(|| {
+                        TcpStream::connect_timeout(
+                            &"198.51.100.2:5001".parse().unwrap(),
+                            Duration::from_secs(5),
+                        )
+                    })
+                    .unwrap()
+                    .expect("connect from A");
+                conn.set_write_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                // SAFETY: setsockopt reads `cc.len()` bytes of `cc`.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        conn.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        libc::TCP_CONGESTION,
+                        cc.as_ptr().cast(),
+                        cc.len() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(
+                    rc,
+                    0,
+                    "congestion control {cc}: {}",
+                    std::io::Error::last_os_error()
+                );
+                conn
+            })
+            .collect();
+        let start = Instant::now();
+        let senders: Vec<_> = conns
+            .into_iter()
+            .map(|mut conn| {
+                std::thread::spawn(move || {
+                    let chunk = vec![0x5au8; 1 << 16];
+                    let mut sent = 0;
+                    while sent < per_flow {
+                        let n = chunk.len().min(per_flow - sent);
+                        conn.write_all(&chunk[..n]).expect("send");
+                        sent += n;
+                    }
+                    conn
+                })
+            })
+            .collect();
+        let conns: Vec<TcpStream> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+        let got = sink.join().unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        let retrans: u32 = conns
+            .iter()
+            .map(|conn| {
+                // SAFETY: tcp_info is plain data; getsockopt writes at most `len`.
+                unsafe {
+                    let mut info: libc::tcp_info = std::mem::zeroed();
+                    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+                    libc::getsockopt(
+                        conn.as_raw_fd(),
+                        libc::IPPROTO_TCP,
+                        libc::TCP_INFO,
+                        (&mut info as *mut libc::tcp_info).cast(),
+                        &mut len,
+                    );
+                    info.tcpi_total_retrans
+                }
+            })
+            .sum();
+        stop.store(true, Ordering::Relaxed);
+        relay.join().unwrap();
+        let dropped =
+            a.ns.run_in(|| netlink::link("tapa").unwrap().tx_dropped)
+                .unwrap();
+        assert_eq!(got, per_flow * flows);
+        println!(
+            "{qlen:>10}  {:>10}  {retrans:>7}  {:>6.2}",
+            dropped.unwrap_or(0),
+            got as f64 * 8.0 / secs / 1e9
+        );
+    }
+}

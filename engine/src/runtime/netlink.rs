@@ -51,12 +51,13 @@ pub const DEFAULT_MTU: u32 = 65520;
 
 /// The tap's transmit queue length (frames) set by [`NsNetConfig::new`].
 ///
-/// The tap driver drops a frame, rather than pushing back, when this
-/// queue is full; at MTU 1500 a single bulk TCP sender in the namespace
-/// can have several hundred frames in flight between two wake-ups of the
-/// reader, more than the kernel's default of 1000 at times. The figure
-/// and its measurement are in docs/decisions.md.
-pub const TX_QUEUE_LEN: u32 = 5000;
+/// The tap driver keeps the namespace's outgoing frames in a ring of this
+/// many until pasta reads them, and drops a frame when the ring is full
+/// instead of pushing back (it orphans each frame, so TCP's own queue
+/// limits do not apply): the ring must hold every flow's unacknowledged
+/// window. The kernel's 1000 drops at MTU 1500 with one bulk sender;
+/// 10000 dropped nothing with eight (docs/decisions.md has the figures).
+pub const TX_QUEUE_LEN: u32 = 10000;
 
 /// How long one request may wait for the kernel's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
