@@ -334,6 +334,17 @@ fn readers_return_the_routes_ip_made_including_default_and_multipath() {
         "198.51.100.11",
     ]);
     t.ip(&["route", "add", "192.0.2.0/24", "dev", "tap0", "mtu", "1400"]);
+    // Through a link-local gateway, as routers advertise themselves.
+    t.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:5::/48",
+        "via",
+        "fe80::1",
+        "dev",
+        "tap0",
+    ]);
     let (v4, v6, addrs, link) =
         t.ns.run_in(|| {
             (
@@ -393,16 +404,36 @@ fn readers_return_the_routes_ip_made_including_default_and_multipath() {
             .unwrap();
     assert_eq!(by_index, v4);
 
-    // Copying them into a second namespace reproduces them.
+    // Copying them into a second namespace, as pasta copies the host's
+    // template interface, reproduces them.
     let Some(t2) = TestNs::create() else { return };
     let _tap2 = t2.tap("tap0");
-    let mut cfg = NsNetConfig::new("tap0");
-    cfg.addrs = addrs
-        .iter()
-        .filter(|a| a.copyable())
-        .map(|a| (a.addr, a.prefix_len))
-        .collect();
-    cfg.routes = v4.iter().chain(&v6).cloned().collect();
+    let cfg =
+        t.ns.run_in(|| {
+            let mut cfg = NsNetConfig::new("tap0");
+            cfg.copy_addresses_from("tap0", None)?;
+            cfg.copy_routes_from("tap0", None)?;
+            Ok::<_, NetlinkError>(cfg)
+        })
+        .unwrap()
+        .expect("read the template");
+    assert!(
+        cfg.addrs.contains(&(ip("198.51.100.2"), 24)),
+        "{:?}",
+        cfg.addrs
+    );
+    assert!(
+        cfg.addrs.contains(&(ip("2001:db8:1::2"), 64)),
+        "{:?}",
+        cfg.addrs
+    );
+    assert!(
+        cfg.addrs
+            .iter()
+            .all(|(a, _)| !a.to_string().starts_with("fe80")),
+        "link-local addresses are the namespace's own: {:?}",
+        cfg.addrs
+    );
     netlink::configure(&t2.ns, &cfg).expect("copy");
     let copied = t2
         .ns
@@ -419,6 +450,44 @@ fn readers_return_the_routes_ip_made_including_default_and_multipath() {
             "{r} copied: {copied:?}"
         );
     }
+    let copied6 = t2
+        .ns
+        .run_in(|| netlink::routes("tap0", Some(Family::V6)).unwrap())
+        .unwrap();
+    assert!(
+        copied6
+            .iter()
+            .any(|r| r.is_default() && r.gateway == Some(ip("2001:db8:1::1"))),
+        "{copied6:?}"
+    );
+    assert!(
+        copied6
+            .iter()
+            .any(|r| r.dst == ip("2001:db8:5::") && r.gateway == Some(ip("fe80::1"))),
+        "{copied6:?}"
+    );
+}
+
+/// A route that exists already with the same destination and metric but
+/// another gateway is the kernel's "File exists", not silently kept.
+#[test]
+fn a_conflicting_existing_route_is_reported() {
+    let Some(t) = TestNs::create() else { return };
+    let _tap = t.tap("tap0");
+    t.ip(&["link", "set", "tap0", "up"]);
+    t.ip(&["address", "add", "198.51.100.2/24", "dev", "tap0"]);
+    t.ip(&["route", "add", "default", "via", "198.51.100.9"]);
+    let mut cfg = NsNetConfig::new("tap0");
+    cfg.addrs = vec![(ip("198.51.100.2"), 24)];
+    cfg.routes = vec![Route::default_via(ip("198.51.100.1"))];
+    let err = netlink::configure(&t.ns, &cfg).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ip route add default via 198.51.100.1 dev tap0: RTNETLINK answers: File exists"
+    );
+    // The same route as the existing one is no error.
+    cfg.routes = vec![Route::default_via(ip("198.51.100.9"))];
+    netlink::configure(&t.ns, &cfg).expect("same route");
 }
 
 /// The machine's own default route, as `ip` sees it, is among what the

@@ -510,6 +510,45 @@ impl NsNetConfig {
             txqueuelen: Some(TX_QUEUE_LEN),
         }
     }
+
+    /// Adds the addresses of the interface `host_if` of the caller's
+    /// namespace (the host's template interface) that
+    /// [`Address::copyable`] accepts, of `family` (both when `None`):
+    /// pasta's default, so that the namespace has the host's addresses
+    /// and needs no NAT. Skips addresses already listed.
+    pub fn copy_addresses_from<'a>(
+        &mut self,
+        host_if: impl Into<Iface<'a>>,
+        family: Option<Family>,
+    ) -> Result<(), NetlinkError> {
+        for a in addresses(host_if)? {
+            let entry = (a.addr, a.prefix_len);
+            if a.copyable()
+                && family.is_none_or(|f| Family::of(a.addr) == f)
+                && !self.addrs.contains(&entry)
+            {
+                self.addrs.push(entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the routes of the interface `host_if` of the caller's
+    /// namespace, of `family` (both when `None`), default routes
+    /// included: pasta's default unless `--no-copy-routes`. Skips routes
+    /// already listed.
+    pub fn copy_routes_from<'a>(
+        &mut self,
+        host_if: impl Into<Iface<'a>>,
+        family: Option<Family>,
+    ) -> Result<(), NetlinkError> {
+        for r in routes(host_if, family)? {
+            if !self.routes.contains(&r) {
+                self.routes.push(r);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Configures `cfg.ifname` inside `ns`, in this order: MAC address, MTU,
@@ -747,9 +786,9 @@ fn add_routes(
     pending.extend(cfg.routes.iter().filter(|r| r.gateways().next().is_some()));
     let own: Vec<IpAddr> = cfg.addrs.iter().map(|&(a, _)| a).collect();
     let mut gateway_routes_added = false;
-    // Each pass adds at least one route or ends the loop: bounded by the
-    // number of routes, plus the one pass after the gateway routes.
-    for _ in 0..=cfg.routes.len() + 1 {
+    // Each pass either returns, adds at least one route (so `pending`
+    // shrinks), or adds the gateway routes (once): bounded.
+    loop {
         let mut waiting = Vec::new();
         let mut last_err = None;
         let before = pending.len();
@@ -777,7 +816,6 @@ fn add_routes(
         }
         pending = waiting;
     }
-    Ok(())
 }
 
 /// The kernel's answers for a gateway that no route reaches yet.
@@ -1248,11 +1286,42 @@ impl Rtnl {
             &|| format!("ip {fam}route add {r} dev {ifname}"),
         );
         match res {
-            // Already there: the kernel's own prefix route for an added
-            // address, or a namespace configured before.
-            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            // A route with the same destination and metric exists: fine
+            // if it goes the same way (the kernel's own prefix route for
+            // an added address, or a namespace configured before).
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                if self.has_route(index, r)? {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
             other => other,
         }
+    }
+
+    /// Whether interface `index` has a route to `r`'s destination (with
+    /// its metric, when it names one) through the same next hops.
+    fn has_route(&mut self, index: u32, r: &Route) -> Result<bool, NetlinkError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = r.family().af();
+        let msgs = self.dump(RouteNetlinkMessage::GetRoute(msg), || {
+            format!("ip route show {}/{}", r.dst, r.prefix_len)
+        })?;
+        Ok(msgs.iter().any(|m| match m {
+            RouteNetlinkMessage::NewRoute(m) => parse_route(m, index).is_some_and(|have| {
+                have.dst == r.dst
+                    && have.prefix_len == r.prefix_len
+                    && r.metric.is_none_or(|want| have.metric.unwrap_or(0) == want)
+                    && have.gateway == r.gateway
+                    && have
+                        .nexthops
+                        .iter()
+                        .map(|h| (h.gateway, h.weight))
+                        .eq(r.nexthops.iter().map(|h| (h.gateway, h.weight)))
+            }),
+            _ => false,
+        }))
     }
 }
 
