@@ -793,3 +793,65 @@ fn measure_tx_queue_length_against_drops_at_mtu_1500() {
         );
     }
 }
+
+/// Rootless pasta's case: an unprivileged user (`nobody`) in a user and
+/// network namespace of its own configures its tap. The test re-runs
+/// itself under `setpriv` and `unshare -U -r -n`; the child does the work
+/// and prints a marker the parent looks for.
+#[test]
+fn configure_works_unprivileged_in_its_own_user_namespace() {
+    const CHILD: &str = "PASST_NL_UNPRIVILEGED_CHILD";
+    const NAME: &str = "configure_works_unprivileged_in_its_own_user_namespace";
+    if std::env::var_os(CHILD).is_some() {
+        let ns = NetNs::current().expect("own namespace");
+        let _tap = Tap::open("tap0").expect("a tap in our own namespace");
+        let mut cfg = NsNetConfig::new("tap0");
+        cfg.addrs = vec![(ip("198.51.100.2"), 24), (ip("2001:db8:1::2"), 64)];
+        cfg.routes = vec![
+            Route::default_via(ip("198.51.100.1")),
+            Route::default_via(ip("2001:db8:1::1")),
+        ];
+        netlink::configure(&ns, &cfg).expect("configure unprivileged");
+        let l = netlink::link("tap0").unwrap();
+        assert!(
+            l.up && l.mtu == Some(65520) && l.txqueuelen == Some(TX_QUEUE_LEN),
+            "{l:?}"
+        );
+        assert!(netlink::link("lo").unwrap().up);
+        let addrs = netlink::addresses("tap0").unwrap();
+        assert!(addrs.iter().all(|a| !a.tentative), "{addrs:?}");
+        let routes = netlink::routes("tap0", None).unwrap();
+        assert_eq!(
+            routes.iter().filter(|r| r.is_default()).count(),
+            2,
+            "{routes:?}"
+        );
+        println!("UNPRIVILEGED-CONFIGURE-OK");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(["unshare", "-U", "-r", "-n", "--"])
+        .arg(exe)
+        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot run setpriv ({e})");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("unshare failed") {
+        eprintln!("SKIPPED: no unprivileged user namespaces: {stderr}");
+        return;
+    }
+    assert!(
+        out.status.success() && stdout.contains("UNPRIVILEGED-CONFIGURE-OK"),
+        "child failed:\n{stdout}\n{stderr}"
+    );
+}
