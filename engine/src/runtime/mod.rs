@@ -35,6 +35,7 @@ pub mod forward;
 pub mod host;
 pub mod host_probe;
 pub mod logging;
+pub mod netlink;
 pub mod netns;
 pub mod pasta;
 pub mod pcap;
