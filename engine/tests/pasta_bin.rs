@@ -494,3 +494,54 @@ fn config_net_gives_the_tap_the_hosts_address_and_gateway_and_brings_it_up() {
         }
     }
 }
+
+#[test]
+fn an_unprivileged_user_joins_its_own_processs_namespaces_by_pid() {
+    require_root!("an_unprivileged_user_joins_its_own_processs_namespaces_by_pid");
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIP an_unprivileged_user_joins_its_own_processs_namespaces_by_pid: no setpriv");
+        return;
+    }
+    // As in the test above: what distributions' udev rule does.
+    let st = Command::new("chmod")
+        .args(["0666", "/dev/net/tun"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let as_nobody = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
+    // `unshare` execs `sleep` in the same process: its PID is the child's.
+    let mut holder = spawn(
+        Command::new("setpriv")
+            .args(as_nobody)
+            .args(["unshare", "-rn", "sleep", "60"]),
+    );
+    let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let own = ns_of(std::process::id());
+    assert!(eventually(Duration::from_secs(5), || {
+        ns_of(holder.pid()).is_some() && ns_of(holder.pid()) != own
+    }));
+    let pid = holder.pid().to_string();
+    let mut p = spawn(
+        Command::new("setpriv")
+            .args(as_nobody)
+            .args([PASTA, "-q", "-f", "-I", "ptbtap6", &pid]),
+    );
+    let links = || {
+        let out = Command::new("nsenter")
+            .args(["-t", &pid, "-n", "ip", "-o", "link"])
+            .output()
+            .expect("nsenter");
+        text(&out.stdout)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || link_line(&links(), "ptbtap6")
+            .is_some()),
+        "{}",
+        links()
+    );
+    // SAFETY: our own child, by PID.
+    unsafe { libc::kill(holder.pid() as i32, libc::SIGKILL) };
+    let _ = holder.wait_for(Duration::from_secs(5));
+    let st = p.wait_for(Duration::from_secs(10)).expect("pasta exits");
+    assert_eq!(st.code(), Some(0));
+}
