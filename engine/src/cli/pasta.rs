@@ -231,7 +231,7 @@ fn target_of(block: &mut RawPasta) -> Result<PastaTarget, CliError> {
         } else {
             PathBuf::from(NETNS_RUN_DIR).join(netns)
         };
-        if path.as_os_str().len() > MAX_NETNS_PATH || path.as_os_str().is_empty() {
+        if path.as_os_str().len() > MAX_NETNS_PATH {
             return Err(CliError::invalid(format!(
                 "Network namespace name/path {} too long",
                 path.display()
@@ -596,6 +596,10 @@ mod tests {
                 "Invalid interface name: abcdefghijklmnop",
             ),
             (&["--ns-mac-addr", "zz"], "Invalid MAC address: zz"),
+            (
+                &["--netns", ""],
+                "pasta: option '--netns' requires an argument",
+            ),
             (
                 &["--no-splice", "--splice-only"],
                 "Options --no-splice and --splice-only are mutually exclusive",
