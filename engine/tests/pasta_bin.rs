@@ -545,3 +545,22 @@ fn an_unprivileged_user_joins_its_own_processs_namespaces_by_pid() {
     let st = p.wait_for(Duration::from_secs(10)).expect("pasta exits");
     assert_eq!(st.code(), Some(0));
 }
+
+#[test]
+fn joined_by_a_proc_path_pasta_leaves_when_that_process_exits() {
+    require_root!("joined_by_a_proc_path_pasta_leaves_when_that_process_exits");
+    let mut holder = spawn(Command::new("unshare").args(["-n", "sleep", "60"]));
+    let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    let own = ns_of(std::process::id());
+    assert!(eventually(Duration::from_secs(5), || {
+        ns_of(holder.pid()).is_some() && ns_of(holder.pid()) != own
+    }));
+    let path = format!("/proc/{}/ns/net", holder.pid());
+    let mut p = spawn(Command::new(PASTA).args(["-q", "-f", "--netns", &path]));
+    assert!(p.wait_for(Duration::from_millis(500)).is_none(), "serving");
+    // SAFETY: our own child, by PID.
+    unsafe { libc::kill(holder.pid() as i32, libc::SIGKILL) };
+    let _ = holder.wait_for(Duration::from_secs(5));
+    let st = p.wait_for(Duration::from_secs(10)).expect("pasta exits");
+    assert_eq!(st.code(), Some(0));
+}

@@ -136,7 +136,14 @@ pub fn set_up(p: &PastaOptions) -> Result<Namespace, String> {
             if let Some(userns) = &p.userns {
                 join_userns(userns)?;
             }
-            let watch = match TargetWatch::path(path) {
+            // A process's namespace file never goes away while the
+            // process lives: watch the process instead (inotify sees
+            // nothing in /proc).
+            let watched = match proc_pid_of(path) {
+                Some(pid) => TargetWatch::process(pid),
+                None => TargetWatch::path(path),
+            };
+            let watch = match watched {
                 Ok(w) => Some(w),
                 Err(e) => {
                     super::logging::log(
@@ -234,6 +241,29 @@ pub fn config_net_plan(
         cfg.routes.extend(copied);
     }
     cfg
+}
+
+/// The PID of a `/proc/PID/ns/...` path, if `path` is one.
+fn proc_pid_of(path: &Path) -> Option<i32> {
+    let mut parts = path.components().map(|c| c.as_os_str().to_str());
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (
+            Some(Some("/")),
+            Some(Some("proc")),
+            Some(Some(pid)),
+            Some(Some("ns")),
+            Some(Some(_)),
+            None,
+        ) => pid.parse::<i32>().ok().filter(|p| *p > 0),
+        _ => None,
+    }
 }
 
 /// Whether this process has `CAP_SYS_ADMIN` in its own user namespace
@@ -704,6 +734,15 @@ mod tests {
         assert!(events_remove(&event(libc::IN_MOVED_FROM, b"ns1"), b"ns1"));
         assert!(events_remove(&event(libc::IN_DELETE_SELF, b""), b"ns1"));
         assert!(!events_remove(&event(libc::IN_DELETE, b"ns10"), b"ns1"));
+    }
+
+    #[test]
+    fn a_proc_namespace_path_names_its_process() {
+        assert_eq!(proc_pid_of(Path::new("/proc/42/ns/net")), Some(42));
+        assert_eq!(proc_pid_of(Path::new("/proc/self/ns/net")), None);
+        assert_eq!(proc_pid_of(Path::new("/run/netns/42")), None);
+        assert_eq!(proc_pid_of(Path::new("/proc/42/ns/net/x")), None);
+        assert_eq!(proc_pid_of(Path::new("/proc/0/ns/net")), None);
     }
 
     #[test]
