@@ -564,3 +564,23 @@ fn joined_by_a_proc_path_pasta_leaves_when_that_process_exits() {
     let st = p.wait_for(Duration::from_secs(10)).expect("pasta exits");
     assert_eq!(st.code(), Some(0));
 }
+
+#[test]
+fn splice_only_runs_the_command_without_a_tap() {
+    require_root!("splice_only_runs_the_command_without_a_tap");
+    let out = pasta(&[
+        "-q",
+        "--splice-only",
+        "--",
+        "sh",
+        "-c",
+        "ip -o link; exit 2",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        link_line(&stdout, "lo").unwrap().contains(",UP"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "only lo: {stdout}");
+}

@@ -36,7 +36,7 @@ use super::netns::NetNs;
 use super::pasta;
 use super::pcap::PcapWriter;
 use super::process;
-use super::transport::{GuestTransport, StreamTransport, Tap, TapTransport};
+use super::transport::{GuestTransport, NoGuest, StreamTransport, Tap, TapTransport};
 use crate::cli::{self, Options, Verbosity};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -157,6 +157,11 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
                 .try_clone()
                 .map_err(|e| format!("Couldn't open network namespace: {e}"))?;
             let engine = bind_listeners(config, opts, cx, Some(guest_netns))?;
+            if p.splice_only {
+                netlink::link_up(ns.netns(), "lo")
+                    .map_err(|e| format!("Couldn't bring up loopback in the namespace: {e}"))?;
+                return serve(engine, NoGuest, opts, Some(ns));
+            }
             let transport = open_tap(opts, &ns, &host, engine.config())?;
             serve(engine, transport, opts, Some(ns))
         }
@@ -366,7 +371,8 @@ pub fn open_guest_transport(opts: &Options) -> Result<StreamTransport, StartErro
     Ok(transport)
 }
 
-/// Step 4 (pasta): the tap in the namespace, named `-I` or after the
+/// Step 4 (pasta): the tap in the namespace (none with `--splice-only`:
+/// [`NoGuest`], and only `lo` brought up), named `-I` or after the
 /// host's template interface; `lo` brought up; with `--config-net`, the
 /// tap configured as [`pasta::config_net_plan`] says (the host's template
 /// interface read over netlink for the addresses and routes to copy).
@@ -380,9 +386,6 @@ pub fn open_tap(
         .pasta
         .as_ref()
         .ok_or_else(|| StartError("not pasta".into()))?;
-    if p.splice_only {
-        return Err("--splice-only is not supported yet: pasta always serves a tap".into());
-    }
     let name = p
         .ns_ifname
         .clone()
