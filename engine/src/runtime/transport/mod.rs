@@ -5,13 +5,15 @@
 //! - [`stream`]: QEMU's `-netdev stream` socket (a listening UNIX socket,
 //!   one client at a time, or a pre-connected descriptor with `-F`), with
 //!   the length-prefix codec in [`framing`];
-//! - [`tap`]: a tap device (pasta, and the tap harness).
+//! - [`tap`]: a tap device (pasta, and the tap harness);
+//! - [`none`]: no guest at all (pasta's `--splice-only`).
 //!
 //! vhost-user and pasta's own tap set-up are further implementations of the
 //! same trait. A transport owns its descriptors, its connection state and
 //! its framing; it never looks inside a frame and never calls the engine.
 
 pub mod framing;
+pub mod none;
 pub mod stream;
 pub mod tap;
 
@@ -23,6 +25,7 @@ use super::host::RealHost;
 use crate::host_io::{HostError, Token};
 use crate::txq::TxQueue;
 
+pub use none::NoGuest;
 pub use stream::StreamTransport;
 pub use tap::{Tap, TapTransport};
 
