@@ -584,3 +584,21 @@ fn splice_only_runs_the_command_without_a_tap() {
     );
     assert_eq!(stdout.lines().count(), 1, "only lo: {stdout}");
 }
+
+#[test]
+fn the_command_never_runs_when_the_namespace_cannot_be_set_up() {
+    require_root!("the_command_never_runs_when_the_namespace_cannot_be_set_up");
+    let marker = std::env::temp_dir().join(format!("ptb-marker-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    // `lo` exists and is not a tap: opening the tap fails after the
+    // namespaces exist and before the command may start.
+    let out = pasta(&["-q", "-I", "lo", "--", "touch", marker.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Failed to open tun socket in namespace"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!marker.exists(), "the command ran");
+}
