@@ -57,11 +57,14 @@ pub enum DropReason {
     /// side (a loopback peer with the loopback mapping switched off, no
     /// guest address known yet for that family).
     Unmappable,
+    /// A datagram from a new peer on a forwarded port whose rule was
+    /// removed (the socket stays open only for the flows it still serves).
+    ForwardClosed,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order (the order counters are printed in).
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::BadChecksum,
@@ -81,6 +84,7 @@ impl DropReason {
         DropReason::NotImplemented,
         DropReason::HostSocketError,
         DropReason::Unmappable,
+        DropReason::ForwardClosed,
     ];
 
     /// A stable snake_case name for reports.
@@ -105,6 +109,7 @@ impl DropReason {
             DropReason::NotImplemented => "not_implemented",
             DropReason::HostSocketError => "host_socket_error",
             DropReason::Unmappable => "unmappable",
+            DropReason::ForwardClosed => "forward_closed",
         }
     }
 }

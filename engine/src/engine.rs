@@ -63,6 +63,16 @@ const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 const SERVICE_SCRATCH_LEN: usize = 1500;
 
 pub use crate::ctx::{Ctx, GuestState};
+
+/// A forwarded port's socket, of either protocol (what the forwarding
+/// table keeps per bound port to close or retarget it later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListenerId {
+    /// [`Engine::tcp_listen_at`].
+    Tcp(crate::tcp::TcpListenerId),
+    /// [`Engine::udp_listen_at`].
+    Udp(crate::udp::UdpListenerId),
+}
 pub use crate::flow::token;
 
 /// The translation modules, kept together so that one of them can be
@@ -414,8 +424,25 @@ impl<H: HostIo> Engine<H> {
         addr: std::net::SocketAddr,
         guest_port: u16,
     ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
+        self.udp_listen_at(crate::host_io::Place::HOST, addr, guest_port)
+    }
+
+    /// [`Engine::udp_listen`] at `place` (a device for `ADDR%IF/PORT`).
+    pub fn udp_listen_at(
+        &mut self,
+        place: crate::host_io::Place,
+        addr: std::net::SocketAddr,
+        guest_port: u16,
+    ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
-        l4.udp.listen(&mut cx, addr, guest_port)
+        l4.udp.listen(&mut cx, place, addr, guest_port)
+    }
+
+    /// Closes a forwarded port's UDP socket without disturbing its flows
+    /// (see [`Udp::close_listener`]).
+    pub fn udp_unlisten(&mut self, id: crate::udp::UdpListenerId) -> bool {
+        let (mut cx, l4) = self.parts();
+        l4.udp.close_listener(&mut cx, id)
     }
 
     /// The UDP module (flow inspection for tests and diagnostics).
@@ -441,9 +468,44 @@ impl<H: HostIo> Engine<H> {
         &mut self,
         addr: std::net::SocketAddr,
         guest_port: u16,
-    ) -> Result<(), crate::host_io::HostError> {
+    ) -> Result<crate::tcp::TcpListenerId, crate::host_io::HostError> {
+        self.tcp_listen_at(crate::host_io::Place::HOST, addr, guest_port)
+    }
+
+    /// [`Engine::tcp_listen`] at `place` (a device for `ADDR%IF/PORT`).
+    pub fn tcp_listen_at(
+        &mut self,
+        place: crate::host_io::Place,
+        addr: std::net::SocketAddr,
+        guest_port: u16,
+    ) -> Result<crate::tcp::TcpListenerId, crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
-        l4.tcp.listen(&mut cx, addr, guest_port)
+        l4.tcp.listen(&mut cx, place, addr, guest_port)
+    }
+
+    /// Closes a forwarded port's listening socket; the connections it
+    /// accepted go on (see [`Tcp::close_listener`]).
+    pub fn tcp_unlisten(&mut self, id: crate::tcp::TcpListenerId) -> bool {
+        let (mut cx, l4) = self.parts();
+        l4.tcp.close_listener(&mut cx, id)
+    }
+
+    /// Closes a forwarded port's socket of either protocol
+    /// ([`Engine::tcp_unlisten`], [`Engine::udp_unlisten`]).
+    pub fn unlisten(&mut self, id: ListenerId) -> bool {
+        match id {
+            ListenerId::Tcp(id) => self.tcp_unlisten(id),
+            ListenerId::Udp(id) => self.udp_unlisten(id),
+        }
+    }
+
+    /// Points a forwarded port at another guest port, for connections and
+    /// peers still to come.
+    pub fn retarget_listener(&mut self, id: ListenerId, guest_port: u16) -> bool {
+        match id {
+            ListenerId::Tcp(id) => self.l4.tcp.retarget_listener(id, guest_port),
+            ListenerId::Udp(id) => self.l4.udp.retarget_listener(id, guest_port),
+        }
     }
 
     /// How many more frames of the largest size (MTU plus Ethernet header)

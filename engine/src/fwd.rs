@@ -377,7 +377,7 @@ fn non_ephemeral(ephemeral: PortRange) -> Vec<PortRange> {
 
 /// `rule` minus the host ports in `cut` (guest ports follow their host
 /// ports).
-fn subtract(rule: &ForwardRule, cut: PortRange, out: &mut Vec<ForwardRule>) {
+pub fn subtract(rule: &ForwardRule, cut: PortRange, out: &mut Vec<ForwardRule>) {
     let h = rule.host;
     if cut.first_common(&h).is_none() {
         out.push(rule.clone());

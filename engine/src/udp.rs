@@ -54,7 +54,7 @@ use crate::counters::DropReason;
 use crate::ctx::{Ctx, ip_to_guest};
 use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{
-    HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
+    HostError, HostIo, IcmpErrorReport, Interest, Place, Readiness, SockId, Token, UdpRecv, UdpSend,
 };
 use crate::mapping;
 use crate::refusal::{Refusal, RefusalLimiter, refuse};
@@ -112,6 +112,15 @@ struct Flow {
 struct Listener {
     sock: SockId,
     guest_port: u16,
+    /// Where it was bound, as asked (a closed listener is revived by a
+    /// new one for the same place and address).
+    place: Place,
+    addr: SocketAddr,
+    /// Inbound flows using this socket.
+    flows: u32,
+    /// `false` once [`Udp::close_listener`] was called: the socket stays
+    /// only for the flows it still serves, and takes no new peer.
+    open: bool,
 }
 
 /// The flow table (kept apart from the receive arena so both can be
@@ -121,7 +130,8 @@ struct Table {
     flows: FlowTable<Flow>,
     by_guest: BTreeMap<(SocketAddr, SocketAddr), u32>,
     by_listener_peer: BTreeMap<(u32, SocketAddr), u32>,
-    listeners: Vec<Listener>,
+    /// By index; `None` for a freed index (reused by the next listener).
+    listeners: Vec<Option<Listener>>,
     /// Lower bound of the earliest expiry (activity only pushes expiries
     /// later, so waking at this instant is never late).
     next_deadline: Option<Instant>,
@@ -224,6 +234,9 @@ impl Table {
             .insert((flow.guest, flow.guest_peer), v.slot());
         if let Some(l) = flow.listener {
             self.by_listener_peer.insert((l, flow.host_peer), v.slot());
+            if let Some(Some(listener)) = self.listeners.get_mut(l as usize) {
+                listener.flows += 1;
+            }
         }
         let deadline = flow.last_active + timeout;
         self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
@@ -231,7 +244,8 @@ impl Table {
     }
 
     /// Removes flow `index` and closes its socket (a forwarded port's
-    /// socket stays). Returns whether there was such a flow.
+    /// socket stays, unless its listener was closed and this was its last
+    /// flow). Returns whether there was such a flow.
     fn remove<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, index: u32) -> bool {
         let Some(flow) = self.flows.remove(index, cx.flows, cx.counters) else {
             return false;
@@ -240,6 +254,15 @@ impl Table {
         match flow.listener {
             Some(l) => {
                 self.by_listener_peer.remove(&(l, flow.host_peer));
+                if let Some(slot) = self.listeners.get_mut(l as usize)
+                    && let Some(listener) = slot
+                {
+                    listener.flows = listener.flows.saturating_sub(1);
+                    if listener.flows == 0 && !listener.open {
+                        cx.host.close(listener.sock);
+                        *slot = None;
+                    }
+                }
             }
             None => cx.host.close(flow.sock),
         }
@@ -282,19 +305,37 @@ impl Udp {
         self.tx.queued.len()
     }
 
-    /// Binds a host UDP socket on `addr` (a forwarded port) whose datagrams
-    /// go to the guest's `guest_port`. Errors are the bind's (`AddrInUse`,
-    /// `PermissionDenied`, ...), for the caller to report as upstream does
-    /// ("Failed to bind port").
+    /// Binds a host UDP socket on `addr` at `place` (a forwarded port)
+    /// whose datagrams go to the guest's `guest_port`. Errors are the
+    /// bind's (`AddrInUse`, `PermissionDenied`, ...), for the caller to
+    /// report as upstream does ("Failed to bind port"). A listener closed
+    /// for the same place and address whose socket still serves flows is
+    /// taken back instead (a second bind would fail with `AddrInUse`).
     pub fn listen<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
+        place: Place,
         addr: SocketAddr,
         guest_port: u16,
     ) -> Result<UdpListenerId, HostError> {
-        let index =
-            u32::try_from(self.table.listeners.len()).map_err(|_| HostError::NoResources)?;
-        let sock = cx.host.udp_bind(addr)?;
+        let listeners = &mut self.table.listeners;
+        if let Some(i) = listeners
+            .iter()
+            .position(|l| l.is_some_and(|l| !l.open && l.place == place && l.addr == addr))
+            && let Some(Some(l)) = listeners.get_mut(i)
+        {
+            l.open = true;
+            l.guest_port = guest_port;
+            return u32::try_from(i)
+                .map(UdpListenerId)
+                .map_err(|_| HostError::NoResources);
+        }
+        let index = listeners
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(listeners.len());
+        let index = u32::try_from(index).map_err(|_| HostError::NoResources)?;
+        let sock = cx.host.udp_bind_at(place, addr)?;
         if let Err(e) = cx.host.set_interest(
             sock,
             token::make(token::UDP_LISTENER, u64::from(index)),
@@ -303,8 +344,63 @@ impl Udp {
             cx.host.close(sock);
             return Err(e);
         }
-        self.table.listeners.push(Listener { sock, guest_port });
+        let listener = Some(Listener {
+            sock,
+            guest_port,
+            place,
+            addr,
+            flows: 0,
+            open: true,
+        });
+        match listeners.get_mut(index as usize) {
+            Some(slot) => *slot = listener,
+            None => listeners.push(listener),
+        }
         Ok(UdpListenerId(index))
+    }
+
+    /// Closes listener `id` (a forwarding rule went away) without
+    /// disturbing its flows: the socket is closed at once when no flow
+    /// uses it, otherwise when the last one expires; meanwhile datagrams
+    /// from new peers are dropped ([`DropReason::ForwardClosed`]). Returns
+    /// whether there was such an open listener.
+    pub fn close_listener<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, id: UdpListenerId) -> bool {
+        let Some(slot) = self.table.listeners.get_mut(id.0 as usize) else {
+            return false;
+        };
+        match slot {
+            Some(l) if l.open && l.flows == 0 => {
+                cx.host.close(l.sock);
+                *slot = None;
+                true
+            }
+            Some(l) if l.open => {
+                l.open = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends datagrams of new peers on listener `id` to guest port
+    /// `guest_port` from now on (existing flows keep theirs). Returns
+    /// whether there was such an open listener.
+    pub fn retarget_listener(&mut self, id: UdpListenerId, guest_port: u16) -> bool {
+        match self.table.listeners.get_mut(id.0 as usize) {
+            Some(Some(l)) if l.open => {
+                l.guest_port = guest_port;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sockets bound on forwarded ports: `(open, closed but still
+    /// serving flows)`.
+    pub fn listener_count(&self) -> (usize, usize) {
+        let live = self.table.listeners.iter().flatten();
+        let open = live.clone().filter(|l| l.open).count();
+        (open, live.count() - open)
     }
 
     /// Number of live flows.
@@ -610,7 +706,7 @@ impl Udp {
             }
             token::UDP_LISTENER => {
                 let Ok(l) = u32::try_from(idx) else { return };
-                let Some(listener) = self.table.listeners.get(l as usize) else {
+                let Some(Some(listener)) = self.table.listeners.get(l as usize) else {
                     return;
                 };
                 let sock = listener.sock;
@@ -776,10 +872,15 @@ impl Table {
         l: u32,
         peer: SocketAddr,
     ) -> Result<u32, DropReason> {
-        let listener = *self
+        let listener = self
             .listeners
             .get(l as usize)
+            .copied()
+            .flatten()
             .ok_or(DropReason::Malformed)?;
+        if !listener.open {
+            return Err(DropReason::ForwardClosed);
+        }
         let (seen, guest) = mapping::translate(
             cx.config,
             cx.guest,

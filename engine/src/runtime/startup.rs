@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use super::clock;
 use super::event_loop::EventLoop;
-use super::forward;
+use super::forward::ForwardTable;
 use super::host::RealHost;
 use super::host_probe;
 use super::logging::{self, Level, Sink};
@@ -91,7 +91,7 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
             .map_err(|e| format!("Can't change to user {}: {e}", runas.user))?;
     }
     let config = probe_host(opts)?;
-    let engine = bind_listeners(config, opts, cx)?;
+    let (engine, table) = bind_listeners(config, opts, cx)?;
     let transport = open_guest_transport(opts)?;
     let mut event_loop = EventLoop::new(engine, transport)
         .map_err(|e| format!("Failed to start the event loop: {e}"))?;
@@ -161,12 +161,14 @@ pub fn probe_host(opts: &Options) -> Result<Config, StartError> {
     Ok(config)
 }
 
-/// Step 3: the engine over a [`RealHost`], with the forwarded ports bound.
+/// Step 3: the engine over a [`RealHost`], with the forwarded ports bound,
+/// and the live table that bound them (kept by the loop for `auto` and the
+/// control socket).
 pub fn bind_listeners(
     config: Config,
     opts: &Options,
     cx: SpecContext,
-) -> Result<Engine<RealHost>, StartError> {
+) -> Result<(Engine<RealHost>, ForwardTable), StartError> {
     let host_io = RealHost::new().map_err(|e| format!("Failed to set up epoll: {e}"))?;
     let mut engine = Engine::new(config, host_io, clock::random_seed())
         .map_err(|e| format!("Invalid configuration: {e}"))?;
@@ -176,13 +178,9 @@ pub fn bind_listeners(
             format_args!("Can't raise the open files limit: {e}"),
         );
     }
-    let report = forward::bind_forwards(
-        &mut engine,
-        &opts.forwarding,
-        &opts.tcp_ports,
-        &opts.udp_ports,
-        cx,
-    )?;
+    let mut table = ForwardTable::for_engine(&engine, cx);
+    let rules = table.rules_from_options(&opts.forwarding, &opts.tcp_ports, &opts.udp_ports);
+    let report = table.apply(&mut engine, rules)?;
     for run in &report.bound {
         logging::log(Level::Debug, format_args!("Forwarding {run}"));
     }
@@ -193,7 +191,7 @@ pub fn bind_listeners(
             report.sockets, report.skipped.0, report.skipped.1
         ),
     );
-    Ok(engine)
+    Ok((engine, table))
 }
 
 /// Step 4 (passt): QEMU's socket: `-F` a pre-connected descriptor, `-s` a

@@ -33,7 +33,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::counters::DropReason;
 use crate::ctx::Ctx;
 use crate::flow::{FlowTable, Vacant, token};
-use crate::host_io::{HostError, HostIo, Interest, Readiness, SockId, Token};
+use crate::host_io::{HostError, HostIo, Interest, Place, Readiness, SockId, Token};
 use crate::mapping;
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -53,6 +53,11 @@ struct Listener {
     sock: SockId,
     guest_port: u16,
 }
+
+/// Identifies a listening socket on a forwarded port ([`Tcp::listen`]),
+/// until [`Tcp::close_listener`]; the index may be reused afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TcpListenerId(pub u32);
 
 /// TCP flows between the guest and host sockets.
 #[derive(Debug)]
@@ -81,21 +86,26 @@ impl Tcp {
         self.flows.len()
     }
 
-    /// Listens on `addr` (a forwarded port); accepted connections go to the
-    /// guest on `guest_port`.
+    /// Listens on `addr` at `place` (a forwarded port); accepted
+    /// connections go to the guest on `guest_port`.
     pub fn listen<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
+        place: Place,
         addr: SocketAddr,
         guest_port: u16,
-    ) -> Result<(), HostError> {
-        let sock = cx.host.tcp_listen(addr, LISTEN_BACKLOG)?;
+    ) -> Result<TcpListenerId, HostError> {
+        let sock = cx.host.tcp_listen_at(place, addr, LISTEN_BACKLOG)?;
         let idx = match self.listeners.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
                 self.listeners.push(None);
                 self.listeners.len() - 1
             }
+        };
+        let Ok(id) = u32::try_from(idx) else {
+            cx.host.close(sock);
+            return Err(HostError::NoResources);
         };
         if let Err(e) = cx.host.set_interest(
             sock,
@@ -106,7 +116,40 @@ impl Tcp {
             return Err(e);
         }
         self.listeners[idx] = Some(Listener { sock, guest_port });
-        Ok(())
+        Ok(TcpListenerId(id))
+    }
+
+    /// Closes listener `id` (a forwarding rule went away). Connections it
+    /// accepted already are flows with sockets of their own: they go on
+    /// untouched. Connections still in the backlog are reset by the
+    /// kernel, as for any listening socket closed. Returns whether there
+    /// was such a listener.
+    pub fn close_listener<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, id: TcpListenerId) -> bool {
+        let Some(slot) = self.listeners.get_mut(id.0 as usize) else {
+            return false;
+        };
+        let Some(l) = slot.take() else {
+            return false;
+        };
+        cx.host.close(l.sock);
+        true
+    }
+
+    /// Sends the connections listener `id` accepts from now on to guest
+    /// port `guest_port`. Returns whether there was such a listener.
+    pub fn retarget_listener(&mut self, id: TcpListenerId, guest_port: u16) -> bool {
+        match self.listeners.get_mut(id.0 as usize) {
+            Some(Some(l)) => {
+                l.guest_port = guest_port;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Listening sockets open.
+    pub fn listener_count(&self) -> usize {
+        self.listeners.iter().flatten().count()
     }
 
     fn install<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, v: Vacant, flow: Flow) -> u32 {
