@@ -230,6 +230,8 @@ pub struct Options {
     pub pid_file: Option<PathBuf>,
     /// `-p PATH`.
     pub pcap: Option<PathBuf>,
+    /// `-c PATH`: the control socket for `pesto`.
+    pub conf_path: Option<PathBuf>,
     /// `-a`: guest addresses.
     pub address: PerFamily,
     /// `-n`: IPv4 prefix length.
@@ -348,6 +350,9 @@ struct RawArgs {
     /// Write own PID to the given file
     #[arg(short = 'P', long = "pid", value_name = "FILE")]
     pid: Option<PathBuf>,
+    /// Control socket for run-time forwarding changes (pesto)
+    #[arg(short = 'c', long = "conf-path", value_name = "PATH")]
+    conf_path: Option<PathBuf>,
     /// Assign MTU via DHCP/NDP (default: 65520)
     #[arg(short = 'm', long = "mtu", value_name = "MTU")]
     mtu: Option<String>,
@@ -728,6 +733,7 @@ fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> 
         runas,
         pid_file: raw.pid,
         pcap: raw.pcap,
+        conf_path: raw.conf_path,
         address,
         prefix_len,
         gateway,

@@ -22,7 +22,8 @@
 //! The loop shares the [`RealHost`] epoll set with the engine's sockets. Its
 //! own descriptors use the tokens from [`RESERVED_TOKENS_START`] up to
 //! `u64::MAX` ([`TOKEN_SIGNAL`], [`TOKEN_STOP`], [`TOKEN_LISTENER`],
-//! [`TOKEN_GUEST`]); the engine must never register a socket with a token in
+//! [`TOKEN_GUEST`], and the control socket's,
+//! [`super::control::TOKEN_CONTROL`] and its clients' below it); the engine must never register a socket with a token in
 //! that range, and readiness for those tokens is never passed to it.
 //!
 //! Frames the engine queues while no guest is connected are discarded
@@ -36,6 +37,7 @@ use std::time::Duration;
 
 use super::clock;
 use super::host::RealHost;
+use super::live::LiveForwarding;
 use super::logging::{log_info, log_trace, log_warn};
 use super::pcap::PcapWriter;
 use super::process::SignalFd;
@@ -169,6 +171,7 @@ pub struct EventLoop<T: GuestTransport> {
     events: Vec<(Token, Readiness)>,
     stats: LoopStats,
     ping_warned: bool,
+    live: Option<LiveForwarding>,
 }
 
 fn eventfd() -> io::Result<OwnedFd> {
@@ -202,7 +205,21 @@ impl<T: GuestTransport> EventLoop<T> {
             events: Vec::with_capacity(256),
             stats: LoopStats::default(),
             ping_warned: false,
+            live: None,
         })
+    }
+
+    /// Forwarding that changes while the loop runs: `live`'s rescans run
+    /// as timers of the loop and its control socket is served in it.
+    pub fn set_live(&mut self, live: LiveForwarding) -> Result<(), LoopError> {
+        live.register(self.engine.host_mut())?;
+        self.live = Some(live);
+        Ok(())
+    }
+
+    /// The live forwarding, if set.
+    pub fn live(&self) -> Option<&LiveForwarding> {
+        self.live.as_ref()
     }
 
     /// Records every guest-facing frame, both directions, to `pcap`.
@@ -316,11 +333,18 @@ impl<T: GuestTransport> EventLoop<T> {
         if let Some(reason) = self.take_guest_frames(now, false)? {
             return Ok(Some(reason));
         }
+        if let Some(live) = &mut self.live {
+            live.on_timer(&mut self.engine, now);
+        }
         if let Some(reason) = self.finish_round(now)? {
             return Ok(Some(reason));
         }
-        let timer_wait =
-            Driver::next_deadline(&self.engine).map(|t| t.saturating_duration_since(now));
+        let live_deadline = self.live.as_ref().and_then(LiveForwarding::next_deadline);
+        let timer_wait = match (Driver::next_deadline(&self.engine), live_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|t| t.saturating_duration_since(now));
         let mut wait = match (timer_wait, max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -399,6 +423,12 @@ impl<T: GuestTransport> EventLoop<T> {
                     } else {
                         None
                     }
+                }
+                t if self.live.as_ref().is_some_and(|l| l.owns(t)) => {
+                    if let Some(live) = &mut self.live {
+                        live.on_event(&mut self.engine, now, t, readiness);
+                    }
+                    None
                 }
                 _ => None,
             };

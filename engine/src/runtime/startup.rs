@@ -5,7 +5,8 @@
 //! 2. the host probe and the engine configuration ([`probe_host`]);
 //! 3. the engine and its listeners: forwarded ports are bound before the
 //!    guest socket is announced, so a port that cannot be bound stops the
-//!    start ([`bind_listeners`]);
+//!    start ([`bind_listeners`]); then the control socket for `pesto`
+//!    (`-c`, [`open_control`]), which must exist before isolation;
 //! 4. the guest transport ([`open_guest_transport`]);
 //! 5. isolation (issue #15) belongs here, once every descriptor is open
 //!    and before the process detaches (marked in [`run`]'s body);
@@ -20,10 +21,12 @@
 use std::process::ExitCode;
 
 use super::clock;
+use super::control::ControlServer;
 use super::event_loop::EventLoop;
 use super::forward::ForwardTable;
 use super::host::RealHost;
 use super::host_probe;
+use super::live::LiveForwarding;
 use super::logging::{self, Level, Sink};
 use super::pcap::PcapWriter;
 use super::process;
@@ -92,8 +95,12 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
     }
     let config = probe_host(opts)?;
     let (engine, table) = bind_listeners(config, opts, cx)?;
+    let live = open_control(opts, LiveForwarding::new(table))?;
     let transport = open_guest_transport(opts)?;
     let mut event_loop = EventLoop::new(engine, transport)
+        .map_err(|e| format!("Failed to start the event loop: {e}"))?;
+    event_loop
+        .set_live(live)
         .map_err(|e| format!("Failed to start the event loop: {e}"))?;
     event_loop.set_one_off(opts.one_off);
     if let Some(path) = &opts.pcap {
@@ -192,6 +199,22 @@ pub fn bind_listeners(
         ),
     );
     Ok((engine, table))
+}
+
+/// Step 3b: the control socket for `pesto` (`-c PATH`), if asked. It is
+/// opened here, before isolation: once the filesystem is out of sight no
+/// new socket file can be made.
+pub fn open_control(opts: &Options, live: LiveForwarding) -> Result<LiveForwarding, StartError> {
+    let Some(path) = &opts.conf_path else {
+        return Ok(live);
+    };
+    let server = ControlServer::bind(path)
+        .map_err(|e| format!("Failed to bind control socket {}: {e}", path.display()))?;
+    logging::log(
+        Level::Info,
+        format_args!("Configuration socket bound at {}", path.display()),
+    );
+    Ok(live.with_control(server))
 }
 
 /// Step 4 (passt): QEMU's socket: `-F` a pre-connected descriptor, `-s` a
