@@ -1000,4 +1000,238 @@ mod tests {
         };
         assert_eq!(rule_addrs(&lo, false, true), vec![lo.addr.unwrap()]);
     }
+
+    use crate::fwd::Program;
+    use crate::tcp::TcpListenerId;
+    use crate::udp::UdpListenerId;
+
+    /// Listeners that exist only as entries, with ports that refuse.
+    #[derive(Default)]
+    struct Fake {
+        next: u32,
+        open: BTreeMap<ListenerId, (Place, SocketAddr, u16)>,
+        in_use: BTreeSet<u16>,
+        no_guest_side: bool,
+    }
+
+    impl Listeners for Fake {
+        fn open_listener(
+            &mut self,
+            proto: Proto,
+            place: Place,
+            addr: SocketAddr,
+            target: u16,
+        ) -> Result<ListenerId, HostError> {
+            if self.no_guest_side && place.netns == Netns::Guest {
+                return Err(HostError::Unsupported);
+            }
+            if self.in_use.contains(&addr.port())
+                || self
+                    .open
+                    .values()
+                    .any(|(p, a, _)| *p == place && *a == addr)
+                    && proto == Proto::Tcp
+            {
+                return Err(HostError::AddrInUse);
+            }
+            self.next += 1;
+            let id = match proto {
+                Proto::Tcp => ListenerId::Tcp(TcpListenerId(self.next)),
+                Proto::Udp => ListenerId::Udp(UdpListenerId(self.next)),
+            };
+            self.open.insert(id, (place, addr, target));
+            Ok(id)
+        }
+        fn close_listener(&mut self, id: ListenerId) {
+            assert!(self.open.remove(&id).is_some(), "closed twice: {id:?}");
+        }
+        fn retarget(&mut self, id: ListenerId, target: u16) {
+            self.open.get_mut(&id).expect("retarget a live listener").2 = target;
+        }
+    }
+
+    impl Fake {
+        fn tcp_ports(&self) -> Vec<(SocketAddr, u16)> {
+            self.open
+                .iter()
+                .filter(|(id, _)| matches!(id, ListenerId::Tcp(_)))
+                .map(|(_, (_, a, t))| (*a, *t))
+                .collect()
+        }
+    }
+
+    fn pasta_table() -> ForwardTable {
+        ForwardTable::new(
+            SpecContext::new(Program::Pasta),
+            (true, false),
+            (true, true),
+        )
+    }
+
+    fn run(t: &mut ForwardTable, l: &mut Fake, ops: &[Op]) -> Result<ForwardReport, ForwardError> {
+        let rules = t.edit(ops)?;
+        t.apply(l, rules)
+    }
+
+    fn add(c: Chan, s: &str) -> Op {
+        Op::Add(c, s.to_string())
+    }
+
+    fn del(c: Chan, s: &str) -> Op {
+        Op::Delete(c, s.to_string())
+    }
+
+    fn v4(port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+    }
+
+    #[test]
+    fn added_rules_open_listeners_and_deleted_ones_close_them() {
+        let mut t = pasta_table();
+        let mut l = Fake::default();
+        let r = run(&mut t, &mut l, &[add(Chan::TCP_IN, "8080-8081:80-81")]).unwrap();
+        assert_eq!(r.sockets, 2);
+        assert_eq!(l.tcp_ports(), vec![(v4(8080), 80), (v4(8081), 81)]);
+        assert_eq!(t.show()[0], "-t 8080-8081:80-81");
+        let r = run(&mut t, &mut l, &[del(Chan::TCP_IN, "8080")]).unwrap();
+        assert_eq!(r.closed, 1);
+        assert_eq!(l.tcp_ports(), vec![(v4(8081), 81)]);
+        assert_eq!(
+            t.show()[0],
+            "-t 8081:81",
+            "the guest port follows its host port"
+        );
+        run(&mut t, &mut l, &[del(Chan::TCP_IN, "8081")]).unwrap();
+        assert!(l.open.is_empty());
+        assert!(t.rules()[&Chan::TCP_IN].is_empty());
+    }
+
+    #[test]
+    fn a_failed_change_leaves_the_table_and_its_listeners_as_they_were() {
+        let mut t = pasta_table();
+        let mut l = Fake::default();
+        run(&mut t, &mut l, &[add(Chan::TCP_IN, "22")]).unwrap();
+        let before = (t.show(), l.open.clone());
+        l.in_use.insert(8081);
+        let e = run(
+            &mut t,
+            &mut l,
+            &[del(Chan::TCP_IN, "22"), add(Chan::TCP_IN, "8080-8082")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Failed to bind port 8081 (Address already in use) for option '-t 8080-8082'"
+        );
+        assert_eq!((t.show(), l.open.clone()), before);
+    }
+
+    #[test]
+    fn bad_or_overlapping_specifiers_and_missing_rules_are_refused() {
+        let mut t = pasta_table();
+        let mut l = Fake::default();
+        run(&mut t, &mut l, &[add(Chan::TCP_IN, "22")]).unwrap();
+        let e = run(&mut t, &mut l, &[add(Chan::TCP_IN, "20-25")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Overlapping port specifier 20-25"),
+            "{e}"
+        );
+        let e = run(&mut t, &mut l, &[add(Chan::TCP_IN, "0")]).unwrap_err();
+        assert!(e.to_string().starts_with("Invalid port specifier 0"), "{e}");
+        let e = run(&mut t, &mut l, &[del(Chan::UDP_IN, "22")]).unwrap_err();
+        assert_eq!(e.to_string(), "No forwarding rule matches '-u 22'");
+        let e = run(&mut t, &mut l, &[del(Chan::TCP_IN, "127.0.0.1/22")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "No forwarding rule matches '-t 127.0.0.1/22'"
+        );
+        assert_eq!(l.open.len(), 1);
+    }
+
+    #[test]
+    fn replacing_a_pif_retargets_a_port_kept_without_rebinding_it() {
+        let mut t = pasta_table();
+        let mut l = Fake::default();
+        run(
+            &mut t,
+            &mut l,
+            &[add(Chan::TCP_IN, "80"), add(Chan::UDP_IN, "53")],
+        )
+        .unwrap();
+        let id = *l.open.keys().next().unwrap();
+        let r = run(
+            &mut t,
+            &mut l,
+            &[Op::Clear(Pif::Host), add(Chan::TCP_IN, "80:8080")],
+        )
+        .unwrap();
+        assert_eq!(r.closed, 1, "the UDP rule went");
+        assert_eq!(r.sockets, 0, "port 80 was kept, not bound again");
+        assert_eq!(l.open[&id].2, 8080);
+    }
+
+    #[test]
+    fn auto_follows_the_ports_found_and_skips_the_ones_it_cannot_bind() {
+        let mut t = pasta_table();
+        let mut l = Fake::default();
+        run(&mut t, &mut l, &[add(Chan::TCP_IN, "auto")]).unwrap();
+        assert_eq!(t.auto_chans(), vec![Chan::TCP_IN]);
+        l.in_use.insert(5000);
+        assert!(t.set_auto_ports(Chan::TCP_IN, BTreeSet::from([5000, 8080])));
+        let r = t.resync(&mut l).unwrap();
+        assert_eq!((r.sockets, r.skipped), (1, (1, 0)));
+        assert!(t.is_bound(Chan::TCP_IN, IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080));
+        assert_eq!(t.own_ports(Proto::Tcp, Netns::Host), BTreeSet::from([8080]));
+        assert!(t.own_ports(Proto::Tcp, Netns::Guest).is_empty());
+        assert!(!t.set_auto_ports(Chan::TCP_IN, BTreeSet::from([5000, 8080])));
+        assert!(t.set_auto_ports(Chan::TCP_IN, BTreeSet::new()));
+        let r = t.resync(&mut l).unwrap();
+        assert_eq!(r.closed, 1);
+        assert!(l.open.is_empty());
+        assert_eq!(t.show()[0], "-t auto");
+        run(&mut t, &mut l, &[del(Chan::TCP_IN, "auto")]).unwrap();
+        assert!(t.auto_chans().is_empty());
+    }
+
+    #[test]
+    fn namespace_side_rules_need_a_way_to_the_host() {
+        let mut t = pasta_table();
+        let mut l = Fake {
+            no_guest_side: true,
+            ..Fake::default()
+        };
+        let e = run(&mut t, &mut l, &[add(Chan::TCP_OUT, "8080")]).unwrap_err();
+        assert!(
+            matches!(e, ForwardError::Outbound { option: 'T', .. }),
+            "{e}"
+        );
+        run(&mut t, &mut l, &[add(Chan::TCP_OUT, "auto")]).unwrap();
+        t.set_auto_ports(Chan::TCP_OUT, BTreeSet::from([631]));
+        let r = t.resync(&mut l).unwrap();
+        assert_eq!(r.skipped, (1, 0), "auto skips what it cannot bind");
+        let mut ok = Fake::default();
+        let mut t = pasta_table();
+        run(&mut t, &mut ok, &[add(Chan::TCP_OUT, "8080")]).unwrap();
+        let (place, _, _) = ok.open.values().next().unwrap();
+        assert_eq!(place.netns, Netns::Guest);
+    }
+
+    #[test]
+    fn passt_refuses_auto_and_an_interface_binds_to_its_device() {
+        let mut t = ForwardTable::new(SpecContext::new(Program::Passt), (true, true), (true, true));
+        let mut l = Fake::default();
+        let e = run(&mut t, &mut l, &[add(Chan::TCP_IN, "auto")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'auto' port forwarding is only allowed for pasta"
+        );
+        run(&mut t, &mut l, &[add(Chan::TCP_IN, "127.0.0.1%lo/2222:22")]).unwrap();
+        let (place, addr, target) = l.open.values().next().unwrap();
+        assert_eq!(place.device.map(|d| d.to_string()), Some("lo".into()));
+        assert_eq!((addr.to_string(), *target), ("127.0.0.1:2222".into(), 22));
+        assert_eq!(t.show()[0], "-t 127.0.0.1%lo/2222:22");
+        run(&mut t, &mut l, &[add(Chan::UDP_IN, "53")]).unwrap();
+        assert_eq!(t.bound_count(), 3, "a wildcard binds 0.0.0.0 and ::");
+    }
 }
