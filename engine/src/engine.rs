@@ -64,6 +64,7 @@ const SERVICE_SCRATCH_LEN: usize = 1500;
 
 pub use crate::ctx::{Ctx, GuestState};
 pub use crate::flow::token;
+pub use crate::mapping::ListenTarget;
 
 /// The translation modules, kept together so that one of them can be
 /// borrowed beside the shared [`Ctx`].
@@ -414,8 +415,24 @@ impl<H: HostIo> Engine<H> {
         addr: std::net::SocketAddr,
         guest_port: u16,
     ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
+        self.udp_listen_at(
+            crate::host_io::Place::HOST,
+            addr,
+            ListenTarget::port(guest_port),
+        )
+    }
+
+    /// [`Engine::udp_listen`] with the socket made at `place` (an interface
+    /// with `SO_BINDTODEVICE`) and datagrams sent to `target` (a guest
+    /// address other than the guest's own, if given).
+    pub fn udp_listen_at(
+        &mut self,
+        place: crate::host_io::Place,
+        addr: std::net::SocketAddr,
+        target: ListenTarget,
+    ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
-        l4.udp.listen(&mut cx, addr, guest_port)
+        l4.udp.listen(&mut cx, place, addr, target)
     }
 
     /// The UDP module (flow inspection for tests and diagnostics).
@@ -442,8 +459,24 @@ impl<H: HostIo> Engine<H> {
         addr: std::net::SocketAddr,
         guest_port: u16,
     ) -> Result<(), crate::host_io::HostError> {
+        self.tcp_listen_at(
+            crate::host_io::Place::HOST,
+            addr,
+            ListenTarget::port(guest_port),
+        )
+    }
+
+    /// [`Engine::tcp_listen`] with the socket made at `place` (an interface
+    /// with `SO_BINDTODEVICE`) and connections opened to `target` (a guest
+    /// address other than the guest's own, if given).
+    pub fn tcp_listen_at(
+        &mut self,
+        place: crate::host_io::Place,
+        addr: std::net::SocketAddr,
+        target: ListenTarget,
+    ) -> Result<(), crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
-        l4.tcp.listen(&mut cx, addr, guest_port)
+        l4.tcp.listen(&mut cx, place, addr, target)
     }
 
     /// How many more frames of the largest size (MTU plus Ethernet header)

@@ -54,9 +54,9 @@ use crate::counters::DropReason;
 use crate::ctx::{Ctx, ip_to_guest};
 use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{
-    HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
+    HostError, HostIo, IcmpErrorReport, Interest, Place, Readiness, SockId, Token, UdpRecv, UdpSend,
 };
-use crate::mapping;
+use crate::mapping::{self, ListenTarget};
 use crate::refusal::{Refusal, RefusalLimiter, refuse};
 use crate::time::Instant;
 use crate::wire::{
@@ -111,7 +111,7 @@ struct Flow {
 #[derive(Debug, Clone, Copy)]
 struct Listener {
     sock: SockId,
-    guest_port: u16,
+    target: ListenTarget,
 }
 
 /// The flow table (kept apart from the receive arena so both can be
@@ -282,19 +282,20 @@ impl Udp {
         self.tx.queued.len()
     }
 
-    /// Binds a host UDP socket on `addr` (a forwarded port) whose datagrams
-    /// go to the guest's `guest_port`. Errors are the bind's (`AddrInUse`,
+    /// Binds a host UDP socket on `addr` at `place` (a forwarded port) whose
+    /// datagrams go to the guest at `target`. Errors are the bind's (`AddrInUse`,
     /// `PermissionDenied`, ...), for the caller to report as upstream does
     /// ("Failed to bind port").
     pub fn listen<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
+        place: Place,
         addr: SocketAddr,
-        guest_port: u16,
+        target: ListenTarget,
     ) -> Result<UdpListenerId, HostError> {
         let index =
             u32::try_from(self.table.listeners.len()).map_err(|_| HostError::NoResources)?;
-        let sock = cx.host.udp_bind(addr)?;
+        let sock = cx.host.udp_bind_at(place, addr)?;
         if let Err(e) = cx.host.set_interest(
             sock,
             token::make(token::UDP_LISTENER, u64::from(index)),
@@ -303,7 +304,7 @@ impl Udp {
             cx.host.close(sock);
             return Err(e);
         }
-        self.table.listeners.push(Listener { sock, guest_port });
+        self.table.listeners.push(Listener { sock, target });
         Ok(UdpListenerId(index))
     }
 
@@ -549,10 +550,16 @@ impl Udp {
             .map_err(|_| (DropReason::FlowTableFull, Some(Refusal::AdminProhibited)))?;
         // Keep the guest's source port where the host lets us bind it: peers
         // that answer to a fixed port (or log it) then see the same one.
-        let unspec = unspecified_like(host_peer.ip());
-        let sock = match cx.host.udp_bind(SocketAddr::new(unspec, guest.port())) {
+        // -o / --outbound-if4/6 (docs/cli.md) choose the source address and
+        // interface; otherwise routing does.
+        let (place, local) = cx.config.outbound.bind_for(host_peer.ip(), 0);
+        let src = local.map_or_else(|| unspecified_like(host_peer.ip()), |l| l.ip());
+        let sock = match cx
+            .host
+            .udp_bind_at(place, SocketAddr::new(src, guest.port()))
+        {
             Ok(s) => s,
-            Err(_) => match cx.host.udp_bind(SocketAddr::new(unspec, 0)) {
+            Err(_) => match cx.host.udp_bind_at(place, SocketAddr::new(src, 0)) {
                 Ok(s) => s,
                 Err(e) => {
                     self.table.flows.give_back(vacant, cx.flows);
@@ -785,9 +792,17 @@ impl Table {
             cx.guest,
             mapping::Direction::Inbound,
             peer,
-            SocketAddr::new(peer.ip(), listener.guest_port),
+            SocketAddr::new(peer.ip(), listener.target.port),
         )
         .ok_or(DropReason::Unmappable)?;
+        // A rule with a guest address (`-u 53:192.0.2.5`) delivers there.
+        let guest = SocketAddr::new(
+            listener
+                .target
+                .guest_addr(seen.ip(), guest.ip())
+                .ok_or(DropReason::Unmappable)?,
+            guest.port(),
+        );
         // The guest may already talk to this very endpoint (an outbound
         // flow): datagrams then join that flow, as the guest sees one tuple.
         if let Some(&i) = self.by_guest.get(&(guest, seen)) {

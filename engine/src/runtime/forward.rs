@@ -20,16 +20,18 @@
 //!   without the privilege), counted in the report.
 //! - Out of descriptors, in any mode: `Can't open enough sockets for port
 //!   specifier: SPEC` (upstream's wording), exit status 1.
-//! - Interface-bound rules (`ADDR%IF/PORT`) need `SO_BINDTODEVICE`, which
-//!   [`HostIo`] does not offer yet: refused with an error rather than bound
-//!   more widely than asked.
+//! - Interface-bound rules (`ADDR%IF/PORT`, `%IF/PORT`) bind their sockets
+//!   to the interface (`SO_BINDTODEVICE`, through [`Place::device`]).
+//! - A rule with a guest address (`22:192.0.2.5`) and no host address binds
+//!   only the wildcard of that address's family.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::cli::{Forwarding, forward_origin};
 use crate::engine::Engine;
+use crate::engine::ListenTarget;
 use crate::fwd::{ForwardMode, ForwardRule, ForwardSpec, PortRange, SpecContext};
-use crate::host_io::{HostError, HostIo};
+use crate::host_io::{HostError, HostIo, IfName, Place};
 
 /// Transport protocol of a forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,10 +74,8 @@ pub enum ForwardError {
         /// The option's argument.
         spec: String,
     },
-    /// `ADDR%IFNAME/PORT`: not supported yet.
-    #[error(
-        "Binding forwarded ports to an interface ({ifname}) is not supported, for option '-{option} {spec}'"
-    )]
+    /// `ADDR%IFNAME/PORT`: the interface name cannot be used.
+    #[error("Invalid interface name {ifname} for option '-{option} {spec}'")]
     Interface {
         /// The interface asked for.
         ifname: String,
@@ -164,6 +164,10 @@ pub fn rule_addrs(rule: &ForwardRule, ipv4: bool, ipv6: bool) -> Vec<IpAddr> {
     match rule.addr {
         Some(a) => vec![a],
         None => {
+            let (ipv4, ipv6) = match rule.target {
+                Some(t) => (ipv4 && t.is_ipv4(), ipv6 && t.is_ipv6()),
+                None => (ipv4, ipv6),
+            };
             let mut v = Vec::with_capacity(2);
             if ipv4 {
                 v.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -220,12 +224,14 @@ pub fn bind_forwards<H: HostIo>(
         )?;
     }
     if services.udp {
-        let origin = if forwarding.udp_follows_tcp {
-            ('t', tcp_specs)
-        } else {
-            ('u', udp_specs)
-        };
-        bind_spec(engine, Proto::Udp, &forwarding.udp, origin, cx, &mut report)?;
+        bind_spec(
+            engine,
+            Proto::Udp,
+            &forwarding.udp,
+            ('u', udp_specs),
+            cx,
+            &mut report,
+        )?;
     }
     Ok(report)
 }
@@ -248,13 +254,18 @@ fn bind_spec<H: HostIo>(
             .to_string()
     };
     for rule in &spec.rules {
-        if let Some(ifname) = &rule.ifname {
-            return Err(ForwardError::Interface {
-                ifname: ifname.clone(),
+        let device = match &rule.ifname {
+            None => None,
+            Some(name) => Some(IfName::new(name).ok_or_else(|| ForwardError::Interface {
+                ifname: name.clone(),
                 option,
                 spec: origin(rule.addr, rule.host.first),
-            });
-        }
+            })?),
+        };
+        let place = Place {
+            device,
+            ..Place::HOST
+        };
         for addr in rule_addrs(rule, ipv4, ipv6) {
             let family_enabled = match addr {
                 IpAddr::V4(_) => ipv4,
@@ -265,12 +276,16 @@ fn bind_spec<H: HostIo>(
                     continue;
                 };
                 let sa = SocketAddr::new(addr, port);
+                let target = ListenTarget {
+                    port: guest,
+                    addr: rule.target,
+                };
                 let result = if !family_enabled {
                     Err(HostError::Unsupported)
                 } else {
                     match proto {
-                        Proto::Tcp => engine.tcp_listen(sa, guest),
-                        Proto::Udp => engine.udp_listen(sa, guest).map(|_| ()),
+                        Proto::Tcp => engine.tcp_listen_at(place, sa, target),
+                        Proto::Udp => engine.udp_listen_at(place, sa, target).map(|_| ()),
                     }
                 };
                 match result {
@@ -343,6 +358,7 @@ mod tests {
             ifname: None,
             host: PortRange::single(22),
             guest_first: 22,
+            target: None,
         };
         assert_eq!(rule_addrs(&rule, true, true).len(), 2);
         assert_eq!(

@@ -33,8 +33,8 @@ use std::net::{IpAddr, SocketAddr};
 use crate::counters::DropReason;
 use crate::ctx::Ctx;
 use crate::flow::{FlowTable, Vacant, token};
-use crate::host_io::{HostError, HostIo, Interest, Readiness, SockId, Token};
-use crate::mapping;
+use crate::host_io::{HostError, HostIo, Interest, Place, Readiness, SockId, Token};
+use crate::mapping::{self, ListenTarget};
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr};
@@ -51,7 +51,7 @@ const ACCEPTS_PER_EVENT: usize = 64;
 #[derive(Debug)]
 struct Listener {
     sock: SockId,
-    guest_port: u16,
+    target: ListenTarget,
 }
 
 /// TCP flows between the guest and host sockets.
@@ -81,15 +81,16 @@ impl Tcp {
         self.flows.len()
     }
 
-    /// Listens on `addr` (a forwarded port); accepted connections go to the
-    /// guest on `guest_port`.
+    /// Listens on `addr` at `place` (a forwarded port); accepted
+    /// connections go to the guest at `target`.
     pub fn listen<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
+        place: Place,
         addr: SocketAddr,
-        guest_port: u16,
+        target: ListenTarget,
     ) -> Result<(), HostError> {
-        let sock = cx.host.tcp_listen(addr, LISTEN_BACKLOG)?;
+        let sock = cx.host.tcp_listen_at(place, addr, LISTEN_BACKLOG)?;
         let idx = match self.listeners.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
@@ -105,7 +106,7 @@ impl Tcp {
             cx.host.close(sock);
             return Err(e);
         }
-        self.listeners[idx] = Some(Listener { sock, guest_port });
+        self.listeners[idx] = Some(Listener { sock, target });
         Ok(())
     }
 
@@ -241,7 +242,9 @@ impl Tcp {
         // resolver over TCP as over UDP.
         let remote =
             mapping::host_destination_port(cx.config, SocketAddr::new(dst, key.peer.port()));
-        let (sock, progress) = match cx.host.tcp_connect(None, remote) {
+        // -o / --outbound-if4/6 (docs/cli.md).
+        let (place, local) = cx.config.outbound.bind_for(remote.ip(), 0);
+        let (sock, progress) = match cx.host.tcp_connect_at(place, local, remote) {
             Ok(x) => x,
             Err(_) => {
                 self.flows.give_back(vacant, cx.flows);
@@ -289,13 +292,13 @@ impl Tcp {
         let Some(Some(listener)) = self.listeners.get(idx) else {
             return;
         };
-        let (lsock, guest_port) = (listener.sock, listener.guest_port);
+        let (lsock, target) = (listener.sock, listener.target);
         for _ in 0..ACCEPTS_PER_EVENT {
             let (sock, peer, _local) = match cx.host.tcp_accept(lsock) {
                 Ok(x) => x,
                 Err(_) => return,
             };
-            let Some(key) = inbound_key(cx, peer, guest_port) else {
+            let Some(key) = inbound_key(cx, peer, target) else {
                 cx.host.tcp_abort(sock);
                 continue;
             };
@@ -345,7 +348,11 @@ impl Tcp {
 /// The guest-side key of a connection accepted from `peer`, or `None` when
 /// the guest cannot be reached in that family or the peer has no address
 /// the guest could see.
-fn inbound_key<H: HostIo>(cx: &Ctx<'_, H>, peer: SocketAddr, guest_port: u16) -> Option<FlowKey> {
+fn inbound_key<H: HostIo>(
+    cx: &Ctx<'_, H>,
+    peer: SocketAddr,
+    target: ListenTarget,
+) -> Option<FlowKey> {
     let src = mapping::guest_source(cx.config, peer.ip())?;
     let guest_ip = match src {
         IpAddr::V4(_) => {
@@ -363,8 +370,9 @@ fn inbound_key<H: HostIo>(cx: &Ctx<'_, H>, peer: SocketAddr, guest_port: u16) ->
             IpAddr::V6(a.unwrap_or(v6.addr))
         }
     };
+    let guest_ip = target.guest_addr(src, guest_ip)?;
     Some(FlowKey {
-        guest: SocketAddr::new(guest_ip, guest_port),
+        guest: SocketAddr::new(guest_ip, target.port),
         peer: SocketAddr::new(src, peer.port()),
     })
 }
