@@ -497,6 +497,23 @@ pub fn help_text() -> String {
     cmd.render_help().to_string()
 }
 
+/// Every long option `passt` accepts, aliases included, without the
+/// leading `--` (what docs/cli.md's table must cover).
+pub fn long_options() -> Vec<String> {
+    let cmd = RawArgs::command();
+    let mut out: Vec<String> = cmd
+        .get_arguments()
+        .flat_map(|a| {
+            a.get_long()
+                .into_iter()
+                .chain(a.get_all_aliases().unwrap_or_default())
+                .map(str::to_string)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The version text (`--version`).
 pub fn version_text() -> String {
     format!(

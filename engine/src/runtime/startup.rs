@@ -96,6 +96,10 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
     let mut event_loop = EventLoop::new(engine, transport)
         .map_err(|e| format!("Failed to start the event loop: {e}"))?;
     event_loop.set_one_off(opts.one_off);
+    event_loop.set_stats(
+        opts.stats
+            .map(|s| std::time::Duration::from_secs(u64::from(s))),
+    );
     if let Some(path) = &opts.pcap {
         let w = PcapWriter::create(path)
             .map_err(|e| format!("Failed to open pcap file {}: {e}", path.display()))?;
