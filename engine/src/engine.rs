@@ -73,7 +73,9 @@ pub enum ListenerId {
     /// [`Engine::udp_listen_at`].
     Udp(crate::udp::UdpListenerId),
 }
+
 pub use crate::flow::token;
+pub use crate::mapping::ListenTarget;
 
 /// The translation modules, kept together so that one of them can be
 /// borrowed beside the shared [`Ctx`].
@@ -424,18 +426,24 @@ impl<H: HostIo> Engine<H> {
         addr: std::net::SocketAddr,
         guest_port: u16,
     ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
-        self.udp_listen_at(crate::host_io::Place::HOST, addr, guest_port)
+        self.udp_listen_at(
+            crate::host_io::Place::HOST,
+            addr,
+            ListenTarget::port(guest_port),
+        )
     }
 
-    /// [`Engine::udp_listen`] at `place` (a device for `ADDR%IF/PORT`).
+    /// [`Engine::udp_listen`] with the socket made at `place` (an interface
+    /// with `SO_BINDTODEVICE`) and datagrams sent to `target` (a guest
+    /// address other than the guest's own, if given).
     pub fn udp_listen_at(
         &mut self,
         place: crate::host_io::Place,
         addr: std::net::SocketAddr,
-        guest_port: u16,
+        target: ListenTarget,
     ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
-        l4.udp.listen(&mut cx, place, addr, guest_port)
+        l4.udp.listen(&mut cx, place, addr, target)
     }
 
     /// Closes a forwarded port's UDP socket without disturbing its flows
@@ -469,18 +477,24 @@ impl<H: HostIo> Engine<H> {
         addr: std::net::SocketAddr,
         guest_port: u16,
     ) -> Result<crate::tcp::TcpListenerId, crate::host_io::HostError> {
-        self.tcp_listen_at(crate::host_io::Place::HOST, addr, guest_port)
+        self.tcp_listen_at(
+            crate::host_io::Place::HOST,
+            addr,
+            ListenTarget::port(guest_port),
+        )
     }
 
-    /// [`Engine::tcp_listen`] at `place` (a device for `ADDR%IF/PORT`).
+    /// [`Engine::tcp_listen`] with the socket made at `place` (an interface
+    /// with `SO_BINDTODEVICE`) and connections opened to `target` (a guest
+    /// address other than the guest's own, if given).
     pub fn tcp_listen_at(
         &mut self,
         place: crate::host_io::Place,
         addr: std::net::SocketAddr,
-        guest_port: u16,
+        target: ListenTarget,
     ) -> Result<crate::tcp::TcpListenerId, crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
-        l4.tcp.listen(&mut cx, place, addr, guest_port)
+        l4.tcp.listen(&mut cx, place, addr, target)
     }
 
     /// Closes a forwarded port's listening socket; the connections it
@@ -499,12 +513,12 @@ impl<H: HostIo> Engine<H> {
         }
     }
 
-    /// Points a forwarded port at another guest port, for connections and
-    /// peers still to come.
-    pub fn retarget_listener(&mut self, id: ListenerId, guest_port: u16) -> bool {
+    /// Points a forwarded port at another guest port (and address), for
+    /// connections and peers still to come.
+    pub fn retarget_listener(&mut self, id: ListenerId, target: ListenTarget) -> bool {
         match id {
-            ListenerId::Tcp(id) => self.l4.tcp.retarget_listener(id, guest_port),
-            ListenerId::Udp(id) => self.l4.udp.retarget_listener(id, guest_port),
+            ListenerId::Tcp(id) => self.l4.tcp.retarget_listener(id, target),
+            ListenerId::Udp(id) => self.l4.udp.retarget_listener(id, target),
         }
     }
 

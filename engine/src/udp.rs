@@ -56,7 +56,7 @@ use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{
     HostError, HostIo, IcmpErrorReport, Interest, Place, Readiness, SockId, Token, UdpRecv, UdpSend,
 };
-use crate::mapping;
+use crate::mapping::{self, ListenTarget};
 use crate::refusal::{Refusal, RefusalLimiter, refuse};
 use crate::time::Instant;
 use crate::wire::{
@@ -111,7 +111,7 @@ struct Flow {
 #[derive(Debug, Clone, Copy)]
 struct Listener {
     sock: SockId,
-    guest_port: u16,
+    target: ListenTarget,
     /// Where it was bound, as asked (a closed listener is revived by a
     /// new one for the same place and address).
     place: Place,
@@ -306,7 +306,7 @@ impl Udp {
     }
 
     /// Binds a host UDP socket on `addr` at `place` (a forwarded port)
-    /// whose datagrams go to the guest's `guest_port`. Errors are the
+    /// whose datagrams go to the guest at `target`. Errors are the
     /// bind's (`AddrInUse`, `PermissionDenied`, ...), for the caller to
     /// report as upstream does ("Failed to bind port"). A listener closed
     /// for the same place and address whose socket still serves flows is
@@ -316,7 +316,7 @@ impl Udp {
         cx: &mut Ctx<'_, H>,
         place: Place,
         addr: SocketAddr,
-        guest_port: u16,
+        target: ListenTarget,
     ) -> Result<UdpListenerId, HostError> {
         let listeners = &mut self.table.listeners;
         if let Some(i) = listeners
@@ -325,7 +325,7 @@ impl Udp {
             && let Some(Some(l)) = listeners.get_mut(i)
         {
             l.open = true;
-            l.guest_port = guest_port;
+            l.target = target;
             return u32::try_from(i)
                 .map(UdpListenerId)
                 .map_err(|_| HostError::NoResources);
@@ -346,7 +346,7 @@ impl Udp {
         }
         let listener = Some(Listener {
             sock,
-            guest_port,
+            target,
             place,
             addr,
             flows: 0,
@@ -383,12 +383,12 @@ impl Udp {
     }
 
     /// Sends datagrams of new peers on listener `id` to guest port
-    /// `guest_port` from now on (existing flows keep theirs). Returns
+    /// `target` from now on (existing flows keep theirs). Returns
     /// whether there was such an open listener.
-    pub fn retarget_listener(&mut self, id: UdpListenerId, guest_port: u16) -> bool {
+    pub fn retarget_listener(&mut self, id: UdpListenerId, target: ListenTarget) -> bool {
         match self.table.listeners.get_mut(id.0 as usize) {
             Some(Some(l)) if l.open => {
-                l.guest_port = guest_port;
+                l.target = target;
                 true
             }
             _ => false,
@@ -645,10 +645,16 @@ impl Udp {
             .map_err(|_| (DropReason::FlowTableFull, Some(Refusal::AdminProhibited)))?;
         // Keep the guest's source port where the host lets us bind it: peers
         // that answer to a fixed port (or log it) then see the same one.
-        let unspec = unspecified_like(host_peer.ip());
-        let sock = match cx.host.udp_bind(SocketAddr::new(unspec, guest.port())) {
+        // -o / --outbound-if4/6 (docs/cli.md) choose the source address and
+        // interface; otherwise routing does.
+        let (place, local) = cx.config.outbound.bind_for(host_peer.ip(), 0);
+        let src = local.map_or_else(|| unspecified_like(host_peer.ip()), |l| l.ip());
+        let sock = match cx
+            .host
+            .udp_bind_at(place, SocketAddr::new(src, guest.port()))
+        {
             Ok(s) => s,
-            Err(_) => match cx.host.udp_bind(SocketAddr::new(unspec, 0)) {
+            Err(_) => match cx.host.udp_bind_at(place, SocketAddr::new(src, 0)) {
                 Ok(s) => s,
                 Err(e) => {
                     self.table.flows.give_back(vacant, cx.flows);
@@ -886,9 +892,17 @@ impl Table {
             cx.guest,
             mapping::Direction::Inbound,
             peer,
-            SocketAddr::new(peer.ip(), listener.guest_port),
+            SocketAddr::new(peer.ip(), listener.target.port),
         )
         .ok_or(DropReason::Unmappable)?;
+        // A rule with a guest address (`-u 53:192.0.2.5`) delivers there.
+        let guest = SocketAddr::new(
+            listener
+                .target
+                .guest_addr(seen.ip(), guest.ip())
+                .ok_or(DropReason::Unmappable)?,
+            guest.port(),
+        );
         // The guest may already talk to this very endpoint (an outbound
         // flow): datagrams then join that flow, as the guest sees one tuple.
         if let Some(&i) = self.by_guest.get(&(guest, seen)) {

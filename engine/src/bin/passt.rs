@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     };
     match cli::parse_args_in(std::env::args_os(), cx) {
         Ok(opts) => startup::run(opts, cx),
-        Err(e @ (CliError::Help(_) | CliError::Version(_))) => {
+        Err(e @ (CliError::Help(_) | CliError::Version(_) | CliError::Capabilities(_))) => {
             print!("{e}");
             ExitCode::SUCCESS
         }

@@ -172,6 +172,8 @@ pub struct EventLoop<T: GuestTransport> {
     stats: LoopStats,
     ping_warned: bool,
     live: Option<LiveForwarding>,
+    /// `--stats DELAY`: the delay, and when the next report may be logged.
+    stats_every: Option<(Duration, Instant)>,
 }
 
 fn eventfd() -> io::Result<OwnedFd> {
@@ -206,6 +208,7 @@ impl<T: GuestTransport> EventLoop<T> {
             stats: LoopStats::default(),
             ping_warned: false,
             live: None,
+            stats_every: None,
         })
     }
 
@@ -225,6 +228,13 @@ impl<T: GuestTransport> EventLoop<T> {
     /// Records every guest-facing frame, both directions, to `pcap`.
     pub fn set_pcap(&mut self, pcap: PcapWriter) {
         self.pcap = Some(pcap);
+    }
+
+    /// `--stats DELAY`: after handling events, log the event counts at most
+    /// once every `every` (no wake-up of its own: an idle loop logs
+    /// nothing, as there is nothing new).
+    pub fn set_stats(&mut self, every: Option<Duration>) {
+        self.stats_every = every.map(|d| (d, clock::now()));
     }
 
     /// One-off mode (`-1`): return [`ExitReason::GuestGone`] when the QEMU
@@ -376,6 +386,7 @@ impl<T: GuestTransport> EventLoop<T> {
         self.events = events;
         let exit = result?;
         self.warn_once();
+        self.report_stats(clock::now());
         if exit.is_some() {
             return Ok(exit);
         }
@@ -606,6 +617,31 @@ impl<T: GuestTransport> EventLoop<T> {
             self.ping_warned = true;
             log_warn!("{}", crate::icmp::PING_NOT_PERMITTED_WARNING);
         }
+    }
+
+    /// `--stats`: the event counts so far, when the delay has passed.
+    fn report_stats(&mut self, now: Instant) {
+        let Some((every, next)) = self.stats_every else {
+            return;
+        };
+        if now < next {
+            return;
+        }
+        self.stats_every = Some((every, now.saturating_add(every)));
+        let c = self.engine.counters();
+        let s = self.stats();
+        log_info!(
+            "Stats: frames from guest {}, to guest {}, flows opened {}, closed {}, \
+             UDP to host {}, to guest {}, DHCP replies {}, guest clients {}",
+            s.frames_from_guest,
+            s.frames_to_guest,
+            c.flows_opened,
+            c.flows_closed,
+            c.udp_to_host,
+            c.udp_to_guest,
+            c.dhcp_replies,
+            s.clients_accepted
+        );
     }
 
     /// Whether the ping-sockets warning has been logged.

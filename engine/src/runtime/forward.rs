@@ -33,7 +33,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cli::{Forwarding, forward_origin};
-use crate::engine::{Engine, ListenerId};
+use crate::engine::{Engine, ListenTarget, ListenerId};
 use crate::fwd::{self, ForwardMode, ForwardRule, ForwardSpec, FwdError, PortRange, SpecContext};
 use crate::host_io::{HostError, HostIo, IfName, Netns, Place};
 
@@ -192,6 +192,10 @@ pub fn rule_addrs(rule: &ForwardRule, ipv4: bool, ipv6: bool) -> Vec<IpAddr> {
     match rule.addr {
         Some(a) => vec![a],
         None => {
+            let (ipv4, ipv6) = match rule.target {
+                Some(t) => (ipv4 && t.is_ipv4(), ipv6 && t.is_ipv6()),
+                None => (ipv4, ipv6),
+            };
             let mut v = Vec::with_capacity(2);
             if ipv4 {
                 v.push(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -337,7 +341,7 @@ impl Pif {
 /// or one specifier of a `pesto` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The option errors name (`t` for UDP rules that follow `-t`).
+    /// The option errors name.
     pub option: char,
     /// The arguments, as given (quoted in errors).
     pub specs: Vec<String>,
@@ -372,18 +376,18 @@ pub enum Op {
 /// test double.
 pub trait Listeners {
     /// Opens a listener of `proto` on `addr` at `place` whose traffic goes
-    /// to port `target` on the other side.
+    /// to `target` on the other side.
     fn open_listener(
         &mut self,
         proto: Proto,
         place: Place,
         addr: SocketAddr,
-        target: u16,
+        target: ListenTarget,
     ) -> Result<ListenerId, HostError>;
     /// Closes a listener; what it accepted already goes on.
     fn close_listener(&mut self, id: ListenerId);
-    /// Sends what a listener takes from now on to port `target`.
-    fn retarget(&mut self, id: ListenerId, target: u16);
+    /// Sends what a listener takes from now on to `target`.
+    fn retarget(&mut self, id: ListenerId, target: ListenTarget);
 }
 
 impl<H: HostIo> Listeners for Engine<H> {
@@ -395,7 +399,7 @@ impl<H: HostIo> Listeners for Engine<H> {
         proto: Proto,
         place: Place,
         addr: SocketAddr,
-        target: u16,
+        target: ListenTarget,
     ) -> Result<ListenerId, HostError> {
         if place.netns != Netns::Host {
             return Err(HostError::Unsupported);
@@ -410,7 +414,7 @@ impl<H: HostIo> Listeners for Engine<H> {
         self.unlisten(id);
     }
 
-    fn retarget(&mut self, id: ListenerId, target: u16) {
+    fn retarget(&mut self, id: ListenerId, target: ListenTarget) {
         self.retarget_listener(id, target);
     }
 }
@@ -436,7 +440,7 @@ enum Why {
 
 #[derive(Clone, Copy, Debug)]
 struct Want {
-    target: u16,
+    target: ListenTarget,
     /// `all` and `auto`: a failure is skipped.
     tolerant: bool,
     why: Why,
@@ -445,7 +449,7 @@ struct Want {
 #[derive(Clone, Copy, Debug)]
 struct Bound {
     id: ListenerId,
-    target: u16,
+    target: ListenTarget,
 }
 
 /// The live forwarding table: the rules per option, the ports `auto`
@@ -508,16 +512,11 @@ impl ForwardTable {
             );
         }
         if self.services.1 {
-            let (option, specs) = if forwarding.udp_follows_tcp {
-                ('t', tcp_specs)
-            } else {
-                ('u', udp_specs)
-            };
             channels.insert(
                 Chan::UDP_IN,
                 vec![Entry {
-                    option,
-                    specs: specs.to_vec(),
+                    option: 'u',
+                    specs: udp_specs.to_vec(),
                     spec: forwarding.udp.clone(),
                 }],
             );
@@ -775,7 +774,7 @@ impl ForwardTable {
                         },
                     );
                     opened.push(key.clone());
-                    report.push(key.chan.proto, key.addr, key.port, want.target);
+                    report.push(key.chan.proto, key.addr, key.port, want.target.port);
                 }
                 Err(HostError::NoResources) => {
                     failure = Some(ForwardError::NoResources { spec: origin().1 });
@@ -869,6 +868,7 @@ impl ForwardTable {
                     ifname: None,
                     host: PortRange::single(1),
                     guest_first: 1,
+                    target: None,
                 };
                 for &port in self.auto_ports.get(&chan).into_iter().flatten() {
                     for addr in rule_addrs(&wild, ipv4, ipv6) {
@@ -879,7 +879,7 @@ impl ForwardTable {
                             port,
                         };
                         let want = Want {
-                            target: port,
+                            target: ListenTarget::port(port),
                             tolerant: true,
                             why: Why::Auto,
                         };
@@ -892,8 +892,12 @@ impl ForwardTable {
                 for rule in &e.spec.rules {
                     for addr in rule_addrs(rule, ipv4, ipv6) {
                         for port in rule.host.first..=rule.host.last {
-                            let Some(target) = rule.guest_port(port) else {
+                            let Some(guest) = rule.guest_port(port) else {
                                 continue;
+                            };
+                            let target = ListenTarget {
+                                port: guest,
+                                addr: rule.target,
                             };
                             let key = SockKey {
                                 chan,
@@ -922,7 +926,8 @@ impl ForwardTable {
     }
 }
 
-/// A rule as a specifier: `[ADDR[%IF]/]HOST[:GUEST]`.
+/// A rule as a specifier: `[ADDR[%IF]/]HOST[:[TADDR/]GUEST]` (an IPv6
+/// target address in brackets).
 pub fn render(r: &ForwardRule) -> String {
     let mut s = String::new();
     if let Some(a) = r.addr {
@@ -936,9 +941,14 @@ pub fn render(r: &ForwardRule) -> String {
         s.push('/');
     }
     s.push_str(&r.host.to_string());
-    if r.guest_first != r.host.first {
-        s.push(':');
-        s.push_str(&r.guest().to_string());
+    match r.target {
+        Some(IpAddr::V4(a)) => s.push_str(&format!(":{a}/{}", r.guest())),
+        Some(IpAddr::V6(a)) => s.push_str(&format!(":[{a}]/{}", r.guest())),
+        None if r.guest_first != r.host.first => {
+            s.push(':');
+            s.push_str(&r.guest().to_string());
+        }
+        None => {}
     }
     s
 }
@@ -984,6 +994,7 @@ mod tests {
             ifname: None,
             host: PortRange::single(22),
             guest_first: 22,
+            target: None,
         };
         assert_eq!(rule_addrs(&rule, true, true).len(), 2);
         assert_eq!(
@@ -1020,7 +1031,7 @@ mod tests {
             proto: Proto,
             place: Place,
             addr: SocketAddr,
-            target: u16,
+            target: ListenTarget,
         ) -> Result<ListenerId, HostError> {
             if self.no_guest_side && place.netns == Netns::Guest {
                 return Err(HostError::Unsupported);
@@ -1039,14 +1050,14 @@ mod tests {
                 Proto::Tcp => ListenerId::Tcp(TcpListenerId(self.next)),
                 Proto::Udp => ListenerId::Udp(UdpListenerId(self.next)),
             };
-            self.open.insert(id, (place, addr, target));
+            self.open.insert(id, (place, addr, target.port));
             Ok(id)
         }
         fn close_listener(&mut self, id: ListenerId) {
             assert!(self.open.remove(&id).is_some(), "closed twice: {id:?}");
         }
-        fn retarget(&mut self, id: ListenerId, target: u16) {
-            self.open.get_mut(&id).expect("retarget a live listener").2 = target;
+        fn retarget(&mut self, id: ListenerId, target: ListenTarget) {
+            self.open.get_mut(&id).expect("retarget a live listener").2 = target.port;
         }
     }
 
@@ -1233,5 +1244,24 @@ mod tests {
         assert_eq!(t.show()[0], "-t 127.0.0.1%lo/2222:22");
         run(&mut t, &mut l, &[add(Chan::UDP_IN, "53")]).unwrap();
         assert_eq!(t.bound_count(), 3, "a wildcard binds 0.0.0.0 and ::");
+    }
+
+    #[test]
+    fn shown_rules_read_back_as_the_same_rules() {
+        let cx = SpecContext::new(Program::Pasta);
+        for spec in [
+            "22",
+            "8080:80",
+            "127.0.0.1/2222:22",
+            "::1%lo/53",
+            "22:192.0.2.5",
+            "5000-5001:[2001:db8::5]/6000-6001",
+        ] {
+            let parsed = fwd::parse(spec, &cx).unwrap();
+            for r in &parsed.rules {
+                let again = fwd::parse(&render(r), &cx).unwrap();
+                assert_eq!(again.rules, vec![r.clone()], "{spec} -> {}", render(r));
+            }
+        }
     }
 }

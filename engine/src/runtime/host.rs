@@ -102,6 +102,8 @@ pub struct RealHost {
     scratch: Vec<u8>,
     /// The namespace of [`Netns::Guest`] sockets (pasta), once set.
     guest_netns: Option<NetNs>,
+    /// `--freebind` (see [`RealHost::set_freebind`]).
+    freebind: bool,
 }
 
 impl RealHost {
@@ -129,7 +131,15 @@ impl RealHost {
             peek_mode,
             scratch: Vec::new(),
             guest_netns: None,
+            freebind: false,
         })
+    }
+
+    /// `--freebind`: sockets of forwarded ports (listening TCP, bound UDP)
+    /// may be bound to addresses not (yet) configured on the host
+    /// (`IP_FREEBIND`, `IPV6_FREEBIND`, ip(7) and ipv6(7)).
+    pub fn set_freebind(&mut self, on: bool) {
+        self.freebind = on;
     }
 
     /// Sets the namespace that [`Netns::Guest`] sockets are made in
@@ -172,6 +182,19 @@ impl RealHost {
             })?;
         }
         Ok(fd)
+    }
+
+    /// Sets `IP_FREEBIND`/`IPV6_FREEBIND` on `fd` before it is bound to
+    /// `addr`, when `--freebind` asked for it.
+    fn apply_freebind(&self, fd: RawFd, addr: &SocketAddr) -> Result<(), HostError> {
+        if !self.freebind {
+            return Ok(());
+        }
+        if addr.is_ipv6() {
+            sys::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, 1)
+        } else {
+            sys::set_int(fd, libc::IPPROTO_IP, libc::IP_FREEBIND, 1)
+        }
     }
 
     /// Whether `setsockopt(SO_PEEK_OFF)` is accepted on a TCP socket here.
@@ -508,6 +531,7 @@ impl HostIo for RealHost {
         if addr.is_ipv6() {
             sys::set_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
         }
+        self.apply_freebind(raw, &addr)?;
         bind(raw, &addr)?;
         let backlog = backlog.min(libc::c_int::MAX as u32) as libc::c_int;
         // SAFETY: plain syscall on a descriptor we own.
@@ -733,6 +757,7 @@ impl HostIo for RealHost {
         } else {
             sys::set_int(raw, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
         }
+        self.apply_freebind(raw, &local)?;
         bind(raw, &local)?;
         Ok(self.insert(fd, Kind::Udp))
     }

@@ -103,6 +103,10 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
         .set_live(live)
         .map_err(|e| format!("Failed to start the event loop: {e}"))?;
     event_loop.set_one_off(opts.one_off);
+    event_loop.set_stats(
+        opts.stats
+            .map(|s| std::time::Duration::from_secs(u64::from(s))),
+    );
     if let Some(path) = &opts.pcap {
         let w = PcapWriter::create(path)
             .map_err(|e| format!("Failed to open pcap file {}: {e}", path.display()))?;
@@ -144,6 +148,9 @@ pub fn start_logging(opts: &Options) -> Result<(), ExitCode> {
         None => Sink::Stderr,
     };
     logging::init(level_of(opts.verbosity), sink);
+    for w in &opts.warnings {
+        logging::log(Level::Warn, format_args!("{w}"));
+    }
     Ok(())
 }
 
@@ -176,7 +183,8 @@ pub fn bind_listeners(
     opts: &Options,
     cx: SpecContext,
 ) -> Result<(Engine<RealHost>, ForwardTable), StartError> {
-    let host_io = RealHost::new().map_err(|e| format!("Failed to set up epoll: {e}"))?;
+    let mut host_io = RealHost::new().map_err(|e| format!("Failed to set up epoll: {e}"))?;
+    host_io.set_freebind(opts.freebind);
     let mut engine = Engine::new(config, host_io, clock::random_seed())
         .map_err(|e| format!("Invalid configuration: {e}"))?;
     if let Err(e) = process::raise_nofile_limit() {
@@ -223,7 +231,9 @@ pub fn open_control(opts: &Options, live: LiveForwarding) -> Result<LiveForwardi
 pub fn open_guest_transport(opts: &Options) -> Result<StreamTransport, StartError> {
     let transport = match (opts.fd, &opts.socket) {
         (Some(fd), _) => {
-            StreamTransport::from_raw_fd(fd).map_err(|e| format!("Invalid --fd {fd}: {e}"))?
+            let moved =
+                process::move_above_stdio(fd).map_err(|e| format!("Invalid --fd {fd}: {e}"))?;
+            StreamTransport::from_raw_fd(moved).map_err(|e| format!("Invalid --fd {fd}: {e}"))?
         }
         (None, Some(path)) => StreamTransport::listen(path)
             .map_err(|e| format!("Failed to bind UNIX domain socket {}: {e}", path.display()))?,
@@ -257,6 +267,12 @@ pub fn detach(opts: &Options) -> Result<(), StartError> {
         }
         return Ok(());
     }
+    // Without -l a daemon logs to the system logger (as upstream); the
+    // socket is connected before the fork and before any isolation.
+    let syslog = match &opts.log_file {
+        None => logging::syslog_sink().ok(),
+        Some(_) => None,
+    };
     match process::daemonize().map_err(|e| format!("Failed to fork: {e}"))? {
         process::Forked::Parent(child) => {
             if let Some(path) = &opts.pid_file
@@ -268,10 +284,10 @@ pub fn detach(opts: &Options) -> Result<(), StartError> {
             process::exit_immediately(0);
         }
         process::Forked::Child => {
-            // Standard error is /dev/null now: keep only a log file.
+            // Standard error is /dev/null now: a log file, else syslog.
             let sink = match &opts.log_file {
                 Some(path) => logging::file_sink(path, opts.log_size).unwrap_or(Sink::Discard),
-                None => Sink::Discard,
+                None => syslog.unwrap_or(Sink::Discard),
             };
             logging::init(level_of(opts.verbosity), sink);
             Ok(())

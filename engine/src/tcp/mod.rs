@@ -34,7 +34,7 @@ use crate::counters::DropReason;
 use crate::ctx::Ctx;
 use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{HostError, HostIo, Interest, Place, Readiness, SockId, Token};
-use crate::mapping;
+use crate::mapping::{self, ListenTarget};
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr};
@@ -51,7 +51,7 @@ const ACCEPTS_PER_EVENT: usize = 64;
 #[derive(Debug)]
 struct Listener {
     sock: SockId,
-    guest_port: u16,
+    target: ListenTarget,
 }
 
 /// Identifies a listening socket on a forwarded port ([`Tcp::listen`]),
@@ -87,13 +87,13 @@ impl Tcp {
     }
 
     /// Listens on `addr` at `place` (a forwarded port); accepted
-    /// connections go to the guest on `guest_port`.
+    /// connections go to the guest at `target`.
     pub fn listen<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
         place: Place,
         addr: SocketAddr,
-        guest_port: u16,
+        target: ListenTarget,
     ) -> Result<TcpListenerId, HostError> {
         let sock = cx.host.tcp_listen_at(place, addr, LISTEN_BACKLOG)?;
         let idx = match self.listeners.iter().position(Option::is_none) {
@@ -115,7 +115,7 @@ impl Tcp {
             cx.host.close(sock);
             return Err(e);
         }
-        self.listeners[idx] = Some(Listener { sock, guest_port });
+        self.listeners[idx] = Some(Listener { sock, target });
         Ok(TcpListenerId(id))
     }
 
@@ -136,11 +136,11 @@ impl Tcp {
     }
 
     /// Sends the connections listener `id` accepts from now on to guest
-    /// port `guest_port`. Returns whether there was such a listener.
-    pub fn retarget_listener(&mut self, id: TcpListenerId, guest_port: u16) -> bool {
+    /// `target`. Returns whether there was such a listener.
+    pub fn retarget_listener(&mut self, id: TcpListenerId, target: ListenTarget) -> bool {
         match self.listeners.get_mut(id.0 as usize) {
             Some(Some(l)) => {
-                l.guest_port = guest_port;
+                l.target = target;
                 true
             }
             _ => false,
@@ -284,7 +284,9 @@ impl Tcp {
         // resolver over TCP as over UDP.
         let remote =
             mapping::host_destination_port(cx.config, SocketAddr::new(dst, key.peer.port()));
-        let (sock, progress) = match cx.host.tcp_connect(None, remote) {
+        // -o / --outbound-if4/6 (docs/cli.md).
+        let (place, local) = cx.config.outbound.bind_for(remote.ip(), 0);
+        let (sock, progress) = match cx.host.tcp_connect_at(place, local, remote) {
             Ok(x) => x,
             Err(_) => {
                 self.flows.give_back(vacant, cx.flows);
@@ -332,13 +334,13 @@ impl Tcp {
         let Some(Some(listener)) = self.listeners.get(idx) else {
             return;
         };
-        let (lsock, guest_port) = (listener.sock, listener.guest_port);
+        let (lsock, target) = (listener.sock, listener.target);
         for _ in 0..ACCEPTS_PER_EVENT {
             let (sock, peer, _local) = match cx.host.tcp_accept(lsock) {
                 Ok(x) => x,
                 Err(_) => return,
             };
-            let Some(key) = inbound_key(cx, peer, guest_port) else {
+            let Some(key) = inbound_key(cx, peer, target) else {
                 cx.host.tcp_abort(sock);
                 continue;
             };
@@ -388,7 +390,11 @@ impl Tcp {
 /// The guest-side key of a connection accepted from `peer`, or `None` when
 /// the guest cannot be reached in that family or the peer has no address
 /// the guest could see.
-fn inbound_key<H: HostIo>(cx: &Ctx<'_, H>, peer: SocketAddr, guest_port: u16) -> Option<FlowKey> {
+fn inbound_key<H: HostIo>(
+    cx: &Ctx<'_, H>,
+    peer: SocketAddr,
+    target: ListenTarget,
+) -> Option<FlowKey> {
     let src = mapping::guest_source(cx.config, peer.ip())?;
     let guest_ip = match src {
         IpAddr::V4(_) => {
@@ -406,8 +412,9 @@ fn inbound_key<H: HostIo>(cx: &Ctx<'_, H>, peer: SocketAddr, guest_port: u16) ->
             IpAddr::V6(a.unwrap_or(v6.addr))
         }
     };
+    let guest_ip = target.guest_addr(src, guest_ip)?;
     Some(FlowKey {
-        guest: SocketAddr::new(guest_ip, guest_port),
+        guest: SocketAddr::new(guest_ip, target.port),
         peer: SocketAddr::new(src, peer.port()),
     })
 }
