@@ -87,7 +87,7 @@ impl ControlServer {
         let listener = bind_replacing_stale(path)?;
         Ok(ControlServer {
             listener,
-            _file: SocketFile(path.to_path_buf()),
+            _file: SocketFile::new(path)?,
             clients: Default::default(),
             stats: ControlStats::default(),
         })

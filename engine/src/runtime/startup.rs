@@ -116,8 +116,8 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
         );
         event_loop.set_pcap(w);
     }
-    // Isolation (issue #15) goes here: every descriptor is open, nothing
-    // has been forked yet.
+    // Isolation (issue #15) goes here: every descriptor is open (the
+    // control socket of -c included), nothing has been forked yet.
     detach(opts)?;
     // After the fork: a signalfd registered in epoll by the parent would
     // never wake the child's epoll.

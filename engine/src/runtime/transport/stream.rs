@@ -34,7 +34,14 @@ const ACCEPTS_PER_WAKEUP: usize = 16;
 
 /// The listening socket's file, removed when dropped.
 #[derive(Debug)]
-pub(crate) struct SocketFile(pub(crate) PathBuf);
+pub(crate) struct SocketFile(PathBuf);
+
+impl SocketFile {
+    /// The file at `path`, to be removed on drop.
+    pub(crate) fn new(path: &Path) -> io::Result<SocketFile> {
+        Ok(SocketFile(path.to_path_buf()))
+    }
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
@@ -119,7 +126,7 @@ impl StreamTransport {
     pub fn listen(path: &Path) -> io::Result<StreamTransport> {
         let listener = bind_replacing_stale(path)?;
         Ok(StreamTransport {
-            listener: Some((listener, SocketFile(path.to_path_buf()))),
+            listener: Some((listener, SocketFile::new(path)?)),
             conn: None,
             one_off: false,
             clients: Clients::default(),
