@@ -37,6 +37,10 @@
 //!   When the arena cannot take one more datagram, everything queued is
 //!   flushed first (all sockets, in order), then the new one is queued: a
 //!   flow's datagrams never overtake each other;
+//! - pasta's loopback fast path ([`splice`]): datagrams from a loopback
+//!   peer on a forwarded port, and everything on a `-U` port in the
+//!   namespace ([`Udp::listen_outbound`]), are relayed socket to socket to
+//!   the other side's loopback when [`crate::Config::splice`] is on;
 //! - refusing flows it cannot open: a full table, or a host socket that
 //!   cannot reach the destination (`ENETUNREACH`, `EHOSTUNREACH`, `EACCES`),
 //!   answers the guest with a destination unreachable quoting its datagram
@@ -46,15 +50,18 @@
 //! [`HostIo`]), read a clock (time is `now`), or send a datagram to an
 //! address the mapping did not produce.
 
+pub mod splice;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::addr::guest_may_not_address;
+use crate::config::Splice;
 use crate::counters::DropReason;
 use crate::ctx::{Ctx, ip_to_guest};
 use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{
-    HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
+    HostError, HostIo, IcmpErrorReport, Interest, Place, Readiness, SockId, Token, UdpRecv, UdpSend,
 };
 use crate::mapping;
 use crate::refusal::{Refusal, RefusalLimiter, refuse};
@@ -107,11 +114,15 @@ struct Flow {
     last_udp_len: u16,
 }
 
-/// A socket bound on a forwarded host port.
+/// A socket bound on a forwarded port.
 #[derive(Debug, Clone, Copy)]
 struct Listener {
     sock: SockId,
+    /// The guest's port (`-u`), or the host's loopback port (`-U`).
     guest_port: u16,
+    /// `-U`: the socket is in the guest namespace and everything it
+    /// receives is spliced to the host's loopback.
+    outbound: bool,
 }
 
 /// The flow table (kept apart from the receive arena so both can be
@@ -167,6 +178,7 @@ pub struct Udp {
     rx: Box<[u8]>,
     tx: TxBatch,
     limiter: RefusalLimiter,
+    splice: splice::UdpSplices,
 }
 
 /// Identifies a socket bound on a forwarded port ([`Udp::listen`]).
@@ -274,7 +286,13 @@ impl Udp {
                 since: None,
             },
             limiter: RefusalLimiter::default(),
+            splice: splice::UdpSplices::new(),
         }
+    }
+
+    /// The spliced flows (pasta's loopback fast path).
+    pub fn splices(&self) -> &splice::UdpSplices {
+        &self.splice
     }
 
     /// Guest datagrams waiting for [`Udp::flush`].
@@ -292,9 +310,34 @@ impl Udp {
         addr: SocketAddr,
         guest_port: u16,
     ) -> Result<UdpListenerId, HostError> {
+        self.add_listener(cx, Place::HOST, addr, guest_port)
+    }
+
+    /// `-U`: binds `addr` in the guest namespace; datagrams it receives are
+    /// spliced to the host's loopback (same family) on `host_port`.
+    /// `Unsupported` when splicing is off.
+    pub fn listen_outbound<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        addr: SocketAddr,
+        host_port: u16,
+    ) -> Result<UdpListenerId, HostError> {
+        if !cx.config.splice.enabled() {
+            return Err(HostError::Unsupported);
+        }
+        self.add_listener(cx, Place::GUEST, addr, host_port)
+    }
+
+    fn add_listener<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        place: Place,
+        addr: SocketAddr,
+        guest_port: u16,
+    ) -> Result<UdpListenerId, HostError> {
         let index =
             u32::try_from(self.table.listeners.len()).map_err(|_| HostError::NoResources)?;
-        let sock = cx.host.udp_bind(addr)?;
+        let sock = cx.host.udp_bind_at(place, addr)?;
         if let Err(e) = cx.host.set_interest(
             sock,
             token::make(token::UDP_LISTENER, u64::from(index)),
@@ -303,7 +346,11 @@ impl Udp {
             cx.host.close(sock);
             return Err(e);
         }
-        self.table.listeners.push(Listener { sock, guest_port });
+        self.table.listeners.push(Listener {
+            sock,
+            guest_port,
+            outbound: place.netns == crate::host_io::Netns::Guest,
+        });
         Ok(UdpListenerId(index))
     }
 
@@ -616,6 +663,10 @@ impl Udp {
                 let sock = listener.sock;
                 self.drain(cx, now, sock, Source::Listener(l), readiness);
             }
+            token::UDP_SPLICE => {
+                self.splice
+                    .on_host_event(cx, now, token, readiness.error, &mut self.rx, RX_SLOT);
+            }
             _ => {}
         }
     }
@@ -632,10 +683,18 @@ impl Udp {
         if readiness.error {
             self.table.relay_errors(cx, sock, source);
         }
+        let listener = match source {
+            Source::Listener(l) => self.table.listeners.get(l as usize).map(|x| (l, *x)),
+            Source::Flow(_) => None,
+        };
         for _ in 0..BATCHES_PER_EVENT {
             // Backpressure: read no more datagrams than the transmit queue
             // can take; the rest stays in the socket and is reported again.
-            let room = cx.tx_room().min(RX_BATCH);
+            // A `-U` socket never writes to the guest.
+            let room = match listener {
+                Some((_, l)) if l.outbound => RX_BATCH,
+                _ => cx.tx_room().min(RX_BATCH),
+            };
             if room == 0 {
                 break;
             }
@@ -660,10 +719,60 @@ impl Udp {
                 }
                 Err(_) => break,
             };
-            for slot in &slots[..got.min(room)] {
-                let r = self.table.deliver(cx, now, source, slot);
-                if let Err(reason) = r {
-                    cx.counters.drop(reason);
+            let got_slots = &slots[..got.min(room)];
+            match listener {
+                Some((l, x)) if x.outbound => self.splice.relay_from_listener(
+                    cx,
+                    now,
+                    l,
+                    x.sock,
+                    Place::HOST,
+                    x.guest_port,
+                    got_slots,
+                ),
+                Some((l, x)) if cx.config.splice.enabled() => {
+                    // Loopback peers are spliced to the namespace's
+                    // loopback; the others go to the guest (or nowhere
+                    // with `--splice-only`), in arrival order per run.
+                    let mut i = 0;
+                    while i < got_slots.len() {
+                        let lo = is_loopback_src(&got_slots[i]);
+                        let mut end = i + 1;
+                        while end < got_slots.len() && is_loopback_src(&got_slots[end]) == lo {
+                            end += 1;
+                        }
+                        let run = &got_slots[i..end];
+                        i = end;
+                        if lo {
+                            self.splice.relay_from_listener(
+                                cx,
+                                now,
+                                l,
+                                x.sock,
+                                Place::GUEST,
+                                x.guest_port,
+                                run,
+                            );
+                        } else if cx.config.splice == Splice::Only {
+                            for _ in run {
+                                cx.counters.drop(DropReason::Unmappable);
+                            }
+                        } else {
+                            for slot in run {
+                                if let Err(reason) = self.table.deliver(cx, now, source, slot) {
+                                    cx.counters.drop(reason);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    for slot in got_slots {
+                        let r = self.table.deliver(cx, now, source, slot);
+                        if let Err(reason) = r {
+                            cx.counters.drop(reason);
+                        }
+                    }
                 }
             }
             if got < room {
@@ -675,16 +784,18 @@ impl Udp {
     /// Next timer deadline: the arrival of the oldest datagram waiting
     /// for [`Udp::flush`] (already due), else the earliest flow expiry.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tx.since, self.table.next_deadline) {
+        let t = match (self.tx.since, self.table.next_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        crate::time::earliest(t, self.splice.poll_timeout())
     }
 
     /// Flushes queued datagrams (see [`Udp::flush`]), then expires idle
     /// flows.
     pub fn handle_timeout<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
         self.flush(cx, now);
+        self.splice.handle_timeout(cx, now);
         match self.table.next_deadline {
             Some(d) if d <= now => {}
             _ => return,
@@ -842,6 +953,12 @@ impl Table {
             }
         }
     }
+}
+
+/// Whether a received datagram came from a loopback address (an
+/// IPv4-mapped one included).
+fn is_loopback_src(slot: &UdpRecv<'_>) -> bool {
+    slot.src.is_some_and(|a| canonical(a).ip().is_loopback())
 }
 
 /// An IPv4-mapped IPv6 peer as the IPv4 address it is.

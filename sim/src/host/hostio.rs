@@ -287,10 +287,16 @@ impl HostIo for SimHost {
                 Err(_) => {}
             }
         }
-        if n == 0 && !src_eof {
+        // Stopped by the destination's send buffer, with bytes left behind.
+        let sink_full = avail > n && n == space;
+        if n == 0 && !src_eof && !sink_full {
             return Err(HostError::WouldBlock);
         }
-        Ok(Spliced { moved: n, src_eof })
+        Ok(Spliced {
+            moved: n,
+            src_eof,
+            sink_full,
+        })
     }
 
     fn udp_bind_at(&mut self, place: Place, local: SocketAddr) -> Result<SockId, HostError> {
