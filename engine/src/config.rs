@@ -186,6 +186,35 @@ pub struct Config {
     pub tx_queue_frames: usize,
     /// Capacity of the transmit queue, in bytes.
     pub tx_queue_bytes: usize,
+    /// pasta's loopback fast path (see [`Splice`]).
+    pub splice: Splice,
+}
+
+/// Whether traffic between the host's loopback and the guest namespace's
+/// loopback is spliced socket to socket (pasta) instead of crossing the
+/// guest transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Splice {
+    /// Never (passt, which has no namespace; pasta's `--no-splice`):
+    /// connections from the host's loopback to forwarded ports go to the
+    /// guest like any other, and `-T`/`-U` have nothing to serve them.
+    #[default]
+    Off,
+    /// pasta's default: loopback peers of `-t`/`-u` ports are spliced to
+    /// the namespace's loopback, `-T`/`-U` ports to the host's; everything
+    /// else crosses the tap.
+    On,
+    /// `--splice-only`: there is no guest transport; connections and
+    /// datagrams that cannot be spliced (peers off loopback) are refused
+    /// (RST) or dropped, and counted.
+    Only,
+}
+
+impl Splice {
+    /// Loopback traffic is spliced.
+    pub fn enabled(self) -> bool {
+        self != Splice::Off
+    }
 }
 
 /// Where the sockets of guest-initiated traffic are bound on the host:
@@ -309,6 +338,7 @@ impl Config {
             icmp_timeout: Duration::from_secs(60),
             tx_queue_frames: 256,
             tx_queue_bytes: 4 << 20,
+            splice: Splice::Off,
         }
     }
 

@@ -193,6 +193,20 @@ pub struct Counters {
     pub tcp_window_probes: u64,
     /// TCP: keep-alive probes sent.
     pub tcp_keepalives: u64,
+    /// Spliced TCP flows (loopback fast path) opened: connections accepted
+    /// whose other side was connected.
+    pub tcp_splice_opened: u64,
+    /// Spliced TCP connections refused: the other side could not be
+    /// connected (the accepted socket was reset), or `--splice-only` had no
+    /// splice for a peer off loopback.
+    pub tcp_splice_refused: u64,
+    /// Spliced TCP flows ended by a reset or an error (both sockets were
+    /// reset).
+    pub tcp_splice_resets: u64,
+    /// Bytes moved by spliced TCP flows, both directions.
+    pub tcp_splice_bytes: u64,
+    /// Spliced UDP datagrams relayed, both directions.
+    pub udp_splice_datagrams: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 

@@ -355,11 +355,11 @@ impl<H: HostIo> Engine<H> {
     /// Readiness on a host socket registered with `token`.
     pub fn handle_host_event(&mut self, now: Instant, token: Token, readiness: Readiness) {
         match token::kind(token) {
-            token::TCP_FLOW | token::TCP_LISTENER => {
+            token::TCP_FLOW | token::TCP_LISTENER | token::TCP_SPLICE | token::TCP_SPLICE_PEER => {
                 let (mut cx, l4) = self.parts();
                 l4.tcp.on_host_event(&mut cx, now, token, readiness);
             }
-            token::UDP_FLOW | token::UDP_LISTENER => {
+            token::UDP_FLOW | token::UDP_LISTENER | token::UDP_SPLICE => {
                 let (mut cx, l4) = self.parts();
                 l4.udp.on_host_event(&mut cx, now, token, readiness);
             }
@@ -453,6 +453,18 @@ impl<H: HostIo> Engine<H> {
         l4.udp.close_listener(&mut cx, id)
     }
 
+    /// `-U` (pasta): binds `addr` in the guest namespace; its datagrams are
+    /// spliced to the host's loopback on `host_port`. `Unsupported` unless
+    /// [`Config::splice`] is on.
+    pub fn udp_listen_outbound(
+        &mut self,
+        addr: std::net::SocketAddr,
+        host_port: u16,
+    ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
+        let (mut cx, l4) = self.parts();
+        l4.udp.listen_outbound(&mut cx, addr, host_port)
+    }
+
     /// The UDP module (flow inspection for tests and diagnostics).
     pub fn udp(&self) -> &Udp {
         &self.l4.udp
@@ -520,6 +532,18 @@ impl<H: HostIo> Engine<H> {
             ListenerId::Tcp(id) => self.l4.tcp.retarget_listener(id, target),
             ListenerId::Udp(id) => self.l4.udp.retarget_listener(id, target),
         }
+    }
+
+    /// `-T` (pasta): listens for TCP connections on `addr` in the guest
+    /// namespace; each is spliced to the host's loopback on `host_port`.
+    /// `Unsupported` unless [`Config::splice`] is on.
+    pub fn tcp_listen_outbound(
+        &mut self,
+        addr: std::net::SocketAddr,
+        host_port: u16,
+    ) -> Result<crate::tcp::TcpListenerId, crate::host_io::HostError> {
+        let (mut cx, l4) = self.parts();
+        l4.tcp.listen_outbound(&mut cx, addr, host_port)
     }
 
     /// How many more frames of the largest size (MTU plus Ethernet header)

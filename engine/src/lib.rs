@@ -54,7 +54,7 @@ pub mod tcp;
 pub mod udp;
 
 pub use addr::MacAddr;
-pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Mapping, Services};
+pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Mapping, Services, Splice};
 pub use counters::{Counters, DropReason};
 pub use driver::{Admit, Driver, FrameSink};
 pub use engine::{Engine, ListenerId};

@@ -37,6 +37,10 @@
 //!   When the arena cannot take one more datagram, everything queued is
 //!   flushed first (all sockets, in order), then the new one is queued: a
 //!   flow's datagrams never overtake each other;
+//! - pasta's loopback fast path ([`splice`]): datagrams from a loopback
+//!   peer on a forwarded port, and everything on a `-U` port in the
+//!   namespace ([`Udp::listen_outbound`]), are relayed socket to socket to
+//!   the other side's loopback when [`crate::Config::splice`] is on;
 //! - refusing flows it cannot open: a full table, or a host socket that
 //!   cannot reach the destination (`ENETUNREACH`, `EHOSTUNREACH`, `EACCES`),
 //!   answers the guest with a destination unreachable quoting its datagram
@@ -46,10 +50,13 @@
 //! [`HostIo`]), read a clock (time is `now`), or send a datagram to an
 //! address the mapping did not produce.
 
+pub mod splice;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::addr::guest_may_not_address;
+use crate::config::Splice;
 use crate::counters::DropReason;
 use crate::ctx::{Ctx, ip_to_guest};
 use crate::flow::{FlowTable, Vacant, token};
@@ -107,7 +114,7 @@ struct Flow {
     last_udp_len: u16,
 }
 
-/// A socket bound on a forwarded host port.
+/// A socket bound on a forwarded port.
 #[derive(Debug, Clone, Copy)]
 struct Listener {
     sock: SockId,
@@ -121,6 +128,9 @@ struct Listener {
     /// `false` once [`Udp::close_listener`] was called: the socket stays
     /// only for the flows it still serves, and takes no new peer.
     open: bool,
+    /// `-U`: the socket is in the guest namespace and everything it
+    /// receives is spliced to the host's loopback (`target.port`).
+    outbound: bool,
 }
 
 /// The flow table (kept apart from the receive arena so both can be
@@ -177,6 +187,7 @@ pub struct Udp {
     rx: Box<[u8]>,
     tx: TxBatch,
     limiter: RefusalLimiter,
+    splice: splice::UdpSplices,
 }
 
 /// Identifies a socket bound on a forwarded port ([`Udp::listen`]).
@@ -254,14 +265,10 @@ impl Table {
         match flow.listener {
             Some(l) => {
                 self.by_listener_peer.remove(&(l, flow.host_peer));
-                if let Some(slot) = self.listeners.get_mut(l as usize)
-                    && let Some(listener) = slot
-                {
+                // A closed listener's socket goes once its last flow
+                // has ([`Udp::handle_timeout`] closes it).
+                if let Some(Some(listener)) = self.listeners.get_mut(l as usize) {
                     listener.flows = listener.flows.saturating_sub(1);
-                    if listener.flows == 0 && !listener.open {
-                        cx.host.close(listener.sock);
-                        *slot = None;
-                    }
                 }
             }
             None => cx.host.close(flow.sock),
@@ -297,7 +304,13 @@ impl Udp {
                 since: None,
             },
             limiter: RefusalLimiter::default(),
+            splice: splice::UdpSplices::new(),
         }
+    }
+
+    /// The spliced flows (pasta's loopback fast path).
+    pub fn splices(&self) -> &splice::UdpSplices {
+        &self.splice
     }
 
     /// Guest datagrams waiting for [`Udp::flush`].
@@ -318,11 +331,38 @@ impl Udp {
         addr: SocketAddr,
         target: ListenTarget,
     ) -> Result<UdpListenerId, HostError> {
+        self.add_listener(cx, place, addr, target, false)
+    }
+
+    /// `-U`: binds `addr` in the guest namespace; datagrams it receives are
+    /// spliced to the host's loopback (same family) on `host_port`.
+    /// `Unsupported` when splicing is off.
+    pub fn listen_outbound<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        addr: SocketAddr,
+        host_port: u16,
+    ) -> Result<UdpListenerId, HostError> {
+        if !cx.config.splice.enabled() {
+            return Err(HostError::Unsupported);
+        }
+        self.add_listener(cx, Place::GUEST, addr, ListenTarget::port(host_port), true)
+    }
+
+    fn add_listener<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        place: Place,
+        addr: SocketAddr,
+        target: ListenTarget,
+        outbound: bool,
+    ) -> Result<UdpListenerId, HostError> {
         let listeners = &mut self.table.listeners;
-        if let Some(i) = listeners
-            .iter()
-            .position(|l| l.is_some_and(|l| !l.open && l.place == place && l.addr == addr))
-            && let Some(Some(l)) = listeners.get_mut(i)
+        if let Some(i) = listeners.iter().position(|l| {
+            l.is_some_and(|l| {
+                !l.open && l.place == place && l.addr == addr && l.outbound == outbound
+            })
+        }) && let Some(Some(l)) = listeners.get_mut(i)
         {
             l.open = true;
             l.target = target;
@@ -351,6 +391,7 @@ impl Udp {
             addr,
             flows: 0,
             open: true,
+            outbound,
         });
         match listeners.get_mut(index as usize) {
             Some(slot) => *slot = listener,
@@ -369,16 +410,26 @@ impl Udp {
             return false;
         };
         match slot {
-            Some(l) if l.open && l.flows == 0 => {
-                cx.host.close(l.sock);
-                *slot = None;
-                true
-            }
-            Some(l) if l.open => {
-                l.open = false;
-                true
-            }
-            _ => false,
+            Some(l) if l.open => l.open = false,
+            _ => return false,
+        }
+        self.close_drained(cx, id.0);
+        true
+    }
+
+    /// Closes listener `l` if it was closed and no flow (translated or
+    /// spliced) uses its socket any more.
+    fn close_drained<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, l: u32) {
+        let Some(slot) = self.table.listeners.get_mut(l as usize) else {
+            return;
+        };
+        if let Some(x) = slot
+            && !x.open
+            && x.flows == 0
+            && !self.splice.uses_listener(l)
+        {
+            cx.host.close(x.sock);
+            *slot = None;
         }
     }
 
@@ -718,6 +769,10 @@ impl Udp {
                 let sock = listener.sock;
                 self.drain(cx, now, sock, Source::Listener(l), readiness);
             }
+            token::UDP_SPLICE => {
+                self.splice
+                    .on_host_event(cx, now, token, readiness.error, &mut self.rx, RX_SLOT);
+            }
             _ => {}
         }
     }
@@ -734,10 +789,24 @@ impl Udp {
         if readiness.error {
             self.table.relay_errors(cx, sock, source);
         }
+        let listener = match source {
+            Source::Listener(l) => self
+                .table
+                .listeners
+                .get(l as usize)
+                .copied()
+                .flatten()
+                .map(|x| (l, x)),
+            Source::Flow(_) => None,
+        };
         for _ in 0..BATCHES_PER_EVENT {
             // Backpressure: read no more datagrams than the transmit queue
             // can take; the rest stays in the socket and is reported again.
-            let room = cx.tx_room().min(RX_BATCH);
+            // A `-U` socket never writes to the guest.
+            let room = match listener {
+                Some((_, l)) if l.outbound => RX_BATCH,
+                _ => cx.tx_room().min(RX_BATCH),
+            };
             if room == 0 {
                 break;
             }
@@ -762,10 +831,60 @@ impl Udp {
                 }
                 Err(_) => break,
             };
-            for slot in &slots[..got.min(room)] {
-                let r = self.table.deliver(cx, now, source, slot);
-                if let Err(reason) = r {
-                    cx.counters.drop(reason);
+            let got_slots = &slots[..got.min(room)];
+            match listener {
+                Some((l, x)) if x.outbound => self.splice.relay_from_listener(
+                    cx,
+                    now,
+                    l,
+                    x.sock,
+                    Place::HOST,
+                    x.target.port,
+                    got_slots,
+                ),
+                Some((l, x)) if cx.config.splice.enabled() => {
+                    // Loopback peers are spliced to the namespace's
+                    // loopback; the others go to the guest (or nowhere
+                    // with `--splice-only`), in arrival order per run.
+                    let mut i = 0;
+                    while i < got_slots.len() {
+                        let lo = is_loopback_src(&got_slots[i]);
+                        let mut end = i + 1;
+                        while end < got_slots.len() && is_loopback_src(&got_slots[end]) == lo {
+                            end += 1;
+                        }
+                        let run = &got_slots[i..end];
+                        i = end;
+                        if lo {
+                            self.splice.relay_from_listener(
+                                cx,
+                                now,
+                                l,
+                                x.sock,
+                                Place::GUEST,
+                                x.target.port,
+                                run,
+                            );
+                        } else if cx.config.splice == Splice::Only {
+                            for _ in run {
+                                cx.counters.drop(DropReason::Unmappable);
+                            }
+                        } else {
+                            for slot in run {
+                                if let Err(reason) = self.table.deliver(cx, now, source, slot) {
+                                    cx.counters.drop(reason);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    for slot in got_slots {
+                        let r = self.table.deliver(cx, now, source, slot);
+                        if let Err(reason) = r {
+                            cx.counters.drop(reason);
+                        }
+                    }
                 }
             }
             if got < room {
@@ -777,16 +896,28 @@ impl Udp {
     /// Next timer deadline: the arrival of the oldest datagram waiting
     /// for [`Udp::flush`] (already due), else the earliest flow expiry.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tx.since, self.table.next_deadline) {
+        let t = match (self.tx.since, self.table.next_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        crate::time::earliest(t, self.splice.poll_timeout())
     }
 
     /// Flushes queued datagrams (see [`Udp::flush`]), then expires idle
     /// flows.
     pub fn handle_timeout<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
         self.flush(cx, now);
+        self.splice.handle_timeout(cx, now);
+        self.expire(cx, now);
+        for l in 0..self.table.listeners.len() {
+            if self.table.listeners[l].is_some_and(|x| !x.open) {
+                self.close_drained(cx, l as u32);
+            }
+        }
+    }
+
+    /// Closes the flows idle past their timeout.
+    fn expire<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
         match self.table.next_deadline {
             Some(d) if d <= now => {}
             _ => return,
@@ -957,6 +1088,12 @@ impl Table {
             }
         }
     }
+}
+
+/// Whether a received datagram came from a loopback address (an
+/// IPv4-mapped one included).
+fn is_loopback_src(slot: &UdpRecv<'_>) -> bool {
+    slot.src.is_some_and(|a| canonical(a).ip().is_loopback())
 }
 
 /// An IPv4-mapped IPv6 peer as the IPv4 address it is.

@@ -88,10 +88,11 @@ pub enum ForwardError {
         /// The option's argument.
         spec: String,
     },
-    /// `-T`/`-U` with explicit ports, where the engine has no way yet to
-    /// carry connections from the namespace to the host.
+    /// `-T`/`-U` with explicit ports where the engine cannot carry
+    /// connections from the namespace to the host (splicing off: passt, or
+    /// pasta's `--no-splice`).
     #[error(
-        "Forwarding from the namespace is not available in this build, for option '-{option} {spec}'"
+        "Forwarding from the namespace needs pasta's loopback splicing, for option '-{option} {spec}'"
     )]
     Outbound {
         /// `T` or `U`.
@@ -391,9 +392,10 @@ pub trait Listeners {
 }
 
 impl<H: HostIo> Listeners for Engine<H> {
-    /// Listeners in the namespace (`-T`/`-U`) carry traffic to the host,
-    /// which is the splice path's job, not the guest's: refused here with
-    /// [`HostError::Unsupported`] until that path exists.
+    /// Listeners in the namespace (`-T`/`-U`) carry traffic to the host's
+    /// loopback, spliced ([`Engine::tcp_listen_outbound`]): refused with
+    /// [`HostError::Unsupported`] when splicing is off (passt,
+    /// `--no-splice`), or when they name a device or a target address.
     fn open_listener(
         &mut self,
         proto: Proto,
@@ -401,8 +403,18 @@ impl<H: HostIo> Listeners for Engine<H> {
         addr: SocketAddr,
         target: ListenTarget,
     ) -> Result<ListenerId, HostError> {
-        if place.netns != Netns::Host {
-            return Err(HostError::Unsupported);
+        if place.netns == Netns::Guest {
+            if place.device.is_some() || target.addr.is_some() {
+                return Err(HostError::Unsupported);
+            }
+            return match proto {
+                Proto::Tcp => self
+                    .tcp_listen_outbound(addr, target.port)
+                    .map(ListenerId::Tcp),
+                Proto::Udp => self
+                    .udp_listen_outbound(addr, target.port)
+                    .map(ListenerId::Udp),
+            };
         }
         match proto {
             Proto::Tcp => self.tcp_listen_at(place, addr, target).map(ListenerId::Tcp),

@@ -77,6 +77,17 @@ struct SplicePipe {
     capacity: usize,
 }
 
+/// Empty splice pipes kept for reuse when their source socket closes, so
+/// that a new spliced connection costs no `pipe2` (connection rate); more
+/// than this are closed.
+const PIPE_POOL_MAX: usize = 64;
+
+/// Size asked for each splice pipe (`F_SETPIPE_SZ`): fewer, larger
+/// `splice` calls per byte than the default 64 KiB. When the kernel
+/// refuses (`pipe-max-size`, `pipe-user-pages-soft`), the pipe keeps the
+/// size it has.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
 #[derive(Debug)]
 struct SockState {
     fd: OwnedFd,
@@ -104,6 +115,8 @@ pub struct RealHost {
     guest_netns: Option<NetNs>,
     /// `--freebind` (see [`RealHost::set_freebind`]).
     freebind: bool,
+    /// Empty splice pipes for reuse (at most [`PIPE_POOL_MAX`]).
+    pipe_pool: Vec<SplicePipe>,
 }
 
 impl RealHost {
@@ -132,6 +145,7 @@ impl RealHost {
             scratch: Vec::new(),
             guest_netns: None,
             freebind: false,
+            pipe_pool: Vec::new(),
         })
     }
 
@@ -348,8 +362,17 @@ impl RealHost {
         }
     }
 
+    /// Takes a socket's state out of the table; its splice pipe, if empty,
+    /// goes back to the pool.
     fn remove(&mut self, sock: SockId) -> Option<SockState> {
-        self.socks.get_mut(sock.0 as usize).and_then(Option::take)
+        let mut st = self.socks.get_mut(sock.0 as usize).and_then(Option::take)?;
+        if let Some(pipe) = st.splice.take()
+            && pipe.pending == 0
+            && self.pipe_pool.len() < PIPE_POOL_MAX
+        {
+            self.pipe_pool.push(pipe);
+        }
+        Some(st)
     }
 
     /// `tcp_peek` with `SO_PEEK_OFF`.
@@ -710,10 +733,14 @@ impl HostIo for RealHost {
         if from == to {
             return Err(HostError::BadSocket);
         }
-        let st = self.state_mut(from)?;
-        if st.splice.is_none() {
-            st.splice = Some(new_splice_pipe(to)?);
+        if self.state(from)?.splice.is_none() {
+            let pipe = match self.pipe_pool.pop() {
+                Some(p) => p,
+                None => new_splice_pipe(to)?,
+            };
+            self.state_mut(from)?.splice = Some(pipe);
         }
+        let st = self.state_mut(from)?;
         let Some(pipe) = st.splice.as_mut() else {
             return Err(HostError::BadSocket);
         };
@@ -727,8 +754,9 @@ impl HostIo for RealHost {
         // 1. What an earlier call left in the pipe goes first.
         let mut moved = Self::flush_splice_pipe(pipe, to_fd)?;
         let mut src_eof = false;
+        let mut sink_full = pipe.pending > 0;
         // 2. Then source -> pipe -> destination, while both sides cooperate.
-        while pipe.pending == 0 && moved < max {
+        while !sink_full && moved < max {
             let chunk = (max - moved).min(pipe.capacity);
             match splice(from_fd, pipe.write.as_raw_fd(), chunk) {
                 Ok(0) => {
@@ -741,11 +769,16 @@ impl HostIo for RealHost {
                 Err(_) => break,
             }
             moved += Self::flush_splice_pipe(pipe, to_fd)?;
+            sink_full = pipe.pending > 0;
         }
-        if moved == 0 && !src_eof {
+        if moved == 0 && !src_eof && !sink_full {
             return Err(HostError::WouldBlock);
         }
-        Ok(Spliced { moved, src_eof })
+        Ok(Spliced {
+            moved,
+            src_eof,
+            sink_full,
+        })
     }
 
     fn udp_bind_at(&mut self, place: Place, local: SocketAddr) -> Result<SockId, HostError> {
@@ -980,6 +1013,8 @@ fn new_splice_pipe(to: SockId) -> Result<SplicePipe, HostError> {
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
     // SAFETY: both descriptors are fresh and owned by no one else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: F_SETPIPE_SZ takes an int; failure leaves the size as it was.
+    unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
     // SAFETY: F_GETPIPE_SZ takes no argument and returns the capacity.
     let capacity = cvt(unsafe { libc::fcntl(read.as_raw_fd(), libc::F_GETPIPE_SZ) })
         .map_or(65536, |c| c as usize);
