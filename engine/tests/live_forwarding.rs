@@ -1,4 +1,4 @@
-//! pasta's `auto` forwarding without the pasta binary: an engine over
+//! pasta's `auto` forwarding without the pasta binary, both ways: an engine over
 //! `RealHost` in the event loop, a guest namespace this test created, the
 //! loop's once-a-second rescan of the namespace's socket tables, and
 //! listeners that appear on the host when a server starts in the
@@ -28,6 +28,8 @@ use passt_engine::{Config, Engine};
 /// The guest namespace, held open by a thread until dropped.
 struct GuestNs {
     ns: NetNs,
+    /// A second handle on it (for a `RealHost`).
+    again: Option<NetNs>,
     done: Option<mpsc::Sender<()>>,
     keeper: Option<std::thread::JoinHandle<()>>,
 }
@@ -37,13 +39,15 @@ impl GuestNs {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let keeper = std::thread::spawn(move || {
-            let ns = netns::enter_private_netns().and_then(|()| NetNs::current());
+            let ns = netns::enter_private_netns()
+                .and_then(|()| Ok((NetNs::current()?, NetNs::current()?)));
             tx.send(ns).unwrap();
             let _ = done_rx.recv();
         });
-        let ns = rx.recv().unwrap()?;
+        let (ns, again) = rx.recv().unwrap()?;
         Ok(GuestNs {
             ns,
+            again: Some(again),
             done: Some(done_tx),
             keeper: Some(keeper),
         })
@@ -207,4 +211,95 @@ fn the_scan_leaves_out_ports_the_table_bound_itself() {
         None,
         "no guest tables"
     );
+}
+
+#[test]
+fn auto_in_the_other_direction_splices_a_host_server_into_the_namespace() {
+    if !netns::enter_or_skip() {
+        return;
+    }
+    let mut guest = match GuestNs::new() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot create the guest namespace ({e})");
+            return;
+        }
+    };
+    let cx = SpecContext::new(Program::Pasta);
+    let mut config = Config::example();
+    config.ipv6 = None;
+    config.splice = passt_engine::config::Splice::On;
+    let mut host = RealHost::new().unwrap();
+    host.set_guest_netns(guest.again.take().unwrap());
+    let mut engine = Engine::new(config, host, 7).unwrap();
+    let mut table = ForwardTable::for_engine(&engine, cx);
+    let mut rules = table.rules().clone();
+    let auto = fwd::parse("auto", &cx).unwrap();
+    ForwardTable::set_option(&mut rules, Chan::TCP_OUT, &["auto".into()], auto);
+    table.apply(&mut engine, rules).unwrap();
+    let scan = AutoScan {
+        guest: None,
+        host: Some(SocketTables::own().unwrap()),
+    };
+    let (ours, _guest_end) = UnixStream::pair().unwrap();
+    let mut lp = EventLoop::new(engine, StreamTransport::connected(ours).unwrap()).unwrap();
+    lp.set_live(LiveForwarding::new(table).with_auto_scan(scan))
+        .unwrap();
+    lp.run_for(Duration::from_millis(100)).unwrap();
+
+    // A server on the host's loopback, started after start-up.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let seen = run_until(&mut lp, Duration::from_secs(3), |lp| {
+        lp.live()
+            .unwrap()
+            .table()
+            .is_bound(Chan::TCP_OUT, any, port)
+    })
+    .expect("the listener appeared in the namespace");
+    assert!(
+        seen <= Duration::from_millis(2200),
+        "within a scan: {seen:?}"
+    );
+
+    // From inside the namespace, the port reaches the host's server.
+    let mut c = guest
+        .ns
+        .run_in(|| TcpStream::connect((Ipv4Addr::LOCALHOST, port)))
+        .unwrap()
+        .expect("the namespace port listens");
+    std::io::Write::write_all(&mut c, b"ping").unwrap();
+    let mut accepted = None;
+    let mut got = Vec::new();
+    run_until(&mut lp, Duration::from_secs(5), |_| {
+        if accepted.is_none() {
+            accepted = server.accept().ok().map(|(s, _)| s);
+        }
+        if let Some(s) = &mut accepted {
+            let mut b = [0u8; 16];
+            if let Ok(n) = std::io::Read::read(s, &mut b) {
+                got.extend_from_slice(&b[..n]);
+            }
+        }
+        got == b"ping"
+    })
+    .expect("the host server got the namespace client's bytes");
+    drop(c);
+    drop(accepted);
+
+    drop(server);
+    run_until(&mut lp, Duration::from_secs(3), |lp| {
+        lp.live().unwrap().table().bound_count() == 0
+    })
+    .expect("the namespace listener closed after the host server did");
+    let refused_inside = guest
+        .ns
+        .run_in(|| {
+            TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused)
+        })
+        .unwrap();
+    assert!(refused_inside, "the namespace port is closed again");
 }
