@@ -109,10 +109,7 @@ fn auto_opens_a_host_listener_for_a_server_started_in_the_namespace_and_closes_i
     table
         .apply(&mut engine, rules)
         .expect("nothing to bind yet");
-    let scan = AutoScan {
-        guest: Some(SocketTables::of_namespace(&guest.ns).expect("the namespace's tables")),
-        host: None,
-    };
+    let scan = AutoScan::open(Some(&guest.ns)).expect("both sides' tables");
     let (ours, _guest_end) = UnixStream::pair().unwrap();
     let mut lp = EventLoop::new(engine, StreamTransport::connected(ours).unwrap()).unwrap();
     lp.set_live(LiveForwarding::new(table).with_auto_scan(scan))
@@ -235,7 +232,12 @@ fn auto_in_the_other_direction_splices_a_host_server_into_the_namespace() {
     let mut table = ForwardTable::for_engine(&engine, cx);
     let mut rules = table.rules().clone();
     let auto = fwd::parse("auto", &cx).unwrap();
-    ForwardTable::set_option(&mut rules, Chan::TCP_OUT, &["auto".into()], auto);
+    let none = fwd::parse("none", &cx).unwrap();
+    let ns_forwarding = passt_engine::cli::Forwarding {
+        tcp: auto,
+        udp: none,
+    };
+    table.namespace_rules(&mut rules, &ns_forwarding, &["auto".into()], &[]);
     table.apply(&mut engine, rules).unwrap();
     let scan = AutoScan {
         guest: None,

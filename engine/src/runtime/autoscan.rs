@@ -112,6 +112,15 @@ pub struct AutoScan {
 }
 
 impl AutoScan {
+    /// The host's tables (the calling thread's namespace) and, for pasta,
+    /// the namespace's. Call it before isolation.
+    pub fn open(guest: Option<&NetNs>) -> io::Result<AutoScan> {
+        Ok(AutoScan {
+            guest: guest.map(SocketTables::of_namespace).transpose()?,
+            host: Some(SocketTables::own()?),
+        })
+    }
+
     /// The ports `auto` asks `chan` to forward: what listens (TCP) or is
     /// bound (UDP) on the other side, minus the ports this table bound
     /// there itself. UDP also follows the TCP ports found, as upstream's

@@ -23,11 +23,11 @@ use crate::host_io::{HostError, Interest, Readiness, Token};
 use crate::time::Instant;
 
 /// The listening socket's token (in the loop's reserved range).
-pub const TOKEN_CONTROL: Token = Token(u64::MAX - 8);
+pub const TOKEN_CONTROL: Token = Token(u64::MAX - 9);
 /// Clients served at once.
 pub const MAX_CLIENTS: usize = 4;
 /// Tokens of the client slots: `TOKEN_CLIENT_FIRST + slot`.
-const TOKEN_CLIENT_FIRST: u64 = u64::MAX - 12;
+const TOKEN_CLIENT_FIRST: u64 = u64::MAX - 13;
 /// How long a client may take from connecting to having read its reply.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reads per readiness report and client (each up to the room left).
@@ -57,6 +57,13 @@ struct Client {
     /// The reply, once there is one, and how much of it is written.
     output: Option<(Vec<u8>, usize)>,
     deadline: Instant,
+}
+
+/// Every token of this server (listener and client slots), for checks
+/// against the loop's other reserved tokens.
+pub fn tokens() -> impl Iterator<Item = Token> {
+    std::iter::once(TOKEN_CONTROL)
+        .chain((0..MAX_CLIENTS as u64).map(|i| Token(TOKEN_CLIENT_FIRST + i)))
 }
 
 /// Counts, for logs and tests.

@@ -536,6 +536,23 @@ impl ForwardTable {
         channels
     }
 
+    /// pasta's `-T`/`-U` (`forwarding` as parsed from them, the raw
+    /// arguments quoted in errors), added to `channels`.
+    pub fn namespace_rules(
+        &self,
+        channels: &mut BTreeMap<Chan, Vec<Entry>>,
+        forwarding: &Forwarding,
+        tcp_specs: &[String],
+        udp_specs: &[String],
+    ) {
+        if self.services.0 {
+            ForwardTable::set_option(channels, Chan::TCP_OUT, tcp_specs, forwarding.tcp.clone());
+        }
+        if self.services.1 {
+            ForwardTable::set_option(channels, Chan::UDP_OUT, udp_specs, forwarding.udp.clone());
+        }
+    }
+
     /// The rules of one option given on the command line (pasta's
     /// `-T`/`-U`), replacing that option's rules in `channels`.
     pub fn set_option(
