@@ -561,10 +561,10 @@ fn closing_a_forwarded_port_keeps_its_flows_until_they_expire() {
 
     // Closed again: once its flows expire, the port is free.
     assert!(h.engine.udp_unlisten(id));
-    h.now = h.now + Duration::from_millis(100);
+    h.now += Duration::from_millis(100);
     h.engine.handle_timeout(h.now);
     assert_eq!(h.engine.udp().listener_count(), (0, 1), "flows still live");
-    h.now = h.now + Duration::from_secs(1);
+    h.now += Duration::from_secs(1);
     h.engine.handle_timeout(h.now);
     assert_eq!(h.engine.udp().flow_count(), 0);
     assert_eq!(h.engine.udp().listener_count(), (0, 0));
