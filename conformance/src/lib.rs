@@ -812,7 +812,7 @@ pub fn splice_moves_bytes<W: World>(w: &mut W, family: Family) -> Outcome {
 }
 
 /// Splicing into a destination whose peer does not read: splicing stops
-/// (`WouldBlock`) with bytes still unmoved; once the peer drains, every byte
+/// and says the destination is full (`sink_full`) with bytes still unmoved; once the peer drains, every byte
 /// arrives exactly once and in order (nothing read from the source is lost
 /// on the way).
 pub fn splice_into_full_destination<W: World>(w: &mut W, family: Family) -> Outcome {
@@ -833,14 +833,20 @@ pub fn splice_into_full_destination<W: World>(w: &mut W, family: Family) -> Outc
         w.settle_briefly();
         for _ in 0..1000 {
             match w.host().tcp_splice(src, dst, usize::MAX) {
-                Ok(s) => moved += s.moved,
+                Ok(s) => {
+                    moved += s.moved;
+                    if s.sink_full {
+                        full = true;
+                        break;
+                    }
+                }
                 Err(HostError::WouldBlock) => break,
                 Err(e) => return fail(N, format!("splice: {e:?}")),
             }
         }
-        full = moved < written;
     }
-    check!(N, full, "destination never filled ({written} bytes)");
+    check!(N, full, "destination never reported full ({written} bytes)");
+    check!(N, moved < written, "full, yet moved {moved} of {written}");
     w.peer_tcp_shutdown_write(src_peer);
     // Phase 2: drain the destination, keep splicing, check every byte.
     let mut buf = vec![0u8; 1 << 16];

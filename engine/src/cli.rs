@@ -20,11 +20,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::{CommandFactory, Parser};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
 use crate::addr::MacAddr;
-use crate::config::{Config, DEFAULT_MTU, Ipv4Config, Ipv6Config, Services};
+use crate::config::{Config, DEFAULT_MTU, Ipv4Config, Ipv6Config, Outbound, Services};
 use crate::fwd::{self, ForwardSpec, ForwardSpecBuilder, Program, SpecContext};
+use crate::host_io::IfName;
 use crate::hostnet::HostNetwork;
 
 mod pasta;
@@ -32,6 +33,20 @@ pub use pasta::{NETNS_RUN_DIR, PastaOptions, PastaTarget, pasta_help_text, pasta
 
 /// Default `--log-size`, as upstream: 1 MiB.
 pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
+/// Smallest `--log-size` upstream accepts (observed: 40959 is refused).
+pub const MIN_LOG_SIZE: u64 = 40960;
+/// Largest `-m`: the largest IP packet (65535) less an Ethernet header.
+pub const MAX_MTU: u16 = 65521;
+/// Smallest MTU IPv4 can work with (RFC 791: 68 octets).
+pub const MIN_MTU_V4: u16 = 68;
+/// Smallest MTU IPv6 can work with (RFC 8200 §5: 1280 octets).
+pub const MIN_MTU_V6: u16 = 1280;
+
+/// What `--print-capabilities` prints: the vhost-user backend capabilities
+/// (vhost-user specification, "Backend program conventions"): a network
+/// device, no optional features. `--vhost-user` itself is refused as not
+/// supported yet (docs/decisions.md).
+pub const VHOST_USER_CAPABILITIES: &str = "{\n  \"type\": \"net\"\n}\n";
 
 /// IPv4 guest address used when the host has no IPv4 default route (RFC 3927
 /// link-local block; see `docs/cli.md`).
@@ -56,6 +71,10 @@ pub enum CliError {
     /// `--version`: the version text, printed to standard output (status 0).
     #[error("{0}")]
     Version(String),
+    /// `--print-capabilities`: the vhost-user backend capabilities (JSON),
+    /// printed to standard output (status 0).
+    #[error("{0}")]
+    Capabilities(String),
 }
 
 impl CliError {
@@ -63,7 +82,7 @@ impl CliError {
     /// otherwise (upstream's status for every configuration error).
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Help(_) | CliError::Version(_) => 0,
+            CliError::Help(_) | CliError::Version(_) | CliError::Capabilities(_) => 0,
             CliError::Invalid(_) => 1,
         }
     }
@@ -146,11 +165,9 @@ pub enum Verbosity {
 pub struct Forwarding {
     /// TCP: `-t`, or `none` (passt's default).
     pub tcp: ForwardSpec,
-    /// UDP: `-u`, or the TCP ports without translation when no `-u` is
-    /// given ([`fwd::udp_from_tcp`]).
+    /// UDP: `-u`, or the program's default (passt: `none`) when no `-u` is
+    /// given. UDP does not follow `-t`: see docs/cli.md, "UDP and `-t`".
     pub udp: ForwardSpec,
-    /// No `-u` was given: UDP follows `-t` (bind errors then name `-t`).
-    pub udp_follows_tcp: bool,
 }
 
 impl Forwarding {
@@ -159,7 +176,6 @@ impl Forwarding {
         Forwarding {
             tcp: ForwardSpec::none(),
             udp: ForwardSpec::none(),
-            udp_follows_tcp: true,
         }
     }
 }
@@ -177,18 +193,9 @@ pub fn parse_forwarding(
         }
         Ok(b)
     };
-    let tcp_spec = build(tcp)?.finish();
-    let udp_b = build(udp)?;
-    let udp_follows_tcp = !udp_b.is_given();
-    let udp_spec = if udp_follows_tcp {
-        fwd::udp_from_tcp(&tcp_spec)
-    } else {
-        udp_b.finish()
-    };
     Ok(Forwarding {
-        tcp: tcp_spec,
-        udp: udp_spec,
-        udp_follows_tcp,
+        tcp: build(tcp)?.finish(),
+        udp: build(udp)?.finish(),
     })
 }
 
@@ -233,6 +240,8 @@ pub struct Options {
     pub pid_file: Option<PathBuf>,
     /// `-p PATH`.
     pub pcap: Option<PathBuf>,
+    /// `-c PATH`: the control socket for `pesto`.
+    pub conf_path: Option<PathBuf>,
     /// `-a`: guest addresses.
     pub address: PerFamily,
     /// `-n`: IPv4 prefix length.
@@ -285,6 +294,18 @@ pub struct Options {
     pub hostname: Option<String>,
     /// `--fqdn`.
     pub fqdn: Option<String>,
+    /// `-a ADDR/PREFIX` for IPv6: the prefix length announced.
+    pub prefix_len_v6: Option<u8>,
+    /// Warnings about accepted values (`-m` below what a family needs), for
+    /// the binary to log once logging is set up.
+    pub warnings: Vec<String>,
+    /// `--stats DELAY`: log event counters at most every DELAY seconds.
+    pub stats: Option<u32>,
+    /// `--freebind`: forwarded ports may be bound to non-local addresses
+    /// (`IP_FREEBIND`/`IPV6_FREEBIND`).
+    pub freebind: bool,
+    /// `--chroot-fallback`: for the isolation step.
+    pub chroot_fallback: bool,
     /// `-s PATH`.
     pub socket: Option<PathBuf>,
     /// `-F FD`.
@@ -339,7 +360,12 @@ struct RawArgs {
     #[arg(long = "version")]
     version: bool,
     /// UNIX domain socket path (default: first free /tmp/passt_N.socket, N = 1..64)
-    #[arg(short = 's', long = "socket", value_name = "PATH")]
+    #[arg(
+        short = 's',
+        long = "socket",
+        visible_alias = "socket-path",
+        value_name = "PATH"
+    )]
     socket: Option<PathBuf>,
     /// Use FD as pre-opened connected socket (implies --one-off)
     #[arg(short = 'F', long = "fd", value_name = "FD")]
@@ -353,6 +379,9 @@ struct RawArgs {
     /// Write own PID to the given file
     #[arg(short = 'P', long = "pid", value_name = "FILE")]
     pid: Option<PathBuf>,
+    /// Control socket for run-time forwarding changes (pesto)
+    #[arg(short = 'c', long = "conf-path", value_name = "PATH")]
+    conf_path: Option<PathBuf>,
     /// Assign MTU via DHCP/NDP (default: 65520)
     #[arg(short = 'm', long = "mtu", value_name = "MTU")]
     mtu: Option<String>,
@@ -446,6 +475,30 @@ struct RawArgs {
     /// FQDN to configure the guest with (DHCP option 81, DHCPv6 option 39)
     #[arg(long = "fqdn", value_name = "NAME")]
     fqdn: Option<String>,
+    /// Log event statistics at most every DELAY seconds
+    #[arg(long = "stats", value_name = "DELAY")]
+    stats: Option<String>,
+    /// Allow binding forwarded ports to non-local addresses
+    #[arg(long = "freebind")]
+    freebind: bool,
+    /// Fall back to chroot if the mount namespace cannot be set up
+    #[arg(long = "chroot-fallback")]
+    chroot_fallback: bool,
+    /// Print the vhost-user backend capabilities (JSON) and exit
+    #[arg(long = "print-capabilities")]
+    print_capabilities: bool,
+    /// vhost-user mode (not supported yet)
+    #[arg(long = "vhost-user")]
+    vhost_user: bool,
+    /// vhost-user: path of the TCP_REPAIR helper socket (not supported yet)
+    #[arg(long = "repair-path", value_name = "PATH")]
+    repair_path: Option<PathBuf>,
+    /// vhost-user: exit after migration (not supported yet)
+    #[arg(long = "migrate-exit")]
+    migrate_exit: bool,
+    /// vhost-user: close sockets on migration (not supported yet)
+    #[arg(long = "migrate-no-linger")]
+    migrate_no_linger: bool,
     /// pasta's own options (hidden from passt's help).
     #[command(flatten)]
     pasta: pasta::RawPasta,
@@ -455,6 +508,23 @@ struct RawArgs {
 pub fn help_text() -> String {
     let mut cmd = RawArgs::command();
     cmd.render_help().to_string()
+}
+
+/// Every long option `passt` accepts, aliases included, without the
+/// leading `--` (what docs/cli.md's table must cover).
+pub fn long_options() -> Vec<String> {
+    let cmd = RawArgs::command();
+    let mut out: Vec<String> = cmd
+        .get_arguments()
+        .flat_map(|a| {
+            a.get_long()
+                .into_iter()
+                .chain(a.get_all_aliases().unwrap_or_default())
+                .map(str::to_string)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// The version text (`--version`).
@@ -484,8 +554,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let mut raw =
-        RawArgs::try_parse_from(args).map_err(|e| pasta::for_program(clap_error(e), cx.program))?;
+    let matches = RawArgs::command()
+        .try_get_matches_from(args)
+        .map_err(|e| pasta::for_program(clap_error(e), cx.program))?;
+    let mut raw = RawArgs::from_arg_matches(&matches)
+        .map_err(|e| pasta::for_program(clap_error(e), cx.program))?;
     let is_pasta = cx.program == Program::Pasta;
     if raw.help {
         return Err(CliError::Help(if is_pasta {
@@ -501,10 +574,29 @@ where
             version_text()
         }));
     }
+    if raw.print_capabilities {
+        return Err(CliError::Capabilities(VHOST_USER_CAPABILITIES.to_string()));
+    }
     let block = pasta::take_pasta_block(&mut raw, cx.program)?;
-    let mut opts = options_from_raw(raw, cx)?;
+    let order = Order(&matches);
+    let mut opts = options_from_raw(raw, &order, cx)?;
     pasta::apply_pasta_block(&mut opts, block, cx)?;
     Ok(opts)
+}
+
+/// Where options appeared on the command line: for the pairs where the
+/// last one given wins (`-q`/`-d`/`--trace`, `-4`/`-6`), as upstream.
+struct Order<'a>(&'a ArgMatches);
+
+impl Order<'_> {
+    /// Position of the last occurrence of argument `id`, if given.
+    fn last(&self, id: &str) -> Option<usize> {
+        // Flags have a default value (false) with an index of its own.
+        if self.0.value_source(id) != Some(clap::parser::ValueSource::CommandLine) {
+            return None;
+        }
+        self.0.indices_of(id).and_then(|mut i| i.next_back())
+    }
 }
 
 /// Turns clap's error into upstream's one-line wording.
@@ -551,22 +643,66 @@ fn parse_per_family(values: &[String], what: &str) -> Result<PerFamily, CliError
     Ok(out)
 }
 
+/// `--map-host-loopback`/`--map-guest-addr`, in order: the last value of
+/// a family wins, and `none` disables the mapping (for both families) until
+/// an address is given again, as upstream.
 fn parse_mapping(values: &[String], what: &str) -> Result<Mapping, CliError> {
-    if values.iter().any(|v| v == "none") {
-        if values.len() > 1 {
-            return Err(CliError::invalid(format!(
-                "Invalid {what}: 'none' cannot be combined with addresses"
-            )));
+    let mut m = Mapping::default();
+    for v in values {
+        if v == "none" {
+            m = Mapping {
+                addrs: PerFamily::default(),
+                disabled: true,
+            };
+            continue;
         }
-        return Ok(Mapping {
-            addrs: PerFamily::default(),
-            disabled: true,
-        });
+        match IpAddr::from_str(v) {
+            Ok(IpAddr::V4(a)) if !a.is_unspecified() => m.addrs.v4 = Some(a),
+            Ok(IpAddr::V6(a)) if !a.is_unspecified() => m.addrs.v6 = Some(a),
+            _ => return Err(CliError::invalid(format!("Invalid {what}: {v}"))),
+        }
+        m.disabled = false;
     }
-    Ok(Mapping {
-        addrs: parse_per_family(values, what)?,
-        disabled: false,
-    })
+    Ok(m)
+}
+
+/// `-a`: once per family, each optionally with `/PREFIX` (as upstream).
+/// Returns the addresses and the IPv4 and IPv6 prefix lengths given.
+fn parse_addresses(values: &[String]) -> Result<(PerFamily, Option<u8>, Option<u8>), CliError> {
+    let bad = |v: &str| CliError::invalid(format!("Invalid address: {v}"));
+    let mut out = PerFamily::default();
+    let (mut p4, mut p6) = (None, None);
+    for v in values {
+        let (a, prefix) = match v.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (v.as_str(), None),
+        };
+        let prefix = match prefix {
+            None => None,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(p.parse::<u8>().map_err(|_| bad(v))?)
+            }
+            Some(_) => return Err(bad(v)),
+        };
+        match IpAddr::from_str(a) {
+            Ok(IpAddr::V4(a)) if out.v4.is_none() && !a.is_unspecified() => {
+                if prefix.is_some_and(|p| p > 32) {
+                    return Err(bad(v));
+                }
+                out.v4 = Some(a);
+                p4 = prefix;
+            }
+            Ok(IpAddr::V6(a)) if out.v6.is_none() && !a.is_unspecified() => {
+                if prefix.is_some_and(|p| p > 128) {
+                    return Err(bad(v));
+                }
+                out.v6 = Some(a);
+                p6 = prefix;
+            }
+            _ => return Err(bad(v)),
+        }
+    }
+    Ok((out, p4, p6))
 }
 
 /// Parses `-n`: a prefix length (0..=32) or a contiguous dotted netmask.
@@ -604,54 +740,86 @@ fn valid_dns_name(s: &str) -> bool {
             .all(|l| l.len() <= 63 && l.bytes().all(|b| b.is_ascii_graphic()))
 }
 
-fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> {
-    // Conflicts first, with upstream's wording.
-    if raw.ipv4_only && raw.ipv6_only {
-        return Err(CliError::invalid(
-            "Options ipv4-only and ipv6-only are mutually exclusive",
-        ));
+fn options_from_raw(raw: RawArgs, order: &Order<'_>, cx: SpecContext) -> Result<Options, CliError> {
+    // vhost-user and its companions: accepted, not supported yet.
+    for (given, name) in [
+        (raw.vhost_user, "--vhost-user"),
+        (raw.repair_path.is_some(), "--repair-path"),
+        (raw.migrate_exit, "--migrate-exit"),
+        (raw.migrate_no_linger, "--migrate-no-linger"),
+    ] {
+        if given {
+            return Err(CliError::invalid(format!(
+                "{name}: vhost-user is not supported yet (use the UNIX domain socket, -s)"
+            )));
+        }
     }
-    if raw.quiet && (raw.debug || raw.trace) {
-        return Err(CliError::invalid("Either --debug or --quiet"));
-    }
+    // -4/-6: the last one given wins, as upstream.
+    let (ipv4_only, ipv6_only) = match (order.last("ipv4_only"), order.last("ipv6_only")) {
+        (Some(a), Some(b)) => (a > b, b > a),
+        (a, b) => (a.is_some(), b.is_some()),
+    };
     if raw.socket.is_some() && raw.fd.is_some() {
         return Err(CliError::invalid(
             "Options --socket and --fd are mutually exclusive",
         ));
     }
 
-    let verbosity = if raw.trace {
-        Verbosity::Trace
-    } else if raw.debug {
-        Verbosity::Debug
-    } else if raw.quiet {
-        Verbosity::Quiet
-    } else {
-        Verbosity::Info
-    };
+    // -q, -d, --trace: the last one given wins, as upstream.
+    let verbosity = [
+        (order.last("quiet"), Verbosity::Quiet),
+        (order.last("debug"), Verbosity::Debug),
+        (order.last("trace"), Verbosity::Trace),
+    ]
+    .into_iter()
+    .filter_map(|(at, v)| at.map(|at| (at, v)))
+    .max_by_key(|(at, _)| *at)
+    .map_or(Verbosity::Info, |(_, v)| v);
 
     let log_size = match &raw.log_size {
         None => DEFAULT_LOG_SIZE,
         Some(s) => match s.parse::<u64>() {
-            Ok(n) if n > 0 => n,
+            Ok(n) if n >= MIN_LOG_SIZE => n,
             _ => return Err(CliError::invalid(format!("Invalid --log-size: {s}"))),
         },
     };
 
+    let mut warnings = Vec::new();
     let mtu = match &raw.mtu {
         None => None,
         Some(s) => match s.parse::<u16>() {
             Ok(0) => Some(0),
-            Ok(n) if (68..=DEFAULT_MTU).contains(&n) => Some(n),
+            Ok(n) if n <= MAX_MTU => {
+                if n < MIN_MTU_V4 && !ipv6_only {
+                    warnings.push(format!(
+                        "MTU {n} is too small for IPv4 (minimum {MIN_MTU_V4})"
+                    ));
+                }
+                if n < MIN_MTU_V6 && !ipv4_only {
+                    warnings.push(format!(
+                        "MTU {n} is too small for IPv6 (minimum {MIN_MTU_V6})"
+                    ));
+                }
+                Some(n)
+            }
             _ => return Err(CliError::invalid(format!("Invalid MTU: {s}"))),
         },
     };
 
+    // Any descriptor: the binary moves 0-2 out of the way of standard I/O.
     let fd = match &raw.fd {
         None => None,
         Some(s) => match s.parse::<i32>() {
-            Ok(n) if n > 2 => Some(n),
+            Ok(n) if n >= 0 => Some(n),
             _ => return Err(CliError::invalid(format!("Invalid --fd: {s}"))),
+        },
+    };
+
+    let stats = match &raw.stats {
+        None => None,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => return Err(CliError::invalid(format!("Invalid --stats: {s}"))),
         },
     };
 
@@ -670,7 +838,8 @@ fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> 
         },
     };
 
-    let address = parse_per_family(&raw.address, "address")?;
+    let (address, prefix_v4, prefix_len_v6) = parse_addresses(&raw.address)?;
+    let prefix_len = prefix_len.or(prefix_v4);
     let gateway = parse_per_family(&raw.gateway, "gateway address")?;
     let outbound = parse_per_family(&raw.outbound, "outbound address")?;
     let dns_forward = parse_per_family(&raw.dns_forward, "--dns-forward address")?;
@@ -733,8 +902,9 @@ fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> 
     let services = Services {
         dhcp: !raw.no_dhcp,
         dhcpv6: !raw.no_dhcpv6,
-        ndp: !raw.no_ndp,
-        ra: !raw.no_ra && !raw.no_ndp,
+        // --no-icmp covers ICMPv6 as a whole, NDP included (as upstream).
+        ndp: !raw.no_ndp && !raw.no_icmp,
+        ra: !raw.no_ra && !raw.no_ndp && !raw.no_icmp,
         icmp: !raw.no_icmp,
         tcp: !raw.no_tcp,
         udp: !raw.no_udp,
@@ -749,6 +919,7 @@ fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> 
         runas,
         pid_file: raw.pid,
         pcap: raw.pcap,
+        conf_path: raw.conf_path,
         address,
         prefix_len,
         gateway,
@@ -758,8 +929,8 @@ fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> 
         outbound_if6: raw.outbound_if6,
         outbound,
         mtu,
-        ipv4_only: raw.ipv4_only,
-        ipv6_only: raw.ipv6_only,
+        ipv4_only,
+        ipv6_only,
         dns,
         search,
         no_dhcp_dns: raw.no_dhcp_dns,
@@ -775,6 +946,11 @@ fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> 
         forwarding,
         hostname: raw.hostname,
         fqdn: raw.fqdn,
+        prefix_len_v6,
+        warnings,
+        stats,
+        freebind: raw.freebind,
+        chroot_fallback: raw.chroot_fallback,
         one_off: raw.one_off || fd.is_some(),
         socket: raw.socket,
         fd,
@@ -830,7 +1006,7 @@ fn build_ipv4(opts: &Options, host: &HostNetwork) -> Result<Option<Ipv4Config>, 
             "Gateway {gateway} is the guest's own address"
         )));
     }
-    let dns = guest_dns(opts, host, opts.dns_forward.v4, |a| match a {
+    let dns = guest_dns(opts, host, opts.dns_forward.v4, gateway, |a| match a {
         IpAddr::V4(v) => Some(v),
         IpAddr::V6(_) => None,
     });
@@ -842,14 +1018,39 @@ fn build_ipv4(opts: &Options, host: &HostNetwork) -> Result<Option<Ipv4Config>, 
     }))
 }
 
+/// The resolvers in use (`-D`, else the host's), of every family.
+fn resolvers<'a>(opts: &'a Options, host: &'a HostNetwork) -> &'a [IpAddr] {
+    match &opts.dns {
+        DnsChoice::Disabled => &[],
+        DnsChoice::Servers(s) => s,
+        DnsChoice::FromHost => &host.dns,
+    }
+}
+
+/// The first loopback resolver of `family` (such as systemd-resolved's
+/// 127.0.0.53): the guest cannot reach it, so queries to the gateway are
+/// forwarded to it ([`build_mapping`]), as upstream does.
+fn loopback_resolver<A>(
+    opts: &Options,
+    host: &HostNetwork,
+    family: impl Fn(IpAddr) -> Option<A>,
+) -> Option<A> {
+    resolvers(opts, host)
+        .iter()
+        .filter(|a| a.is_loopback())
+        .find_map(|a| family(*a))
+}
+
 /// The resolvers DHCP/RA announce for one address family (`family` picks
 /// it): none with `--no-dhcp-dns`, the `--dns-forward` address when given,
-/// else `-D` or the host's resolvers (loopback ones, such as 127.0.0.53,
-/// are unreachable from the guest and left out).
-fn guest_dns<A>(
+/// else `-D` or the host's resolvers, where a loopback resolver (unreachable
+/// from the guest) is replaced by `gateway`, whose DNS traffic is forwarded
+/// to it (as upstream).
+fn guest_dns<A: PartialEq + Copy>(
     opts: &Options,
     host: &HostNetwork,
     forward: Option<A>,
+    gateway: A,
     family: impl Fn(IpAddr) -> Option<A>,
 ) -> Vec<A> {
     if opts.no_dhcp_dns {
@@ -858,16 +1059,18 @@ fn guest_dns<A>(
     if let Some(fwd) = forward {
         return vec![fwd];
     }
-    match &opts.dns {
-        DnsChoice::Disabled => Vec::new(),
-        DnsChoice::Servers(s) => s.iter().filter_map(|a| family(*a)).collect(),
-        DnsChoice::FromHost => host
-            .dns
-            .iter()
-            .filter(|a| !a.is_loopback() && !a.is_unspecified())
-            .filter_map(|a| family(*a))
-            .collect(),
+    let mut out: Vec<A> = Vec::new();
+    for a in resolvers(opts, host) {
+        if a.is_unspecified() {
+            continue;
+        }
+        let Some(v) = family(*a) else { continue };
+        let v = if a.is_loopback() { gateway } else { v };
+        if !out.contains(&v) {
+            out.push(v);
+        }
     }
+    out
 }
 
 fn build_ipv6(
@@ -896,13 +1099,13 @@ fn build_ipv6(
             "Gateway {gateway} is the guest's own address"
         )));
     }
-    let dns = guest_dns(opts, host, opts.dns_forward.v6, |a| match a {
+    let dns = guest_dns(opts, host, opts.dns_forward.v6, gateway, |a| match a {
         IpAddr::V6(v) => Some(v),
         IpAddr::V4(_) => None,
     });
     Ok(Some(Ipv6Config {
         addr,
-        prefix_len,
+        prefix_len: opts.prefix_len_v6.unwrap_or(prefix_len),
         gateway,
         our_link_local,
         dns,
@@ -923,14 +1126,22 @@ fn build_mapping(
 ) -> crate::config::Mapping {
     let loopback_off = opts.no_map_gw || opts.map_host_loopback.disabled;
     let guest_off = opts.map_guest_addr.disabled;
-    let first_v4 = host.dns.iter().find_map(|a| match a {
-        IpAddr::V4(v) => Some(*v),
+    let v4_of = |a: IpAddr| match a {
+        IpAddr::V4(v) => Some(v),
         IpAddr::V6(_) => None,
-    });
-    let first_v6 = host.dns.iter().find_map(|a| match a {
-        IpAddr::V6(v) => Some(*v),
+    };
+    let v6_of = |a: IpAddr| match a {
+        IpAddr::V6(v) => Some(v),
         IpAddr::V4(_) => None,
-    });
+    };
+    let first_v4 = host.dns.iter().find_map(|a| v4_of(*a));
+    let first_v6 = host.dns.iter().find_map(|a| v6_of(*a));
+    // A loopback resolver: the gateway stands for it (DNS only), unless
+    // --dns-forward names another address.
+    let lo_v4 = loopback_resolver(opts, host, v4_of);
+    let lo_v6 = loopback_resolver(opts, host, v6_of);
+    let auto_v4 = lo_v4.and(ipv4.map(|v| v.gateway));
+    let auto_v6 = lo_v6.and(ipv6.map(|v| v.gateway));
     crate::config::Mapping {
         host_loopback_v4: if loopback_off {
             None
@@ -954,10 +1165,10 @@ fn build_mapping(
         },
         host_addr_v4: host.ipv4.as_ref().map(|h| h.addr),
         host_addr_v6: host.ipv6.as_ref().map(|h| h.addr),
-        dns_forward_v4: opts.dns_forward.v4,
-        dns_forward_v6: opts.dns_forward.v6,
-        dns_host_v4: opts.dns_host.v4.or(first_v4),
-        dns_host_v6: opts.dns_host.v6.or(first_v6),
+        dns_forward_v4: opts.dns_forward.v4.or(auto_v4),
+        dns_forward_v6: opts.dns_forward.v6.or(auto_v6),
+        dns_host_v4: opts.dns_host.v4.or(lo_v4).or(first_v4),
+        dns_host_v6: opts.dns_host.v6.or(lo_v6).or(first_v6),
     }
 }
 
@@ -984,15 +1195,35 @@ pub fn build_config(opts: &Options, host: &HostNetwork) -> Result<Config, CliErr
             SearchChoice::Domains(d) => d.clone(),
         }
     };
-    let mtu = match opts.mtu {
-        None | Some(0) => DEFAULT_MTU,
-        Some(m) => m,
+    // -m 0: announce none (frames stay within the default). Below 68 the
+    // engine cannot build IPv4 frames: it works with 68 (the warning was
+    // given at parse time).
+    let (mtu, announce_mtu) = match opts.mtu {
+        None => (DEFAULT_MTU, true),
+        Some(0) => (DEFAULT_MTU, false),
+        Some(m) => (m.max(MIN_MTU_V4), true),
+    };
+    let ifname = |n: &Option<String>| -> Result<Option<IfName>, CliError> {
+        n.as_deref()
+            .map(|s| {
+                IfName::new(s)
+                    .ok_or_else(|| CliError::invalid(format!("Invalid interface name {s}")))
+            })
+            .transpose()
+    };
+    let outbound = Outbound {
+        addr_v4: opts.outbound.v4,
+        addr_v6: opts.outbound.v6,
+        if_v4: ifname(&opts.outbound_if4)?,
+        if_v6: ifname(&opts.outbound_if6)?,
     };
     let mapping = build_mapping(opts, host, ipv4.as_ref(), ipv6.as_ref());
     let config = Config {
         our_mac,
         guest_mac: None,
         mtu,
+        announce_mtu,
+        outbound,
         mapping,
         ipv4,
         ipv6,
@@ -1000,12 +1231,25 @@ pub fn build_config(opts: &Options, host: &HostNetwork) -> Result<Config, CliErr
         hostname: opts.hostname.clone(),
         fqdn: opts.fqdn.clone(),
         services: opts.services,
+        splice: splice_mode(opts),
         ..base
     };
     config
         .validate()
         .map_err(|e| CliError::invalid(format!("Invalid configuration: {e}")))?;
     Ok(config)
+}
+
+/// pasta's loopback fast path: on unless `--no-splice`, alone with
+/// `--splice-only`; passt has no namespace to splice to.
+fn splice_mode(opts: &Options) -> crate::config::Splice {
+    use crate::config::Splice;
+    match &opts.pasta {
+        None => Splice::Off,
+        Some(p) if p.splice_only => Splice::Only,
+        Some(p) if p.no_splice => Splice::Off,
+        Some(_) => Splice::On,
+    }
 }
 
 #[cfg(test)]
@@ -1075,7 +1319,7 @@ mod tests {
     #[test]
     fn every_option_is_accepted() {
         let o = parse(
-            "-d -f -e -l /tmp/log --log-size 4096 --runas 1000:100 -P /tmp/pid -p /tmp/x.pcap \
+            "-d -f -e -l /tmp/log --log-size 65536 --runas 1000:100 -P /tmp/pid -p /tmp/x.pcap \
              -a 10.0.0.5 -a 2001:db8::5 -n 255.255.255.0 -g 10.0.0.1 -g fe80::1 \
              -M 02:00:00:00:00:01 -i eth0 -o 10.0.0.7 -o 2001:db8::7 --outbound-if4 eth1 \
              --outbound-if6 eth2 -m 1500 -D 1.1.1.1 -D 2001:db8::53 -S a.example -S b.example \
@@ -1087,7 +1331,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.verbosity, Verbosity::Debug);
         assert!(o.foreground && o.stderr && o.one_off && o.no_map_gw);
-        assert_eq!(o.log_size, 4096);
+        assert_eq!(o.log_size, 65536);
         assert_eq!(
             o.runas,
             Some(RunAs {
@@ -1159,16 +1403,10 @@ mod tests {
             ("extra", "Extra non-option argument: extra"),
             ("-m", "passt: option '--mtu' requires an argument"),
             (
-                "-4 -6",
-                "Options ipv4-only and ipv6-only are mutually exclusive",
-            ),
-            ("-q -d", "Either --debug or --quiet"),
-            (
                 "-s /tmp/x -F 4",
                 "Options --socket and --fd are mutually exclusive",
             ),
-            ("-m 10", "Invalid MTU: 10"),
-            ("-m 65521", "Invalid MTU: 65521"),
+            ("-m 65522", "Invalid MTU: 65522"),
             ("-m abc", "Invalid MTU: abc"),
             ("-a 1.2.3", "Invalid address: 1.2.3"),
             ("-a 10.0.0.5 -a 10.0.0.6", "Invalid address: 10.0.0.6"),
@@ -1176,6 +1414,18 @@ mod tests {
             ("-n 255.0.255.0", "Invalid netmask: 255.0.255.0"),
             ("-g x", "Invalid gateway address: x"),
             ("--log-size 0", "Invalid --log-size: 0"),
+            ("--log-size 40959", "Invalid --log-size: 40959"),
+            ("-a 10.0.0.5/33", "Invalid address: 10.0.0.5/33"),
+            ("-a 10.0.0.5/", "Invalid address: 10.0.0.5/"),
+            ("--stats x", "Invalid --stats: x"),
+            (
+                "--vhost-user",
+                "--vhost-user: vhost-user is not supported yet (use the UNIX domain socket, -s)",
+            ),
+            (
+                "--migrate-exit",
+                "--migrate-exit: vhost-user is not supported yet (use the UNIX domain socket, -s)",
+            ),
             ("-M zz", "Invalid MAC address: zz"),
             (
                 "-M ff:ff:ff:ff:ff:ff",
@@ -1222,20 +1472,17 @@ mod tests {
         assert_eq!(tcp.rules.len(), 2);
         assert_eq!(tcp.guest_port(81), Some(8081));
         assert_eq!(tcp.guest_port(22), Some(22));
-        assert!(o.forwarding.udp_follows_tcp);
-        // UDP follows TCP without translation.
-        assert_eq!(o.forwarding.udp.guest_port(81), Some(81));
-        assert_eq!(o.forwarding.udp.rules.len(), 2);
+        // UDP does not follow TCP (what upstream's binary does, docs/cli.md).
+        assert_eq!(o.forwarding.udp, ForwardSpec::none());
 
         let o = parse("-t 22 -u 53:5353").unwrap();
-        assert!(!o.forwarding.udp_follows_tcp);
         assert_eq!(o.forwarding.udp.guest_port(53), Some(5353));
         assert_eq!(o.forwarding.udp.guest_port(22), None);
 
         let o = parse("-t all").unwrap();
         assert_eq!(o.forwarding.tcp.mode, ForwardMode::All);
         assert_eq!(o.forwarding.tcp.guest_port(40000), None, "ephemeral");
-        assert_eq!(o.forwarding.udp.mode, ForwardMode::All);
+        assert_eq!(o.forwarding.udp.mode, ForwardMode::None);
 
         // The ephemeral range comes from the caller.
         let cx = SpecContext {
@@ -1261,8 +1508,12 @@ mod tests {
                 "-t auto",
                 "'auto' port forwarding is only allowed for pasta",
             ),
-            ("-t none -t 22", "Specific ports cannot be specified"),
+            ("-t all -t 22", "Specific ports cannot be specified"),
             ("-t 22 -t all", "Port forwarding mode 'all' conflicts"),
+            (
+                "-t ::1/22:10.0.0.1",
+                "Invalid port specifier ::1/22:10.0.0.1",
+            ),
             ("-u 80-22", "Invalid port specifier 80-22"),
             ("-t 22-23:30", "Invalid port specifier 22-23:30"),
         ] {
@@ -1284,6 +1535,123 @@ mod tests {
         let all = vec!["all".to_string()];
         assert_eq!(forward_origin(&all, None, 80, cx), Some("all"));
         assert_eq!(forward_origin(&all, None, 40000, cx), None);
+    }
+
+    #[test]
+    fn the_last_of_quiet_debug_and_trace_wins() {
+        for (args, want) in [
+            ("-q -d", Verbosity::Debug),
+            ("-d -q", Verbosity::Quiet),
+            ("--quiet --trace", Verbosity::Trace),
+            ("--trace -q", Verbosity::Quiet),
+            ("-d", Verbosity::Debug),
+            ("-q", Verbosity::Quiet),
+        ] {
+            assert_eq!(parse(args).unwrap().verbosity, want, "{args}");
+        }
+    }
+
+    #[test]
+    fn the_last_of_ipv4_only_and_ipv6_only_wins() {
+        let o = parse("-4 -6").unwrap();
+        assert!(o.ipv6_only && !o.ipv4_only);
+        let o = parse("-6 -4").unwrap();
+        assert!(o.ipv4_only && !o.ipv6_only);
+        let o = parse("--ipv6-only -4 -6").unwrap();
+        assert!(o.ipv6_only && !o.ipv4_only);
+    }
+
+    #[test]
+    fn mtu_range_is_upstreams_and_zero_announces_nothing() {
+        let o = parse("-m 0").unwrap();
+        let c = build_config(&o, &host()).unwrap();
+        assert!(!c.announce_mtu);
+        assert_eq!(c.mtu, DEFAULT_MTU);
+        let o = parse("-m 65521").unwrap();
+        assert_eq!(build_config(&o, &host()).unwrap().mtu, 65521);
+        // Below IPv6's minimum: a warning, not an error.
+        let o = parse("-m 1000").unwrap();
+        assert_eq!(
+            o.warnings,
+            vec!["MTU 1000 is too small for IPv6 (minimum 1280)"]
+        );
+        assert!(parse("-4 -m 1000").unwrap().warnings.is_empty());
+        let o = parse("-m 50").unwrap();
+        assert_eq!(o.warnings.len(), 2);
+        let c = build_config(&o, &host()).unwrap();
+        assert_eq!(c.mtu, MIN_MTU_V4, "frames never below 68");
+        assert!(c.announce_mtu);
+    }
+
+    #[test]
+    fn address_with_a_prefix_length() {
+        let o = parse("-a 10.0.2.15/24 -a 2001:db8::15/56").unwrap();
+        assert_eq!(o.address.v4, Some(Ipv4Addr::new(10, 0, 2, 15)));
+        assert_eq!(o.prefix_len, Some(24));
+        assert_eq!(o.prefix_len_v6, Some(56));
+        let c = build_config(&o, &host()).unwrap();
+        assert_eq!(c.ipv4.as_ref().unwrap().prefix_len, 24);
+        assert_eq!(c.ipv6.as_ref().unwrap().prefix_len, 56);
+        // -n wins over the prefix of -a.
+        let o = parse("-a 10.0.2.15/24 -n 16").unwrap();
+        assert_eq!(o.prefix_len, Some(16));
+    }
+
+    #[test]
+    fn map_host_loopback_given_twice_keeps_the_last() {
+        let o = parse("--map-host-loopback 10.0.0.1 --map-host-loopback 10.0.0.2").unwrap();
+        assert_eq!(
+            o.map_host_loopback.addrs.v4,
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        let o = parse("--map-host-loopback none --map-host-loopback 10.0.0.2").unwrap();
+        assert!(!o.map_host_loopback.disabled);
+        let o = parse("--map-host-loopback 10.0.0.2 --map-host-loopback none").unwrap();
+        assert!(o.map_host_loopback.disabled);
+        assert_eq!(o.map_host_loopback.addrs, PerFamily::default());
+    }
+
+    #[test]
+    fn no_icmp_also_turns_ndp_off() {
+        let s = parse("--no-icmp").unwrap().services;
+        assert!(!s.icmp && !s.ndp && !s.ra);
+        assert!(s.dhcpv6, "DHCPv6 is UDP, not ICMPv6");
+    }
+
+    #[test]
+    fn newer_options_are_accepted() {
+        let o = parse("--stats 5 --freebind --chroot-fallback --socket-path /tmp/p.sock").unwrap();
+        assert_eq!(o.stats, Some(5));
+        assert!(o.freebind && o.chroot_fallback);
+        assert_eq!(o.socket, Some(PathBuf::from("/tmp/p.sock")));
+        // -F takes any descriptor (the binary moves 0-2 away).
+        assert_eq!(parse("-F 0").unwrap().fd, Some(0));
+        match parse("--print-capabilities") {
+            Err(e @ CliError::Capabilities(_)) => {
+                assert_eq!(e.exit_code(), 0);
+                assert_eq!(e.to_string(), VHOST_USER_CAPABILITIES);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn outbound_options_reach_the_configuration() {
+        let o =
+            parse("-o 192.0.2.9 -o 2001:db8::9 --outbound-if4 eth1 --outbound-if6 eth2").unwrap();
+        let c = build_config(&o, &host()).unwrap();
+        assert_eq!(c.outbound.addr_v4, Some(Ipv4Addr::new(192, 0, 2, 9)));
+        assert_eq!(c.outbound.addr_v6, Some("2001:db8::9".parse().unwrap()));
+        assert_eq!(c.outbound.if_v4.unwrap().as_str(), "eth1");
+        assert_eq!(c.outbound.if_v6.unwrap().as_str(), "eth2");
+        let (place, local) = c
+            .outbound
+            .bind_for(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 0);
+        assert_eq!(place.device.unwrap().as_str(), "eth1");
+        assert_eq!(local, Some("192.0.2.9:0".parse().unwrap()));
+        // Never for the host's loopback (the gateway mapping).
+        let (place, local) = c.outbound.bind_for(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        assert_eq!((place, local), (crate::host_io::Place::HOST, None));
     }
 
     #[test]
@@ -1316,8 +1684,12 @@ mod tests {
         assert_eq!(v4.addr, Ipv4Addr::new(192, 0, 2, 2));
         assert_eq!(v4.prefix_len, 24);
         assert_eq!(v4.gateway, Ipv4Addr::new(192, 0, 2, 1));
-        // Loopback resolvers (127.0.0.53) cannot be reached from the guest.
-        assert_eq!(v4.dns, vec![Ipv4Addr::new(10, 255, 255, 53)]);
+        // A loopback resolver (127.0.0.53) cannot be reached from the guest:
+        // the gateway is announced in its place, and forwards to it.
+        assert_eq!(
+            v4.dns,
+            vec![Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(10, 255, 255, 53)]
+        );
         let v6 = c.ipv6.as_ref().unwrap();
         assert_eq!(v6.addr, "fd00::2".parse::<Ipv6Addr>().unwrap());
         assert_eq!(v6.gateway, "fd00::1".parse::<Ipv6Addr>().unwrap());
@@ -1421,10 +1793,12 @@ mod tests {
         assert_eq!(
             m.dns_host_v4,
             Some(Ipv4Addr::new(127, 0, 0, 53)),
-            "first resolver"
+            "the loopback resolver"
         );
         assert_eq!(m.guest_addr_v4, None);
-        assert_eq!(m.dns_forward_v4, None);
+        // The host resolver is on loopback: the gateway stands for it.
+        assert_eq!(m.dns_forward_v4, Some(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(m.dns_forward_v6, None, "no IPv6 loopback resolver");
 
         let c = build_config(&parse("--no-map-gw").unwrap(), &host()).unwrap();
         assert_eq!(c.mapping.host_loopback_v4, None);

@@ -20,6 +20,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// multiple of 8 below 64 KiB minus the Ethernet header).
 pub const DEFAULT_MTU: u16 = 65520;
 
+/// Largest MTU the engine takes: the largest frame (65535 bytes) less the
+/// Ethernet header, as upstream's `-m` allows.
+pub const MAX_MTU: u16 = 65521;
+
 /// Default flow-table capacity, as upstream (2^17 - 1).
 pub const DEFAULT_FLOW_CAPACITY: usize = (1 << 17) - 1;
 
@@ -142,6 +146,10 @@ pub struct Config {
     /// MTU announced to the guest (DHCP option 26, RA MTU option) and the
     /// ceiling for frames we build (plus the 14-byte Ethernet header).
     pub mtu: u16,
+    /// Whether DHCP and router advertisements carry the MTU (`-m 0`: no).
+    pub announce_mtu: bool,
+    /// Where outbound sockets are bound (`-o`, `--outbound-if4/6`).
+    pub outbound: Outbound,
     /// IPv4 guest network, `None` with `-6`.
     pub ipv4: Option<Ipv4Config>,
     /// IPv6 guest network, `None` with `-4`.
@@ -178,6 +186,80 @@ pub struct Config {
     pub tx_queue_frames: usize,
     /// Capacity of the transmit queue, in bytes.
     pub tx_queue_bytes: usize,
+    /// pasta's loopback fast path (see [`Splice`]).
+    pub splice: Splice,
+}
+
+/// Whether traffic between the host's loopback and the guest namespace's
+/// loopback is spliced socket to socket (pasta) instead of crossing the
+/// guest transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Splice {
+    /// Never (passt, which has no namespace; pasta's `--no-splice`):
+    /// connections from the host's loopback to forwarded ports go to the
+    /// guest like any other, and `-T`/`-U` have nothing to serve them.
+    #[default]
+    Off,
+    /// pasta's default: loopback peers of `-t`/`-u` ports are spliced to
+    /// the namespace's loopback, `-T`/`-U` ports to the host's; everything
+    /// else crosses the tap.
+    On,
+    /// `--splice-only`: there is no guest transport; connections and
+    /// datagrams that cannot be spliced (peers off loopback) are refused
+    /// (RST) or dropped, and counted.
+    Only,
+}
+
+impl Splice {
+    /// Loopback traffic is spliced.
+    pub fn enabled(self) -> bool {
+        self != Splice::Off
+    }
+}
+
+/// Where the sockets of guest-initiated traffic are bound on the host:
+/// upstream's `-o/--outbound` (a source address per family) and
+/// `--outbound-if4/6` (`SO_BINDTODEVICE`). Empty: routing decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outbound {
+    /// Source address of IPv4 outbound sockets.
+    pub addr_v4: Option<Ipv4Addr>,
+    /// Source address of IPv6 outbound sockets.
+    pub addr_v6: Option<Ipv6Addr>,
+    /// Interface IPv4 outbound sockets are bound to.
+    pub if_v4: Option<crate::host_io::IfName>,
+    /// Interface IPv6 outbound sockets are bound to.
+    pub if_v6: Option<crate::host_io::IfName>,
+}
+
+impl Outbound {
+    /// The place (interface) and local address for an outbound socket
+    /// toward `remote`; `port` is the local port asked for. Traffic to the
+    /// host's loopback (the gateway mapping) is never bound: it cannot
+    /// leave through another interface or from another address.
+    pub fn bind_for(
+        &self,
+        remote: std::net::IpAddr,
+        port: u16,
+    ) -> (crate::host_io::Place, Option<std::net::SocketAddr>) {
+        use std::net::{IpAddr, SocketAddr};
+        let remote = match remote {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(remote, IpAddr::V4),
+            v4 => v4,
+        };
+        if remote.is_loopback() {
+            return (crate::host_io::Place::HOST, None);
+        }
+        let (device, local) = match remote {
+            IpAddr::V4(_) => (self.if_v4, self.addr_v4.map(IpAddr::V4)),
+            IpAddr::V6(_) => (self.if_v6, self.addr_v6.map(IpAddr::V6)),
+        };
+        let place = crate::host_io::Place {
+            device,
+            ..crate::host_io::Place::HOST
+        };
+        (place, local.map(|a| SocketAddr::new(a, port)))
+    }
 }
 
 /// A configuration the engine refuses to run with.
@@ -187,7 +269,7 @@ pub enum ConfigError {
     #[error("no IPv4 or IPv6 configuration: at least one address family is needed")]
     NoAddressFamily,
     /// The MTU is outside what the engine can carry.
-    #[error("MTU {0} is out of range (68 to 65520 bytes)")]
+    #[error("MTU {0} is out of range (68 to 65521 bytes)")]
     MtuOutOfRange(u16),
     /// An IPv4 prefix longer than 32 bits.
     #[error("IPv4 prefix length {0} is out of range (0 to 32)")]
@@ -223,6 +305,8 @@ impl Config {
             our_mac,
             guest_mac: None,
             mtu: DEFAULT_MTU,
+            announce_mtu: true,
+            outbound: Outbound::default(),
             ipv4: Some(Ipv4Config {
                 addr: Ipv4Addr::new(192, 0, 2, 15),
                 prefix_len: 24,
@@ -254,6 +338,7 @@ impl Config {
             icmp_timeout: Duration::from_secs(60),
             tx_queue_frames: 256,
             tx_queue_bytes: 4 << 20,
+            splice: Splice::Off,
         }
     }
 
@@ -262,7 +347,7 @@ impl Config {
         if self.ipv4.is_none() && self.ipv6.is_none() {
             return Err(ConfigError::NoAddressFamily);
         }
-        if !(68..=DEFAULT_MTU).contains(&self.mtu) {
+        if !(68..=MAX_MTU).contains(&self.mtu) {
             return Err(ConfigError::MtuOutOfRange(self.mtu));
         }
         if !self.our_mac.is_unicast() {

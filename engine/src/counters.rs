@@ -57,11 +57,14 @@ pub enum DropReason {
     /// side (a loopback peer with the loopback mapping switched off, no
     /// guest address known yet for that family).
     Unmappable,
+    /// A datagram from a new peer on a forwarded port whose rule was
+    /// removed (the socket stays open only for the flows it still serves).
+    ForwardClosed,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order (the order counters are printed in).
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Truncated,
         DropReason::Malformed,
         DropReason::BadChecksum,
@@ -81,6 +84,7 @@ impl DropReason {
         DropReason::NotImplemented,
         DropReason::HostSocketError,
         DropReason::Unmappable,
+        DropReason::ForwardClosed,
     ];
 
     /// A stable snake_case name for reports.
@@ -105,6 +109,7 @@ impl DropReason {
             DropReason::NotImplemented => "not_implemented",
             DropReason::HostSocketError => "host_socket_error",
             DropReason::Unmappable => "unmappable",
+            DropReason::ForwardClosed => "forward_closed",
         }
     }
 }
@@ -188,6 +193,20 @@ pub struct Counters {
     pub tcp_window_probes: u64,
     /// TCP: keep-alive probes sent.
     pub tcp_keepalives: u64,
+    /// Spliced TCP flows (loopback fast path) opened: connections accepted
+    /// whose other side was connected.
+    pub tcp_splice_opened: u64,
+    /// Spliced TCP connections refused: the other side could not be
+    /// connected (the accepted socket was reset), or `--splice-only` had no
+    /// splice for a peer off loopback.
+    pub tcp_splice_refused: u64,
+    /// Spliced TCP flows ended by a reset or an error (both sockets were
+    /// reset).
+    pub tcp_splice_resets: u64,
+    /// Bytes moved by spliced TCP flows, both directions.
+    pub tcp_splice_bytes: u64,
+    /// Spliced UDP datagrams relayed, both directions.
+    pub udp_splice_datagrams: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 

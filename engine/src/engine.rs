@@ -63,7 +63,19 @@ const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 const SERVICE_SCRATCH_LEN: usize = 1500;
 
 pub use crate::ctx::{Ctx, GuestState};
+
+/// A forwarded port's socket, of either protocol (what the forwarding
+/// table keeps per bound port to close or retarget it later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListenerId {
+    /// [`Engine::tcp_listen_at`].
+    Tcp(crate::tcp::TcpListenerId),
+    /// [`Engine::udp_listen_at`].
+    Udp(crate::udp::UdpListenerId),
+}
+
 pub use crate::flow::token;
+pub use crate::mapping::ListenTarget;
 
 /// The translation modules, kept together so that one of them can be
 /// borrowed beside the shared [`Ctx`].
@@ -343,11 +355,11 @@ impl<H: HostIo> Engine<H> {
     /// Readiness on a host socket registered with `token`.
     pub fn handle_host_event(&mut self, now: Instant, token: Token, readiness: Readiness) {
         match token::kind(token) {
-            token::TCP_FLOW | token::TCP_LISTENER => {
+            token::TCP_FLOW | token::TCP_LISTENER | token::TCP_SPLICE | token::TCP_SPLICE_PEER => {
                 let (mut cx, l4) = self.parts();
                 l4.tcp.on_host_event(&mut cx, now, token, readiness);
             }
-            token::UDP_FLOW | token::UDP_LISTENER => {
+            token::UDP_FLOW | token::UDP_LISTENER | token::UDP_SPLICE => {
                 let (mut cx, l4) = self.parts();
                 l4.udp.on_host_event(&mut cx, now, token, readiness);
             }
@@ -414,8 +426,43 @@ impl<H: HostIo> Engine<H> {
         addr: std::net::SocketAddr,
         guest_port: u16,
     ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
+        self.udp_listen_at(
+            crate::host_io::Place::HOST,
+            addr,
+            ListenTarget::port(guest_port),
+        )
+    }
+
+    /// [`Engine::udp_listen`] with the socket made at `place` (an interface
+    /// with `SO_BINDTODEVICE`) and datagrams sent to `target` (a guest
+    /// address other than the guest's own, if given).
+    pub fn udp_listen_at(
+        &mut self,
+        place: crate::host_io::Place,
+        addr: std::net::SocketAddr,
+        target: ListenTarget,
+    ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
-        l4.udp.listen(&mut cx, addr, guest_port)
+        l4.udp.listen(&mut cx, place, addr, target)
+    }
+
+    /// Closes a forwarded port's UDP socket without disturbing its flows
+    /// (see [`Udp::close_listener`]).
+    pub fn udp_unlisten(&mut self, id: crate::udp::UdpListenerId) -> bool {
+        let (mut cx, l4) = self.parts();
+        l4.udp.close_listener(&mut cx, id)
+    }
+
+    /// `-U` (pasta): binds `addr` in the guest namespace; its datagrams are
+    /// spliced to the host's loopback on `host_port`. `Unsupported` unless
+    /// [`Config::splice`] is on.
+    pub fn udp_listen_outbound(
+        &mut self,
+        addr: std::net::SocketAddr,
+        host_port: u16,
+    ) -> Result<crate::udp::UdpListenerId, crate::host_io::HostError> {
+        let (mut cx, l4) = self.parts();
+        l4.udp.listen_outbound(&mut cx, addr, host_port)
     }
 
     /// The UDP module (flow inspection for tests and diagnostics).
@@ -441,9 +488,62 @@ impl<H: HostIo> Engine<H> {
         &mut self,
         addr: std::net::SocketAddr,
         guest_port: u16,
-    ) -> Result<(), crate::host_io::HostError> {
+    ) -> Result<crate::tcp::TcpListenerId, crate::host_io::HostError> {
+        self.tcp_listen_at(
+            crate::host_io::Place::HOST,
+            addr,
+            ListenTarget::port(guest_port),
+        )
+    }
+
+    /// [`Engine::tcp_listen`] with the socket made at `place` (an interface
+    /// with `SO_BINDTODEVICE`) and connections opened to `target` (a guest
+    /// address other than the guest's own, if given).
+    pub fn tcp_listen_at(
+        &mut self,
+        place: crate::host_io::Place,
+        addr: std::net::SocketAddr,
+        target: ListenTarget,
+    ) -> Result<crate::tcp::TcpListenerId, crate::host_io::HostError> {
         let (mut cx, l4) = self.parts();
-        l4.tcp.listen(&mut cx, addr, guest_port)
+        l4.tcp.listen(&mut cx, place, addr, target)
+    }
+
+    /// Closes a forwarded port's listening socket; the connections it
+    /// accepted go on (see [`Tcp::close_listener`]).
+    pub fn tcp_unlisten(&mut self, id: crate::tcp::TcpListenerId) -> bool {
+        let (mut cx, l4) = self.parts();
+        l4.tcp.close_listener(&mut cx, id)
+    }
+
+    /// Closes a forwarded port's socket of either protocol
+    /// ([`Engine::tcp_unlisten`], [`Engine::udp_unlisten`]).
+    pub fn unlisten(&mut self, id: ListenerId) -> bool {
+        match id {
+            ListenerId::Tcp(id) => self.tcp_unlisten(id),
+            ListenerId::Udp(id) => self.udp_unlisten(id),
+        }
+    }
+
+    /// Points a forwarded port at another guest port (and address), for
+    /// connections and peers still to come.
+    pub fn retarget_listener(&mut self, id: ListenerId, target: ListenTarget) -> bool {
+        match id {
+            ListenerId::Tcp(id) => self.l4.tcp.retarget_listener(id, target),
+            ListenerId::Udp(id) => self.l4.udp.retarget_listener(id, target),
+        }
+    }
+
+    /// `-T` (pasta): listens for TCP connections on `addr` in the guest
+    /// namespace; each is spliced to the host's loopback on `host_port`.
+    /// `Unsupported` unless [`Config::splice`] is on.
+    pub fn tcp_listen_outbound(
+        &mut self,
+        addr: std::net::SocketAddr,
+        host_port: u16,
+    ) -> Result<crate::tcp::TcpListenerId, crate::host_io::HostError> {
+        let (mut cx, l4) = self.parts();
+        l4.tcp.listen_outbound(&mut cx, addr, host_port)
     }
 
     /// How many more frames of the largest size (MTU plus Ethernet header)

@@ -2,28 +2,38 @@
 //! grammar of upstream passt/pasta, as documented in passt(1).
 //!
 //! ```text
-//! spec   = "none" | "all" | "auto"                 (auto: pasta only)
-//!        | [addr ["%" ifname] "/"] item ("," item)*
-//! item   = range [":" range]                        (host ports : guest ports)
-//!        | "~" range                                (excluded host ports)
-//! range  = port ["-" port]                          (1 <= port <= 65535)
+//! spec   = "none" | "auto"                                   (auto: pasta only)
+//!        | [host "/"] ("all" [":" taddr] | item ("," item)*)
+//! host   = addr ["%" ifname] | "*" ["%" ifname] | "%" ifname
+//! item   = range [":" target]                  (host ports : where they go)
+//!        | "~" range                           (excluded host ports)
+//! target = range | taddr | taddr "/" range     (guest ports, guest address)
+//! taddr  = addr | "[" ipv6 "]"
+//! range  = port ["-" port]                     (1 <= port <= 65535)
 //! ```
 //!
 //! Semantics (passt(1) and observed behaviour of upstream's binary):
 //! - `none` forwards nothing; `all` forwards every non-ephemeral port
 //!   (outside `net.ipv4.ip_local_port_range`); `auto` (pasta) follows the
 //!   ports bound in the namespace.
-//! - A target range must have as many ports as the host range.
+//! - A target range must have as many ports as the host range; a target
+//!   address (`22:192.0.2.5`, `5000:192.0.2.5/6000`, `all:ADDR`) is the
+//!   guest address forwarded connections are opened to, instead of the
+//!   guest's assigned address.
 //! - Excluded ranges are cut out of the ranges of the same option; an
 //!   option made only of exclusions forwards every non-ephemeral port but
 //!   those.
-//! - The address (and interface) prefix is given once, before the first
-//!   item, and applies to every item of the option.
+//! - The host prefix is given once, before the first item, and applies to
+//!   every item of the option: an address (`ADDR/`), `*` (every address,
+//!   the same as no prefix), an interface the sockets are bound to
+//!   (`%IF/`, `ADDR%IF/`, `SO_BINDTODEVICE`).
 //! - Options accumulate (`-t 22 -t 80`); a port may not be forwarded twice
-//!   for the same bind address, and `none`/`all`/`auto` cannot be mixed with
-//!   anything else.
-//! - UDP forwards follow the TCP ones when no `-u` is given, without port
-//!   translation ([`udp_from_tcp`]). Defaults: passt `none`, pasta `auto`.
+//!   for the same bind address and interface; `none` adds nothing (so
+//!   `-t none -t 22` is `-t 22`), `all` and `auto` cannot be mixed with port
+//!   lists.
+//! - A target IPv6 address followed by `/PORTS` is written in brackets when
+//!   the text before the `/` would otherwise read as a host address
+//!   (`5000:[2001:db8::5]/6000`).
 //!
 //! Every malformed specification gets its own error, whose message starts
 //! like upstream's ("Invalid port specifier SPEC", "Overlapping port
@@ -115,6 +125,9 @@ pub struct ForwardRule {
     pub host: PortRange,
     /// Guest port for `host.first`; the others follow in order.
     pub guest_first: u16,
+    /// Guest address connections are opened to (`None`: the guest's own
+    /// address, as the guest uses it).
+    pub target: Option<IpAddr>,
 }
 
 impl ForwardRule {
@@ -256,9 +269,31 @@ pub enum SpecError {
     /// `none,22`, `all,22`.
     #[error("'{0}' cannot be combined with other items")]
     KeywordInList(&'static str),
-    /// `1.2.3.4/all`.
+    /// `1.2.3.4/none`.
     #[error("'{0}' cannot follow an address")]
     KeywordWithAddress(&'static str),
+    /// `22:[1.2.3.4]`, `22:[::1` .
+    #[error("'{0}' is not a bracketed IPv6 address")]
+    BadBrackets(String),
+    /// `::1/22:192.0.2.5`: a connection to an IPv6 host address cannot be
+    /// opened to an IPv4 guest address.
+    #[error("host address {host} and target address {target} are of different families")]
+    FamilyMismatch {
+        /// Host (bind) address.
+        host: IpAddr,
+        /// Target (guest) address.
+        target: IpAddr,
+    },
+}
+
+/// `host` and `target` must be of one family when both are given.
+fn same_family(host: Option<IpAddr>, target: Option<IpAddr>) -> Result<(), SpecError> {
+    match (host, target) {
+        (Some(h), Some(t)) if h.is_ipv4() != t.is_ipv4() => {
+            Err(SpecError::FamilyMismatch { host: h, target: t })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A specification the parser refuses.
@@ -293,7 +328,7 @@ pub enum FwdError {
     #[error("'auto' port forwarding is only allowed for pasta")]
     AutoOnlyForPasta,
     /// Ports after `none`/`all`/`auto` in an earlier option.
-    #[error("Specific ports cannot be specified together with all/none/auto")]
+    #[error("Specific ports cannot be specified together with all/auto")]
     PortsAfterMode,
     /// `none`/`all`/`auto` after an earlier option.
     #[error("Port forwarding mode '{0}' conflicts with previous mode")]
@@ -377,7 +412,7 @@ fn non_ephemeral(ephemeral: PortRange) -> Vec<PortRange> {
 
 /// `rule` minus the host ports in `cut` (guest ports follow their host
 /// ports).
-fn subtract(rule: &ForwardRule, cut: PortRange, out: &mut Vec<ForwardRule>) {
+pub fn subtract(rule: &ForwardRule, cut: PortRange, out: &mut Vec<ForwardRule>) {
     let h = rule.host;
     if cut.first_common(&h).is_none() {
         out.push(rule.clone());
@@ -398,6 +433,93 @@ fn subtract(rule: &ForwardRule, cut: PortRange, out: &mut Vec<ForwardRule>) {
     }
 }
 
+/// The host prefix of a specification: bind address and interface.
+type HostPrefix = (Option<IpAddr>, Option<String>);
+
+/// Parses the text before the first `/` as a host prefix (`ADDR`,
+/// `ADDR%IF`, `*`, `*%IF`, `%IF`).
+fn parse_host_prefix(p: &str) -> Result<HostPrefix, SpecError> {
+    if p.contains(',') {
+        return Err(SpecError::AddressNotFirst);
+    }
+    let (a, ifname) = match p.split_once('%') {
+        Some((a, i)) => (a, Some(i)),
+        None => (p, None),
+    };
+    let ifname = match ifname {
+        None => None,
+        Some("") => return Err(SpecError::EmptyInterface),
+        Some(i) if !valid_ifname(i) => return Err(SpecError::BadInterface(i.to_string())),
+        Some(i) => Some(i.to_string()),
+    };
+    let addr = match a {
+        // `%IF/...` and `*/...`: every address (on that interface).
+        "" if ifname.is_some() => None,
+        "" => return Err(SpecError::MissingAddress('/')),
+        "*" => None,
+        a => Some(
+            a.parse::<IpAddr>()
+                .map_err(|_| SpecError::BadAddress(a.to_string()))?,
+        ),
+    };
+    Ok((addr, ifname))
+}
+
+/// Whether `p` (the text before the first `/`) reads as an item with a
+/// target (`5000:192.0.2.5/6000`) rather than as a host prefix: it has a
+/// `:` after a port number or range, and is not itself an address.
+fn is_item_with_target(p: &str) -> bool {
+    let Some((head, _)) = p.split_once(':') else {
+        return false;
+    };
+    !head.is_empty()
+        && head.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        && p.split_once('%')
+            .map_or(p, |(a, _)| a)
+            .parse::<IpAddr>()
+            .is_err()
+}
+
+/// A target address: `ADDR` or `[IPV6]`.
+fn parse_target_addr(s: &str) -> Result<IpAddr, SpecError> {
+    if let Some(inner) = s.strip_prefix('[') {
+        return match inner
+            .strip_suffix(']')
+            .map(str::parse::<std::net::Ipv6Addr>)
+        {
+            Some(Ok(a)) => Ok(IpAddr::V6(a)),
+            _ => Err(SpecError::BadBrackets(s.to_string())),
+        };
+    }
+    s.parse::<IpAddr>()
+        .map_err(|_| SpecError::BadAddress(s.to_string()))
+}
+
+/// Whether `s` is made of port characters only (a range, not an address).
+fn looks_like_range(s: &str) -> bool {
+    !s.contains('.') && !s.contains(':') && !s.starts_with('[')
+}
+
+/// The part after `:` in an item: guest ports and/or guest address.
+fn parse_target(t: &str, host: PortRange, item: &str) -> Result<(u16, Option<IpAddr>), SpecError> {
+    let (addr, range) = match t.split_once('/') {
+        Some((a, r)) => (Some(parse_target_addr(a)?), Some(r)),
+        None if looks_like_range(t) => (None, Some(t)),
+        None => (Some(parse_target_addr(t)?), None),
+    };
+    let guest_first = match range {
+        None => host.first,
+        Some(r) => {
+            let guest = parse_range(r, item)?;
+            if guest.len() != host.len() {
+                return Err(SpecError::TargetLengthMismatch { host, guest });
+            }
+            guest.first
+        }
+    };
+    Ok((guest_first, addr))
+}
+
 /// Parses one option's argument.
 pub fn parse(spec: &str, cx: &SpecContext) -> Result<ForwardSpec, FwdError> {
     let invalid = |reason| FwdError::Invalid {
@@ -410,18 +532,7 @@ pub fn parse(spec: &str, cx: &SpecContext) -> Result<ForwardSpec, FwdError> {
     if let Some((_, mode)) = keyword(spec) {
         return match mode {
             ForwardMode::Auto if cx.program == Program::Passt => Err(FwdError::AutoOnlyForPasta),
-            ForwardMode::All => Ok(ForwardSpec {
-                mode,
-                rules: non_ephemeral(cx.ephemeral)
-                    .into_iter()
-                    .map(|host| ForwardRule {
-                        addr: None,
-                        ifname: None,
-                        host,
-                        guest_first: host.first,
-                    })
-                    .collect(),
-            }),
+            ForwardMode::All => Ok(all_spec(cx, (None, None), None)),
             _ => Ok(ForwardSpec {
                 mode,
                 rules: Vec::new(),
@@ -429,48 +540,47 @@ pub fn parse(spec: &str, cx: &SpecContext) -> Result<ForwardSpec, FwdError> {
         };
     }
 
-    // Address prefix: before the first '/', which must precede every item.
+    // Host prefix: before the first '/', which must precede every item
+    // (unless that '/' belongs to an item's target address).
     let (prefix, list) = match spec.split_once('/') {
-        Some((p, l)) => (Some(p), l),
-        None => (None, spec),
+        Some((p, l)) if !is_item_with_target(p) => (Some(p), l),
+        _ => (None, spec),
     };
     let (addr, ifname) = match prefix {
         None => (None, None),
         Some(p) => {
-            if p.contains(',') {
-                return Err(invalid(SpecError::AddressNotFirst));
-            }
-            if list.contains('/') {
-                return Err(invalid(SpecError::ExtraSlash));
-            }
-            let (a, ifname) = match p.split_once('%') {
-                Some((a, i)) => (a, Some(i)),
-                None => (p, None),
-            };
-            if a.is_empty() {
-                let at = if ifname.is_some() { '%' } else { '/' };
-                return Err(invalid(SpecError::MissingAddress(at)));
-            }
-            let addr: IpAddr = a
-                .parse()
-                .map_err(|_| invalid(SpecError::BadAddress(a.to_string())))?;
-            let ifname = match ifname {
-                None => None,
-                Some("") => return Err(invalid(SpecError::EmptyInterface)),
-                Some(i) if !valid_ifname(i) => {
-                    return Err(invalid(SpecError::BadInterface(i.to_string())));
+            let (addr, ifname) = parse_host_prefix(p).map_err(|e| match e {
+                SpecError::MissingAddress(_) if p.contains('%') => {
+                    invalid(SpecError::MissingAddress('%'))
                 }
-                Some(i) => Some(i.to_string()),
-            };
-            if let Some((kw, _)) = keyword(list) {
-                return Err(invalid(SpecError::KeywordWithAddress(kw)));
-            }
+                e => invalid(e),
+            })?;
             if list.is_empty() {
                 return Err(invalid(SpecError::MissingPort(spec.to_string())));
             }
-            (Some(addr), ifname)
+            (addr, ifname)
         }
     };
+
+    // `ADDR/all`, `all:TARGET`, `ADDR/all:TARGET`.
+    let (head, tail) = match list.split_once(':') {
+        Some((h, t)) => (h, Some(t)),
+        None => (list, None),
+    };
+    match keyword(head) {
+        Some(("all", _)) => {
+            let target = match tail {
+                None => None,
+                Some(t) => Some(parse_target_addr(t).map_err(invalid)?),
+            };
+            same_family(addr, target).map_err(invalid)?;
+            return Ok(all_spec(cx, (addr, ifname), target));
+        }
+        Some((kw, _)) if prefix.is_some() && tail.is_none() => {
+            return Err(invalid(SpecError::KeywordWithAddress(kw)));
+        }
+        _ => {}
+    }
 
     let mut forwards: Vec<ForwardRule> = Vec::new();
     let mut excluded: Vec<PortRange> = Vec::new();
@@ -481,12 +591,17 @@ pub fn parse(spec: &str, cx: &SpecContext) -> Result<ForwardSpec, FwdError> {
         if let Some((kw, _)) = keyword(item) {
             return Err(invalid(SpecError::KeywordInList(kw)));
         }
-        if item.contains('/') {
-            return Err(invalid(SpecError::AddressNotFirst));
-        }
         if let Some(ex) = item.strip_prefix('~') {
             if ex.contains(':') {
                 return Err(invalid(SpecError::ExcludedWithTarget(item.to_string())));
+            }
+            if ex.contains('/') {
+                let e = if prefix.is_some() {
+                    SpecError::ExtraSlash
+                } else {
+                    SpecError::AddressNotFirst
+                };
+                return Err(invalid(e));
             }
             let r = parse_range(ex, item).map_err(invalid)?;
             if let Some(port) = excluded.iter().find_map(|e| e.first_common(&r)) {
@@ -502,17 +617,20 @@ pub fn parse(spec: &str, cx: &SpecContext) -> Result<ForwardSpec, FwdError> {
             Some((h, g)) => (h, Some(g)),
             None => (item, None),
         };
+        if h.contains('/') {
+            let e = if prefix.is_some() {
+                SpecError::ExtraSlash
+            } else {
+                SpecError::AddressNotFirst
+            };
+            return Err(invalid(e));
+        }
         let host = parse_range(h, item).map_err(invalid)?;
-        let guest_first = match g {
-            None => host.first,
-            Some(g) => {
-                let guest = parse_range(g, item).map_err(invalid)?;
-                if guest.len() != host.len() {
-                    return Err(invalid(SpecError::TargetLengthMismatch { host, guest }));
-                }
-                guest.first
-            }
+        let (guest_first, target) = match g {
+            None => (host.first, None),
+            Some(g) => parse_target(g, host, item).map_err(invalid)?,
         };
+        same_family(addr, target).map_err(invalid)?;
         if let Some(port) = forwards.iter().find_map(|f| f.host.first_common(&host)) {
             return Err(FwdError::Overlapping {
                 spec: spec.to_string(),
@@ -524,19 +642,12 @@ pub fn parse(spec: &str, cx: &SpecContext) -> Result<ForwardSpec, FwdError> {
             ifname: ifname.clone(),
             host,
             guest_first,
+            target,
         });
     }
     if forwards.is_empty() {
         // Only exclusions: everything non-ephemeral but those.
-        forwards = non_ephemeral(cx.ephemeral)
-            .into_iter()
-            .map(|host| ForwardRule {
-                addr,
-                ifname: ifname.clone(),
-                host,
-                guest_first: host.first,
-            })
-            .collect();
+        forwards = all_spec(cx, (addr, ifname), None).rules;
     }
     for cut in &excluded {
         let mut next = Vec::with_capacity(forwards.len() + 1);
@@ -552,6 +663,23 @@ pub fn parse(spec: &str, cx: &SpecContext) -> Result<ForwardSpec, FwdError> {
     })
 }
 
+/// `all`: every non-ephemeral port, on the host prefix given, to `target`.
+fn all_spec(cx: &SpecContext, (addr, ifname): HostPrefix, target: Option<IpAddr>) -> ForwardSpec {
+    ForwardSpec {
+        mode: ForwardMode::All,
+        rules: non_ephemeral(cx.ephemeral)
+            .into_iter()
+            .map(|host| ForwardRule {
+                addr,
+                ifname: ifname.clone(),
+                host,
+                guest_first: host.first,
+                target,
+            })
+            .collect(),
+    }
+}
+
 /// Accumulates repeated options (`-t 22 -t 80`) into one [`ForwardSpec`].
 #[derive(Clone, Debug)]
 pub struct ForwardSpecBuilder {
@@ -565,7 +693,9 @@ impl ForwardSpecBuilder {
         ForwardSpecBuilder { cx, spec: None }
     }
 
-    /// Adds one option's argument.
+    /// Adds one option's argument. `none` adds nothing (`-t none -t 22` is
+    /// `-t 22`); `all` on different host prefixes accumulate; `all` or
+    /// `auto` and port lists do not mix.
     pub fn add(&mut self, spec: &str) -> Result<(), FwdError> {
         let parsed = parse(spec, &self.cx)?;
         let Some(current) = &mut self.spec else {
@@ -573,13 +703,15 @@ impl ForwardSpecBuilder {
             return Ok(());
         };
         match (current.mode, parsed.mode) {
-            (_, ForwardMode::None) => Err(FwdError::ModeConflict("none")),
-            (_, ForwardMode::All) => Err(FwdError::ModeConflict("all")),
-            (_, ForwardMode::Auto) => Err(FwdError::ModeConflict("auto")),
-            (ForwardMode::None | ForwardMode::All | ForwardMode::Auto, ForwardMode::Ports) => {
-                Err(FwdError::PortsAfterMode)
+            (_, ForwardMode::None) => Ok(()),
+            (ForwardMode::None, _) => {
+                *current = parsed;
+                Ok(())
             }
-            (ForwardMode::Ports, ForwardMode::Ports) => {
+            (ForwardMode::Auto, _) | (_, ForwardMode::Auto) => Err(FwdError::ModeConflict("auto")),
+            (ForwardMode::Ports, ForwardMode::All) => Err(FwdError::ModeConflict("all")),
+            (ForwardMode::All, ForwardMode::Ports) => Err(FwdError::PortsAfterMode),
+            (ForwardMode::Ports, ForwardMode::Ports) | (ForwardMode::All, ForwardMode::All) => {
                 for new in &parsed.rules {
                     let clash = current
                         .rules
@@ -649,6 +781,7 @@ mod tests {
             ifname: None,
             host: PortRange::new(22, 80),
             guest_first: 32,
+            target: None,
         };
         let mut out = Vec::new();
         subtract(&r, PortRange::new(30, 40), &mut out);

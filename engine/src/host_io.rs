@@ -368,6 +368,11 @@ pub struct Spliced {
     /// The source reached end of stream (peer FIN) and everything read was
     /// moved.
     pub src_eof: bool,
+    /// The call stopped because the destination took no more: bytes are
+    /// waiting for room in its send buffer (in the source, or read from it
+    /// and held on the way). Wait for the destination to be writable, not
+    /// for the source to be readable.
+    pub sink_full: bool,
 }
 
 /// Every socket operation the engine performs. See the module docs for the
@@ -500,9 +505,18 @@ pub trait HostIo {
 
     /// Moves up to `max` bytes from the receive queue of `from` to the send
     /// queue of `to` without passing them through the engine (two `splice`
-    /// calls through a pipe in the real backend). Stops early when `to`'s
-    /// send buffer is full; `WouldBlock` when nothing could be moved. Used by
-    /// pasta's loopback fast path.
+    /// calls through a pipe in the real backend). Used by pasta's loopback
+    /// fast path. Outcomes:
+    /// - `Ok` with `sink_full`: `to`'s send buffer filled (possibly with
+    ///   nothing moved); bytes wait for it to become writable.
+    /// - `Ok` with `src_eof`: the peer of `from` sent its FIN and every
+    ///   byte before it was moved.
+    /// - `Ok` with neither: `max` bytes were moved (or a short transfer the
+    ///   caller may simply retry).
+    /// - `WouldBlock`: nothing moved because `from` has nothing to read.
+    /// - other errors: `from` was reset (`ConnectionReset`) or `to` cannot
+    ///   take data (`BrokenPipe`, `ConnectionReset`); nothing is lost that
+    ///   either peer still expects, the connection pair is dead.
     fn tcp_splice(&mut self, from: SockId, to: SockId, max: usize) -> Result<Spliced, HostError>;
 
     // ----- UDP -----

@@ -25,6 +25,7 @@ pub mod addr;
 #[cfg(target_os = "linux")]
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod counters;
 pub mod ctx;
 pub mod driver;
@@ -48,14 +49,15 @@ pub mod mapping;
 pub mod ndp;
 pub mod pcap;
 pub mod refusal;
+pub mod sockscan;
 pub mod tcp;
 pub mod udp;
 
 pub use addr::MacAddr;
-pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Mapping, Services};
+pub use config::{Config, ConfigError, Ipv4Config, Ipv6Config, Mapping, Services, Splice};
 pub use counters::{Counters, DropReason};
 pub use driver::{Admit, Driver, FrameSink};
-pub use engine::Engine;
+pub use engine::{Engine, ListenerId};
 pub use host_io::{HostError, HostIo, IfName, Interest, Netns, Place, Readiness, SockId, Token};
 pub use rng::Rng;
 pub use time::Instant;

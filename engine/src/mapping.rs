@@ -9,7 +9,7 @@
 //!   host's loopback (127.0.0.1 / ::1), in both directions;
 //! - `--map-guest-addr` stands for the host's own address, both ways;
 //! - `--dns-forward` stands for the host's resolver (`--dns-host`), for DNS
-//!   (port 53) only: the mapping is port-aware, so it lives in
+//!   (ports 53 and 853) only: the mapping is port-aware, so it lives in
 //!   [`host_destination_port`] and [`guest_source_port`];
 //! - traffic toward the guest is delivered to the address the guest itself
 //!   uses ([`guest_destination`]), learnt from its frames.
@@ -28,6 +28,43 @@ use crate::ctx::GuestState;
 
 /// DNS port (RFC 1035 §4.2).
 pub const DNS_PORT: u16 = 53;
+/// DNS over TLS port (RFC 7858 §3.1), forwarded like port 53.
+pub const DNS_TLS_PORT: u16 = 853;
+
+/// Whether `port` is one `--dns-forward` maps (53 and 853, as upstream).
+pub fn is_dns_port(port: u16) -> bool {
+    port == DNS_PORT || port == DNS_TLS_PORT
+}
+
+/// Where traffic arriving on a forwarded host port goes in the guest: the
+/// guest port, and the guest address when the rule names one
+/// (`-t 22:192.0.2.5`); otherwise the guest's own address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenTarget {
+    /// Guest port.
+    pub port: u16,
+    /// Guest address, if the rule gives one.
+    pub addr: Option<IpAddr>,
+}
+
+impl ListenTarget {
+    /// `port` on the guest's own address.
+    pub const fn port(port: u16) -> Self {
+        ListenTarget { port, addr: None }
+    }
+
+    /// The guest address for traffic whose source (as the guest sees it)
+    /// is `src`: the rule's address, or `own` (the guest's). `None` when
+    /// the rule's address is of the other family: such traffic cannot be
+    /// delivered (the source has no address of that family).
+    pub fn guest_addr(&self, src: IpAddr, own: IpAddr) -> Option<IpAddr> {
+        match self.addr {
+            None => Some(own),
+            Some(a) if a.is_ipv4() == src.is_ipv4() => Some(a),
+            Some(_) => None,
+        }
+    }
+}
 
 /// Where on the host a guest packet addressed to `dst` must go, for
 /// address-only mappings (host loopback, `--map-guest-addr`). DNS forwarding
@@ -56,16 +93,16 @@ pub fn host_destination(config: &Config, dst: IpAddr) -> IpAddr {
 /// [`host_destination`].
 pub fn host_destination_port(config: &Config, dst: SocketAddr) -> SocketAddr {
     let m = &config.mapping;
-    if dst.port() == DNS_PORT {
+    if is_dns_port(dst.port()) {
         match dst.ip() {
             IpAddr::V4(a) if Some(a) == m.dns_forward_v4 => {
                 if let Some(h) = m.dns_host_v4 {
-                    return SocketAddr::new(IpAddr::V4(h), DNS_PORT);
+                    return SocketAddr::new(IpAddr::V4(h), dst.port());
                 }
             }
             IpAddr::V6(a) if Some(a) == m.dns_forward_v6 => {
                 if let Some(h) = m.dns_host_v6 {
-                    return SocketAddr::new(IpAddr::V6(h), DNS_PORT);
+                    return SocketAddr::new(IpAddr::V6(h), dst.port());
                 }
             }
             _ => {}
@@ -100,7 +137,7 @@ pub fn guest_source(config: &Config, peer: IpAddr) -> Option<IpAddr> {
 /// appears to come from the `--dns-forward` address.
 pub fn guest_source_port(config: &Config, peer: SocketAddr) -> Option<SocketAddr> {
     let m = &config.mapping;
-    if peer.port() == DNS_PORT {
+    if is_dns_port(peer.port()) {
         let ip = match peer.ip() {
             IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
             v4 => v4,
@@ -109,12 +146,12 @@ pub fn guest_source_port(config: &Config, peer: SocketAddr) -> Option<SocketAddr
             IpAddr::V4(a) if m.dns_forward_v4.is_some() && Some(a) == m.dns_host_v4 => {
                 return m
                     .dns_forward_v4
-                    .map(|f| SocketAddr::new(IpAddr::V4(f), DNS_PORT));
+                    .map(|f| SocketAddr::new(IpAddr::V4(f), peer.port()));
             }
             IpAddr::V6(a) if m.dns_forward_v6.is_some() && Some(a) == m.dns_host_v6 => {
                 return m
                     .dns_forward_v6
-                    .map(|f| SocketAddr::new(IpAddr::V6(f), DNS_PORT));
+                    .map(|f| SocketAddr::new(IpAddr::V6(f), peer.port()));
             }
             _ => {}
         }

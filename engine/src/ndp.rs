@@ -164,7 +164,9 @@ impl NdpReply {
                     n += 1;
                 };
                 push(NdpOption::SourceLinkAddr(config.our_mac));
-                push(NdpOption::Mtu(u32::from(config.mtu)));
+                if config.announce_mtu {
+                    push(NdpOption::Mtu(u32::from(config.mtu)));
+                }
                 push(NdpOption::PrefixInfo(PrefixInfo {
                     prefix_len: 64,
                     on_link: true,

@@ -37,6 +37,10 @@
 //!   When the arena cannot take one more datagram, everything queued is
 //!   flushed first (all sockets, in order), then the new one is queued: a
 //!   flow's datagrams never overtake each other;
+//! - pasta's loopback fast path ([`splice`]): datagrams from a loopback
+//!   peer on a forwarded port, and everything on a `-U` port in the
+//!   namespace ([`Udp::listen_outbound`]), are relayed socket to socket to
+//!   the other side's loopback when [`crate::Config::splice`] is on;
 //! - refusing flows it cannot open: a full table, or a host socket that
 //!   cannot reach the destination (`ENETUNREACH`, `EHOSTUNREACH`, `EACCES`),
 //!   answers the guest with a destination unreachable quoting its datagram
@@ -46,17 +50,20 @@
 //! [`HostIo`]), read a clock (time is `now`), or send a datagram to an
 //! address the mapping did not produce.
 
+pub mod splice;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::addr::guest_may_not_address;
+use crate::config::Splice;
 use crate::counters::DropReason;
 use crate::ctx::{Ctx, ip_to_guest};
 use crate::flow::{FlowTable, Vacant, token};
 use crate::host_io::{
-    HostError, HostIo, IcmpErrorReport, Interest, Readiness, SockId, Token, UdpRecv, UdpSend,
+    HostError, HostIo, IcmpErrorReport, Interest, Place, Readiness, SockId, Token, UdpRecv, UdpSend,
 };
-use crate::mapping;
+use crate::mapping::{self, ListenTarget};
 use crate::refusal::{Refusal, RefusalLimiter, refuse};
 use crate::time::Instant;
 use crate::wire::{
@@ -107,11 +114,23 @@ struct Flow {
     last_udp_len: u16,
 }
 
-/// A socket bound on a forwarded host port.
+/// A socket bound on a forwarded port.
 #[derive(Debug, Clone, Copy)]
 struct Listener {
     sock: SockId,
-    guest_port: u16,
+    target: ListenTarget,
+    /// Where it was bound, as asked (a closed listener is revived by a
+    /// new one for the same place and address).
+    place: Place,
+    addr: SocketAddr,
+    /// Inbound flows using this socket.
+    flows: u32,
+    /// `false` once [`Udp::close_listener`] was called: the socket stays
+    /// only for the flows it still serves, and takes no new peer.
+    open: bool,
+    /// `-U`: the socket is in the guest namespace and everything it
+    /// receives is spliced to the host's loopback (`target.port`).
+    outbound: bool,
 }
 
 /// The flow table (kept apart from the receive arena so both can be
@@ -121,7 +140,8 @@ struct Table {
     flows: FlowTable<Flow>,
     by_guest: BTreeMap<(SocketAddr, SocketAddr), u32>,
     by_listener_peer: BTreeMap<(u32, SocketAddr), u32>,
-    listeners: Vec<Listener>,
+    /// By index; `None` for a freed index (reused by the next listener).
+    listeners: Vec<Option<Listener>>,
     /// Lower bound of the earliest expiry (activity only pushes expiries
     /// later, so waking at this instant is never late).
     next_deadline: Option<Instant>,
@@ -167,6 +187,7 @@ pub struct Udp {
     rx: Box<[u8]>,
     tx: TxBatch,
     limiter: RefusalLimiter,
+    splice: splice::UdpSplices,
 }
 
 /// Identifies a socket bound on a forwarded port ([`Udp::listen`]).
@@ -224,6 +245,9 @@ impl Table {
             .insert((flow.guest, flow.guest_peer), v.slot());
         if let Some(l) = flow.listener {
             self.by_listener_peer.insert((l, flow.host_peer), v.slot());
+            if let Some(Some(listener)) = self.listeners.get_mut(l as usize) {
+                listener.flows += 1;
+            }
         }
         let deadline = flow.last_active + timeout;
         self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
@@ -231,7 +255,8 @@ impl Table {
     }
 
     /// Removes flow `index` and closes its socket (a forwarded port's
-    /// socket stays). Returns whether there was such a flow.
+    /// socket stays, unless its listener was closed and this was its last
+    /// flow). Returns whether there was such a flow.
     fn remove<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, index: u32) -> bool {
         let Some(flow) = self.flows.remove(index, cx.flows, cx.counters) else {
             return false;
@@ -240,6 +265,11 @@ impl Table {
         match flow.listener {
             Some(l) => {
                 self.by_listener_peer.remove(&(l, flow.host_peer));
+                // A closed listener's socket goes once its last flow
+                // has ([`Udp::handle_timeout`] closes it).
+                if let Some(Some(listener)) = self.listeners.get_mut(l as usize) {
+                    listener.flows = listener.flows.saturating_sub(1);
+                }
             }
             None => cx.host.close(flow.sock),
         }
@@ -274,7 +304,13 @@ impl Udp {
                 since: None,
             },
             limiter: RefusalLimiter::default(),
+            splice: splice::UdpSplices::new(),
         }
+    }
+
+    /// The spliced flows (pasta's loopback fast path).
+    pub fn splices(&self) -> &splice::UdpSplices {
+        &self.splice
     }
 
     /// Guest datagrams waiting for [`Udp::flush`].
@@ -282,19 +318,64 @@ impl Udp {
         self.tx.queued.len()
     }
 
-    /// Binds a host UDP socket on `addr` (a forwarded port) whose datagrams
-    /// go to the guest's `guest_port`. Errors are the bind's (`AddrInUse`,
-    /// `PermissionDenied`, ...), for the caller to report as upstream does
-    /// ("Failed to bind port").
+    /// Binds a host UDP socket on `addr` at `place` (a forwarded port)
+    /// whose datagrams go to the guest at `target`. Errors are the
+    /// bind's (`AddrInUse`, `PermissionDenied`, ...), for the caller to
+    /// report as upstream does ("Failed to bind port"). A listener closed
+    /// for the same place and address whose socket still serves flows is
+    /// taken back instead (a second bind would fail with `AddrInUse`).
     pub fn listen<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
+        place: Place,
         addr: SocketAddr,
-        guest_port: u16,
+        target: ListenTarget,
     ) -> Result<UdpListenerId, HostError> {
-        let index =
-            u32::try_from(self.table.listeners.len()).map_err(|_| HostError::NoResources)?;
-        let sock = cx.host.udp_bind(addr)?;
+        self.add_listener(cx, place, addr, target, false)
+    }
+
+    /// `-U`: binds `addr` in the guest namespace; datagrams it receives are
+    /// spliced to the host's loopback (same family) on `host_port`.
+    /// `Unsupported` when splicing is off.
+    pub fn listen_outbound<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        addr: SocketAddr,
+        host_port: u16,
+    ) -> Result<UdpListenerId, HostError> {
+        if !cx.config.splice.enabled() {
+            return Err(HostError::Unsupported);
+        }
+        self.add_listener(cx, Place::GUEST, addr, ListenTarget::port(host_port), true)
+    }
+
+    fn add_listener<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        place: Place,
+        addr: SocketAddr,
+        target: ListenTarget,
+        outbound: bool,
+    ) -> Result<UdpListenerId, HostError> {
+        let listeners = &mut self.table.listeners;
+        if let Some(i) = listeners.iter().position(|l| {
+            l.is_some_and(|l| {
+                !l.open && l.place == place && l.addr == addr && l.outbound == outbound
+            })
+        }) && let Some(Some(l)) = listeners.get_mut(i)
+        {
+            l.open = true;
+            l.target = target;
+            return u32::try_from(i)
+                .map(UdpListenerId)
+                .map_err(|_| HostError::NoResources);
+        }
+        let index = listeners
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(listeners.len());
+        let index = u32::try_from(index).map_err(|_| HostError::NoResources)?;
+        let sock = cx.host.udp_bind_at(place, addr)?;
         if let Err(e) = cx.host.set_interest(
             sock,
             token::make(token::UDP_LISTENER, u64::from(index)),
@@ -303,8 +384,74 @@ impl Udp {
             cx.host.close(sock);
             return Err(e);
         }
-        self.table.listeners.push(Listener { sock, guest_port });
+        let listener = Some(Listener {
+            sock,
+            target,
+            place,
+            addr,
+            flows: 0,
+            open: true,
+            outbound,
+        });
+        match listeners.get_mut(index as usize) {
+            Some(slot) => *slot = listener,
+            None => listeners.push(listener),
+        }
         Ok(UdpListenerId(index))
+    }
+
+    /// Closes listener `id` (a forwarding rule went away) without
+    /// disturbing its flows: the socket is closed at once when no flow
+    /// uses it, otherwise when the last one expires; meanwhile datagrams
+    /// from new peers are dropped ([`DropReason::ForwardClosed`]). Returns
+    /// whether there was such an open listener.
+    pub fn close_listener<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, id: UdpListenerId) -> bool {
+        let Some(slot) = self.table.listeners.get_mut(id.0 as usize) else {
+            return false;
+        };
+        match slot {
+            Some(l) if l.open => l.open = false,
+            _ => return false,
+        }
+        self.close_drained(cx, id.0);
+        true
+    }
+
+    /// Closes listener `l` if it was closed and no flow (translated or
+    /// spliced) uses its socket any more.
+    fn close_drained<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, l: u32) {
+        let Some(slot) = self.table.listeners.get_mut(l as usize) else {
+            return;
+        };
+        if let Some(x) = slot
+            && !x.open
+            && x.flows == 0
+            && !self.splice.uses_listener(l)
+        {
+            cx.host.close(x.sock);
+            *slot = None;
+        }
+    }
+
+    /// Sends datagrams of new peers on listener `id` to guest port
+    /// `target` from now on (existing flows keep theirs). Returns
+    /// whether there was such an open listener.
+    pub fn retarget_listener(&mut self, id: UdpListenerId, target: ListenTarget) -> bool {
+        match self.table.listeners.get_mut(id.0 as usize) {
+            Some(Some(l)) if l.open => {
+                l.target = target;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sockets bound on forwarded ports: `(open, closed but still
+    /// serving flows)`.
+    pub fn listener_count(&self) -> (usize, usize) {
+        let live = self.table.listeners.iter().flatten();
+        let open = live.clone().filter(|l| l.open).count();
+        (open, live.count() - open)
     }
 
     /// Number of live flows.
@@ -549,10 +696,16 @@ impl Udp {
             .map_err(|_| (DropReason::FlowTableFull, Some(Refusal::AdminProhibited)))?;
         // Keep the guest's source port where the host lets us bind it: peers
         // that answer to a fixed port (or log it) then see the same one.
-        let unspec = unspecified_like(host_peer.ip());
-        let sock = match cx.host.udp_bind(SocketAddr::new(unspec, guest.port())) {
+        // -o / --outbound-if4/6 (docs/cli.md) choose the source address and
+        // interface; otherwise routing does.
+        let (place, local) = cx.config.outbound.bind_for(host_peer.ip(), 0);
+        let src = local.map_or_else(|| unspecified_like(host_peer.ip()), |l| l.ip());
+        let sock = match cx
+            .host
+            .udp_bind_at(place, SocketAddr::new(src, guest.port()))
+        {
             Ok(s) => s,
-            Err(_) => match cx.host.udp_bind(SocketAddr::new(unspec, 0)) {
+            Err(_) => match cx.host.udp_bind_at(place, SocketAddr::new(src, 0)) {
                 Ok(s) => s,
                 Err(e) => {
                     self.table.flows.give_back(vacant, cx.flows);
@@ -610,11 +763,15 @@ impl Udp {
             }
             token::UDP_LISTENER => {
                 let Ok(l) = u32::try_from(idx) else { return };
-                let Some(listener) = self.table.listeners.get(l as usize) else {
+                let Some(Some(listener)) = self.table.listeners.get(l as usize) else {
                     return;
                 };
                 let sock = listener.sock;
                 self.drain(cx, now, sock, Source::Listener(l), readiness);
+            }
+            token::UDP_SPLICE => {
+                self.splice
+                    .on_host_event(cx, now, token, readiness.error, &mut self.rx, RX_SLOT);
             }
             _ => {}
         }
@@ -632,10 +789,24 @@ impl Udp {
         if readiness.error {
             self.table.relay_errors(cx, sock, source);
         }
+        let listener = match source {
+            Source::Listener(l) => self
+                .table
+                .listeners
+                .get(l as usize)
+                .copied()
+                .flatten()
+                .map(|x| (l, x)),
+            Source::Flow(_) => None,
+        };
         for _ in 0..BATCHES_PER_EVENT {
             // Backpressure: read no more datagrams than the transmit queue
             // can take; the rest stays in the socket and is reported again.
-            let room = cx.tx_room().min(RX_BATCH);
+            // A `-U` socket never writes to the guest.
+            let room = match listener {
+                Some((_, l)) if l.outbound => RX_BATCH,
+                _ => cx.tx_room().min(RX_BATCH),
+            };
             if room == 0 {
                 break;
             }
@@ -660,10 +831,60 @@ impl Udp {
                 }
                 Err(_) => break,
             };
-            for slot in &slots[..got.min(room)] {
-                let r = self.table.deliver(cx, now, source, slot);
-                if let Err(reason) = r {
-                    cx.counters.drop(reason);
+            let got_slots = &slots[..got.min(room)];
+            match listener {
+                Some((l, x)) if x.outbound => self.splice.relay_from_listener(
+                    cx,
+                    now,
+                    l,
+                    x.sock,
+                    Place::HOST,
+                    x.target.port,
+                    got_slots,
+                ),
+                Some((l, x)) if cx.config.splice.enabled() => {
+                    // Loopback peers are spliced to the namespace's
+                    // loopback; the others go to the guest (or nowhere
+                    // with `--splice-only`), in arrival order per run.
+                    let mut i = 0;
+                    while i < got_slots.len() {
+                        let lo = is_loopback_src(&got_slots[i]);
+                        let mut end = i + 1;
+                        while end < got_slots.len() && is_loopback_src(&got_slots[end]) == lo {
+                            end += 1;
+                        }
+                        let run = &got_slots[i..end];
+                        i = end;
+                        if lo {
+                            self.splice.relay_from_listener(
+                                cx,
+                                now,
+                                l,
+                                x.sock,
+                                Place::GUEST,
+                                x.target.port,
+                                run,
+                            );
+                        } else if cx.config.splice == Splice::Only {
+                            for _ in run {
+                                cx.counters.drop(DropReason::Unmappable);
+                            }
+                        } else {
+                            for slot in run {
+                                if let Err(reason) = self.table.deliver(cx, now, source, slot) {
+                                    cx.counters.drop(reason);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    for slot in got_slots {
+                        let r = self.table.deliver(cx, now, source, slot);
+                        if let Err(reason) = r {
+                            cx.counters.drop(reason);
+                        }
+                    }
                 }
             }
             if got < room {
@@ -675,16 +896,28 @@ impl Udp {
     /// Next timer deadline: the arrival of the oldest datagram waiting
     /// for [`Udp::flush`] (already due), else the earliest flow expiry.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tx.since, self.table.next_deadline) {
+        let t = match (self.tx.since, self.table.next_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        crate::time::earliest(t, self.splice.poll_timeout())
     }
 
     /// Flushes queued datagrams (see [`Udp::flush`]), then expires idle
     /// flows.
     pub fn handle_timeout<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
         self.flush(cx, now);
+        self.splice.handle_timeout(cx, now);
+        self.expire(cx, now);
+        for l in 0..self.table.listeners.len() {
+            if self.table.listeners[l].is_some_and(|x| !x.open) {
+                self.close_drained(cx, l as u32);
+            }
+        }
+    }
+
+    /// Closes the flows idle past their timeout.
+    fn expire<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, now: Instant) {
         match self.table.next_deadline {
             Some(d) if d <= now => {}
             _ => return,
@@ -776,18 +1009,31 @@ impl Table {
         l: u32,
         peer: SocketAddr,
     ) -> Result<u32, DropReason> {
-        let listener = *self
+        let listener = self
             .listeners
             .get(l as usize)
+            .copied()
+            .flatten()
             .ok_or(DropReason::Malformed)?;
+        if !listener.open {
+            return Err(DropReason::ForwardClosed);
+        }
         let (seen, guest) = mapping::translate(
             cx.config,
             cx.guest,
             mapping::Direction::Inbound,
             peer,
-            SocketAddr::new(peer.ip(), listener.guest_port),
+            SocketAddr::new(peer.ip(), listener.target.port),
         )
         .ok_or(DropReason::Unmappable)?;
+        // A rule with a guest address (`-u 53:192.0.2.5`) delivers there.
+        let guest = SocketAddr::new(
+            listener
+                .target
+                .guest_addr(seen.ip(), guest.ip())
+                .ok_or(DropReason::Unmappable)?,
+            guest.port(),
+        );
         // The guest may already talk to this very endpoint (an outbound
         // flow): datagrams then join that flow, as the guest sees one tuple.
         if let Some(&i) = self.by_guest.get(&(guest, seen)) {
@@ -842,6 +1088,12 @@ impl Table {
             }
         }
     }
+}
+
+/// Whether a received datagram came from a loopback address (an
+/// IPv4-mapped one included).
+fn is_loopback_src(slot: &UdpRecv<'_>) -> bool {
+    slot.src.is_some_and(|a| canonical(a).ip().is_loopback())
 }
 
 /// An IPv4-mapped IPv6 peer as the IPv4 address it is.

@@ -15,6 +15,21 @@ fn rule(first: u16, last: u16, guest_first: u16) -> ForwardRule {
         ifname: None,
         host: PortRange::new(first, last),
         guest_first,
+        target: None,
+    }
+}
+
+fn to(target: &str, r: ForwardRule) -> ForwardRule {
+    ForwardRule {
+        target: Some(target.parse::<IpAddr>().unwrap()),
+        ..r
+    }
+}
+
+fn on(ifname: &str, r: ForwardRule) -> ForwardRule {
+    ForwardRule {
+        ifname: Some(ifname.to_string()),
+        ..r
     }
 }
 
@@ -190,7 +205,8 @@ fn fwd_repeated_options_accumulate() {
             port: 22
         })
     );
-    assert_eq!(b.add("none"), Err(FwdError::ModeConflict("none")));
+    // `none` adds nothing, wherever it comes.
+    assert_eq!(b.add("none"), Ok(()));
     let s = b.finish();
     assert_eq!(
         s.rules,
@@ -200,10 +216,93 @@ fn fwd_repeated_options_accumulate() {
             at("192.0.2.1", None, rule(22, 22, 22)),
         ]
     );
+    // `-t none -t 22` is `-t 22` (as libvirt and scripts write it).
     let mut b = ForwardSpecBuilder::new(cx);
     b.add("none").unwrap();
+    b.add("22").unwrap();
+    b.add("none").unwrap();
+    assert_eq!(b.finish(), ports(vec![rule(22, 22, 22)]));
+    // `all` on two host addresses accumulates; `all` and lists do not mix.
+    let mut b = ForwardSpecBuilder::new(cx);
+    b.add("127.0.0.1/all").unwrap();
+    b.add("::1/all").unwrap();
     assert_eq!(b.add("22"), Err(FwdError::PortsAfterMode));
-    assert_eq!(b.add("none"), Err(FwdError::ModeConflict("none")));
+    assert_eq!(b.finish().rules.len(), 4);
+    let mut b = ForwardSpecBuilder::new(cx);
+    b.add("all").unwrap();
+    assert!(matches!(
+        b.add("all"),
+        Err(FwdError::Overlapping { port: 1, .. })
+    ));
+}
+
+/// upstream's newer grammar: target addresses, `*`, `%IF/`, `ADDR/all`.
+#[test]
+fn fwd_target_addresses_and_interfaces() {
+    let cx = SpecContext::new(Program::Passt);
+    let p = |s| fwd::parse(s, &cx).unwrap();
+    let all_ports = |r: fn(ForwardRule) -> ForwardRule| {
+        vec![r(rule(1, 32767, 1)), r(rule(61000, 65535, 61000))]
+    };
+    // Host port 22 to port 22 of guest address 192.0.2.5.
+    assert_eq!(
+        p("22:192.0.2.5"),
+        ports(vec![to("192.0.2.5", rule(22, 22, 22))])
+    );
+    // Host port 5000 to port 6000 of 192.0.2.5.
+    assert_eq!(
+        p("5000:192.0.2.5/6000"),
+        ports(vec![to("192.0.2.5", rule(5000, 5000, 6000))])
+    );
+    assert_eq!(
+        p("5000-5001:[2001:db8::5]/6000-6001"),
+        ports(vec![to("2001:db8::5", rule(5000, 5001, 6000))])
+    );
+    assert_eq!(
+        p("22:2001:db8::5"),
+        ports(vec![to("2001:db8::5", rule(22, 22, 22))])
+    );
+    // A host address, and a target per item.
+    assert_eq!(
+        p("127.0.0.1/22:192.0.2.5,80:8080"),
+        ports(vec![
+            at("127.0.0.1", None, to("192.0.2.5", rule(22, 22, 22))),
+            at("127.0.0.1", None, rule(80, 80, 8080)),
+        ])
+    );
+    // `all` to a target address; `ADDR/all`.
+    let s = p("all:192.0.2.5");
+    assert_eq!(s.mode, ForwardMode::All);
+    assert_eq!(s.rules, all_ports(|r| to("192.0.2.5", r)));
+    let s = p("127.0.0.1/all");
+    assert_eq!(s.mode, ForwardMode::All);
+    assert_eq!(s.rules, all_ports(|r| at("127.0.0.1", None, r)));
+    // `*` is every address; `%IF` every address on IF; `ADDR%IF`.
+    assert_eq!(p("*/22"), ports(vec![rule(22, 22, 22)]));
+    assert_eq!(p("%lo/22"), ports(vec![on("lo", rule(22, 22, 22))]));
+    assert_eq!(
+        p("*%lo/2222:22"),
+        ports(vec![on("lo", rule(2222, 2222, 22))])
+    );
+    assert_eq!(
+        p("10.0.0.1%eth0/22"),
+        ports(vec![at("10.0.0.1", Some("eth0"), rule(22, 22, 22))])
+    );
+    // Target family must match the host address's.
+    assert!(matches!(
+        fwd::parse("::1/22:192.0.2.5", &cx),
+        Err(FwdError::Invalid {
+            reason: SpecError::FamilyMismatch { .. },
+            ..
+        })
+    ));
+    assert!(matches!(
+        fwd::parse("22:[192.0.2.5]", &cx),
+        Err(FwdError::Invalid {
+            reason: SpecError::BadBrackets(_),
+            ..
+        })
+    ));
 }
 
 /// Every malformed specification, with its own message.
@@ -342,7 +441,7 @@ fn fwd_malformed_specs_messages() {
             matches!(
                 e,
                 FwdError::Invalid {
-                    reason: SpecError::NotANumber(_),
+                    reason: SpecError::BadAddress(_),
                     ..
                 }
             )
@@ -455,11 +554,11 @@ fn fwd_malformed_specs_messages() {
                 }
             )
         }),
-        ("%eth0/22", |e| {
+        ("%/22", |e| {
             matches!(
                 e,
                 FwdError::Invalid {
-                    reason: SpecError::MissingAddress('%'),
+                    reason: SpecError::EmptyInterface,
                     ..
                 }
             )
@@ -563,11 +662,11 @@ fn fwd_malformed_specs_messages() {
                 }
             )
         }),
-        ("1.2.3.4/all", |e| {
+        ("1.2.3.4/none", |e| {
             matches!(
                 e,
                 FwdError::Invalid {
-                    reason: SpecError::KeywordWithAddress("all"),
+                    reason: SpecError::KeywordWithAddress("none"),
                     ..
                 }
             )
@@ -595,7 +694,7 @@ fn fwd_malformed_specs_messages() {
     // Errors of repeated options.
     let mut b = ForwardSpecBuilder::new(passt);
     b.add("22").unwrap();
-    for spec in ["22", "none", "all"] {
+    for spec in ["22", "all"] {
         report.push_str(&format!(
             "-t 22 -t {spec:?} => {}\n",
             b.add(spec).unwrap_err()

@@ -1098,3 +1098,262 @@ fn forwarding_all_without_enough_descriptors_fails_like_upstream() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Run-time forwarding changes: the control socket (-c) and pesto
+// ---------------------------------------------------------------------------
+
+const PESTO: &str = env!("CARGO_BIN_EXE_pesto");
+
+/// Runs pesto with `args`; returns its status, standard output and error.
+fn pesto(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(PESTO)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pesto");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// passt with a control socket; returns it and the socket's path.
+fn passt_with_control(name: &str) -> (Passt, String) {
+    let ctl = std::env::temp_dir().join(format!("passt-e2e-{name}-{}.ctl", std::process::id()));
+    let ctl_s = ctl.to_str().unwrap().to_string();
+    let mut args = V4_ARGS.to_vec();
+    args.extend(["-4", "-m", "65520", "-c", &ctl_s]);
+    (Passt::start(name, &args), ctl_s)
+}
+
+#[test]
+fn pesto_adds_a_forward_live_and_deleting_it_keeps_established_connections() {
+    if !netns::enter_or_skip() {
+        return;
+    }
+    let (passt, ctl) = passt_with_control("pesto-live");
+    let mut g = SmolGuest::new(passt.connect(), 65520);
+    let h = g.socket();
+    g.tcp(h).listen(8080).unwrap();
+    g.step();
+    let port = free_tcp_port();
+    assert_eq!(
+        TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| e.kind())
+            .err(),
+        Some(ErrorKind::ConnectionRefused),
+        "nothing listens before the rule"
+    );
+
+    let spec = format!("{port}:8080");
+    let (code, out, err) = pesto(&["-s", "-A", "-t", &spec, &ctl]);
+    assert_eq!(code, Some(0), "{err}");
+    let (before, after) = out.split_once("After:").expect("-s shows both tables");
+    assert!(
+        !before.contains(&spec) && after.contains(&format!("-t {spec}\n")),
+        "{out}"
+    );
+
+    // A connection through the new rule reaches the guest.
+    let to_guest = pattern(64 * 1024, 5);
+    let to_host = pattern(64 * 1024, 6);
+    let (tg, th) = (to_guest.clone(), to_host.clone());
+    let (go_on_tx, go_on_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the new port");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&tg[..tg.len() / 2]).unwrap();
+        // The rule is deleted meanwhile: this connection goes on.
+        go_on_rx.recv().unwrap();
+        s.write_all(&tg[tg.len() / 2..]).unwrap();
+        let mut got = vec![0u8; th.len()];
+        s.read_exact(&mut got).unwrap();
+        assert!(got == th, "the host client got the guest's bytes exactly");
+    });
+    let end = Instant::now() + WAIT;
+    while !g.tcp(h).is_active() || g.tcp(h).state() == tcp::State::SynReceived {
+        g.step();
+        assert!(Instant::now() < end, "no connection reached the guest");
+    }
+    let first = smol_exchange(&mut g, h, &[], to_guest.len() / 2, WAIT);
+
+    let (code, out, err) = pesto(&["-D", "-t", &port.to_string(), &ctl]);
+    assert_eq!((code, out.as_str()), (Some(0), ""), "{err}");
+    let (_, out, _) = pesto(&[&ctl]);
+    assert!(!out.contains(&spec), "{out}");
+    assert_eq!(
+        TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| e.kind())
+            .err(),
+        Some(ErrorKind::ConnectionRefused),
+        "the port is closed once the rule is deleted"
+    );
+    go_on_tx.send(()).unwrap();
+    let rest = smol_exchange(&mut g, h, &to_host, to_guest.len() / 2, WAIT);
+    assert!(
+        [first, rest].concat() == to_guest,
+        "the established connection carried everything"
+    );
+    let end = Instant::now() + WAIT;
+    while !client.is_finished() {
+        g.step();
+        assert!(Instant::now() < end, "the host client never finished");
+    }
+    client.join().unwrap();
+    assert!(passt.stderr_text().contains("pesto:"), "changes are logged");
+}
+
+#[test]
+fn pesto_refuses_bad_changes_cleanly_and_leaves_the_rules_alone() {
+    if !netns::enter_or_skip() {
+        return;
+    }
+    let (passt, ctl) = passt_with_control("pesto-bad");
+    let port = free_tcp_port().to_string();
+    let (code, _, err) = pesto(&["-A", "-t", &port, &ctl]);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, before, _) = pesto(&[&ctl]);
+
+    // Refused by pesto itself: the grammar.
+    let (code, _, err) = pesto(&["-A", "-t", "70000", &ctl]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("Invalid port specifier 70000"), "{err}");
+    let (code, _, err) = pesto(&["-A", "-t", "22"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("missing PATH"), "{err}");
+
+    // Refused by passt: the rules it has, its ports, its mode.
+    let (code, _, err) = pesto(&["-A", "-t", &port, &ctl]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("Overlapping port specifier {port}")),
+        "{err}"
+    );
+    let held = TcpListener::bind("0.0.0.0:0").unwrap();
+    let busy = held.local_addr().unwrap().port().to_string();
+    let (code, _, err) = pesto(&["-A", "-t", &busy, &ctl]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!(
+            "Failed to bind port {busy} (Address already in use) for option '-t {busy}'"
+        )),
+        "{err}"
+    );
+    let (code, _, err) = pesto(&["-D", "-u", "9", &ctl]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("No forwarding rule matches '-u 9'"), "{err}");
+    let (code, _, err) = pesto(&["-A", "-t", "auto", &ctl]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("'auto' port forwarding is only allowed for pasta"),
+        "{err}"
+    );
+
+    let (_, after, _) = pesto(&[&ctl]);
+    assert_eq!(before, after, "refused requests changed nothing");
+    drop(held);
+    drop(passt);
+    assert!(
+        !std::path::Path::new(&ctl).exists() || UnixStream::connect(&ctl).is_err(),
+        "no one answers on the control socket after passt is gone"
+    );
+}
+
+/// Sends raw bytes to the control socket and returns what came back
+/// before the connection closed (bounded by `WAIT`).
+fn raw_control(ctl: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut s = UnixStream::connect(ctl).expect("connect to the control socket");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn a_hostile_control_client_can_neither_crash_nor_stall_passt() {
+    if !netns::enter_or_skip() {
+        return;
+    }
+    let (passt, ctl) = passt_with_control("pesto-hostile");
+
+    // Garbage, huge lengths, text that is not UTF-8, no magic: each gets
+    // an error reply and the connection closed.
+    for (bytes, why) in [
+        (b"GET / HTTP/1.0\r\n\r\n".to_vec(), "longer than the limit"),
+        (
+            vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+            "longer than the limit",
+        ),
+        ([&[0, 0, 0, 2][..], &[0xc3, 0x28]].concat(), "not UTF-8"),
+        (
+            [&[0, 0, 0, 5][..], b"hello"].concat(),
+            "not a 'passt-control 1'",
+        ),
+    ] {
+        let reply = raw_control(&ctl, &bytes);
+        let text = String::from_utf8_lossy(reply.get(4..).unwrap_or_default());
+        assert!(
+            text.starts_with("error ") && text.contains(why),
+            "{bytes:?}: {text:?}"
+        );
+    }
+    // A client that says it will send 64 KiB and stops after 3 bytes, and
+    // more idle clients than passt serves at once: passt keeps serving
+    // the guest meanwhile, and drops them at their deadline.
+    let mut idle: Vec<UnixStream> = (0..6)
+        .map(|_| UnixStream::connect(&ctl).expect("connect"))
+        .collect();
+    idle[0].write_all(&[0, 1, 0, 0, b'p', b'a', b's']).unwrap();
+    let mut g = passt.connect();
+    let xid = 0x5e5707;
+    let mut discover = v4::Message::new_with_id(
+        xid,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &GUEST_MAC.0,
+    );
+    discover
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    let t0 = Instant::now();
+    g.send(&dhcp_frame(&discover));
+    g.expect("DHCPOFFER", |f| dhcp_reply(f, xid));
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "the guest was served while control clients hung"
+    );
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, out, _) = pesto(&[&ctl]);
+        if code == Some(0) {
+            assert!(out.contains("listening socket"), "{out}");
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "idle control clients were never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut b = [0u8; 16];
+        assert!(
+            matches!(s.read(&mut b), Ok(0) | Err(_)),
+            "each idle client was closed"
+        );
+    }
+    // Still alive, and it stops cleanly.
+    let mut passt = passt;
+    assert!(
+        passt.child.try_wait().unwrap().is_none(),
+        "passt is running"
+    );
+    let status = passt.terminate();
+    assert!(status.success(), "{status:?}: {}", passt.stderr_text());
+}

@@ -310,3 +310,18 @@ fn a_guest_that_stops_reading_holds_intake_back_and_loses_no_reply() {
     assert_eq!(lp.stats().frames_from_guest, REQUESTS as u64);
     assert_eq!(lp.engine().counters().total_drops(), 0);
 }
+
+#[test]
+fn control_socket_tokens_are_reserved_and_clash_with_no_other() {
+    use passt_engine::runtime::control;
+    use passt_engine::runtime::event_loop::{
+        TOKEN_GUEST, TOKEN_LISTENER, TOKEN_SIGNAL, TOKEN_STOP,
+    };
+    let others = [TOKEN_SIGNAL, TOKEN_STOP, TOKEN_LISTENER, TOKEN_GUEST];
+    for t in control::tokens() {
+        assert!(t.0 >= RESERVED_TOKENS_START, "{t:?}");
+        assert!(!others.contains(&t), "{t:?}");
+        // u64::MAX - 8 is pasta's namespace exit watch.
+        assert_ne!(t.0, u64::MAX - 8, "{t:?}");
+    }
+}

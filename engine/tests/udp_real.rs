@@ -507,3 +507,66 @@ fn a_burst_in_a_real_socket_reaches_the_guest_whole_through_a_two_frame_queue() 
     assert_eq!(k.drops(DropReason::TxQueueFull), 0);
     assert_eq!(k.udp_to_guest, u64::from(N));
 }
+
+/// A forwarded port's socket closed while a flow uses it (a rule removed
+/// at run time): the flow goes on both ways, a new peer is dropped and
+/// counted, the socket is closed once the flow expires, and a rule added
+/// again before that takes the same socket back.
+#[test]
+fn closing_a_forwarded_port_keeps_its_flows_until_they_expire() {
+    enter_private_netns();
+    let mut config = Config::example();
+    config.udp_timeout = Duration::from_millis(500);
+    config.udp_timeout_bidir = Duration::from_millis(500);
+    let mut h = Harness::new(config);
+    let lo = lo4();
+    let fwd_port = closed_port(lo);
+    let at = SocketAddr::new(lo, fwd_port);
+    let id = h.engine.udp_listen(at, 7000).expect("listen");
+    let p = peer(lo);
+    p.send_to(b"one", at).unwrap();
+    let got = as_udp(&h.expect_frames(WAIT)[0]).unwrap();
+    assert_eq!(got.payload, b"one");
+
+    assert!(h.engine.udp_unlisten(id), "an open listener closes");
+    assert!(!h.engine.udp_unlisten(id), "only once");
+    assert_eq!(h.engine.udp().listener_count(), (0, 1), "kept for its flow");
+    // The flow goes on, both ways.
+    p.send_to(b"two", at).unwrap();
+    let got = as_udp(&h.expect_frames(WAIT)[0]).unwrap();
+    assert_eq!(got.payload, b"two");
+    h.send_udp(got.dst, got.src, b"back");
+    let mut buf = [0u8; 16];
+    let (n, from) = p.recv_from(&mut buf).expect("the peer hears back");
+    assert_eq!((&buf[..n], from), (&b"back"[..], at));
+    // A new peer is not let in.
+    let stranger = peer(lo);
+    stranger.send_to(b"new", at).unwrap();
+    h.pump_until(WAIT, |h| {
+        h.engine.counters().drops(DropReason::ForwardClosed) == 1
+    });
+    assert_eq!(h.engine.counters().drops(DropReason::ForwardClosed), 1);
+    assert!(h.take_frames().is_empty());
+
+    // Added again before the flow expired: the same socket, open again.
+    let again = h.engine.udp_listen(at, 7001).expect("revived");
+    assert_eq!(again, id);
+    assert_eq!(h.engine.udp().listener_count(), (1, 0));
+    stranger.send_to(b"new again", at).unwrap();
+    let got = as_udp(&h.expect_frames(WAIT)[0]).unwrap();
+    assert_eq!(
+        (got.payload.as_slice(), got.dst.port()),
+        (&b"new again"[..], 7001)
+    );
+
+    // Closed again: once its flows expire, the port is free.
+    assert!(h.engine.udp_unlisten(id));
+    h.now += Duration::from_millis(100);
+    h.engine.handle_timeout(h.now);
+    assert_eq!(h.engine.udp().listener_count(), (0, 1), "flows still live");
+    h.now += Duration::from_secs(1);
+    h.engine.handle_timeout(h.now);
+    assert_eq!(h.engine.udp().flow_count(), 0);
+    assert_eq!(h.engine.udp().listener_count(), (0, 0));
+    UdpSocket::bind(at).expect("the port is free again");
+}

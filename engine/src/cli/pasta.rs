@@ -196,6 +196,7 @@ pub(super) fn take_pasta_block(raw: &mut RawArgs, program: Program) -> Result<Ra
                 (raw.one_off, "one-off"),
                 (raw.no_dhcp_dns, "no-dhcp-dns"),
                 (raw.no_dhcp_search, "no-dhcp-search"),
+                (raw.vhost_user, "vhost-user"),
             ];
             if let Some((_, name)) = passt_only.iter().find(|(given, _)| *given) {
                 return Err(CliError::invalid(format!(

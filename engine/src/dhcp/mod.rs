@@ -476,7 +476,9 @@ fn reply_options(
         opts.insert(DhcpOption::DomainNameServer(v4.dns.clone()));
     }
     // RFC 2132 §5.1: the MTU option's minimum is 68, which Config enforces.
-    opts.insert(DhcpOption::InterfaceMtu(config.mtu));
+    if config.announce_mtu {
+        opts.insert(DhcpOption::InterfaceMtu(config.mtu));
+    }
     if let Some(hostname) = config.hostname.as_deref().filter(|h| !h.is_empty()) {
         opts.insert(DhcpOption::Hostname(hostname.to_string()));
     }

@@ -25,6 +25,14 @@ pub const UDP_FLOW: u8 = 0x03;
 pub const UDP_LISTENER: u8 = 0x04;
 /// ICMP echo (ping socket) flows.
 pub const ICMP_FLOW: u8 = 0x05;
+/// Spliced TCP flows (pasta's loopback fast path): the socket that was
+/// accepted (side 0).
+pub const TCP_SPLICE: u8 = 0x06;
+/// Spliced TCP flows: the socket that was connected (side 1). Its token is
+/// side 0's with this kind byte ([`with_kind`]).
+pub const TCP_SPLICE_PEER: u8 = 0x07;
+/// Spliced UDP flows: the socket relaying toward the other namespace.
+pub const UDP_SPLICE: u8 = 0x08;
 
 /// Generation bits a flow token carries.
 pub const GENERATION_MASK: u32 = 0x00ff_ffff;
@@ -52,6 +60,13 @@ pub const fn flow(kind: u8, slot: u32, generation: u32) -> Token {
         kind,
         ((generation & GENERATION_MASK) as u64) << 32 | slot as u64,
     )
+}
+
+/// The same flow entry under another kind: how a flow with two sockets
+/// (a spliced TCP flow) tells which of them an event is about while both
+/// name one entry.
+pub const fn with_kind(t: Token, kind: u8) -> Token {
+    make(kind, index(t))
 }
 
 /// The `(slot, generation)` a flow token carries.

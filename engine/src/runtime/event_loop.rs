@@ -21,8 +21,10 @@
 //!
 //! The loop shares the [`RealHost`] epoll set with the engine's sockets. Its
 //! own descriptors use the tokens from [`RESERVED_TOKENS_START`] up to
-//! `u64::MAX` ([`TOKEN_SIGNAL`], [`TOKEN_STOP`], [`TOKEN_EXIT_WATCH`], [`TOKEN_LISTENER`],
-//! [`TOKEN_GUEST`]); the engine must never register a socket with a token in
+//! `u64::MAX` ([`TOKEN_SIGNAL`], [`TOKEN_STOP`], [`TOKEN_EXIT_WATCH`],
+//! [`TOKEN_LISTENER`], [`TOKEN_GUEST`], and the control socket's,
+//! [`super::control::TOKEN_CONTROL`] and its clients' below it); the
+//! engine must never register a socket with a token in
 //! that range, and readiness for those tokens is never passed to it.
 //!
 //! Frames the engine queues while no guest is connected are discarded
@@ -36,6 +38,7 @@ use std::time::Duration;
 
 use super::clock;
 use super::host::RealHost;
+use super::live::LiveForwarding;
 use super::logging::{log_info, log_trace, log_warn};
 use super::pcap::PcapWriter;
 use super::process::SignalFd;
@@ -185,6 +188,9 @@ pub struct EventLoop<T: GuestTransport> {
     stats: LoopStats,
     ping_warned: bool,
     exit_watch: Option<Box<dyn ExitWatch + Send>>,
+    live: Option<LiveForwarding>,
+    /// `--stats DELAY`: the delay, and when the next report may be logged.
+    stats_every: Option<(Duration, Instant)>,
 }
 
 fn eventfd() -> io::Result<OwnedFd> {
@@ -219,12 +225,34 @@ impl<T: GuestTransport> EventLoop<T> {
             stats: LoopStats::default(),
             ping_warned: false,
             exit_watch: None,
+            live: None,
+            stats_every: None,
         })
+    }
+
+    /// Forwarding that changes while the loop runs: `live`'s rescans run
+    /// as timers of the loop and its control socket is served in it.
+    pub fn set_live(&mut self, live: LiveForwarding) -> Result<(), LoopError> {
+        live.register(self.engine.host_mut())?;
+        self.live = Some(live);
+        Ok(())
+    }
+
+    /// The live forwarding, if set.
+    pub fn live(&self) -> Option<&LiveForwarding> {
+        self.live.as_ref()
     }
 
     /// Records every guest-facing frame, both directions, to `pcap`.
     pub fn set_pcap(&mut self, pcap: PcapWriter) {
         self.pcap = Some(pcap);
+    }
+
+    /// `--stats DELAY`: after handling events, log the event counts at most
+    /// once every `every` (no wake-up of its own: an idle loop logs
+    /// nothing, as there is nothing new).
+    pub fn set_stats(&mut self, every: Option<Duration>) {
+        self.stats_every = every.map(|d| (d, clock::now()));
     }
 
     /// One-off mode (`-1`): return [`ExitReason::GuestGone`] when the QEMU
@@ -342,11 +370,18 @@ impl<T: GuestTransport> EventLoop<T> {
         if let Some(reason) = self.take_guest_frames(now, false)? {
             return Ok(Some(reason));
         }
+        if let Some(live) = &mut self.live {
+            live.on_timer(&mut self.engine, now);
+        }
         if let Some(reason) = self.finish_round(now)? {
             return Ok(Some(reason));
         }
-        let timer_wait =
-            Driver::next_deadline(&self.engine).map(|t| t.saturating_duration_since(now));
+        let live_deadline = self.live.as_ref().and_then(LiveForwarding::next_deadline);
+        let timer_wait = match (Driver::next_deadline(&self.engine), live_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|t| t.saturating_duration_since(now));
         let mut wait = match (timer_wait, max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -378,6 +413,7 @@ impl<T: GuestTransport> EventLoop<T> {
         self.events = events;
         let exit = result?;
         self.warn_once();
+        self.report_stats(clock::now());
         if exit.is_some() {
             return Ok(exit);
         }
@@ -430,6 +466,12 @@ impl<T: GuestTransport> EventLoop<T> {
                     } else {
                         None
                     }
+                }
+                t if self.live.as_ref().is_some_and(|l| l.owns(t)) => {
+                    if let Some(live) = &mut self.live {
+                        live.on_event(&mut self.engine, now, t, readiness);
+                    }
+                    None
                 }
                 _ => None,
             };
@@ -607,6 +649,31 @@ impl<T: GuestTransport> EventLoop<T> {
             self.ping_warned = true;
             log_warn!("{}", crate::icmp::PING_NOT_PERMITTED_WARNING);
         }
+    }
+
+    /// `--stats`: the event counts so far, when the delay has passed.
+    fn report_stats(&mut self, now: Instant) {
+        let Some((every, next)) = self.stats_every else {
+            return;
+        };
+        if now < next {
+            return;
+        }
+        self.stats_every = Some((every, now.saturating_add(every)));
+        let c = self.engine.counters();
+        let s = self.stats();
+        log_info!(
+            "Stats: frames from guest {}, to guest {}, flows opened {}, closed {}, \
+             UDP to host {}, to guest {}, DHCP replies {}, guest clients {}",
+            s.frames_from_guest,
+            s.frames_to_guest,
+            c.flows_opened,
+            c.flows_closed,
+            c.udp_to_host,
+            c.udp_to_guest,
+            c.dhcp_replies,
+            s.clients_accepted
+        );
     }
 
     /// Whether the ping-sockets warning has been logged.

@@ -77,6 +77,17 @@ struct SplicePipe {
     capacity: usize,
 }
 
+/// Empty splice pipes kept for reuse when their source socket closes, so
+/// that a new spliced connection costs no `pipe2` (connection rate); more
+/// than this are closed.
+const PIPE_POOL_MAX: usize = 64;
+
+/// Size asked for each splice pipe (`F_SETPIPE_SZ`): fewer, larger
+/// `splice` calls per byte than the default 64 KiB. When the kernel
+/// refuses (`pipe-max-size`, `pipe-user-pages-soft`), the pipe keeps the
+/// size it has.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
 #[derive(Debug)]
 struct SockState {
     fd: OwnedFd,
@@ -102,6 +113,10 @@ pub struct RealHost {
     scratch: Vec<u8>,
     /// The namespace of [`Netns::Guest`] sockets (pasta), once set.
     guest_netns: Option<NetNs>,
+    /// `--freebind` (see [`RealHost::set_freebind`]).
+    freebind: bool,
+    /// Empty splice pipes for reuse (at most [`PIPE_POOL_MAX`]).
+    pipe_pool: Vec<SplicePipe>,
 }
 
 impl RealHost {
@@ -129,7 +144,16 @@ impl RealHost {
             peek_mode,
             scratch: Vec::new(),
             guest_netns: None,
+            freebind: false,
+            pipe_pool: Vec::new(),
         })
+    }
+
+    /// `--freebind`: sockets of forwarded ports (listening TCP, bound UDP)
+    /// may be bound to addresses not (yet) configured on the host
+    /// (`IP_FREEBIND`, `IPV6_FREEBIND`, ip(7) and ipv6(7)).
+    pub fn set_freebind(&mut self, on: bool) {
+        self.freebind = on;
     }
 
     /// Sets the namespace that [`Netns::Guest`] sockets are made in
@@ -172,6 +196,19 @@ impl RealHost {
             })?;
         }
         Ok(fd)
+    }
+
+    /// Sets `IP_FREEBIND`/`IPV6_FREEBIND` on `fd` before it is bound to
+    /// `addr`, when `--freebind` asked for it.
+    fn apply_freebind(&self, fd: RawFd, addr: &SocketAddr) -> Result<(), HostError> {
+        if !self.freebind {
+            return Ok(());
+        }
+        if addr.is_ipv6() {
+            sys::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_FREEBIND, 1)
+        } else {
+            sys::set_int(fd, libc::IPPROTO_IP, libc::IP_FREEBIND, 1)
+        }
     }
 
     /// Whether `setsockopt(SO_PEEK_OFF)` is accepted on a TCP socket here.
@@ -325,8 +362,17 @@ impl RealHost {
         }
     }
 
+    /// Takes a socket's state out of the table; its splice pipe, if empty,
+    /// goes back to the pool.
     fn remove(&mut self, sock: SockId) -> Option<SockState> {
-        self.socks.get_mut(sock.0 as usize).and_then(Option::take)
+        let mut st = self.socks.get_mut(sock.0 as usize).and_then(Option::take)?;
+        if let Some(pipe) = st.splice.take()
+            && pipe.pending == 0
+            && self.pipe_pool.len() < PIPE_POOL_MAX
+        {
+            self.pipe_pool.push(pipe);
+        }
+        Some(st)
     }
 
     /// `tcp_peek` with `SO_PEEK_OFF`.
@@ -508,6 +554,7 @@ impl HostIo for RealHost {
         if addr.is_ipv6() {
             sys::set_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
         }
+        self.apply_freebind(raw, &addr)?;
         bind(raw, &addr)?;
         let backlog = backlog.min(libc::c_int::MAX as u32) as libc::c_int;
         // SAFETY: plain syscall on a descriptor we own.
@@ -686,10 +733,14 @@ impl HostIo for RealHost {
         if from == to {
             return Err(HostError::BadSocket);
         }
-        let st = self.state_mut(from)?;
-        if st.splice.is_none() {
-            st.splice = Some(new_splice_pipe(to)?);
+        if self.state(from)?.splice.is_none() {
+            let pipe = match self.pipe_pool.pop() {
+                Some(p) => p,
+                None => new_splice_pipe(to)?,
+            };
+            self.state_mut(from)?.splice = Some(pipe);
         }
+        let st = self.state_mut(from)?;
         let Some(pipe) = st.splice.as_mut() else {
             return Err(HostError::BadSocket);
         };
@@ -703,8 +754,9 @@ impl HostIo for RealHost {
         // 1. What an earlier call left in the pipe goes first.
         let mut moved = Self::flush_splice_pipe(pipe, to_fd)?;
         let mut src_eof = false;
+        let mut sink_full = pipe.pending > 0;
         // 2. Then source -> pipe -> destination, while both sides cooperate.
-        while pipe.pending == 0 && moved < max {
+        while !sink_full && moved < max {
             let chunk = (max - moved).min(pipe.capacity);
             match splice(from_fd, pipe.write.as_raw_fd(), chunk) {
                 Ok(0) => {
@@ -717,11 +769,16 @@ impl HostIo for RealHost {
                 Err(_) => break,
             }
             moved += Self::flush_splice_pipe(pipe, to_fd)?;
+            sink_full = pipe.pending > 0;
         }
-        if moved == 0 && !src_eof {
+        if moved == 0 && !src_eof && !sink_full {
             return Err(HostError::WouldBlock);
         }
-        Ok(Spliced { moved, src_eof })
+        Ok(Spliced {
+            moved,
+            src_eof,
+            sink_full,
+        })
     }
 
     fn udp_bind_at(&mut self, place: Place, local: SocketAddr) -> Result<SockId, HostError> {
@@ -733,6 +790,7 @@ impl HostIo for RealHost {
         } else {
             sys::set_int(raw, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
         }
+        self.apply_freebind(raw, &local)?;
         bind(raw, &local)?;
         Ok(self.insert(fd, Kind::Udp))
     }
@@ -955,6 +1013,8 @@ fn new_splice_pipe(to: SockId) -> Result<SplicePipe, HostError> {
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
     // SAFETY: both descriptors are fresh and owned by no one else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: F_SETPIPE_SZ takes an int; failure leaves the size as it was.
+    unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
     // SAFETY: F_GETPIPE_SZ takes no argument and returns the capacity.
     let capacity = cvt(unsafe { libc::fcntl(read.as_raw_fd(), libc::F_GETPIPE_SZ) })
         .map_or(65536, |c| c as usize);

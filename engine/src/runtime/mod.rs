@@ -17,7 +17,9 @@
 //! - [`pasta`]: the namespaces pasta creates or joins, the command it runs,
 //!   and the watch on the target's lifetime;
 //! - [`host_probe`]: reading the host's addresses, routes and resolvers;
-//! - [`forward`]: binding the forwarded ports (`-t`/`-u`);
+//! - [`forward`]: the live table of forwarded ports (`-t`/`-u`/`-T`/`-U`),
+//!   [`autoscan`] (pasta's `auto`), [`control`] (the `-c` socket for
+//!   `pesto`) and [`live`], which holds them for the loop;
 //! - [`process`]: daemon, pid file, signals, privileges, limits;
 //! - [`logging`]: the binaries' logger;
 //! - [`clock`]: monotonic time as [`crate::Instant`] and a random seed;
@@ -29,11 +31,14 @@
 //! It must never hold protocol logic: it moves bytes and reports readiness.
 //! Nothing outside `runtime` (and the binaries) may import it.
 
+pub mod autoscan;
 pub mod clock;
+pub mod control;
 pub mod event_loop;
 pub mod forward;
 pub mod host;
 pub mod host_probe;
+pub mod live;
 pub mod logging;
 pub mod netlink;
 pub mod netns;

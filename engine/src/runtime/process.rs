@@ -54,6 +54,30 @@ pub fn daemonize() -> io::Result<Forked> {
     Ok(Forked::Child)
 }
 
+/// `-F 0..2`: moves an inherited descriptor out of the standard streams'
+/// way (the daemon points them at `/dev/null`): duplicates it to the lowest
+/// free number above 2 (close-on-exec), and points the old number at
+/// `/dev/null`. Descriptors above 2 are returned as they are.
+pub fn move_above_stdio(fd: i32) -> io::Result<i32> {
+    if fd > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: plain syscall; the result is checked.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    // SAFETY: `dup2` onto `fd`, which we own now that `new` holds the socket.
+    if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(new)
+}
+
 /// Ends the process now with `code`, without running destructors or atexit
 /// handlers (`_exit(2)`): for the parent after [`daemonize`].
 pub fn exit_immediately(code: i32) -> ! {

@@ -6,7 +6,9 @@
 //!    pasta then creates or joins its namespaces ([`pasta::set_up`]);
 //! 3. the engine and its listeners: forwarded ports are bound before the
 //!    guest socket is announced, so a port that cannot be bound stops the
-//!    start ([`bind_listeners`]);
+//!    start ([`bind_listeners`]); then the control socket for `pesto`
+//!    (`-c`, [`open_control`]) and pasta's `auto` scan, which must exist
+//!    before isolation;
 //! 4. the guest transport: QEMU's socket ([`open_guest_transport`]) or,
 //!    for pasta, the tap in the namespace ([`open_tap`]);
 //! 5. isolation (issue #15) belongs here, once every descriptor is open
@@ -24,12 +26,15 @@
 
 use std::process::ExitCode;
 
+use super::autoscan::AutoScan;
 use super::clock;
+use super::control::ControlServer;
 use super::event_loop::EventLoop;
 use super::event_loop::ExitReason;
-use super::forward;
+use super::forward::ForwardTable;
 use super::host::RealHost;
 use super::host_probe;
+use super::live::LiveForwarding;
 use super::logging::{self, Level, Sink};
 use super::netlink;
 use super::netns::NetNs;
@@ -112,7 +117,11 @@ pub fn main_for(default: Program) -> ExitCode {
     };
     match cli::parse_args_in(args, cx) {
         Ok(opts) => run(opts, cx),
-        Err(e @ (cli::CliError::Help(_) | cli::CliError::Version(_))) => {
+        Err(
+            e @ (cli::CliError::Help(_)
+            | cli::CliError::Version(_)
+            | cli::CliError::Capabilities(_)),
+        ) => {
             print!("{e}");
             ExitCode::SUCCESS
         }
@@ -146,9 +155,10 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
     let (config, host) = probe_host(opts)?;
     match &opts.pasta {
         None => {
-            let engine = bind_listeners(config, opts, cx, None)?;
+            let (engine, table) = bind_listeners(config, opts, cx, None)?;
+            let live = open_control(opts, LiveForwarding::new(table))?;
             let transport = open_guest_transport(opts)?;
-            serve(engine, transport, opts, None)
+            serve(engine, transport, opts, live, None)
         }
         Some(p) => {
             let ns = pasta::set_up(p)?;
@@ -156,28 +166,40 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
                 .netns()
                 .try_clone()
                 .map_err(|e| format!("Couldn't open network namespace: {e}"))?;
-            let engine = bind_listeners(config, opts, cx, Some(guest_netns))?;
+            let (engine, table) = bind_listeners(config, opts, cx, Some(guest_netns))?;
+            let mut live = LiveForwarding::new(table);
+            if !live.table().auto_chans().is_empty() {
+                let scan = AutoScan::open(Some(ns.netns()))
+                    .map_err(|e| format!("Couldn't open the socket tables for 'auto': {e}"))?;
+                live = live.with_auto_scan(scan);
+            }
+            let live = open_control(opts, live)?;
             if p.splice_only {
                 netlink::link_up(ns.netns(), "lo")
                     .map_err(|e| format!("Couldn't bring up loopback in the namespace: {e}"))?;
-                return serve(engine, NoGuest, opts, Some(ns));
+                return serve(engine, NoGuest, opts, live, Some(ns));
             }
             let transport = open_tap(opts, &ns, &host, engine.config())?;
-            serve(engine, transport, opts, Some(ns))
+            serve(engine, transport, opts, live, Some(ns))
         }
     }
 }
 
-/// Steps 4 to 7 over the transport opened: the loop with its capture and
-/// (pasta) its exit watch, isolation, detach, pasta's command let go, the
-/// loop run. Returns the exit status: 0, or pasta's command's.
+/// Steps 4 to 7 over the transport opened: the loop with its live
+/// forwarding, capture and (pasta) exit watch, isolation, detach, pasta's
+/// command let go, the loop run. Returns the exit status: 0, or pasta's
+/// command's.
 fn serve<T: GuestTransport>(
     engine: Engine<RealHost>,
     transport: T,
     opts: &Options,
+    live: LiveForwarding,
     mut ns: Option<pasta::Namespace>,
 ) -> Result<u8, StartError> {
     let mut event_loop = EventLoop::new(engine, transport)
+        .map_err(|e| format!("Failed to start the event loop: {e}"))?;
+    event_loop
+        .set_live(live)
         .map_err(|e| format!("Failed to start the event loop: {e}"))?;
     event_loop.set_one_off(opts.one_off);
     if let Some(ns) = &mut ns {
@@ -188,6 +210,10 @@ fn serve<T: GuestTransport>(
                 .map_err(|e| format!("Failed to watch the namespace: {e}"))?;
         }
     }
+    event_loop.set_stats(
+        opts.stats
+            .map(|s| std::time::Duration::from_secs(u64::from(s))),
+    );
     if let Some(path) = &opts.pcap {
         let w = PcapWriter::create(path)
             .map_err(|e| format!("Failed to open pcap file {}: {e}", path.display()))?;
@@ -197,8 +223,8 @@ fn serve<T: GuestTransport>(
         );
         event_loop.set_pcap(w);
     }
-    // Isolation (issue #15) goes here: every descriptor is open, nothing
-    // has been forked yet.
+    // Isolation (issue #15) goes here: every descriptor is open (the
+    // control socket of -c included), nothing has been forked yet.
     detach(opts)?;
     // After the fork: a signalfd registered in epoll by the parent would
     // never wake the child's epoll.
@@ -276,6 +302,9 @@ pub fn start_logging(opts: &Options) -> Result<(), ExitCode> {
         None => Sink::Stderr,
     };
     logging::init(level_of(opts.verbosity), sink);
+    for w in &opts.warnings {
+        logging::log(Level::Warn, format_args!("{w}"));
+    }
     Ok(())
 }
 
@@ -300,16 +329,19 @@ pub fn probe_host(opts: &Options) -> Result<(Config, HostNetwork), StartError> {
     Ok((config, host))
 }
 
-/// Step 3: the engine over a [`RealHost`], with the forwarded ports bound.
-/// `guest_netns` is pasta's namespace, where the host makes
-/// [`crate::host_io::Netns::Guest`] sockets.
+/// Step 3: the engine over a [`RealHost`], with the forwarded ports bound,
+/// and the live table that bound them (kept by the loop for `auto` and the
+/// control socket). `guest_netns` is pasta's namespace, where the host
+/// makes [`crate::host_io::Netns::Guest`] sockets (`-T`/`-U` listeners,
+/// the splice).
 pub fn bind_listeners(
     config: Config,
     opts: &Options,
     cx: SpecContext,
     guest_netns: Option<NetNs>,
-) -> Result<Engine<RealHost>, StartError> {
+) -> Result<(Engine<RealHost>, ForwardTable), StartError> {
     let mut host_io = RealHost::new().map_err(|e| format!("Failed to set up epoll: {e}"))?;
+    host_io.set_freebind(opts.freebind);
     if let Some(ns) = guest_netns {
         host_io.set_guest_netns(ns);
     }
@@ -321,13 +353,17 @@ pub fn bind_listeners(
             format_args!("Can't raise the open files limit: {e}"),
         );
     }
-    let report = forward::bind_forwards(
-        &mut engine,
-        &opts.forwarding,
-        &opts.tcp_ports,
-        &opts.udp_ports,
-        cx,
-    )?;
+    let mut table = ForwardTable::for_engine(&engine, cx);
+    let mut rules = table.rules_from_options(&opts.forwarding, &opts.tcp_ports, &opts.udp_ports);
+    if let Some(p) = &opts.pasta {
+        table.namespace_rules(
+            &mut rules,
+            &p.forwarding_ns,
+            &p.tcp_ns_ports,
+            &p.udp_ns_ports,
+        );
+    }
+    let report = table.apply(&mut engine, rules)?;
     for run in &report.bound {
         logging::log(Level::Debug, format_args!("Forwarding {run}"));
     }
@@ -338,7 +374,23 @@ pub fn bind_listeners(
             report.sockets, report.skipped.0, report.skipped.1
         ),
     );
-    Ok(engine)
+    Ok((engine, table))
+}
+
+/// Step 3b: the control socket for `pesto` (`-c PATH`), if asked. It is
+/// opened here, before isolation: once the filesystem is out of sight no
+/// new socket file can be made.
+pub fn open_control(opts: &Options, live: LiveForwarding) -> Result<LiveForwarding, StartError> {
+    let Some(path) = &opts.conf_path else {
+        return Ok(live);
+    };
+    let server = ControlServer::bind(path)
+        .map_err(|e| format!("Failed to bind control socket {}: {e}", path.display()))?;
+    logging::log(
+        Level::Info,
+        format_args!("Configuration socket bound at {}", path.display()),
+    );
+    Ok(live.with_control(server))
 }
 
 /// Step 4 (passt): QEMU's socket: `-F` a pre-connected descriptor, `-s` a
@@ -347,7 +399,9 @@ pub fn bind_listeners(
 pub fn open_guest_transport(opts: &Options) -> Result<StreamTransport, StartError> {
     let transport = match (opts.fd, &opts.socket) {
         (Some(fd), _) => {
-            StreamTransport::from_raw_fd(fd).map_err(|e| format!("Invalid --fd {fd}: {e}"))?
+            let moved =
+                process::move_above_stdio(fd).map_err(|e| format!("Invalid --fd {fd}: {e}"))?;
+            StreamTransport::from_raw_fd(moved).map_err(|e| format!("Invalid --fd {fd}: {e}"))?
         }
         (None, Some(path)) => StreamTransport::listen(path)
             .map_err(|e| format!("Failed to bind UNIX domain socket {}: {e}", path.display()))?,
@@ -457,6 +511,12 @@ pub fn detach(opts: &Options) -> Result<(), StartError> {
         }
         return Ok(());
     }
+    // Without -l a daemon logs to the system logger (as upstream); the
+    // socket is connected before the fork and before any isolation.
+    let syslog = match &opts.log_file {
+        None => logging::syslog_sink().ok(),
+        Some(_) => None,
+    };
     match process::daemonize().map_err(|e| format!("Failed to fork: {e}"))? {
         process::Forked::Parent(child) => {
             if let Some(path) = &opts.pid_file
@@ -468,10 +528,10 @@ pub fn detach(opts: &Options) -> Result<(), StartError> {
             process::exit_immediately(0);
         }
         process::Forked::Child => {
-            // Standard error is /dev/null now: keep only a log file.
+            // Standard error is /dev/null now: a log file, else syslog.
             let sink = match &opts.log_file {
                 Some(path) => logging::file_sink(path, opts.log_size).unwrap_or(Sink::Discard),
-                None => Sink::Discard,
+                None => syslog.unwrap_or(Sink::Discard),
             };
             logging::init(level_of(opts.verbosity), sink);
             Ok(())

@@ -9,7 +9,11 @@
 //!   the frame for the guest; discard only what the guest acknowledges;
 //!   retransmit by rewinding.
 //! - accepted connections on forwarded ports ([`Tcp::listen`]) -> SYN to
-//!   the guest.
+//!   the guest; with pasta's loopback fast path ([`crate::Config::splice`])
+//!   a peer on the host's loopback is spliced to the namespace's loopback
+//!   instead, and `-T` listeners in the namespace
+//!   ([`Tcp::listen_outbound`]) are spliced to the host's loopback
+//!   ([`splice`]).
 //!
 //! This module owns its flows (a [`FlowTable`] under the engine's one
 //! [`crate::flow::FlowLimit`], looked up through an ordered map on the
@@ -19,40 +23,62 @@
 //! allocates per segment: the slab, free list and maps only grow when the
 //! number of flows reaches a new high.
 //!
-//! Submodules: [`flow`] (the per-flow state machine), `isn` (RFC 6528),
-//! `rtt` (RFC 6298), `seq` (sequence arithmetic).
+//! Submodules: [`flow`] (the per-flow state machine), [`splice`] (the
+//! loopback fast path), `isn` (RFC 6528), `rtt` (RFC 6298), `seq`
+//! (sequence arithmetic).
 
 pub mod flow;
 mod isn;
 mod rtt;
 mod seq;
+pub mod splice;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
+use crate::config::Splice;
 use crate::counters::DropReason;
 use crate::ctx::Ctx;
 use crate::flow::{FlowTable, Vacant, token};
-use crate::host_io::{HostError, HostIo, Interest, Readiness, SockId, Token};
-use crate::mapping;
+use crate::host_io::{HostError, HostIo, Interest, Place, Readiness, SockId, Token};
+use crate::mapping::{self, ListenTarget};
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr};
 
 use flow::{Flow, FlowKey, Verdict, emit_rst};
 use isn::IsnGenerator;
+use splice::Splices;
 
 /// Backlog of listening sockets on forwarded ports.
 const LISTEN_BACKLOG: u32 = 128;
 /// Connections accepted per readiness event (the rest wait for the next).
 const ACCEPTS_PER_EVENT: usize = 64;
 
+/// Where a listener's connections go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `-t`: a host port, toward the guest (spliced to the namespace's
+    /// loopback for loopback peers when splicing is on).
+    ToGuest,
+    /// `-T`: a port in the guest namespace, spliced to the host's loopback.
+    ToHostLoopback,
+}
+
 /// A listening socket on a forwarded port.
 #[derive(Debug)]
 struct Listener {
     sock: SockId,
-    guest_port: u16,
+    /// Where connections go: the guest port and address, or for `-T` the
+    /// host's loopback port (`target.port`).
+    target: ListenTarget,
+    route: Route,
 }
+
+/// Identifies a listening socket on a forwarded port ([`Tcp::listen`]),
+/// until [`Tcp::close_listener`]; the index may be reused afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TcpListenerId(pub u32);
 
 /// TCP flows between the guest and host sockets.
 #[derive(Debug)]
@@ -62,6 +88,7 @@ pub struct Tcp {
     index: BTreeMap<FlowKey, u32>,
     timers: BTreeSet<(Instant, u32)>,
     listeners: Vec<Option<Listener>>,
+    splices: Splices,
 }
 
 impl Tcp {
@@ -73,7 +100,13 @@ impl Tcp {
             index: BTreeMap::new(),
             timers: BTreeSet::new(),
             listeners: Vec::new(),
+            splices: Splices::new(),
         }
+    }
+
+    /// The spliced flows (pasta's loopback fast path).
+    pub fn splices(&self) -> &Splices {
+        &self.splices
     }
 
     /// Live flows.
@@ -81,21 +114,59 @@ impl Tcp {
         self.flows.len()
     }
 
-    /// Listens on `addr` (a forwarded port); accepted connections go to the
-    /// guest on `guest_port`.
+    /// Listens on `addr` at `place` (a forwarded port); accepted
+    /// connections go to the guest at `target`.
     pub fn listen<H: HostIo>(
         &mut self,
         cx: &mut Ctx<'_, H>,
+        place: Place,
         addr: SocketAddr,
-        guest_port: u16,
-    ) -> Result<(), HostError> {
-        let sock = cx.host.tcp_listen(addr, LISTEN_BACKLOG)?;
+        target: ListenTarget,
+    ) -> Result<TcpListenerId, HostError> {
+        self.add_listener(cx, place, addr, target, Route::ToGuest)
+    }
+
+    /// `-T`: listens on `addr` in the guest namespace; accepted connections
+    /// are spliced to the host's loopback (same family) on `host_port`.
+    /// `Unsupported` when splicing is off (there is no other way to serve
+    /// them).
+    pub fn listen_outbound<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        addr: SocketAddr,
+        host_port: u16,
+    ) -> Result<TcpListenerId, HostError> {
+        if !cx.config.splice.enabled() {
+            return Err(HostError::Unsupported);
+        }
+        self.add_listener(
+            cx,
+            Place::GUEST,
+            addr,
+            ListenTarget::port(host_port),
+            Route::ToHostLoopback,
+        )
+    }
+
+    fn add_listener<H: HostIo>(
+        &mut self,
+        cx: &mut Ctx<'_, H>,
+        place: Place,
+        addr: SocketAddr,
+        target: ListenTarget,
+        route: Route,
+    ) -> Result<TcpListenerId, HostError> {
+        let sock = cx.host.tcp_listen_at(place, addr, LISTEN_BACKLOG)?;
         let idx = match self.listeners.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
                 self.listeners.push(None);
                 self.listeners.len() - 1
             }
+        };
+        let Ok(id) = u32::try_from(idx) else {
+            cx.host.close(sock);
+            return Err(HostError::NoResources);
         };
         if let Err(e) = cx.host.set_interest(
             sock,
@@ -105,8 +176,45 @@ impl Tcp {
             cx.host.close(sock);
             return Err(e);
         }
-        self.listeners[idx] = Some(Listener { sock, guest_port });
-        Ok(())
+        self.listeners[idx] = Some(Listener {
+            sock,
+            target,
+            route,
+        });
+        Ok(TcpListenerId(id))
+    }
+
+    /// Closes listener `id` (a forwarding rule went away). Connections it
+    /// accepted already are flows with sockets of their own: they go on
+    /// untouched. Connections still in the backlog are reset by the
+    /// kernel, as for any listening socket closed. Returns whether there
+    /// was such a listener.
+    pub fn close_listener<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, id: TcpListenerId) -> bool {
+        let Some(slot) = self.listeners.get_mut(id.0 as usize) else {
+            return false;
+        };
+        let Some(l) = slot.take() else {
+            return false;
+        };
+        cx.host.close(l.sock);
+        true
+    }
+
+    /// Sends the connections listener `id` accepts from now on to guest
+    /// `target`. Returns whether there was such a listener.
+    pub fn retarget_listener(&mut self, id: TcpListenerId, target: ListenTarget) -> bool {
+        match self.listeners.get_mut(id.0 as usize) {
+            Some(Some(l)) => {
+                l.target = target;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Listening sockets open.
+    pub fn listener_count(&self) -> usize {
+        self.listeners.iter().flatten().count()
     }
 
     fn install<H: HostIo>(&mut self, cx: &mut Ctx<'_, H>, v: Vacant, flow: Flow) -> u32 {
@@ -241,7 +349,9 @@ impl Tcp {
         // resolver over TCP as over UDP.
         let remote =
             mapping::host_destination_port(cx.config, SocketAddr::new(dst, key.peer.port()));
-        let (sock, progress) = match cx.host.tcp_connect(None, remote) {
+        // -o / --outbound-if4/6 (docs/cli.md).
+        let (place, local) = cx.config.outbound.bind_for(remote.ip(), 0);
+        let (sock, progress) = match cx.host.tcp_connect_at(place, local, remote) {
             Ok(x) => x,
             Err(_) => {
                 self.flows.give_back(vacant, cx.flows);
@@ -268,6 +378,9 @@ impl Tcp {
         let idx = token::index(tok);
         match token::kind(tok) {
             token::TCP_LISTENER => self.accept(cx, now, idx as usize),
+            token::TCP_SPLICE | token::TCP_SPLICE_PEER => {
+                self.splices.on_host_event(cx, tok, readiness);
+            }
             token::TCP_FLOW => {
                 // `None`: a late event for a freed flow.
                 let Some(slot) = self.flows.lookup(tok) else {
@@ -289,13 +402,31 @@ impl Tcp {
         let Some(Some(listener)) = self.listeners.get(idx) else {
             return;
         };
-        let (lsock, guest_port) = (listener.sock, listener.guest_port);
+        let (lsock, target, route) = (listener.sock, listener.target, listener.route);
         for _ in 0..ACCEPTS_PER_EVENT {
             let (sock, peer, _local) = match cx.host.tcp_accept(lsock) {
                 Ok(x) => x,
                 Err(_) => return,
             };
-            let Some(key) = inbound_key(cx, peer, guest_port) else {
+            let spliced_to = match route {
+                Route::ToHostLoopback => Some(Place::HOST),
+                Route::ToGuest if cx.config.splice.enabled() && peer.ip().is_loopback() => {
+                    Some(Place::GUEST)
+                }
+                Route::ToGuest if cx.config.splice == Splice::Only => {
+                    // No guest transport to carry it.
+                    cx.host.tcp_abort(sock);
+                    cx.counters.tcp_splice_refused += 1;
+                    continue;
+                }
+                Route::ToGuest => None,
+            };
+            if let Some(place) = spliced_to {
+                let target = SocketAddr::new(loopback_like(peer.ip()), target.port);
+                self.splices.open(cx, sock, place, target);
+                continue;
+            }
+            let Some(key) = inbound_key(cx, peer, target) else {
                 cx.host.tcp_abort(sock);
                 continue;
             };
@@ -342,10 +473,22 @@ impl Tcp {
     }
 }
 
+/// The loopback address of `ip`'s family.
+fn loopback_like(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    }
+}
+
 /// The guest-side key of a connection accepted from `peer`, or `None` when
 /// the guest cannot be reached in that family or the peer has no address
 /// the guest could see.
-fn inbound_key<H: HostIo>(cx: &Ctx<'_, H>, peer: SocketAddr, guest_port: u16) -> Option<FlowKey> {
+fn inbound_key<H: HostIo>(
+    cx: &Ctx<'_, H>,
+    peer: SocketAddr,
+    target: ListenTarget,
+) -> Option<FlowKey> {
     let src = mapping::guest_source(cx.config, peer.ip())?;
     let guest_ip = match src {
         IpAddr::V4(_) => {
@@ -363,8 +506,9 @@ fn inbound_key<H: HostIo>(cx: &Ctx<'_, H>, peer: SocketAddr, guest_port: u16) ->
             IpAddr::V6(a.unwrap_or(v6.addr))
         }
     };
+    let guest_ip = target.guest_addr(src, guest_ip)?;
     Some(FlowKey {
-        guest: SocketAddr::new(guest_ip, guest_port),
+        guest: SocketAddr::new(guest_ip, target.port),
         peer: SocketAddr::new(src, peer.port()),
     })
 }

@@ -17,16 +17,14 @@ use passt_engine::{HostError, HostIo};
 use super::{EpId, EpKind, Side, SimHost, TcpState};
 
 impl SimHost {
-    /// The simulated host is one namespace with no named interfaces: a
-    /// socket anywhere else is refused as a host without that namespace or
-    /// device would refuse it.
+    /// The simulated host has two namespaces, its own and pasta's target
+    /// (which has only its loopback), and no named interfaces: a socket
+    /// bound to a device is refused as a host without that device would
+    /// refuse it.
     fn check_place(place: Place) -> Result<(), HostError> {
-        match place {
-            Place::HOST => Ok(()),
-            Place {
-                device: Some(_), ..
-            } => Err(HostError::Other(ENODEV)),
-            _ => Err(HostError::Unsupported),
+        match place.device {
+            None => Ok(()),
+            Some(_) => Err(HostError::Other(ENODEV)),
         }
     }
 
@@ -121,7 +119,7 @@ impl HostIo for SimHost {
     ) -> Result<(SockId, ConnectProgress), HostError> {
         Self::check_place(place)?;
         self.check_fd_limit()?;
-        let ep = self.tcp_connect_ep(Side::Host, local, remote)?;
+        let ep = self.tcp_connect_ep(place.netns, Side::Host, local, remote)?;
         Ok((self.attach_sock(ep), ConnectProgress::InProgress))
     }
 
@@ -133,7 +131,7 @@ impl HostIo for SimHost {
     ) -> Result<SockId, HostError> {
         Self::check_place(place)?;
         self.check_fd_limit()?;
-        let ep = self.tcp_listen_ep(Side::Host, addr, backlog)?;
+        let ep = self.tcp_listen_ep(place.netns, Side::Host, addr, backlog)?;
         Ok(self.attach_sock(ep))
     }
 
@@ -287,16 +285,22 @@ impl HostIo for SimHost {
                 Err(_) => {}
             }
         }
-        if n == 0 && !src_eof {
+        // Stopped by the destination's send buffer, with bytes left behind.
+        let sink_full = avail > n && n == space;
+        if n == 0 && !src_eof && !sink_full {
             return Err(HostError::WouldBlock);
         }
-        Ok(Spliced { moved: n, src_eof })
+        Ok(Spliced {
+            moved: n,
+            src_eof,
+            sink_full,
+        })
     }
 
     fn udp_bind_at(&mut self, place: Place, local: SocketAddr) -> Result<SockId, HostError> {
         Self::check_place(place)?;
         self.check_fd_limit()?;
-        let ep = self.udp_bind_ep(Side::Host, local)?;
+        let ep = self.udp_bind_ep(place.netns, Side::Host, local)?;
         Ok(self.attach_sock(ep))
     }
 

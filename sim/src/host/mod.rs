@@ -47,7 +47,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use passt_engine::host_io::{Family, IcmpErrorReport, Interest, Readiness, SockId, Token};
+use passt_engine::host_io::{Family, IcmpErrorReport, Interest, Netns, Readiness, SockId, Token};
 use passt_engine::{HostError, Instant};
 
 use crate::fault::HostFaults;
@@ -369,6 +369,9 @@ pub(crate) enum EpKind {
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub side: Side,
+    /// The network namespace it lives in: the host's, or pasta's target
+    /// namespace, which has only its own loopback.
+    pub ns: Netns,
     pub local: SocketAddr,
     /// A program (host `SockId`, test handle, app, or the listener queue)
     /// still refers to it.
@@ -415,8 +418,9 @@ pub(crate) enum Ev {
     ConnectFail { to: EpId, error: HostError },
     /// An orphan's FIN-WAIT-2 timer.
     OrphanTimeout { ep: EpId },
-    /// A datagram arrives at `to`.
+    /// A datagram arrives at `to` in namespace `ns`.
     Datagram {
+        ns: Netns,
         to: SocketAddr,
         from: SocketAddr,
         from_ep: Option<EpId>,
@@ -498,6 +502,7 @@ impl StableEncode for Ev {
                 ep.encode_stable(out);
             }
             Ev::Datagram {
+                ns,
                 to,
                 from,
                 from_ep,
@@ -508,6 +513,11 @@ impl StableEncode for Ev {
                 addr(out, from);
                 from_ep.unwrap_or(u64::MAX).encode_stable(out);
                 payload.encode_stable(out);
+                // The host's namespace adds nothing: traces of runs
+                // without the guest namespace hash as they always did.
+                if *ns == Netns::Guest {
+                    out.push(1);
+                }
             }
             Ev::Icmp { to, report } => {
                 out.push(11);
@@ -538,7 +548,7 @@ pub struct SimHost {
     pub(crate) next_ep: EpId,
     pub(crate) socks: Vec<Option<HostSock>>,
     pub(crate) open_socks: usize,
-    pub(crate) binds: BTreeMap<(Proto, IpAddr, u16), EpId>,
+    pub(crate) binds: BTreeMap<(Netns, Proto, IpAddr, u16), EpId>,
     pub(crate) remote_hosts: BTreeMap<IpAddr, RemoteHostConfig>,
     pub(crate) rng: SimRng,
     pub(crate) fault_rng: SimRng,
@@ -828,11 +838,12 @@ impl SimHost {
             Ev::ConnectFail { to, error } => self.on_connect_fail(to, error),
             Ev::OrphanTimeout { ep } => self.on_orphan_timeout(ep),
             Ev::Datagram {
+                ns,
                 to,
                 from,
                 from_ep,
                 payload,
-            } => self.on_datagram(to, from, from_ep, payload),
+            } => self.on_datagram(ns, to, from, from_ep, payload),
             Ev::Icmp { to, report } => self.on_icmp(to, report),
             Ev::PingReply { to, from, msg } => self.on_ping_reply(to, from, msg),
             Ev::Wake { ep } => {
@@ -973,9 +984,38 @@ impl SimHost {
         }
     }
 
-    /// Whether a host socket may bind `ip`.
-    pub(crate) fn host_can_bind(&self, ip: IpAddr) -> bool {
-        ip.is_unspecified() || self.is_local_ip(ip)
+    /// The namespace of an endpoint (the host's for one that is gone).
+    pub(crate) fn ns_of(&self, ep: EpId) -> Netns {
+        self.eps.get(&ep).map_or(Netns::Host, |e| e.ns)
+    }
+
+    /// Whether `ip` is local in `ns`: the guest namespace has its loopback
+    /// only.
+    pub(crate) fn is_local_in(&self, ns: Netns, ip: IpAddr) -> bool {
+        match ns {
+            Netns::Host => self.is_local_ip(ip),
+            Netns::Guest => ip.is_loopback(),
+        }
+    }
+
+    /// Whether a host socket in `ns` may bind `ip`.
+    pub(crate) fn can_bind_in(&self, ns: Netns, ip: IpAddr) -> bool {
+        ip.is_unspecified() || self.is_local_in(ns, ip)
+    }
+
+    /// [`SimHost::source_ip_for`] in `ns`: the guest namespace reaches its
+    /// loopback and nothing else (the tap is the engine's, not a route of
+    /// the model).
+    pub(crate) fn source_ip_in(&self, ns: Netns, dst: IpAddr) -> Result<IpAddr, HostError> {
+        match ns {
+            Netns::Host => self.source_ip_for(dst),
+            Netns::Guest => match dst {
+                IpAddr::V4(v) if v.is_unspecified() => Ok(Ipv4Addr::LOCALHOST.into()),
+                IpAddr::V6(v) if v.is_unspecified() => Ok(Ipv6Addr::LOCALHOST.into()),
+                _ if dst.is_loopback() => Ok(dst),
+                _ => Err(HostError::NetworkUnreachable),
+            },
+        }
     }
 
     fn same_family(a: IpAddr, b: IpAddr) -> bool {
@@ -983,9 +1023,10 @@ impl SimHost {
     }
 
     /// Whether binding `(ip, port)` in `proto` collides with a binding.
-    pub(crate) fn bind_conflict(&self, proto: Proto, ip: IpAddr, port: u16) -> bool {
-        self.binds.keys().any(|&(p, bip, bport)| {
-            p == proto
+    pub(crate) fn bind_conflict(&self, ns: Netns, proto: Proto, ip: IpAddr, port: u16) -> bool {
+        self.binds.keys().any(|&(n, p, bip, bport)| {
+            n == ns
+                && p == proto
                 && bport == port
                 && Self::same_family(bip, ip)
                 && (bip == ip || bip.is_unspecified() || ip.is_unspecified())
@@ -994,26 +1035,27 @@ impl SimHost {
 
     /// A free port for `(proto, ip)` from the ephemeral range, chosen at a
     /// random starting point as the kernel does.
-    pub(crate) fn ephemeral_port(&mut self, proto: Proto, ip: IpAddr) -> Option<u16> {
+    pub(crate) fn ephemeral_port(&mut self, ns: Netns, proto: Proto, ip: IpAddr) -> Option<u16> {
         let span = u64::from(EPHEMERAL.1 - EPHEMERAL.0) + 1;
         let start = self.rng.below(span);
         (0..span)
             .map(|i| EPHEMERAL.0 + ((start + i) % span) as u16)
-            .find(|&p| !self.bind_conflict(proto, ip, p))
+            .find(|&p| !self.bind_conflict(ns, proto, ip, p))
     }
 
     /// Binds `(ip, port)` (port 0: ephemeral) for `ep`'s future id; returns
     /// the port. Does not insert.
     pub(crate) fn choose_port(
         &mut self,
+        ns: Netns,
         proto: Proto,
         ip: IpAddr,
         port: u16,
         exhausted: HostError,
     ) -> Result<u16, HostError> {
         if port == 0 {
-            self.ephemeral_port(proto, ip).ok_or(exhausted)
-        } else if self.bind_conflict(proto, ip, port) {
+            self.ephemeral_port(ns, proto, ip).ok_or(exhausted)
+        } else if self.bind_conflict(ns, proto, ip, port) {
             Err(HostError::AddrInUse)
         } else {
             Ok(port)
@@ -1022,13 +1064,13 @@ impl SimHost {
 
     /// Finds the endpoint bound to receive at `dst` in `proto`: exact, or
     /// a wildcard binding if `dst` is one of the host's addresses.
-    pub(crate) fn lookup(&self, proto: Proto, dst: SocketAddr) -> Option<EpId> {
-        if let Some(&ep) = self.binds.get(&(proto, dst.ip(), dst.port())) {
+    pub(crate) fn lookup(&self, ns: Netns, proto: Proto, dst: SocketAddr) -> Option<EpId> {
+        if let Some(&ep) = self.binds.get(&(ns, proto, dst.ip(), dst.port())) {
             return Some(ep);
         }
-        if self.is_local_ip(dst.ip()) {
+        if self.is_local_in(ns, dst.ip()) {
             let any = unspecified(Family::of(&dst.ip()));
-            return self.binds.get(&(proto, any, dst.port())).copied();
+            return self.binds.get(&(ns, proto, any, dst.port())).copied();
         }
         None
     }
@@ -1036,7 +1078,7 @@ impl SimHost {
     /// An unused port at `ip` (nothing bound in `proto`): a closed port.
     pub fn unused_port(&mut self, udp: bool, ip: IpAddr) -> u16 {
         let proto = if udp { Proto::Udp } else { Proto::Tcp };
-        self.ephemeral_port(proto, ip).unwrap_or(9)
+        self.ephemeral_port(Netns::Host, proto, ip).unwrap_or(9)
     }
 
     // ----- faults -----

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use passt_engine::host_io::Shutdown;
-use passt_engine::{HostError, Instant};
+use passt_engine::{HostError, Instant, Netns};
 
 use super::services::RemoteService;
 use super::{EpId, EpKind, Ev, Side, SimHost, TcpState};
@@ -217,7 +217,18 @@ impl SimHost {
         addr: SocketAddr,
         backlog: u32,
     ) -> Result<RemoteSock, HostError> {
-        self.tcp_listen_ep(Side::Remote, addr, backlog)
+        self.remote_tcp_listen_in(Netns::Host, addr, backlog)
+    }
+
+    /// [`SimHost::remote_tcp_listen`] in namespace `ns`: in
+    /// [`Netns::Guest`], a program on pasta's target namespace's loopback.
+    pub fn remote_tcp_listen_in(
+        &mut self,
+        ns: Netns,
+        addr: SocketAddr,
+        backlog: u32,
+    ) -> Result<RemoteSock, HostError> {
+        self.tcp_listen_ep(ns, Side::Remote, addr, backlog)
             .map(RemoteSock)
     }
 
@@ -229,7 +240,18 @@ impl SimHost {
         backlog: u32,
         service: RemoteService,
     ) -> Result<RemoteSock, HostError> {
-        let ep = self.tcp_listen_ep(Side::Remote, addr, backlog)?;
+        self.remote_tcp_serve_in(Netns::Host, addr, backlog, service)
+    }
+
+    /// [`SimHost::remote_tcp_serve`] in namespace `ns`.
+    pub fn remote_tcp_serve_in(
+        &mut self,
+        ns: Netns,
+        addr: SocketAddr,
+        backlog: u32,
+        service: RemoteService,
+    ) -> Result<RemoteSock, HostError> {
+        let ep = self.tcp_listen_ep(ns, Side::Remote, addr, backlog)?;
         self.services.insert(ep, service);
         Ok(RemoteSock(ep))
     }
@@ -257,7 +279,17 @@ impl SimHost {
         from: SocketAddr,
         to: SocketAddr,
     ) -> Result<RemoteSock, HostError> {
-        self.tcp_connect_ep(Side::Remote, Some(from), to)
+        self.remote_tcp_connect_in(Netns::Host, from, to)
+    }
+
+    /// [`SimHost::remote_tcp_connect`] from namespace `ns`.
+    pub fn remote_tcp_connect_in(
+        &mut self,
+        ns: Netns,
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<RemoteSock, HostError> {
+        self.tcp_connect_ep(ns, Side::Remote, Some(from), to)
             .map(RemoteSock)
     }
 
@@ -269,7 +301,7 @@ impl SimHost {
         to: SocketAddr,
         app: Box<dyn StreamApp>,
     ) -> Result<(), HostError> {
-        let ep = self.tcp_connect_ep(Side::Remote, Some(from), to)?;
+        let ep = self.tcp_connect_ep(Netns::Host, Side::Remote, Some(from), to)?;
         self.apps.insert(ep, app);
         Ok(())
     }
@@ -342,7 +374,16 @@ impl SimHost {
 
     /// A remote UDP socket at `addr` (port 0: ephemeral).
     pub fn remote_udp_bind(&mut self, addr: SocketAddr) -> Result<RemoteSock, HostError> {
-        self.udp_bind_ep(Side::Remote, addr).map(RemoteSock)
+        self.remote_udp_bind_in(Netns::Host, addr)
+    }
+
+    /// [`SimHost::remote_udp_bind`] in namespace `ns`.
+    pub fn remote_udp_bind_in(
+        &mut self,
+        ns: Netns,
+        addr: SocketAddr,
+    ) -> Result<RemoteSock, HostError> {
+        self.udp_bind_ep(ns, Side::Remote, addr).map(RemoteSock)
     }
 
     /// Sends one datagram from a remote UDP socket.
@@ -380,7 +421,9 @@ impl SimHost {
         addr: SocketAddr,
         app: Box<dyn DatagramApp>,
     ) -> Result<(), HostError> {
-        if self.dgram_apps.contains_key(&addr) || self.lookup(super::Proto::Udp, addr).is_some() {
+        if self.dgram_apps.contains_key(&addr)
+            || self.lookup(Netns::Host, super::Proto::Udp, addr).is_some()
+        {
             return Err(HostError::AddrInUse);
         }
         self.dgram_apps.insert(addr, app);

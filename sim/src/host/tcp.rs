@@ -18,6 +18,8 @@ use std::time::Duration;
 use passt_engine::host_io::{Peeked, Shutdown};
 use passt_engine::{HostError, Instant};
 
+use passt_engine::Netns;
+
 use super::{
     Endpoint, EpId, EpKind, Ev, Listener, Path, Proto, Reach, Side, SimHost, Stream, TcpState,
     arrival,
@@ -105,10 +107,13 @@ impl SimHost {
         }
     }
 
-    /// Reachability of `dst` as seen from `side`.
-    fn reach_of(&self, dst: std::net::IpAddr) -> Reach {
-        if self.is_local_ip(dst) {
+    /// Reachability of `dst` from namespace `ns` (the guest namespace
+    /// has no route beyond its loopback).
+    fn reach_of(&self, ns: Netns, dst: std::net::IpAddr) -> Reach {
+        if self.is_local_in(ns, dst) {
             Reach::Reachable
+        } else if ns == Netns::Guest {
+            Reach::NoRoute
         } else {
             self.profile(dst).reach
         }
@@ -117,6 +122,7 @@ impl SimHost {
     /// `socket` + optional `bind` + nonblocking `connect`.
     pub(crate) fn tcp_connect_ep(
         &mut self,
+        ns: Netns,
         side: Side,
         local: Option<SocketAddr>,
         remote: SocketAddr,
@@ -136,29 +142,35 @@ impl SimHost {
         }
         // connect() to the unspecified address means loopback.
         let remote = if rip.is_unspecified() {
-            SocketAddr::new(self.source_ip_for(rip)?, remote.port())
+            SocketAddr::new(self.source_ip_in(ns, rip)?, remote.port())
         } else {
             remote
         };
-        let reach = self.reach_of(remote.ip());
+        let reach = self.reach_of(ns, remote.ip());
         if reach == Reach::NoRoute {
             return Err(HostError::NetworkUnreachable);
         }
         let src_ip = match local {
             Some(l) if !l.ip().is_unspecified() => {
-                if side == Side::Host && !self.host_can_bind(l.ip()) {
+                if side == Side::Host && !self.can_bind_in(ns, l.ip()) {
                     return Err(HostError::AddrNotAvailable);
                 }
                 l.ip()
             }
-            _ if side == Side::Host => self.source_ip_for(remote.ip())?,
+            _ if side == Side::Host => self.source_ip_in(ns, remote.ip())?,
             _ => return Err(HostError::AddrNotAvailable),
         };
         let want_port = local.map_or(0, |l| l.port());
         if side == Side::Host && want_port != 0 && want_port < self.cfg.unprivileged_port_start {
             return Err(HostError::PermissionDenied);
         }
-        let port = self.choose_port(Proto::Tcp, src_ip, want_port, HostError::AddrNotAvailable)?;
+        let port = self.choose_port(
+            ns,
+            Proto::Tcp,
+            src_ip,
+            want_port,
+            HostError::AddrNotAvailable,
+        )?;
         let local = SocketAddr::new(src_ip, port);
         let path = self.path_between(src_ip, remote.ip());
         let (sndbuf, rcvbuf) = self.bufs_for(side, src_ip);
@@ -166,11 +178,12 @@ impl SimHost {
         let s = new_stream(TcpState::SynSent, remote, path, sndbuf, rcvbuf, now);
         let ep = self.alloc_ep(Endpoint {
             side,
+            ns,
             local,
             handle_open: true,
             kind: EpKind::Stream(Box::new(s)),
         });
-        self.binds.insert((Proto::Tcp, src_ip, port), ep);
+        self.binds.insert((ns, Proto::Tcp, src_ip, port), ep);
         let lat = path.link.latency;
         if side == Side::Host {
             let refuse = &self.faults.refuse;
@@ -217,21 +230,24 @@ impl SimHost {
     /// `socket` + `bind` + `listen`.
     pub(crate) fn tcp_listen_ep(
         &mut self,
+        ns: Netns,
         side: Side,
         addr: SocketAddr,
         backlog: u32,
     ) -> Result<EpId, HostError> {
-        if side == Side::Host {
-            if !self.host_can_bind(addr.ip()) {
+        if side == Side::Host || ns == Netns::Guest {
+            if !self.can_bind_in(ns, addr.ip()) {
                 return Err(HostError::AddrNotAvailable);
             }
             if addr.port() != 0 && addr.port() < self.cfg.unprivileged_port_start {
                 return Err(HostError::PermissionDenied);
             }
         }
-        let port = self.choose_port(Proto::Tcp, addr.ip(), addr.port(), HostError::AddrInUse)?;
+        let port =
+            self.choose_port(ns, Proto::Tcp, addr.ip(), addr.port(), HostError::AddrInUse)?;
         let ep = self.alloc_ep(Endpoint {
             side,
+            ns,
             local: SocketAddr::new(addr.ip(), port),
             handle_open: true,
             kind: EpKind::Listener(Listener {
@@ -240,7 +256,7 @@ impl SimHost {
                 syn_q: BTreeSet::new(),
             }),
         });
-        self.binds.insert((Proto::Tcp, addr.ip(), port), ep);
+        self.binds.insert((ns, Proto::Tcp, addr.ip(), port), ep);
         Ok(ep)
     }
 
@@ -384,8 +400,9 @@ impl SimHost {
             Some(e) => e.local,
             None => return,
         };
+        let ns = self.ns_of(from);
         let listener = self
-            .lookup(Proto::Tcp, to)
+            .lookup(ns, Proto::Tcp, to)
             .filter(|l| matches!(self.eps.get(l).map(|e| &e.kind), Some(EpKind::Listener(_))));
         let Some(l) = listener else {
             // RFC 9293 §3.10.7.1: a SYN to a closed port draws a RST.
@@ -408,6 +425,7 @@ impl SimHost {
         s.listener = Some(l);
         let child = self.alloc_ep(Endpoint {
             side,
+            ns,
             local: to,
             handle_open: true,
             kind: EpKind::Stream(Box::new(s)),
@@ -446,7 +464,7 @@ impl SimHost {
         }
         let remote = s.remote;
         let link = s.path.link;
-        if self.reach_of(remote.ip()) == Reach::Reachable {
+        if self.reach_of(self.ns_of(ep), remote.ip()) == Reach::Reachable {
             self.sched.schedule(
                 arrival(&link, now, HEADER + 20),
                 Ev::Syn {

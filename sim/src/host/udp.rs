@@ -13,6 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 use passt_engine::HostError;
 use passt_engine::host_io::{Family, IcmpErrorReport, UdpRecv};
 
+use passt_engine::Netns;
+
 use super::{
     Dgram, ERRQ_MAX, Endpoint, EpId, EpKind, Ev, Ping, Proto, Reach, Side, SimHost, UDP_BATCH,
     UDP_MAX_V4, UDP_MAX_V6, arrival, unspecified,
@@ -62,19 +64,31 @@ fn v6_pseudo_sum(src: IpAddr, dst: IpAddr, len: usize) -> u32 {
 
 impl SimHost {
     /// `socket(SOCK_DGRAM)` + `bind`.
-    pub(crate) fn udp_bind_ep(&mut self, side: Side, local: SocketAddr) -> Result<EpId, HostError> {
-        if side == Side::Host {
-            if !self.host_can_bind(local.ip()) {
+    pub(crate) fn udp_bind_ep(
+        &mut self,
+        ns: Netns,
+        side: Side,
+        local: SocketAddr,
+    ) -> Result<EpId, HostError> {
+        if side == Side::Host || ns == Netns::Guest {
+            if !self.can_bind_in(ns, local.ip()) {
                 return Err(HostError::AddrNotAvailable);
             }
             if local.port() != 0 && local.port() < self.cfg.unprivileged_port_start {
                 return Err(HostError::PermissionDenied);
             }
         }
-        let port = self.choose_port(Proto::Udp, local.ip(), local.port(), HostError::AddrInUse)?;
+        let port = self.choose_port(
+            ns,
+            Proto::Udp,
+            local.ip(),
+            local.port(),
+            HostError::AddrInUse,
+        )?;
         let rcvbuf = self.cfg.udp_recv_buf;
         let ep = self.alloc_ep(Endpoint {
             side,
+            ns,
             local: SocketAddr::new(local.ip(), port),
             handle_open: true,
             kind: EpKind::Udp(Dgram {
@@ -86,7 +100,7 @@ impl SimHost {
                 so_error: None,
             }),
         });
-        self.binds.insert((Proto::Udp, local.ip(), port), ep);
+        self.binds.insert((ns, Proto::Udp, local.ip(), port), ep);
         Ok(ep)
     }
 
@@ -100,14 +114,15 @@ impl SimHost {
     /// `connect` on a UDP socket: filters senders, fixes the source IP.
     pub(crate) fn udp_connect_ep(&mut self, ep: EpId, remote: SocketAddr) -> Result<(), HostError> {
         let local = self.eps.get(&ep).ok_or(HostError::BadSocket)?.local;
+        let ns = self.ns_of(ep);
         if local.is_ipv4() != remote.is_ipv4() {
             return Err(HostError::Unsupported);
         }
-        if self.reach_of_dgram(remote.ip()) == Reach::NoRoute {
+        if self.reach_of_dgram(ns, remote.ip()) == Reach::NoRoute {
             return Err(HostError::NetworkUnreachable);
         }
         let src = if local.ip().is_unspecified() {
-            Some(self.source_ip_for(remote.ip())?)
+            Some(self.source_ip_in(ns, remote.ip())?)
         } else {
             None
         };
@@ -119,9 +134,11 @@ impl SimHost {
         Ok(())
     }
 
-    fn reach_of_dgram(&self, ip: IpAddr) -> Reach {
-        if self.is_local_ip(ip) || ip.is_unspecified() {
+    fn reach_of_dgram(&self, ns: Netns, ip: IpAddr) -> Reach {
+        if self.is_local_in(ns, ip) || ip.is_unspecified() {
             Reach::Reachable
+        } else if ns == Netns::Guest {
+            Reach::NoRoute
         } else {
             self.profile(ip).reach
         }
@@ -136,8 +153,9 @@ impl SimHost {
         payload: &[u8],
     ) {
         let now = self.now();
+        let ns = from_ep.map_or(Netns::Host, |e| self.ns_of(e));
         let path = self.path_between(from.ip(), dst.ip());
-        match self.reach_of_dgram(dst.ip()) {
+        match self.reach_of_dgram(ns, dst.ip()) {
             Reach::Reachable => {
                 // Datagrams between two hosts share one FIFO wire.
                 let busy = self.wire_busy.entry((from.ip(), dst.ip())).or_insert(now);
@@ -147,6 +165,7 @@ impl SimHost {
                 self.sched.schedule(
                     depart + path.link.latency,
                     Ev::Datagram {
+                        ns,
                         to: dst,
                         from,
                         from_ep,
@@ -188,6 +207,7 @@ impl SimHost {
         let e = self.eps.get(&ep).ok_or(HostError::BadSocket)?;
         let local = e.local;
         let side = e.side;
+        let ns = e.ns;
         let EpKind::Udp(u) = &e.kind else {
             return Err(HostError::BadSocket);
         };
@@ -202,12 +222,12 @@ impl SimHost {
                 if m.payload.len() > max_payload(dst.ip()) {
                     return Err(HostError::MessageTooLong);
                 }
-                if self.reach_of_dgram(dst.ip()) == Reach::NoRoute {
+                if self.reach_of_dgram(ns, dst.ip()) == Reach::NoRoute {
                     return Err(HostError::NetworkUnreachable);
                 }
                 let src_ip = if local.ip().is_unspecified() {
                     match side {
-                        Side::Host => self.source_ip_for(dst.ip())?,
+                        Side::Host => self.source_ip_in(ns, dst.ip())?,
                         Side::Remote => local.ip(),
                     }
                 } else {
@@ -271,12 +291,14 @@ impl SimHost {
 
     pub(crate) fn on_datagram(
         &mut self,
+        ns: Netns,
         to: SocketAddr,
         from: SocketAddr,
         from_ep: Option<EpId>,
         payload: Vec<u8>,
     ) {
-        if let Some(mut app) = self.dgram_apps.remove(&to) {
+        // Datagram services live in the host's namespace.
+        if let Some(mut app) = self.dgram_apps.remove(&to).filter(|_| ns == Netns::Host) {
             let mut replies = Vec::new();
             app.on_datagram(self.now(), from, to, &payload, &mut replies);
             self.dgram_apps.insert(to, app);
@@ -287,7 +309,7 @@ impl SimHost {
         }
         // A connected socket only matches its peer (the lookup scores it
         // out otherwise), which makes the port look closed.
-        let target = self.lookup(Proto::Udp, to).filter(|ep| {
+        let target = self.lookup(ns, Proto::Udp, to).filter(|ep| {
             matches!(self.eps.get(ep).map(|e| &e.kind),
                 Some(EpKind::Udp(u)) if u.connected.is_none_or(|c| c == from))
         });
@@ -351,15 +373,16 @@ impl SimHost {
             return Err(HostError::PermissionDenied);
         }
         let any = unspecified(family);
-        let id = if id != 0 && !self.bind_conflict(Proto::Ping, any, id) {
+        let id = if id != 0 && !self.bind_conflict(Netns::Host, Proto::Ping, any, id) {
             id
         } else {
-            self.ephemeral_port(Proto::Ping, any)
+            self.ephemeral_port(Netns::Host, Proto::Ping, any)
                 .ok_or(HostError::AddrInUse)?
         };
         let rcvbuf = self.cfg.udp_recv_buf;
         let ep = self.alloc_ep(Endpoint {
             side: Side::Host,
+            ns: Netns::Host,
             local: SocketAddr::new(any, id),
             handle_open: true,
             kind: EpKind::Ping(Ping {
@@ -372,7 +395,7 @@ impl SimHost {
                 so_error: None,
             }),
         });
-        self.binds.insert((Proto::Ping, any, id), ep);
+        self.binds.insert((Netns::Host, Proto::Ping, any, id), ep);
         Ok(ep)
     }
 
@@ -399,7 +422,7 @@ impl SimHost {
         if msg.len() > max_payload(dst) {
             return Err(HostError::MessageTooLong);
         }
-        let reach = self.reach_of_dgram(dst);
+        let reach = self.reach_of_dgram(Netns::Host, dst);
         if reach == Reach::NoRoute {
             return Err(HostError::NetworkUnreachable);
         }

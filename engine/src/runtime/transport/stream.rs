@@ -34,7 +34,14 @@ const ACCEPTS_PER_WAKEUP: usize = 16;
 
 /// The listening socket's file, removed when dropped.
 #[derive(Debug)]
-struct SocketFile(PathBuf);
+pub(crate) struct SocketFile(PathBuf);
+
+impl SocketFile {
+    /// The file at `path`, to be removed on drop.
+    pub(crate) fn new(path: &Path) -> io::Result<SocketFile> {
+        Ok(SocketFile(path.to_path_buf()))
+    }
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
@@ -88,30 +95,38 @@ pub struct StreamTransport {
     clients: Clients,
 }
 
+/// A nonblocking listening UNIX socket at `path`. An existing file there
+/// that nobody accepts on (a stale socket left by a crash) is replaced; a
+/// live listener, or a file that is no socket, is `AddrInUse`.
+pub(crate) fn bind_replacing_stale(path: &Path) -> io::Result<UnixListener> {
+    let listener = match UnixListener::bind(path) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(e);
+            }
+            let meta = std::fs::symlink_metadata(path)?;
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(e);
+            }
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)?
+        }
+        Err(e) => return Err(e),
+    };
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 impl StreamTransport {
     /// Listens on `path`. An existing file there that nobody accepts on (a
     /// stale socket left by a crash) is replaced; a live listener is
     /// `AddrInUse`.
     pub fn listen(path: &Path) -> io::Result<StreamTransport> {
-        let listener = match UnixListener::bind(path) {
-            Ok(l) => l,
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                if UnixStream::connect(path).is_ok() {
-                    return Err(e);
-                }
-                let meta = std::fs::symlink_metadata(path)?;
-                use std::os::unix::fs::FileTypeExt;
-                if !meta.file_type().is_socket() {
-                    return Err(e);
-                }
-                std::fs::remove_file(path)?;
-                UnixListener::bind(path)?
-            }
-            Err(e) => return Err(e),
-        };
-        listener.set_nonblocking(true)?;
+        let listener = bind_replacing_stale(path)?;
         Ok(StreamTransport {
-            listener: Some((listener, SocketFile(path.to_path_buf()))),
+            listener: Some((listener, SocketFile::new(path)?)),
             conn: None,
             one_off: false,
             clients: Clients::default(),
