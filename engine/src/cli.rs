@@ -511,11 +511,13 @@ pub fn help_text() -> String {
 }
 
 /// Every long option `passt` accepts, aliases included, without the
-/// leading `--` (what docs/cli.md's table must cover).
+/// leading `--` (what docs/cli.md's table must cover). pasta's own options
+/// are hidden from passt and documented in docs/pasta.md.
 pub fn long_options() -> Vec<String> {
     let cmd = RawArgs::command();
     let mut out: Vec<String> = cmd
         .get_arguments()
+        .filter(|a| !a.is_hide_set())
         .flat_map(|a| {
             a.get_long()
                 .into_iter()
