@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use dhcproto::v4::{self, DhcpOption, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
 use passt_engine::MacAddr;
+use passt_engine::host_io::{Family, HostIo, Place};
+use passt_engine::runtime::host::RealHost;
 use passt_engine::wire::{self, IpRepr, Ipv4Repr, L3, L4, TcpFlags, UdpRepr};
 
 const PASST: &str = env!("CARGO_BIN_EXE_passt");
@@ -738,4 +740,14 @@ fn outbound_address_binds_outbound_sockets() {
     let (n, from) = server.recv_from(&mut buf).expect("the datagram");
     assert_eq!(&buf[..n], b"hello");
     assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::new(10, 9, 9, 2)));
+
+    // ICMP echo: the ping socket the engine opens for -o is bound there.
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
+        .expect("ping_group_range of our own netns");
+    let mut h = RealHost::new().unwrap();
+    let local = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 2));
+    let s = h
+        .ping_open_at(Place::HOST, Family::V4, 7, Some(local))
+        .expect("a ping socket bound to the -o address");
+    assert_eq!(h.local_addr(s).unwrap().ip(), local);
 }
