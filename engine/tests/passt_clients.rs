@@ -642,7 +642,7 @@ fn foreground(dir: &Scratch, extra: &[&str]) -> (std::process::Child, String) {
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path("stderr")).unwrap())
         .spawn()
         .unwrap();
     let end = Instant::now() + Duration::from_secs(30);
@@ -691,6 +691,59 @@ fn forwarded_connections_go_to_the_rules_target_address() {
     };
     assert_eq!(syn_to(&mut g, p[0]), (Ipv4Addr::new(10, 0, 2, 99), 8080));
     assert_eq!(syn_to(&mut g, p[1]), (Ipv4Addr::new(10, 0, 2, 15), p[1]));
+}
+
+/// `-u HOST:ADDR/GUEST`: datagrams on the forwarded port go to ADDR.
+#[test]
+fn forwarded_datagrams_go_to_the_rules_target_address() {
+    if !netns::enter_or_skip() {
+        return;
+    }
+    let dir = Scratch::new("target-udp");
+    let p = free_ports(1)[0];
+    let spec = format!("{p}:10.0.2.99/5353");
+    let (child, sock) = foreground(&dir, &["-u", &spec]);
+    let _kill = Kill(child);
+    let mut g = Guest::connect(&sock);
+    let host = UdpSocket::bind("127.0.0.1:0").unwrap();
+    host.send_to(b"to the target", ("127.0.0.1", p)).unwrap();
+    let got = g.wait_for(WAIT, |f| {
+        let p = wire::parse_frame(f).ok()?;
+        match p.l3 {
+            L3::Ipv4 {
+                ip,
+                l4: L4::Udp { udp, payload },
+            } if payload == b"to the target" => Some((ip.dst_addr, udp.dst_port)),
+            _ => None,
+        }
+    });
+    assert_eq!(got, Some((Ipv4Addr::new(10, 0, 2, 99), 5353)));
+}
+
+/// `--stats DELAY`: event counts in the log once events were handled.
+#[test]
+fn stats_are_logged() {
+    if !netns::enter_or_skip() {
+        return;
+    }
+    let dir = Scratch::new("stats");
+    let (child, sock) = foreground(&dir, &["--stats", "0"]);
+    let _kill = Kill(child);
+    let mut g = Guest::connect(&sock);
+    dhcp_lease(&mut g, WAIT).expect("a lease");
+    let end = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(dir.path("stderr")).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.starts_with("Stats: ") && l.contains("DHCP replies 2"))
+        {
+            assert!(line.contains("frames from guest 2"), "{line}");
+            break;
+        }
+        assert!(Instant::now() < end, "no Stats line: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `%IF/PORT`: bound to the interface; an interface that does not exist
