@@ -19,6 +19,11 @@ use passt_engine::runtime::netlink::{
 use passt_engine::runtime::{NetNs, Tap};
 use serde_json::Value;
 
+/// How long the kernel may take to clear the tentative flag of an address
+/// whose duplicate address detection is off (a queued work item); DAD
+/// itself takes at least a second.
+const DAD_OFF_SETTLE: Duration = Duration::from_millis(500);
+
 /// A named network namespace (`/run/netns/NAME`), deleted on drop.
 struct TestNs {
     name: String,
@@ -153,12 +158,21 @@ fn configure_sets_the_mac_mtu_queue_addresses_routes_and_up_state() {
     );
 
     // Both addresses, and the kernel's link-local one, none tentative:
-    // duplicate address detection is off.
+    // duplicate address detection is off. The kernel clears the tentative
+    // flag from a work item even when DAD is off, so allow it a moment
+    // (DAD itself would take at least RetransTimer, 1 s: RFC 4862 §5.4).
     let deadline = Instant::now() + Duration::from_secs(3);
+    let mut settled: Option<Instant> = None;
     let infos = loop {
         let a = t.ip_json(&["address", "show", "dev", "tap0"]);
         let infos = a[0]["addr_info"].as_array().unwrap().clone();
-        if infos.iter().any(|i| i["scope"] == "link") || Instant::now() > deadline {
+        let seen = infos.iter().any(|i| i["scope"] == "link");
+        let first_seen = *settled.get_or_insert_with(Instant::now);
+        let clear = infos.iter().all(|i| i.get("tentative").is_none());
+        if !seen {
+            settled = None;
+        }
+        if (seen && (clear || first_seen.elapsed() > DAD_OFF_SETTLE)) || Instant::now() > deadline {
             break infos;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -818,7 +832,16 @@ fn configure_works_unprivileged_in_its_own_user_namespace() {
             "{l:?}"
         );
         assert!(netlink::link("lo").unwrap().up);
-        let addrs = netlink::addresses("tap0").unwrap();
+        // As in the root test: the tentative flag is cleared from a work
+        // item, well within DAD_OFF_SETTLE when DAD is off.
+        let start = std::time::Instant::now();
+        let addrs = loop {
+            let addrs = netlink::addresses("tap0").unwrap();
+            if addrs.iter().all(|a| !a.tentative) || start.elapsed() > DAD_OFF_SETTLE {
+                break addrs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(addrs.iter().all(|a| !a.tentative), "{addrs:?}");
         let routes = netlink::routes("tap0", None).unwrap();
         assert_eq!(
