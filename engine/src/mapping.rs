@@ -226,6 +226,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rules_target_address_replaces_the_guests_own_in_its_family() {
+        let own: IpAddr = "192.0.2.15".parse().unwrap();
+        let src4: IpAddr = "192.0.2.1".parse().unwrap();
+        let src6: IpAddr = "fe80::1".parse().unwrap();
+        assert_eq!(ListenTarget::port(22).guest_addr(src4, own), Some(own));
+        let t = ListenTarget {
+            port: 22,
+            addr: Some("192.0.2.99".parse().unwrap()),
+        };
+        assert_eq!(t.guest_addr(src4, own), t.addr);
+        assert_eq!(t.guest_addr(src6, own), None, "no IPv6 source for it");
+    }
+
+    #[test]
+    fn dns_forwarding_covers_ports_53_and_853_only() {
+        let mut c = Config::example();
+        c.mapping.dns_forward_v4 = Some(Ipv4Addr::new(192, 0, 2, 53));
+        c.mapping.dns_host_v4 = Some(Ipv4Addr::new(127, 0, 0, 53));
+        for port in [53, 853] {
+            let dst = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53)), port);
+            let host = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53)), port);
+            assert_eq!(host_destination_port(&c, dst), host);
+            assert_eq!(guest_source_port(&c, host), Some(dst));
+        }
+        let dst = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 53)), 80);
+        assert_eq!(host_destination_port(&c, dst), dst);
+    }
+
+    #[test]
     fn gateway_maps_to_loopback_and_back() {
         let c = Config::example();
         let gw4: IpAddr = "192.0.2.1".parse().unwrap();
