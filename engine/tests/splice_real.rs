@@ -421,20 +421,11 @@ fn a_port_with_nothing_listening_in_the_namespace_resets_the_client() {
     assert_eq!((c.tcp_splice_opened, c.tcp_splice_refused, tcp), (0, 1, 0));
 }
 
-#[test]
-fn many_short_connections_each_carry_their_bytes_and_leave_no_flow() {
-    let Some((guest, engine_ns)) = namespaces() else {
-        return;
-    };
-    let server = listen_in(&guest.ns, addr("127.0.0.1:6004"));
-    let ports = Ports {
-        tcp_in: vec![(addr("127.0.0.1:5004"), 6004)],
-        ..Ports::default()
-    };
-    let engine = Running::start(engine_ns, ports);
-    const N: usize = 300;
-    let srv = std::thread::spawn(move || {
-        for _ in 0..N {
+/// A server answering `n` connections: reads a request to its FIN, sends
+/// it back reversed.
+fn reverse_server(server: TcpListener, n: usize) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for _ in 0..n {
             let (mut s, _) = server.accept().expect("accept");
             set_timeouts(&s);
             let mut req = Vec::new();
@@ -442,10 +433,15 @@ fn many_short_connections_each_carry_their_bytes_and_leave_no_flow() {
             req.reverse();
             s.write_all(&req).expect("reply");
         }
-    });
+    })
+}
+
+/// `n` sequential connections to `to`, each checked: connections per
+/// second.
+fn short_connections(to: SocketAddr, n: usize) -> f64 {
     let t0 = Instant::now();
-    for i in 0..N {
-        let mut c = TcpStream::connect(addr("127.0.0.1:5004")).expect("connect");
+    for i in 0..n {
+        let mut c = TcpStream::connect(to).expect("connect");
         set_timeouts(&c);
         let msg = format!("request number {i}");
         c.write_all(msg.as_bytes()).unwrap();
@@ -456,9 +452,33 @@ fn many_short_connections_each_carry_their_bytes_and_leave_no_flow() {
         want.reverse();
         assert_eq!(back, want, "connection {i}");
     }
-    let rate = N as f64 / t0.elapsed().as_secs_f64();
-    eprintln!("splice: {N} sequential connections, {rate:.0} per second (debug build)");
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+#[test]
+fn many_short_connections_each_carry_their_bytes_and_leave_no_flow() {
+    let Some((guest, engine_ns)) = namespaces() else {
+        return;
+    };
+    let server = listen_in(&guest.ns, addr("127.0.0.1:6004"));
+    let plain = TcpListener::bind(addr("127.0.0.1:6007")).expect("plain");
+    let ports = Ports {
+        tcp_in: vec![(addr("127.0.0.1:5004"), 6004)],
+        ..Ports::default()
+    };
+    let engine = Running::start(engine_ns, ports);
+    const N: usize = 300;
+    let srv = reverse_server(server, N);
+    let spliced = short_connections(addr("127.0.0.1:5004"), N);
     srv.join().expect("server");
+    let srv = reverse_server(plain, N);
+    let direct = short_connections(addr("127.0.0.1:6007"), N);
+    srv.join().expect("server");
+    eprintln!(
+        "splice: {N} sequential connections, {spliced:.0}/s spliced, {direct:.0}/s plain \
+         loopback, ratio {:.2}",
+        spliced / direct
+    );
     std::thread::sleep(Duration::from_millis(100));
     let (c, tcp, _) = engine.finish();
     assert_eq!(c.tcp_splice_opened, N as u64);

@@ -34,6 +34,7 @@ pub mod host;
 pub mod host_probe;
 pub mod logging;
 pub mod netns;
+mod ns_worker;
 pub mod pcap;
 pub mod process;
 pub mod startup;
