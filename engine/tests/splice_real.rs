@@ -101,54 +101,57 @@ impl Running {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut host = RealHost::new().expect("RealHost");
-            host.set_guest_netns(guest);
-            let mut config = Config::example();
-            config.splice = Splice::On;
-            config.udp_timeout = Duration::from_secs(2);
-            config.udp_timeout_bidir = Duration::from_secs(2);
-            let mut engine = Engine::new(config, host, 7).expect("engine");
-            for (a, p) in &ports.tcp_in {
-                engine.tcp_listen(*a, *p).expect("-t");
-            }
-            for (a, p) in &ports.tcp_out {
-                engine.tcp_listen_outbound(*a, *p).expect("-T");
-            }
-            for (a, p) in &ports.udp_in {
-                engine.udp_listen(*a, *p).expect("-u");
-            }
-            for (a, p) in &ports.udp_out {
-                engine.udp_listen_outbound(*a, *p).expect("-U");
-            }
-            ready_tx.send(()).expect("test alive");
-            let mut events = Vec::with_capacity(256);
-            while !flag.load(Ordering::Relaxed) {
-                events.clear();
-                let now = clock::now();
-                let wait = engine
-                    .poll_timeout()
-                    .map(|t| t.saturating_duration_since(now))
-                    .unwrap_or(Duration::from_millis(20))
-                    .min(Duration::from_millis(20));
-                engine
-                    .host_mut()
-                    .wait(Some(wait), &mut events)
-                    .expect("wait");
-                let now = clock::now();
-                for &(t, r) in &events {
-                    engine.handle_host_event(now, t, r);
+        let thread = std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                let mut host = RealHost::new().expect("RealHost");
+                host.set_guest_netns(guest);
+                let mut config = Config::example();
+                config.splice = Splice::On;
+                config.udp_timeout = Duration::from_secs(2);
+                config.udp_timeout_bidir = Duration::from_secs(2);
+                let mut engine = Engine::new(config, host, 7).expect("engine");
+                for (a, p) in &ports.tcp_in {
+                    engine.tcp_listen(*a, *p).expect("-t");
                 }
-                if engine.poll_timeout().is_some_and(|t| t <= now) {
-                    engine.handle_timeout(now);
+                for (a, p) in &ports.tcp_out {
+                    engine.tcp_listen_outbound(*a, *p).expect("-T");
                 }
-            }
-            (
-                engine.counters().clone(),
-                engine.tcp().splices().len(),
-                engine.udp().splices().len(),
-            )
-        });
+                for (a, p) in &ports.udp_in {
+                    engine.udp_listen(*a, *p).expect("-u");
+                }
+                for (a, p) in &ports.udp_out {
+                    engine.udp_listen_outbound(*a, *p).expect("-U");
+                }
+                ready_tx.send(()).expect("test alive");
+                let mut events = Vec::with_capacity(256);
+                while !flag.load(Ordering::Relaxed) {
+                    events.clear();
+                    let now = clock::now();
+                    let wait = engine
+                        .poll_timeout()
+                        .map(|t| t.saturating_duration_since(now))
+                        .unwrap_or(Duration::from_millis(20))
+                        .min(Duration::from_millis(20));
+                    engine
+                        .host_mut()
+                        .wait(Some(wait), &mut events)
+                        .expect("wait");
+                    let now = clock::now();
+                    for &(t, r) in &events {
+                        engine.handle_host_event(now, t, r);
+                    }
+                    if engine.poll_timeout().is_some_and(|t| t <= now) {
+                        engine.handle_timeout(now);
+                    }
+                }
+                (
+                    engine.counters().clone(),
+                    engine.tcp().splices().len(),
+                    engine.udp().splices().len(),
+                )
+            })
+            .expect("engine thread");
         ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("engine ready");
