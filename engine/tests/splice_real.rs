@@ -18,7 +18,7 @@ mod netns;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,8 @@ struct Ports {
 /// events, timers) until stopped.
 struct Running {
     stop: Arc<AtomicBool>,
+    /// Live spliced flows (TCP and UDP), as of the engine's last turn.
+    live: Arc<AtomicUsize>,
     thread: Option<JoinHandle<(Counters, usize, usize)>>,
 }
 
@@ -101,6 +103,8 @@ impl Running {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let flag = stop.clone();
+        let live = Arc::new(AtomicUsize::new(0));
+        let live_flows = live.clone();
         let thread = std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || {
@@ -144,6 +148,10 @@ impl Running {
                     if engine.poll_timeout().is_some_and(|t| t <= now) {
                         engine.handle_timeout(now);
                     }
+                    live_flows.store(
+                        engine.tcp().splices().len() + engine.udp().splices().len(),
+                        Ordering::Relaxed,
+                    );
                 }
                 (
                     engine.counters().clone(),
@@ -157,12 +165,19 @@ impl Running {
             .expect("engine ready");
         Running {
             stop,
+            live,
             thread: Some(thread),
         }
     }
 
-    /// Stops the engine: its counters and its live spliced flows (TCP, UDP).
+    /// Stops the engine once its spliced flows are gone (the peers' last
+    /// FINs take a turn of its loop; 5 s at most): its counters and the
+    /// spliced flows still live (TCP, UDP).
     fn finish(mut self) -> (Counters, usize, usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .take()
