@@ -87,6 +87,15 @@ mod tests {
     }
 
     #[test]
+    fn the_same_entry_under_another_kind_keeps_its_slot_and_generation() {
+        let t = flow(TCP_SPLICE, 42, 7);
+        let peer = with_kind(t, TCP_SPLICE_PEER);
+        assert_eq!(kind(peer), TCP_SPLICE_PEER);
+        assert_eq!(flow_parts(peer), (42, 7));
+        assert_eq!(with_kind(peer, TCP_SPLICE), t);
+    }
+
+    #[test]
     fn generations_wrap_within_the_token_bits() {
         let t = flow(TCP_FLOW, 7, GENERATION_MASK + 2);
         assert_eq!(flow_parts(t), (7, 1));
