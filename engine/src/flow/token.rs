@@ -69,6 +69,14 @@ pub const fn with_kind(t: Token, kind: u8) -> Token {
     make(kind, index(t))
 }
 
+/// Whether handling an event with this token may write frames for the
+/// guest. Spliced flows never do (they move bytes between two host
+/// sockets), so a driver delivers their events even while the transmit
+/// queue is full: a slow guest does not hold back the loopback path.
+pub const fn needs_guest_room(t: Token) -> bool {
+    !matches!(kind(t), TCP_SPLICE | TCP_SPLICE_PEER | UDP_SPLICE)
+}
+
 /// The `(slot, generation)` a flow token carries.
 pub const fn flow_parts(t: Token) -> (u32, u32) {
     let i = index(t);
