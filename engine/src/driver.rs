@@ -215,8 +215,10 @@ impl Driver {
     }
 
     /// Step 3: one host readiness report, delivered only if the queue has
-    /// room for a read burst (draining first if needed). Returns whether it
-    /// was delivered; a report held back comes again at the next wait.
+    /// room for a read burst (draining first if needed), unless its token
+    /// never writes to the guest (spliced flows,
+    /// [`crate::flow::token::needs_guest_room`]). Returns whether it was
+    /// delivered; a report held back comes again at the next wait.
     pub fn host_event<H: HostIo, S: FrameSink>(
         &mut self,
         engine: &mut Engine<H>,
@@ -225,7 +227,9 @@ impl Driver {
         token: Token,
         readiness: Readiness,
     ) -> Result<bool, S::Error> {
-        if !self.make_room_for(engine, sink, now, self.host_burst)? {
+        if crate::flow::token::needs_guest_room(token)
+            && !self.make_room_for(engine, sink, now, self.host_burst)?
+        {
             self.stats.host_events_held += 1;
             return Ok(false);
         }
@@ -483,6 +487,31 @@ mod tests {
         sink.budget = 2;
         assert_eq!(d.host_event(&mut e, &mut sink, now, token, r), Ok(true));
         assert_eq!(d.stats().host_events, 1);
+    }
+
+    #[test]
+    fn a_spliced_flows_readiness_is_delivered_even_without_room() {
+        let mut e = engine(HOST_READ_BURST + 8);
+        let mut d = Driver::for_config(e.config());
+        let mut sink = FakeSink::default();
+        let now = Instant::from_millis(1);
+        for i in 2..11 {
+            d.guest_frame(&mut e, &mut sink, now, &arp_request(i))
+                .unwrap();
+        }
+        d.timers(&mut e, &mut sink, now).unwrap();
+        assert!(e.tx_queue().free_frames() < HOST_READ_BURST);
+        let r = Readiness {
+            readable: true,
+            ..Readiness::default()
+        };
+        use crate::engine::token;
+        for kind in [token::TCP_SPLICE, token::TCP_SPLICE_PEER, token::UDP_SPLICE] {
+            let t = token::flow(kind, 3, 1);
+            assert_eq!(d.host_event(&mut e, &mut sink, now, t, r), Ok(true));
+        }
+        assert_eq!(d.stats().host_events_held, 0);
+        assert!(sink.taken.is_empty(), "nothing was drained for them");
     }
 
     #[test]

@@ -329,3 +329,142 @@ fn the_namespace_loopback_is_not_the_hosts() {
         Some(HostError::NetworkUnreachable)
     );
 }
+
+/// An engine with `-t 0.0.0.0:5000 -> 6000` under `mode`, a sink in the
+/// namespace; a connection from `from` to `to`: what the client saw after
+/// a few virtual milliseconds, and the engine.
+fn connect_under(mode: Splice, from: &str, to: &str) -> (Client, Engine<SimHost>) {
+    let mut host = SimHost::new(SimHostConfig::default(), SimRng::from_seed(9));
+    host.remote_tcp_serve_in(Netns::Guest, addr("127.0.0.1:6000"), 4, RemoteService::Echo)
+        .expect("echo");
+    let mut config = Config::example();
+    config.splice = mode;
+    let mut engine = Engine::new(config, host, 9).expect("engine");
+    engine.tcp_listen(addr("0.0.0.0:5000"), 6000).expect("-t");
+    let mut c = client(engine.host_mut(), Netns::Host, from, to, b"ping".to_vec());
+    let mut events = Vec::new();
+    let mut now = Instant::ZERO;
+    while now < Instant::from_millis(50) {
+        let next = step(&mut engine, now, &mut events);
+        c.poll(engine.host_mut());
+        now = match next {
+            Some(t) if t > now && t < Instant::from_millis(50) => t,
+            _ => now + Duration::from_micros(100),
+        };
+    }
+    (c, engine)
+}
+
+#[test]
+fn without_splicing_a_loopback_peer_goes_to_the_guest() {
+    let (c, engine) = connect_under(Splice::Off, "127.0.0.1:0", "127.0.0.1:5000");
+    assert_eq!(engine.counters().tcp_splice_opened, 0);
+    assert_eq!(engine.tcp().flow_count(), 1, "a flow toward the guest");
+    assert!(
+        engine.counters().frames_out >= 1,
+        "its SYN went to the guest"
+    );
+    assert!(
+        c.got.is_empty() && c.error.is_none(),
+        "no guest answers here"
+    );
+}
+
+#[test]
+fn splice_only_refuses_a_peer_off_loopback_and_splices_a_loopback_one() {
+    let (c, engine) = connect_under(Splice::Only, "203.0.113.7:0", "198.51.100.1:5000");
+    assert_eq!(c.error, Some(HostError::ConnectionReset));
+    assert_eq!(engine.counters().tcp_splice_refused, 1);
+    assert_eq!(engine.counters().frames_out, 0);
+    let (c, engine) = connect_under(Splice::Only, "127.0.0.1:0", "127.0.0.1:5000");
+    assert_eq!(c.error, None);
+    assert_eq!(c.got, b"ping", "echoed through the splice");
+    assert_eq!(engine.counters().tcp_splice_opened, 1);
+}
+
+#[test]
+fn udp_datagrams_are_relayed_both_ways_and_the_flows_expire() {
+    let seed = seed_or(11);
+    let mut host = SimHost::new(
+        SimHostConfig::default(),
+        SimRng::from_seed(seed).child("host"),
+    );
+    let ns_echo = host
+        .remote_udp_bind_in(Netns::Guest, addr("127.0.0.1:6300"))
+        .expect("bind in the namespace");
+    let host_echo = host.remote_udp_bind(addr("[::1]:8300")).expect("bind");
+    let c1 = host.remote_udp_bind(addr("127.0.0.1:0")).expect("bind");
+    let c2 = host
+        .remote_udp_bind_in(Netns::Guest, addr("[::1]:0"))
+        .expect("bind");
+    let mut config = Config::example();
+    config.splice = Splice::On;
+    config.udp_timeout = Duration::from_secs(5);
+    config.udp_timeout_bidir = Duration::from_secs(5);
+    let mut engine = Engine::new(config, host, seed).expect("engine");
+    engine.udp_listen(addr("127.0.0.1:5300"), 6300).expect("-u");
+    engine
+        .udp_listen_outbound(addr("[::1]:7300"), 8300)
+        .expect("-U");
+    const N: usize = 100;
+    let msg = |i: usize| pattern(1 + i * 131 % 4000, i as u8);
+    for i in 0..N {
+        let h = engine.host_mut();
+        h.remote_udp_send(c1, &msg(i), addr("127.0.0.1:5300"))
+            .expect("send");
+        h.remote_udp_send(c2, &msg(i), addr("[::1]:7300"))
+            .expect("send");
+    }
+    let mut events = Vec::new();
+    let mut now = Instant::ZERO;
+    let mut got: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+    let mut buf = vec![0u8; 65536];
+    while now < Instant::from_millis(200) {
+        let next = step(&mut engine, now, &mut events);
+        let h = engine.host_mut();
+        for echo in [ns_echo, host_echo] {
+            while let Ok((n, from)) = h.remote_udp_recv(echo, &mut buf) {
+                h.remote_udp_send(echo, &buf[..n], from).expect("echo");
+            }
+        }
+        for (k, c) in [c1, c2].into_iter().enumerate() {
+            while let Ok((n, from)) = h.remote_udp_recv(c, &mut buf) {
+                let want = if k == 0 {
+                    "127.0.0.1:5300"
+                } else {
+                    "[::1]:7300"
+                };
+                assert_eq!(from, addr(want), "replies come from the forwarded port");
+                got[k].push(buf[..n].to_vec());
+            }
+        }
+        now = match next {
+            Some(t) if t > now => t,
+            _ => now + Duration::from_micros(100),
+        };
+    }
+    for (k, g) in got.iter().enumerate() {
+        assert_eq!(g.len(), N, "side {k}; PASST_SIM_SEED={seed}");
+        for (i, d) in g.iter().enumerate() {
+            assert!(*d == msg(i), "side {k} datagram {i}");
+        }
+    }
+    assert_eq!(engine.counters().udp_splice_datagrams, 4 * N as u64);
+    assert_eq!(engine.udp().splices().len(), 2);
+    assert!(engine.udp().splices().iter().all(|f| f.bidirectional));
+    // Idle past the timeout: both flows go.
+    let end = now + Duration::from_secs(6);
+    while now < end {
+        let next = step(&mut engine, now, &mut events);
+        now = match next {
+            Some(t) if t > now && t <= end => t,
+            _ => end,
+        };
+    }
+    step(&mut engine, now, &mut events);
+    assert_eq!(engine.udp().splices().len(), 0, "expired");
+    assert_eq!(
+        engine.counters().flows_opened,
+        engine.counters().flows_closed
+    );
+}

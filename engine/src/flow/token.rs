@@ -69,6 +69,14 @@ pub const fn with_kind(t: Token, kind: u8) -> Token {
     make(kind, index(t))
 }
 
+/// Whether handling an event with this token may write frames for the
+/// guest. Spliced flows never do (they move bytes between two host
+/// sockets), so a driver delivers their events even while the transmit
+/// queue is full: a slow guest does not hold back the loopback path.
+pub const fn needs_guest_room(t: Token) -> bool {
+    !matches!(kind(t), TCP_SPLICE | TCP_SPLICE_PEER | UDP_SPLICE)
+}
+
 /// The `(slot, generation)` a flow token carries.
 pub const fn flow_parts(t: Token) -> (u32, u32) {
     let i = index(t);
@@ -84,6 +92,15 @@ mod tests {
         let t = flow(UDP_FLOW, 0x1234_5678, 0x00ab_cdef);
         assert_eq!(kind(t), UDP_FLOW);
         assert_eq!(flow_parts(t), (0x1234_5678, 0x00ab_cdef));
+    }
+
+    #[test]
+    fn the_same_entry_under_another_kind_keeps_its_slot_and_generation() {
+        let t = flow(TCP_SPLICE, 42, 7);
+        let peer = with_kind(t, TCP_SPLICE_PEER);
+        assert_eq!(kind(peer), TCP_SPLICE_PEER);
+        assert_eq!(flow_parts(peer), (42, 7));
+        assert_eq!(with_kind(peer, TCP_SPLICE), t);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::netns::NetNs;
+use super::ns_worker::NsWorker;
 use super::sys::{self, cvt, cvt_size, from_sockaddr, map_errno, to_sockaddr};
 use crate::host_io::{
     ConnectProgress, Family, HostError, HostIo, IcmpErrorReport, Interest, Netns, Peeked, Place,
@@ -115,6 +116,10 @@ pub struct RealHost {
     guest_netns: Option<NetNs>,
     /// `--freebind` (see [`RealHost::set_freebind`]).
     freebind: bool,
+    /// The thread that makes sockets in it (`None` when it could not join:
+    /// each socket is then made through [`NetNs::run_in`], which reports
+    /// the error).
+    guest_worker: Option<NsWorker>,
     /// Empty splice pipes for reuse (at most [`PIPE_POOL_MAX`]).
     pipe_pool: Vec<SplicePipe>,
 }
@@ -145,6 +150,7 @@ impl RealHost {
             scratch: Vec::new(),
             guest_netns: None,
             freebind: false,
+            guest_worker: None,
             pipe_pool: Vec::new(),
         })
     }
@@ -159,7 +165,11 @@ impl RealHost {
     /// Sets the namespace that [`Netns::Guest`] sockets are made in
     /// (pasta's target namespace). Until it is set, such sockets fail with
     /// [`HostError::Unsupported`].
+    ///
+    /// A helper thread joins the namespace once and makes those sockets on
+    /// request, so a spliced connection does not pay for a thread.
     pub fn set_guest_netns(&mut self, ns: NetNs) {
+        self.guest_worker = NsWorker::start(&ns).ok();
         self.guest_netns = Some(ns);
     }
 
@@ -176,11 +186,14 @@ impl RealHost {
     ) -> Result<OwnedFd, HostError> {
         let fd = match place.netns {
             Netns::Host => new_socket(af, ty, proto)?,
-            Netns::Guest => {
-                let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
-                ns.run_in(|| new_socket(af, ty, proto))
-                    .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))??
-            }
+            Netns::Guest => match &self.guest_worker {
+                Some(w) => w.socket(af, ty | libc::SOCK_NONBLOCK, proto)?,
+                None => {
+                    let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
+                    ns.run_in(|| new_socket(af, ty, proto))
+                        .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))??
+                }
+            },
         };
         if let Some(dev) = place.device {
             let name = dev.as_str().as_bytes();

@@ -43,6 +43,7 @@ pub mod logging;
 pub mod netlink;
 pub mod netns;
 pub mod pasta;
+mod ns_worker;
 pub mod pcap;
 pub mod process;
 pub mod startup;

@@ -24,6 +24,10 @@
 //!   readiness of every registered host socket, in [`SockId`] order.
 //! - Host-side faults ([`HostFaults`]): refused connections, reset after N
 //!   bytes, EAGAIN storms, short reads and writes.
+//! - Two network namespaces: the host's, and pasta's target
+//!   ([`passt_engine::Netns::Guest`]), which has its own loopback and no
+//!   other route. Every binding and lookup is per namespace; remote
+//!   programs are made in one with the `remote_*_in` methods.
 //!
 //! # Driving it
 //!
