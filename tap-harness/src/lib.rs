@@ -19,6 +19,10 @@
 //!   what the test put there and `ping_group_range` can be set without
 //!   touching the machine's own.
 //!
+//! - [`pasta`]: the `pasta` binary under test (ours or Debian's), the
+//!   host-shaped namespace it runs in, and the command lines of its
+//!   clients, for the pasta suite (`tests/pasta.rs`).
+//!
 //! - [`lossy`]: an optional relay between the tap and the engine that drops
 //!   frames with a given probability each way ([`GuestOptions::lossy`]),
 //!   since the machine's kernel has no `netem`.
@@ -32,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod lossy;
+pub mod pasta;
 
 pub use lossy::{LossyLink, Relay, RelayEnd, RelayStats};
 
@@ -258,6 +263,21 @@ pub struct Background {
 }
 
 impl Background {
+    /// Starts `cmd` as the leader of a new process group, stdin empty,
+    /// stdout and stderr piped (read them with [`Background::wait_timeout`]).
+    pub fn spawn(mut cmd: Command) -> Result<Background, HarnessError> {
+        let line = command_line(&cmd);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let child = cmd.spawn().map_err(io_err(format!("spawn `{line}`")))?;
+        Ok(Background {
+            child: Some(child),
+            line,
+        })
+    }
+
     /// The process id (also its process-group id).
     pub fn id(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -395,17 +415,7 @@ impl Netns {
         program: &str,
         args: &[S],
     ) -> Result<Background, HarnessError> {
-        let mut cmd = self.command(program, args);
-        let line = command_line(&cmd);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let child = cmd.spawn().map_err(io_err(format!("spawn `{line}`")))?;
-        Ok(Background {
-            child: Some(child),
-            line,
-        })
+        Background::spawn(self.command(program, args))
     }
 
     /// Moves the calling thread into the namespace (`setns(CLONE_NEWNET)`
