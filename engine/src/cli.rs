@@ -27,6 +27,9 @@ use crate::config::{Config, DEFAULT_MTU, Ipv4Config, Ipv6Config, Services};
 use crate::fwd::{self, ForwardSpec, ForwardSpecBuilder, Program, SpecContext};
 use crate::hostnet::HostNetwork;
 
+mod pasta;
+pub use pasta::{NETNS_RUN_DIR, PastaOptions, PastaTarget, pasta_help_text, pasta_version_text};
+
 /// Default `--log-size`, as upstream: 1 MiB.
 pub const DEFAULT_LOG_SIZE: u64 = 1 << 20;
 
@@ -288,6 +291,8 @@ pub struct Options {
     pub fd: Option<i32>,
     /// `-1` (also implied by `-F`).
     pub one_off: bool,
+    /// pasta's own options (`None` for passt): [`PastaOptions`].
+    pub pasta: Option<PastaOptions>,
 }
 
 /// The raw clap view: every value a string, checked by [`parse_args`] with
@@ -441,6 +446,9 @@ struct RawArgs {
     /// FQDN to configure the guest with (DHCP option 81, DHCPv6 option 39)
     #[arg(long = "fqdn", value_name = "NAME")]
     fqdn: Option<String>,
+    /// pasta's own options (hidden from passt's help).
+    #[command(flatten)]
+    pasta: pasta::RawPasta,
 }
 
 /// The help text (`-h`).
@@ -476,14 +484,27 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let raw = RawArgs::try_parse_from(args).map_err(clap_error)?;
+    let mut raw =
+        RawArgs::try_parse_from(args).map_err(|e| pasta::for_program(clap_error(e), cx.program))?;
+    let is_pasta = cx.program == Program::Pasta;
     if raw.help {
-        return Err(CliError::Help(help_text()));
+        return Err(CliError::Help(if is_pasta {
+            pasta_help_text()
+        } else {
+            help_text()
+        }));
     }
     if raw.version {
-        return Err(CliError::Version(version_text()));
+        return Err(CliError::Version(if is_pasta {
+            pasta_version_text()
+        } else {
+            version_text()
+        }));
     }
-    options_from_raw(raw, cx)
+    let block = pasta::take_pasta_block(&mut raw, cx.program)?;
+    let mut opts = options_from_raw(raw, cx)?;
+    pasta::apply_pasta_block(&mut opts, block, cx)?;
+    Ok(opts)
 }
 
 /// Turns clap's error into upstream's one-line wording.
@@ -757,6 +778,7 @@ fn options_from_raw(raw: RawArgs, cx: SpecContext) -> Result<Options, CliError> 
         one_off: raw.one_off || fd.is_some(),
         socket: raw.socket,
         fd,
+        pasta: None,
     })
 }
 

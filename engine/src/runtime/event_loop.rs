@@ -21,7 +21,7 @@
 //!
 //! The loop shares the [`RealHost`] epoll set with the engine's sockets. Its
 //! own descriptors use the tokens from [`RESERVED_TOKENS_START`] up to
-//! `u64::MAX` ([`TOKEN_SIGNAL`], [`TOKEN_STOP`], [`TOKEN_LISTENER`],
+//! `u64::MAX` ([`TOKEN_SIGNAL`], [`TOKEN_STOP`], [`TOKEN_EXIT_WATCH`], [`TOKEN_LISTENER`],
 //! [`TOKEN_GUEST`]); the engine must never register a socket with a token in
 //! that range, and readiness for those tokens is never passed to it.
 //!
@@ -51,6 +51,8 @@ use crate::txq::TxQueue;
 pub const TOKEN_SIGNAL: Token = Token(u64::MAX);
 /// The [`StopHandle`]'s eventfd.
 pub const TOKEN_STOP: Token = Token(u64::MAX - 1);
+/// The [`ExitWatch`]'s descriptor (pasta: the target namespace's lifetime).
+pub const TOKEN_EXIT_WATCH: Token = Token(u64::MAX - 8);
 /// Lowest token reserved for the loop; the engine uses tokens below it.
 pub const RESERVED_TOKENS_START: u64 = u64::MAX - 15;
 
@@ -66,6 +68,19 @@ pub enum ExitReason {
     GuestGone,
     /// [`EventLoop::run_for`]'s time ran out.
     TimeLimit,
+    /// The [`ExitWatch`] saw its target go (pasta: the command or process
+    /// exited, or the network namespace was deleted).
+    TargetGone,
+}
+
+/// A descriptor whose readiness may end the loop: what pasta watches to
+/// leave when its namespace goes away (a pidfd, an inotify descriptor).
+pub trait ExitWatch: std::fmt::Debug {
+    /// The descriptor to poll for reading.
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// Called when [`ExitWatch::fd`] is readable: whether the target is
+    /// gone (the loop then returns [`ExitReason::TargetGone`]).
+    fn target_gone(&mut self) -> bool;
 }
 
 /// Failures that stop the loop.
@@ -169,6 +184,7 @@ pub struct EventLoop<T: GuestTransport> {
     events: Vec<(Token, Readiness)>,
     stats: LoopStats,
     ping_warned: bool,
+    exit_watch: Option<Box<dyn ExitWatch + Send>>,
 }
 
 fn eventfd() -> io::Result<OwnedFd> {
@@ -202,6 +218,7 @@ impl<T: GuestTransport> EventLoop<T> {
             events: Vec::with_capacity(256),
             stats: LoopStats::default(),
             ping_warned: false,
+            exit_watch: None,
         })
     }
 
@@ -228,6 +245,15 @@ impl<T: GuestTransport> EventLoop<T> {
             .host_mut()
             .add_fd(sfd.fd(), TOKEN_SIGNAL, Interest::READ)?;
         self.signals = Some(sfd);
+        Ok(())
+    }
+
+    /// Ends the loop with [`ExitReason::TargetGone`] when `watch` says so.
+    pub fn set_exit_watch(&mut self, watch: Box<dyn ExitWatch + Send>) -> Result<(), LoopError> {
+        self.engine
+            .host_mut()
+            .add_fd(watch.fd(), TOKEN_EXIT_WATCH, Interest::READ)?;
+        self.exit_watch = Some(watch);
         Ok(())
     }
 
@@ -382,6 +408,11 @@ impl<T: GuestTransport> EventLoop<T> {
                     };
                     Some(ExitReason::Stopped)
                 }
+                TOKEN_EXIT_WATCH => self
+                    .exit_watch
+                    .as_mut()
+                    .is_some_and(|w| w.target_gone())
+                    .then_some(ExitReason::TargetGone),
                 TOKEN_LISTENER => {
                     if self.transport.on_listener_ready(self.engine.host_mut())? {
                         // Frames queued for no one are not the new guest's.

@@ -14,6 +14,8 @@
 //!   probe, listeners, loop);
 //! - [`netns`]: handles on other network namespaces, and work run inside
 //!   them;
+//! - [`pasta`]: the namespaces pasta creates or joins, the command it runs,
+//!   and the watch on the target's lifetime;
 //! - [`host_probe`]: reading the host's addresses, routes and resolvers;
 //! - [`forward`]: binding the forwarded ports (`-t`/`-u`);
 //! - [`process`]: daemon, pid file, signals, privileges, limits;
@@ -33,7 +35,9 @@ pub mod forward;
 pub mod host;
 pub mod host_probe;
 pub mod logging;
+pub mod netlink;
 pub mod netns;
+pub mod pasta;
 pub mod pcap;
 pub mod process;
 pub mod startup;

@@ -46,6 +46,19 @@ impl NetNs {
         NetNs::open(Path::new("/proc/thread-self/ns/net"))
     }
 
+    /// Another handle on the same namespace (a duplicated descriptor).
+    pub fn try_clone(&self) -> io::Result<NetNs> {
+        Ok(NetNs {
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Whether `other` is the same namespace (same `nsfs` inode).
+    pub fn same_as(&self, other: &NetNs) -> io::Result<bool> {
+        Ok(ns_id(self.fd.as_fd())? == ns_id(other.fd.as_fd())?)
+    }
+
     /// The path it was opened from (for messages).
     pub fn path(&self) -> &Path {
         &self.path
@@ -73,6 +86,18 @@ impl NetNs {
     }
 }
 
+/// The identity of the namespace behind `fd`: device and inode of its
+/// `nsfs` file (namespaces(7), "/proc/PID/ns").
+pub fn ns_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: `stat` is plain data filled by fstat on a live descriptor.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.st_dev, st.st_ino))
+}
+
 impl AsFd for NetNs {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -87,6 +112,14 @@ mod tests {
     fn run_in_the_current_namespace_returns_the_closures_value() {
         let ns = NetNs::current().expect("own namespace");
         assert_eq!(ns.run_in(|| 41 + 1).expect("joined"), 42);
+    }
+
+    #[test]
+    fn a_clone_is_the_same_namespace_and_the_initial_one_differs_from_a_new_one() {
+        let ns = NetNs::current().expect("own namespace");
+        let copy = ns.try_clone().expect("dup");
+        assert!(ns.same_as(&copy).unwrap());
+        assert_eq!(copy.path(), ns.path());
     }
 
     #[test]

@@ -3,17 +3,22 @@
 //!
 //! 1. logging ([`start_logging`]) and the user to run as;
 //! 2. the host probe and the engine configuration ([`probe_host`]);
+//!    pasta then creates or joins its namespaces ([`pasta::set_up`]);
 //! 3. the engine and its listeners: forwarded ports are bound before the
 //!    guest socket is announced, so a port that cannot be bound stops the
 //!    start ([`bind_listeners`]);
-//! 4. the guest transport ([`open_guest_transport`]);
+//! 4. the guest transport: QEMU's socket ([`open_guest_transport`]) or,
+//!    for pasta, the tap in the namespace ([`open_tap`]);
 //! 5. isolation (issue #15) belongs here, once every descriptor is open
-//!    and before the process detaches (marked in [`run`]'s body);
-//! 6. the process: daemon and pid file ([`detach`]);
-//! 7. the loop, until a signal or the guest leaving.
+//!    and before the process detaches (marked in [`serve`]'s body);
+//! 6. the process: daemon and pid file ([`detach`]); pasta lets its
+//!    command start;
+//! 7. the loop, until a signal, the guest leaving, or (pasta) the target
+//!    namespace going away; pasta then exits with its command's status.
 //!
-//! passt and pasta share it; what differs between them (the transport:
-//! QEMU's socket or a tap in a namespace) is one step. This module owns the
+//! passt and pasta share it; what differs between them (the namespace and
+//! the transport: QEMU's socket or a tap in a namespace) is one step each
+//! (chosen by [`Options::pasta`]). This module owns the
 //! order and the messages (worded as upstream's, which wrappers parse); the
 //! work of each step lives in the module it names.
 
@@ -21,17 +26,20 @@ use std::process::ExitCode;
 
 use super::clock;
 use super::event_loop::EventLoop;
+use super::event_loop::ExitReason;
 use super::forward;
 use super::host::RealHost;
 use super::host_probe;
 use super::logging::{self, Level, Sink};
+use super::netns::NetNs;
+use super::pasta;
 use super::pcap::PcapWriter;
 use super::process;
-use super::transport::{GuestTransport, StreamTransport};
-use crate::cli::{self, Options, Verbosity};
+use super::transport::{GuestTransport, StreamTransport, Tap, TapTransport};
+use crate::cli::{self, Options, PastaOptions, Verbosity};
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::fwd::{PortRange, SpecContext};
+use crate::fwd::{PortRange, Program, SpecContext};
 use crate::hostnet::HostNetwork;
 
 /// A start-up failure: the message to log (as upstream words it); the
@@ -70,14 +78,58 @@ pub fn ephemeral_range() -> PortRange {
         .unwrap_or(crate::fwd::DEFAULT_EPHEMERAL)
 }
 
-/// Runs passt with parsed options: every step of the module docs, in
-/// order. Returns the process's exit status.
+/// The program `argv[0]` names, as upstream decides it: a name starting
+/// with `pasta` (`pasta`, `pasta.avx2`, a `pasta -> passt` symlink) is
+/// pasta, one starting with `passt` is passt; `None` for anything else.
+pub fn program_of(argv0: &std::ffi::OsStr) -> Option<Program> {
+    let name = std::path::Path::new(argv0).file_name()?.as_encoded_bytes();
+    if name.starts_with(b"pasta") {
+        Some(Program::Pasta)
+    } else if name.starts_with(b"passt") {
+        Some(Program::Passt)
+    } else {
+        None
+    }
+}
+
+/// The whole of both binaries' `main`: block the stop signals, choose the
+/// program by `argv[0]` ([`program_of`], else `default`), parse the command
+/// line, and [`run`].
+pub fn main_for(default: Program) -> ExitCode {
+    // Before anything else (and before any fork): a SIGTERM that arrives
+    // before the loop reads its signalfd must wait for it, not kill us
+    // with the socket and pid files left behind.
+    if let Err(e) = process::block_stop_signals() {
+        eprintln!("Failed to block signals: {e}");
+        return ExitCode::from(1);
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let program = args.first().and_then(|a| program_of(a)).unwrap_or(default);
+    let cx = SpecContext {
+        program,
+        ephemeral: ephemeral_range(),
+    };
+    match cli::parse_args_in(args, cx) {
+        Ok(opts) => run(opts, cx),
+        Err(e @ (cli::CliError::Help(_) | cli::CliError::Version(_))) => {
+            print!("{e}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+/// Runs passt or pasta with parsed options: every step of the module
+/// docs, in order. Returns the process's exit status.
 pub fn run(opts: Options, cx: SpecContext) -> ExitCode {
     if let Err(code) = start_logging(&opts) {
         return code;
     }
     match run_steps(&opts, cx) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(StartError(msg)) => {
             logging::log(Level::Error, format_args!("{msg}"));
             ExitCode::from(1)
@@ -85,17 +137,51 @@ pub fn run(opts: Options, cx: SpecContext) -> ExitCode {
     }
 }
 
-fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
+fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
     if let Some(runas) = &opts.runas {
         process::drop_privileges(runas)
             .map_err(|e| format!("Can't change to user {}: {e}", runas.user))?;
     }
-    let config = probe_host(opts)?;
-    let engine = bind_listeners(config, opts, cx)?;
-    let transport = open_guest_transport(opts)?;
+    let (config, host) = probe_host(opts)?;
+    match &opts.pasta {
+        None => {
+            let engine = bind_listeners(config, opts, cx, None)?;
+            let transport = open_guest_transport(opts)?;
+            serve(engine, transport, opts, None)
+        }
+        Some(p) => {
+            let ns = pasta::set_up(p)?;
+            let guest_netns = ns
+                .netns()
+                .try_clone()
+                .map_err(|e| format!("Couldn't open network namespace: {e}"))?;
+            let engine = bind_listeners(config, opts, cx, Some(guest_netns))?;
+            let transport = open_tap(p, &ns, &host)?;
+            serve(engine, transport, opts, Some(ns))
+        }
+    }
+}
+
+/// Steps 4 to 7 over the transport opened: the loop with its capture and
+/// (pasta) its exit watch, isolation, detach, pasta's command let go, the
+/// loop run. Returns the exit status: 0, or pasta's command's.
+fn serve<T: GuestTransport>(
+    engine: Engine<RealHost>,
+    transport: T,
+    opts: &Options,
+    mut ns: Option<pasta::Namespace>,
+) -> Result<u8, StartError> {
     let mut event_loop = EventLoop::new(engine, transport)
         .map_err(|e| format!("Failed to start the event loop: {e}"))?;
     event_loop.set_one_off(opts.one_off);
+    if let Some(ns) = &mut ns {
+        let no_quit = opts.pasta.as_ref().is_some_and(|p| p.no_netns_quit);
+        if let Some(watch) = ns.take_watch(no_quit) {
+            event_loop
+                .set_exit_watch(Box::new(watch))
+                .map_err(|e| format!("Failed to watch the namespace: {e}"))?;
+        }
+    }
     if let Some(path) = &opts.pcap {
         let w = PcapWriter::create(path)
             .map_err(|e| format!("Failed to open pcap file {}: {e}", path.display()))?;
@@ -113,14 +199,61 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
     event_loop
         .catch_signals()
         .map_err(|e| format!("Failed to set up signal handling: {e}"))?;
-    let result = event_loop.run();
+    let label = ns.as_ref().map(|n| n.label().to_string());
+    let mut command = ns.as_mut().and_then(|n| n.command_mut());
+    if let Some(c) = command.as_deref_mut() {
+        c.release()
+            .map_err(|e| format!("Failed to start the command: {e}"))?;
+    }
+    let result = loop {
+        match (event_loop.run(), command.as_deref()) {
+            // The terminal sends SIGINT to the command as well: pasta
+            // serves until the command exits.
+            (Ok(ExitReason::Signal(libc::SIGINT)), Some(_)) => {}
+            (Ok(ExitReason::Signal(sig)), Some(c)) => {
+                logging::log(
+                    Level::Debug,
+                    format_args!("signal {sig}: passed on to the command"),
+                );
+                c.signal(sig);
+            }
+            (other, _) => break other,
+        }
+    };
     event_loop.shutdown();
     if let Some(path) = &opts.pid_file {
         let _ = std::fs::remove_file(path);
     }
-    let reason = result.map_err(|e| format!("Event loop failed: {e}"))?;
+    let reason = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(c) = command.as_deref() {
+                c.signal(libc::SIGTERM);
+            }
+            return Err(format!("Event loop failed: {e}").into());
+        }
+    };
     logging::log(Level::Debug, format_args!("exiting: {reason:?}"));
-    Ok(())
+    match command {
+        Some(c) => {
+            if reason != ExitReason::TargetGone {
+                c.signal(libc::SIGTERM);
+            }
+            c.wait()
+                .map_err(|e| StartError(format!("Failed to wait for the command: {e}")))
+        }
+        None => {
+            if reason == ExitReason::TargetGone
+                && let Some(label) = label
+            {
+                logging::log(
+                    Level::Info,
+                    format_args!("Namespace {label} is gone, exiting"),
+                );
+            }
+            Ok(0)
+        }
+    }
 }
 
 /// Step 1: the logger, to standard error or `--log-file`. A log file that
@@ -142,7 +275,7 @@ pub fn start_logging(opts: &Options) -> Result<(), ExitCode> {
 
 /// Step 2: reads the host's network and builds the engine configuration
 /// from it and the options; logs the summary upstream prints.
-pub fn probe_host(opts: &Options) -> Result<Config, StartError> {
+pub fn probe_host(opts: &Options) -> Result<(Config, HostNetwork), StartError> {
     let host = host_probe::detect(
         opts.interface.as_deref(),
         opts.outbound_if4.as_deref(),
@@ -158,16 +291,22 @@ pub fn probe_host(opts: &Options) -> Result<Config, StartError> {
     for line in banner(&config, &host) {
         logging::log(Level::Info, format_args!("{line}"));
     }
-    Ok(config)
+    Ok((config, host))
 }
 
 /// Step 3: the engine over a [`RealHost`], with the forwarded ports bound.
+/// `guest_netns` is pasta's namespace, where the host makes
+/// [`crate::host_io::Netns::Guest`] sockets.
 pub fn bind_listeners(
     config: Config,
     opts: &Options,
     cx: SpecContext,
+    guest_netns: Option<NetNs>,
 ) -> Result<Engine<RealHost>, StartError> {
-    let host_io = RealHost::new().map_err(|e| format!("Failed to set up epoll: {e}"))?;
+    let mut host_io = RealHost::new().map_err(|e| format!("Failed to set up epoll: {e}"))?;
+    if let Some(ns) = guest_netns {
+        host_io.set_guest_netns(ns);
+    }
     let mut engine = Engine::new(config, host_io, clock::random_seed())
         .map_err(|e| format!("Invalid configuration: {e}"))?;
     if let Err(e) = process::raise_nofile_limit() {
@@ -224,6 +363,37 @@ pub fn open_guest_transport(opts: &Options) -> Result<StreamTransport, StartErro
         }
     }
     Ok(transport)
+}
+
+/// Step 4 (pasta): the tap in the namespace, named `-I` or after the
+/// host's template interface; `lo` brought up; with `--config-net`,
+/// addresses, routes and MTU.
+pub fn open_tap(
+    p: &PastaOptions,
+    ns: &pasta::Namespace,
+    host: &HostNetwork,
+) -> Result<TapTransport, StartError> {
+    if p.splice_only {
+        return Err("--splice-only is not supported yet: pasta always serves a tap".into());
+    }
+    if p.config_net {
+        return Err("--config-net is not supported yet".into());
+    }
+    let name = p
+        .ns_ifname
+        .clone()
+        .or_else(|| host.ipv4.as_ref().map(|v| v.ifname.clone()))
+        .or_else(|| host.ipv6.as_ref().map(|v| v.ifname.clone()))
+        .unwrap_or_default();
+    let tap = Tap::open_in(ns.netns(), &name)
+        .map_err(|e| format!("Failed to open tun socket in namespace: {e}"))?;
+    pasta::bring_up_loopback(ns.netns())
+        .map_err(|e| format!("Failed to bring up loopback in namespace: {e}"))?;
+    logging::log(
+        Level::Info,
+        format_args!("Namespace interface: {}", tap.name()),
+    );
+    Ok(TapTransport::new(tap))
 }
 
 /// Step 6: goes to the background unless `-f` (the parent writes the pid

@@ -84,11 +84,12 @@ impl Tap {
     /// Like [`Tap::open`], inside the network namespace `netns` (a path
     /// such as `/run/netns/NAME` or `/proc/PID/ns/net`).
     pub fn open_in_netns(netns: &Path, name: &str) -> Result<Tap, HostError> {
-        let io_err = |e: std::io::Error| e.raw_os_error().map_or(HostError::Other(0), map_errno);
-        NetNs::open(netns)
-            .map_err(io_err)?
-            .run_in(|| Tap::open(name))
-            .map_err(io_err)?
+        Tap::open_in(&NetNs::open(netns).map_err(io_err)?, name)
+    }
+
+    /// Like [`Tap::open`], inside the network namespace `ns`.
+    pub fn open_in(ns: &NetNs, name: &str) -> Result<Tap, HostError> {
+        ns.run_in(|| Tap::open(name)).map_err(io_err)?
     }
 
     /// The interface name.
@@ -126,6 +127,10 @@ impl Tap {
             Err(HostError::Other(libc::EIO))
         }
     }
+}
+
+fn io_err(e: std::io::Error) -> HostError {
+    e.raw_os_error().map_or(HostError::Other(0), map_errno)
 }
 
 impl AsFd for Tap {
