@@ -27,7 +27,7 @@ use passt_engine::runtime::NetNs;
 use crate::{PatternChecker, PatternStream};
 
 /// Read and write timeout of every stream here.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn in_ns<T: Send>(ns: &NetNs, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     ns.run_in(f)?
@@ -374,9 +374,10 @@ impl DnsResponder {
                 };
                 match dns_answer(&buf[..n], addr) {
                     Some(r) => {
-                        if socket.send_to(&r, from).is_ok() {
-                            a.fetch_add(1, Ordering::Relaxed);
-                        }
+                        // Counted before sending: the client may read the
+                        // answer before this thread runs again.
+                        a.fetch_add(1, Ordering::Relaxed);
+                        let _ = socket.send_to(&r, from);
                     }
                     None => {
                         bad.fetch_add(1, Ordering::Relaxed);
@@ -392,7 +393,7 @@ impl DnsResponder {
         })
     }
 
-    /// Queries answered so far.
+    /// Answers sent so far (counted as each is sent).
     pub fn answered(&self) -> u32 {
         self.answered.load(Ordering::Relaxed)
     }
