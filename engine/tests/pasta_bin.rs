@@ -466,3 +466,31 @@ fn an_unprivileged_user_gets_its_own_user_namespace() {
         "{stdout}"
     );
 }
+
+#[test]
+fn config_net_gives_the_tap_the_hosts_address_and_gateway_and_brings_it_up() {
+    require_root!("config_net_gives_the_tap_the_hosts_address_and_gateway_and_brings_it_up");
+    let host = passt_engine::runtime::host_probe::detect(None, None, None).unwrap();
+    let out = pasta(&[
+        "-q",
+        "--config-net",
+        "-I",
+        "ptbtap5",
+        "--",
+        "sh",
+        "-c",
+        "ip -o link show ptbtap5; ip -o -4 addr show dev ptbtap5; ip -4 route show dev ptbtap5",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let link = link_line(&stdout, "ptbtap5").expect("the tap");
+    assert!(link.contains(",UP") && link.contains("mtu 65520"), "{link}");
+    if let Some(v4) = &host.ipv4 {
+        let want = format!("inet {}/{}", v4.addr, v4.prefix_len);
+        assert!(stdout.contains(&want), "{want} in {stdout}");
+        if let Some(gw) = v4.gateway {
+            let want = format!("default via {gw}");
+            assert!(stdout.contains(&want), "{want} in {stdout}");
+        }
+    }
+}

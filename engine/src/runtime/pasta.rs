@@ -23,9 +23,12 @@
 //! ready. Its exit ends pasta, with its status (128 + signal number when a
 //! signal killed it, as shells report it).
 //!
+//! It also decides what `--config-net` sets ([`config_net_plan`]); the
+//! netlink exchange itself is [`super::netlink`]'s.
+//!
 //! This module owns those processes and namespace handles; it never
-//! configures an interface beyond bringing `lo` up (the tap is
-//! [`super::transport::tap`]'s, addresses and routes the netlink module's).
+//! configures an interface itself (the tap is [`super::transport::tap`]'s,
+//! addresses, routes and links [`super::netlink`]'s).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
@@ -34,10 +37,14 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use std::net::IpAddr;
+
 use super::event_loop::ExitWatch;
 use super::logging::log_debug;
+use super::netlink::{Address, Family, NsNetConfig, Route};
 use super::netns::{NetNs, ns_id};
-use crate::cli::{PastaOptions, PastaTarget};
+use crate::cli::{Options, PastaOptions, PastaTarget};
+use crate::config::Config;
 
 /// `CAP_SYS_ADMIN`'s bit in the capability sets (capabilities(7)).
 const CAP_SYS_ADMIN: u32 = 21;
@@ -154,34 +161,79 @@ pub fn set_up(p: &PastaOptions) -> Result<Namespace, String> {
     Ok(ns)
 }
 
-/// Brings `lo` up in `ns` (`SIOCSIFFLAGS`, netdevice(7)): a new network
-/// namespace starts with it down.
-pub fn bring_up_loopback(ns: &NetNs) -> io::Result<()> {
-    ns.run_in(|| {
-        // SAFETY: plain syscall; the result is checked.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+/// What `--config-net` sets on the tap `ifname` (pasta(1)): the MTU
+/// (65520 unless `-m`; `-m 0` leaves the kernel's), `--ns-mac-addr`, the
+/// transmit queue length, and per address family the engine serves:
+/// - addresses: the guest's address of `config`; unless `-a` or
+///   `--no-copy-addrs`, every other usable address of the host's template
+///   interface (`host_addrs`) as well, so there is no NAT;
+/// - routes: unless `-g` or `--no-copy-routes`, the template interface's
+///   routes (`host_routes`, those the kernel makes for an address left
+///   out: it makes them again), with a default route through the gateway
+///   if they hold none; otherwise just that default route.
+pub fn config_net_plan(
+    ifname: &str,
+    opts: &Options,
+    config: &Config,
+    host_addrs: &[Address],
+    host_routes: &[Route],
+) -> NsNetConfig {
+    let p = opts.pasta.as_ref();
+    let copy_addrs = p.is_none_or(|p| p.copy_addrs);
+    let copy_routes = p.is_none_or(|p| p.copy_routes);
+    let mut cfg = NsNetConfig::new(ifname);
+    cfg.mac = p.and_then(|p| p.ns_mac);
+    cfg.mtu = match opts.mtu {
+        Some(0) => None,
+        _ => Some(u32::from(config.mtu)),
+    };
+    let families = [
+        config.ipv4.as_ref().map(|v| {
+            (
+                Family::V4,
+                IpAddr::V4(v.addr),
+                v.prefix_len,
+                IpAddr::V4(v.gateway),
+                opts.address.v4.is_some(),
+                opts.gateway.v4.is_some(),
+            )
+        }),
+        config.ipv6.as_ref().map(|v| {
+            (
+                Family::V6,
+                IpAddr::V6(v.addr),
+                v.prefix_len,
+                IpAddr::V6(v.gateway),
+                opts.address.v6.is_some(),
+                opts.gateway.v6.is_some(),
+            )
+        }),
+    ];
+    for (family, addr, prefix_len, gateway, addr_given, gw_given) in families.into_iter().flatten()
+    {
+        cfg.addrs.push((addr, prefix_len));
+        if copy_addrs && !addr_given {
+            for a in host_addrs {
+                if Family::of(a.addr) == family && a.copyable() && a.addr != addr {
+                    cfg.addrs.push((a.addr, a.prefix_len));
+                }
+            }
         }
-        // SAFETY: fresh descriptor, owned here.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: ifreq is plain data; zero is valid.
-        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo") {
-            *d = *s as libc::c_char;
+        let copied: Vec<Route> = if copy_routes && !gw_given {
+            host_routes
+                .iter()
+                .filter(|r| r.family() == family && !r.kernel)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !copied.iter().any(Route::is_default) {
+            cfg.routes.push(Route::default_via(gateway));
         }
-        // SAFETY: SIOCGIFFLAGS reads and writes one ifreq.
-        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the flags member was just filled by the kernel.
-        unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-        // SAFETY: SIOCSIFFLAGS reads one ifreq.
-        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &ifr) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    })?
+        cfg.routes.extend(copied);
+    }
+    cfg
 }
 
 /// Whether this process has `CAP_SYS_ADMIN` in its own user namespace
@@ -626,6 +678,9 @@ impl ExitWatch for TargetWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hostnet::{HostIpv4, HostIpv6, HostNetwork};
+    use crate::runtime::netlink::Scope;
+    use std::net::Ipv4Addr;
 
     fn event(mask: u32, name: &[u8]) -> Vec<u8> {
         let len = name.len().div_ceil(16) * 16;
@@ -676,6 +731,132 @@ mod tests {
         std::fs::remove_file(&target).unwrap();
         assert!(w.target_gone());
         std::fs::remove_dir(&dir).unwrap();
+    }
+
+    fn host() -> HostNetwork {
+        HostNetwork {
+            ipv4: Some(HostIpv4 {
+                ifname: "eth0".into(),
+                addr: Ipv4Addr::new(192, 0, 2, 2),
+                prefix_len: 24,
+                gateway: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            }),
+            ipv6: Some(HostIpv6 {
+                ifname: "eth0".into(),
+                addr: "2001:db8::2".parse().unwrap(),
+                prefix_len: 64,
+                gateway: Some("fe80::1".parse().unwrap()),
+            }),
+            ..HostNetwork::default()
+        }
+    }
+
+    fn address(a: &str, prefix_len: u8) -> Address {
+        Address {
+            addr: a.parse().unwrap(),
+            prefix_len,
+            scope: Scope::Universe,
+            tentative: false,
+            dad_failed: false,
+            deprecated: false,
+            permanent: true,
+        }
+    }
+
+    fn plan(args: &[&str]) -> NsNetConfig {
+        let opts = crate::cli::parse_args_in(
+            std::iter::once("pasta").chain(args.iter().copied()),
+            crate::fwd::SpecContext::new(crate::fwd::Program::Pasta),
+        )
+        .unwrap();
+        let config = crate::cli::build_config(&opts, &host()).unwrap();
+        let addrs = vec![
+            address("192.0.2.2", 24),
+            address("198.51.100.7", 28),
+            address("2001:db8::2", 64),
+            Address {
+                tentative: true,
+                ..address("2001:db8::99", 64)
+            },
+            address("fe80::5", 64),
+        ];
+        let mut prefix = Route::device("192.0.2.0".parse().unwrap(), 24);
+        prefix.kernel = true;
+        let routes = vec![
+            Route::default_via("192.0.2.1".parse().unwrap()),
+            prefix,
+            Route {
+                gateway: Some("192.0.2.254".parse().unwrap()),
+                ..Route::device("203.0.113.0".parse().unwrap(), 24)
+            },
+            Route::default_via("fe80::1".parse().unwrap()),
+        ];
+        config_net_plan("eth0", &opts, &config, &addrs, &routes)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn config_net_copies_the_hosts_usable_addresses_and_routes() {
+        let p = plan(&["--config-net"]);
+        assert_eq!(p.ifname, "eth0");
+        assert_eq!(p.mtu, Some(65520));
+        assert_eq!(p.mac, None);
+        assert_eq!(
+            p.addrs,
+            vec![
+                (ip("192.0.2.2"), 24),
+                (ip("198.51.100.7"), 28),
+                (ip("2001:db8::2"), 64),
+            ],
+            "tentative and link-local addresses are not copied"
+        );
+        let shown: Vec<String> = p.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "default via 192.0.2.1",
+                "203.0.113.0/24 via 192.0.2.254",
+                "default via fe80::1"
+            ],
+            "the kernel's prefix route is left to the kernel"
+        );
+    }
+
+    #[test]
+    fn config_net_without_copies_sets_one_address_and_a_default_route() {
+        let p = plan(&["--config-net", "--no-copy-addrs", "--no-copy-routes"]);
+        assert_eq!(
+            p.addrs,
+            vec![(ip("192.0.2.2"), 24), (ip("2001:db8::2"), 64)]
+        );
+        let shown: Vec<String> = p.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(shown, ["default via 192.0.2.1", "default via fe80::1"]);
+    }
+
+    #[test]
+    fn config_net_follows_the_given_address_gateway_mtu_and_mac() {
+        let p = plan(&[
+            "-4",
+            "-a",
+            "10.9.8.7",
+            "-n",
+            "16",
+            "-g",
+            "10.9.0.1",
+            "-m",
+            "1500",
+            "--ns-mac-addr",
+            "02:00:00:00:00:05",
+        ]);
+        assert_eq!(p.addrs, vec![(ip("10.9.8.7"), 16)], "-a: only that address");
+        let shown: Vec<String> = p.routes.iter().map(|r| r.to_string()).collect();
+        assert_eq!(shown, ["default via 10.9.0.1"], "-g: only that gateway");
+        assert_eq!(p.mtu, Some(1500));
+        assert_eq!(p.mac, Some("02:00:00:00:00:05".parse().unwrap()));
+        assert_eq!(plan(&["-m", "0"]).mtu, None, "-m 0 leaves the kernel's MTU");
     }
 
     #[test]

@@ -31,12 +31,13 @@ use super::forward;
 use super::host::RealHost;
 use super::host_probe;
 use super::logging::{self, Level, Sink};
+use super::netlink;
 use super::netns::NetNs;
 use super::pasta;
 use super::pcap::PcapWriter;
 use super::process;
 use super::transport::{GuestTransport, StreamTransport, Tap, TapTransport};
-use crate::cli::{self, Options, PastaOptions, Verbosity};
+use crate::cli::{self, Options, Verbosity};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::fwd::{PortRange, Program, SpecContext};
@@ -156,7 +157,7 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
                 .try_clone()
                 .map_err(|e| format!("Couldn't open network namespace: {e}"))?;
             let engine = bind_listeners(config, opts, cx, Some(guest_netns))?;
-            let transport = open_tap(p, &ns, &host)?;
+            let transport = open_tap(opts, &ns, &host, engine.config())?;
             serve(engine, transport, opts, Some(ns))
         }
     }
@@ -366,18 +367,21 @@ pub fn open_guest_transport(opts: &Options) -> Result<StreamTransport, StartErro
 }
 
 /// Step 4 (pasta): the tap in the namespace, named `-I` or after the
-/// host's template interface; `lo` brought up; with `--config-net`,
-/// addresses, routes and MTU.
+/// host's template interface; `lo` brought up; with `--config-net`, the
+/// tap configured as [`pasta::config_net_plan`] says (the host's template
+/// interface read over netlink for the addresses and routes to copy).
 pub fn open_tap(
-    p: &PastaOptions,
+    opts: &Options,
     ns: &pasta::Namespace,
     host: &HostNetwork,
+    config: &Config,
 ) -> Result<TapTransport, StartError> {
+    let p = opts
+        .pasta
+        .as_ref()
+        .ok_or_else(|| StartError("not pasta".into()))?;
     if p.splice_only {
         return Err("--splice-only is not supported yet: pasta always serves a tap".into());
-    }
-    if p.config_net {
-        return Err("--config-net is not supported yet".into());
     }
     let name = p
         .ns_ifname
@@ -387,13 +391,57 @@ pub fn open_tap(
         .unwrap_or_default();
     let tap = Tap::open_in(ns.netns(), &name)
         .map_err(|e| format!("Failed to open tun socket in namespace: {e}"))?;
-    pasta::bring_up_loopback(ns.netns())
-        .map_err(|e| format!("Failed to bring up loopback in namespace: {e}"))?;
     logging::log(
         Level::Info,
         format_args!("Namespace interface: {}", tap.name()),
     );
+    if p.config_net {
+        let (addrs, routes) = template_config(host);
+        let plan = pasta::config_net_plan(tap.name(), opts, config, &addrs, &routes);
+        netlink::configure(ns.netns(), &plan)
+            .map_err(|e| format!("Couldn't configure the namespace interface: {e}"))?;
+    } else {
+        netlink::link_up(ns.netns(), "lo")
+            .map_err(|e| format!("Couldn't bring up loopback in the namespace: {e}"))?;
+    }
     Ok(TapTransport::new(tap))
+}
+
+/// The addresses and routes of the host's template interfaces (IPv4's and
+/// IPv6's), read over netlink in the host's namespace; what cannot be read
+/// is left out with a warning (the namespace then gets only the guest's
+/// address and a default route).
+fn template_config(host: &HostNetwork) -> (Vec<netlink::Address>, Vec<netlink::Route>) {
+    let mut addrs = Vec::new();
+    let mut routes = Vec::new();
+    let templates = [
+        host.ipv4
+            .as_ref()
+            .map(|v| (v.ifname.as_str(), netlink::Family::V4)),
+        host.ipv6
+            .as_ref()
+            .map(|v| (v.ifname.as_str(), netlink::Family::V6)),
+    ];
+    for (ifname, family) in templates.into_iter().flatten() {
+        match netlink::addresses(ifname) {
+            Ok(a) => addrs.extend(
+                a.into_iter()
+                    .filter(|a| netlink::Family::of(a.addr) == family),
+            ),
+            Err(e) => logging::log(
+                Level::Warn,
+                format_args!("Couldn't read the addresses of {ifname}: {e}"),
+            ),
+        }
+        match netlink::routes(ifname, Some(family)) {
+            Ok(r) => routes.extend(r),
+            Err(e) => logging::log(
+                Level::Warn,
+                format_args!("Couldn't read the routes of {ifname}: {e}"),
+            ),
+        }
+    }
+    (addrs, routes)
 }
 
 /// Step 6: goes to the background unless `-f` (the parent writes the pid
