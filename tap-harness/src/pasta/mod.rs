@@ -114,17 +114,26 @@ fn profile_dir() -> PathBuf {
 
 impl PastaBinary {
     /// The binary chosen by [`PASTA_UNDER_TEST_ENV`], resolved once per
-    /// test process. Ours is built (`cargo build -p passt-engine --bin
-    /// pasta`, same profile) when it is not there yet, which happens with
-    /// `cargo test -p tap-harness` (`cargo test --workspace` builds it).
-    /// A missing binary is an error, never a skip.
+    /// test process. Ours is brought up to date first (`cargo build -p
+    /// passt-engine --bin pasta`, same profile and target directory): a
+    /// no-op after `cargo test --workspace`, and what keeps `cargo test -p
+    /// tap-harness` from testing a stale or missing binary. Without cargo
+    /// (the test executable run by hand) an existing binary is used as it
+    /// is. A missing binary is an error, never a skip.
     pub fn under_test() -> Result<&'static PastaBinary, HarnessError> {
         static CHOSEN: OnceLock<Result<PastaBinary, String>> = OnceLock::new();
         CHOSEN
             .get_or_init(|| {
                 let chosen = Self::from_env();
-                if chosen.flavour == Flavour::Ours && !chosen.path.exists() {
-                    build_workspace_pasta()?;
+                if chosen.flavour == Flavour::Ours {
+                    match build_workspace_pasta() {
+                        Ok(()) => {}
+                        Err(BuildError::NoCargo(e)) if chosen.path.exists() => eprintln!(
+                            "cannot run cargo ({e}): testing {} as it is",
+                            chosen.path.display()
+                        ),
+                        Err(BuildError::NoCargo(e) | BuildError::Failed(e)) => return Err(e),
+                    }
                 }
                 if !chosen.path.exists() {
                     return Err(format!(
@@ -173,9 +182,17 @@ impl PastaBinary {
     }
 }
 
+/// Why [`build_workspace_pasta`] did not build.
+enum BuildError {
+    /// cargo could not be started.
+    NoCargo(String),
+    /// cargo ran and failed (or took too long).
+    Failed(String),
+}
+
 /// Builds this workspace's `pasta` into the profile directory the tests
 /// run from (at most 15 minutes: the machine may be busy).
-fn build_workspace_pasta() -> Result<(), String> {
+fn build_workspace_pasta() -> Result<(), BuildError> {
     let profile = profile_dir();
     let profile_name = profile
         .file_name()
@@ -200,18 +217,20 @@ fn build_workspace_pasta() -> Result<(), String> {
     if let Some(target) = profile.parent() {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    eprintln!(
-        "building this workspace's pasta (it is not in {})",
-        profile.display()
-    );
-    let out = run_with_timeout(cmd, Duration::from_secs(900)).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let out = match run_with_timeout(cmd, Duration::from_secs(900)) {
+        Ok(out) => out,
+        Err(e @ HarnessError::Io { .. }) => return Err(BuildError::NoCargo(e.to_string())),
+        Err(e) => return Err(BuildError::Failed(e.to_string())),
+    };
     if !out.status.success() {
-        return Err(format!(
+        return Err(BuildError::Failed(format!(
             "`cargo build -p passt-engine --bin pasta` failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
-        ));
+        )));
     }
+    eprintln!("pasta brought up to date in {:?}", t.elapsed());
     Ok(())
 }
 
