@@ -633,7 +633,8 @@ fn args_of(pid: i32) -> Option<Vec<String>> {
 /// file unmounted and removed when dropped.
 #[derive(Debug)]
 pub struct UserNs {
-    holder: Background,
+    // Only held: killed with its process group when dropped.
+    _holder: Background,
     pid: u32,
     netns_file: PathBuf,
     mounted: bool,
@@ -685,7 +686,7 @@ impl UserNs {
         std::fs::write(&netns_file, b"").map_err(|e| io_error("create the netns file", e))?;
         bind_mount(Path::new(&format!("/proc/{pid}/ns/net")), &netns_file)?;
         Ok(UserNs {
-            holder,
+            _holder: holder,
             pid,
             netns_file,
             mounted: true,
@@ -733,11 +734,6 @@ impl UserNs {
         }
         std::fs::remove_file(&self.netns_file).map_err(|e| io_error("remove the netns file", e))
     }
-
-    /// Whether the holder still runs.
-    pub fn holder_running(&mut self) -> bool {
-        self.holder.try_wait().is_none()
-    }
 }
 
 impl Drop for UserNs {
@@ -745,7 +741,7 @@ impl Drop for UserNs {
         if self.mounted {
             let _ = unmount(&self.netns_file);
         }
-        // `holder` drops next (killed by its process group), then `tmp`.
+        // `_holder` drops next (killed by its process group), then `tmp`.
     }
 }
 
