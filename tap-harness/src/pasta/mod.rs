@@ -825,3 +825,51 @@ pub fn make_tun_world_accessible() -> Result<u32, HarnessError> {
 pub fn strings<S: AsRef<str>>(args: &[S]) -> Vec<String> {
     args.iter().map(|s| s.as_ref().to_string()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_is_found_by_its_exact_arguments_and_killed_by_pid_on_drop() {
+        let token = format!("pasta-daemon-test-{}", std::process::id());
+        // `; :` keeps the shell from replacing itself with `sleep`.
+        let args = strings(&["-c", "sleep 30; :", token.as_str()]);
+        let mut child = Command::new("sh")
+            .args(&args)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let daemon = loop {
+            if let Some(d) = PastaDaemon::find(&args) {
+                break d;
+            }
+            assert!(Instant::now() < deadline, "not found");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(daemon.pid(), pid);
+        assert!(daemon.is_running());
+        assert!(PastaDaemon::find(&strings(&["-c", "sleep 30; :"])).is_none());
+        drop(daemon);
+        let status = child.wait().expect("wait");
+        assert!(!status.success(), "killed, not exited: {status}");
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn a_zombie_counts_as_exited() {
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Not reaped yet: a zombie once it has exited.
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "`true` still running");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        child.wait().expect("reap");
+        assert!(alive(std::process::id() as i32));
+    }
+}
