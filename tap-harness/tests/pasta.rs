@@ -884,6 +884,8 @@ fn client_start(
     args: &[String],
     e: &Expect,
 ) -> ClientRun {
+    // Rootless clients need /dev/net/tun 0666, as distributions ship it
+    // (this machine: 0600); see the unprivileged test.
     make_tun_world_accessible().expect("/dev/net/tun");
     let start = host
         .start_daemon(bin, launch, args, Duration::from_secs(20))
@@ -1134,6 +1136,10 @@ fn unprivileged_pasta_creates_its_own_user_namespace_around_a_command() {
     else {
         return;
     };
+    // /dev/net/tun is 0600 on this machine; distributions' udev rule makes
+    // it 0666 so that rootless pasta can open it (the tap is then created
+    // in pasta's own namespaces, which is what the kernel checks). Set it
+    // as they do before running pasta as nobody.
     let mode = make_tun_world_accessible().expect("/dev/net/tun");
     eprintln!("/dev/net/tun was {mode:o}, now 666");
     let l = listen_tcp(&host.net().unwrap(), sock(Ipv4Addr::LOCALHOST, 5701)).expect("listen");
