@@ -866,8 +866,9 @@ fn auto_forwarding_picks_up_a_host_server_started_after_pasta() {
 
 // ------------------------------------------------------------ clients
 
-/// A pasta a client started: its namespace, its daemon, and the output
-/// of the process the client waited for.
+/// A pasta a client started: the namespaces it serves, the daemon (killed
+/// by PID if still running when this drops), and a handle to the network
+/// namespace for the test's sockets.
 struct ClientRun {
     userns: UserNs,
     daemon: tap_harness::pasta::PastaDaemon,
