@@ -153,9 +153,13 @@ pub fn busybox_has(applet: &str) -> bool {
         })
 }
 
-/// Prints the standard SKIP line for `test`.
+/// Prints the standard SKIP line for `test`, straight to the standard
+/// error handle: libtest captures `eprintln!` of passing tests, and a skip
+/// must stay visible. One write, so parallel tests do not interleave.
 pub fn print_skip(test: &str, reason: &str) {
-    eprintln!("SKIP {test}: {reason}");
+    use std::io::Write as _;
+    let line = format!("SKIP {test}: {reason}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
 }
 
 fn command_line(cmd: &Command) -> String {
