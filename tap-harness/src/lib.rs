@@ -19,6 +19,10 @@
 //!   what the test put there and `ping_group_range` can be set without
 //!   touching the machine's own.
 //!
+//! - [`pasta`]: the `pasta` binary under test (ours or Debian's), the
+//!   host-shaped namespace it runs in, and the command lines of its
+//!   clients, for the pasta suite (`tests/pasta.rs`).
+//!
 //! - [`lossy`]: an optional relay between the tap and the engine that drops
 //!   frames with a given probability each way ([`GuestOptions::lossy`]),
 //!   since the machine's kernel has no `netem`.
@@ -32,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod lossy;
+pub mod pasta;
 
 pub use lossy::{LossyLink, Relay, RelayEnd, RelayStats};
 
@@ -148,9 +153,13 @@ pub fn busybox_has(applet: &str) -> bool {
         })
 }
 
-/// Prints the standard SKIP line for `test`.
+/// Prints the standard SKIP line for `test`, straight to the standard
+/// error handle: libtest captures `eprintln!` of passing tests, and a skip
+/// must stay visible. One write, so parallel tests do not interleave.
 pub fn print_skip(test: &str, reason: &str) {
-    eprintln!("SKIP {test}: {reason}");
+    use std::io::Write as _;
+    let line = format!("SKIP {test}: {reason}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
 }
 
 fn command_line(cmd: &Command) -> String {
@@ -258,6 +267,21 @@ pub struct Background {
 }
 
 impl Background {
+    /// Starts `cmd` as the leader of a new process group, stdin empty,
+    /// stdout and stderr piped (read them with [`Background::wait_timeout`]).
+    pub fn spawn(mut cmd: Command) -> Result<Background, HarnessError> {
+        let line = command_line(&cmd);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let child = cmd.spawn().map_err(io_err(format!("spawn `{line}`")))?;
+        Ok(Background {
+            child: Some(child),
+            line,
+        })
+    }
+
     /// The process id (also its process-group id).
     pub fn id(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -395,17 +419,7 @@ impl Netns {
         program: &str,
         args: &[S],
     ) -> Result<Background, HarnessError> {
-        let mut cmd = self.command(program, args);
-        let line = command_line(&cmd);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let child = cmd.spawn().map_err(io_err(format!("spawn `{line}`")))?;
-        Ok(Background {
-            child: Some(child),
-            line,
-        })
+        Background::spawn(self.command(program, args))
     }
 
     /// Moves the calling thread into the namespace (`setns(CLONE_NEWNET)`
