@@ -13,8 +13,11 @@
 //! Port forwarding options (`-t`/`-u`) are parsed with [`crate::fwd`] into
 //! [`Forwarding`] (malformed specifications are one-line errors like every
 //! other option); binding the forwarded ports is the event loop's
-//! ([`crate::runtime::forward`]). Options that later modules
-//! consume (address mappings, outbound addresses) are stored as they are.
+//! ([`crate::runtime::forward`]). Address mappings, DNS forwarding and
+//! outbound binding become the [`Config`]'s `mapping` and `outbound`.
+//! Where upstream lets the last of two options win (`-q`/`-d`/`--trace`,
+//! `-4`/`-6`), the order comes from clap's argument indices. docs/cli.md's
+//! option table is the reference, and `engine/tests/cli_table.rs` runs it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;

@@ -143,7 +143,9 @@ impl<H: HostIo> Engine<H> {
         if eth.dst != self.config.our_mac && !eth.dst.is_multicast() {
             return Err(DropReason::NotForUs);
         }
-        if !eth.src.is_unicast() || eth.src == self.config.our_mac {
+        // A guest using our own MAC is served: libvirt 9.0 passes the
+        // guest's MAC as `--mac-addr` (docs/decisions.md).
+        if !eth.src.is_unicast() {
             return Err(DropReason::BadSource);
         }
         // Learn (and follow changes of) the guest's MAC: a rebooted VM or a

@@ -564,6 +564,23 @@ pub trait HostIo {
     /// excludes us.
     fn ping_open(&mut self, family: Family, id: u16) -> Result<SockId, HostError>;
 
+    /// [`HostIo::ping_open`] at `place` and bound to `local` (an address of
+    /// `family`), for `-o`/`--outbound-if4/6`. Implementations with only
+    /// the host's namespace and no devices refuse any other place or a
+    /// local address ([`HostError::Unsupported`]).
+    fn ping_open_at(
+        &mut self,
+        place: Place,
+        family: Family,
+        id: u16,
+        local: Option<IpAddr>,
+    ) -> Result<SockId, HostError> {
+        if place != Place::HOST || local.is_some() {
+            return Err(HostError::Unsupported);
+        }
+        self.ping_open(family, id)
+    }
+
     /// Sends one ICMP/ICMPv6 echo request (type, code, checksum, id, sequence,
     /// data as on the wire; the kernel rewrites id and checksum) to `dst`.
     fn ping_send(&mut self, sock: SockId, dst: IpAddr, message: &[u8]) -> Result<(), HostError>;

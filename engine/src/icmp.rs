@@ -195,7 +195,13 @@ impl Icmp {
             .vacant(cx.flows)
             .map_err(|_| DropReason::FlowTableFull)?;
         let host_dst = mapping::host_destination(cx.config, guest_peer);
-        let sock = match cx.host.ping_open(Family::of(&host_dst), ident) {
+        // -o / --outbound-if4/6 (docs/cli.md).
+        let (place, local) = cx.config.outbound.bind_for(host_dst, 0);
+        let family = Family::of(&host_dst);
+        let sock = match cx
+            .host
+            .ping_open_at(place, family, ident, local.map(|l| l.ip()))
+        {
             Ok(s) => s,
             Err(e) => {
                 self.flows.give_back(vacant, cx.flows);

@@ -982,20 +982,25 @@ fn forwarding_a_port_in_use_fails_like_upstream() {
         "fails before announcing the socket: {stderr}"
     );
 
-    // The same through the UDP ports -t implies.
+    // The same for UDP (-u; UDP does not follow -t, docs/cli.md).
     let held_udp = UdpSocket::bind("0.0.0.0:0").unwrap();
     let uport = held_udp.local_addr().unwrap().port().to_string();
     let mut args = V4_ARGS.to_vec();
     let spec = format!("{uport}:22");
-    args.extend(["-4", "-t", &spec]);
+    args.extend(["-4", "-u", &spec]);
     let (status, stderr) = run_to_exit("inuse-udp", &args, WAIT);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "Failed to bind port {uport} (Address already in use) for option '-t {spec}'"
+            "Failed to bind port {uport} (Address already in use) for option '-u {spec}'"
         )),
         "{stderr}"
     );
+    // ... and a held UDP port does not stop -t alone.
+    let mut args = V4_ARGS.to_vec();
+    args.extend(["-4", "-t", &uport]);
+    let mut passt = Passt::start("inuse-tcp-only", &args);
+    assert!(passt.terminate().success());
     drop(held);
 }
 
@@ -1021,7 +1026,7 @@ fn forwarding_all_skips_ports_in_use() {
     let held = TcpListener::bind("127.0.0.1:222").unwrap();
     let held_udp = UdpSocket::bind("0.0.0.0:53").unwrap();
     let mut args = V4_ARGS.to_vec();
-    args.extend(["-4", "-d", "-t", "all"]);
+    args.extend(["-4", "-d", "-t", "all", "-u", "all"]);
     let mut passt = Passt::start("all", &args);
     let text = passt.stderr_text();
     assert!(

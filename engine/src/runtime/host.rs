@@ -902,16 +902,30 @@ impl HostIo for RealHost {
     }
 
     fn ping_open(&mut self, family: Family, id: u16) -> Result<SockId, HostError> {
+        self.ping_open_at(Place::HOST, family, id, None)
+    }
+
+    fn ping_open_at(
+        &mut self,
+        place: Place,
+        family: Family,
+        id: u16,
+        local: Option<IpAddr>,
+    ) -> Result<SockId, HostError> {
         let (af, proto, v6) = match family {
             Family::V4 => (libc::AF_INET, libc::IPPROTO_ICMP, false),
             Family::V6 => (libc::AF_INET6, libc::IPPROTO_ICMPV6, true),
         };
-        let fd = new_socket(af, libc::SOCK_DGRAM, proto)?;
+        let fd = self.socket_at(place, af, libc::SOCK_DGRAM, proto)?;
+        let at = |port: u16| match local {
+            Some(a) if a.is_ipv6() == v6 => SocketAddr::new(a, port),
+            _ => sys::unspecified(v6, port),
+        };
         // The bound "port" of a ping socket is its echo identifier. If another
         // socket holds `id`, let the kernel pick one: `local_addr` tells which.
-        match bind(fd.as_raw_fd(), &sys::unspecified(v6, id)) {
+        match bind(fd.as_raw_fd(), &at(id)) {
             Ok(()) => {}
-            Err(HostError::AddrInUse) => bind(fd.as_raw_fd(), &sys::unspecified(v6, 0))?,
+            Err(HostError::AddrInUse) => bind(fd.as_raw_fd(), &at(0))?,
             Err(e) => return Err(e),
         }
         Ok(self.insert(fd, Kind::Ping))
