@@ -1,0 +1,492 @@
+//! Soak (issue #15): 100,000 TCP connections opened and closed through the
+//! engine on the simulated host, 10,000 at once, under host faults
+//! (refusals, EAGAIN storms, one-byte reads and writes, resets) and guest
+//! misbehaviour (abandoned handshakes, RST instead of FIN, RST right
+//! after the SYN). Afterwards no flow, no engine timer, no host socket and
+//! no connection in the host model is left, and the engine's own heap
+//! (its tables; `metered`) is reported, and must not have grown after the
+//! first round set its high-water mark.
+//!
+//! The guest is a small TCP client written here, frame by frame: SYN,
+//! four bytes, their echo, FIN (or its misbehaviour). The link between it
+//! and the engine is perfect; the faults are the host's.
+
+mod guest_frames;
+mod metered;
+metered::install!();
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use guest_frames::tcp;
+use metered::{Metered, engine_call};
+use passt_engine::wire::{self, L3, L4, TcpFlags};
+use passt_engine::{Config, Engine, Instant, Readiness, Token};
+use passt_sim::fault::{EagainStorm, RefuseConnections, ResetAfter, ShortIo};
+use passt_sim::host::services::RemoteService;
+use passt_sim::{HostFaults, SimHost};
+
+const ROUNDS: usize = 10;
+const AT_ONCE: usize = 10_000;
+const FIRST_PORT: u16 = 20_000;
+const PAYLOAD: &[u8] = b"ping";
+
+type E = Engine<Metered<SimHost>>;
+
+fn remote(round: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10 + round as u8)), 7)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    Normal,
+    /// Never answers the SYN-ACK.
+    Abandon,
+    /// Resets instead of closing, after the echo.
+    ResetInsteadOfFin,
+    /// Resets right after its SYN.
+    ResetAfterSyn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum St {
+    SynSent,
+    Established,
+    /// Our FIN sent, waiting for the engine's.
+    FinSent,
+    /// The engine's FIN came first; ours sent, waiting for its ACK.
+    LastAck,
+    Done,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Conn {
+    port: u16,
+    isn: u32,
+    /// The engine's next sequence number (after its SYN).
+    rcv_nxt: u32,
+    got: usize,
+    st: St,
+    behaviour: Behaviour,
+    /// When the guest last sent on it, and how often it resent.
+    last: Instant,
+    tries: u32,
+}
+
+impl Conn {
+    fn snd_nxt(&self) -> u32 {
+        let fin = u32::from(matches!(self.st, St::FinSent | St::LastAck | St::Done));
+        self.isn
+            .wrapping_add(1 + PAYLOAD.len() as u32)
+            .wrapping_add(fin)
+    }
+}
+
+struct Round<'a> {
+    config: &'a Config,
+    remote: SocketAddr,
+    conns: Vec<Conn>,
+    out: VecDeque<Vec<u8>>,
+    now: Instant,
+    /// Guest retransmissions (its frames are never lost, but the engine's
+    /// may be: a timer burst larger than the transmit queue drops the
+    /// excess, counted, as a real link would).
+    resent: u64,
+    /// No retransmission is due before this (a lower bound).
+    next_due: Instant,
+}
+
+/// The guest's retransmission timeout, and how many times it resends
+/// before giving up with an RST.
+const GUEST_RTO: Duration = Duration::from_secs(1);
+const GUEST_TRIES: u32 = 8;
+
+impl Round<'_> {
+    fn seg(&self, c: &Conn, seq: u32, flags: TcpFlags, payload: &[u8]) -> Vec<u8> {
+        tcp(
+            self.config,
+            c.port,
+            self.remote,
+            seq,
+            c.rcv_nxt,
+            flags,
+            65535,
+            payload,
+        )
+    }
+
+    /// Resends what each connection waits an answer for, once its timer
+    /// ran out; gives up with an RST after [`GUEST_TRIES`].
+    fn retransmit(&mut self) {
+        if self.now < self.next_due {
+            return;
+        }
+        for i in 0..self.conns.len() {
+            let mut c = self.conns[i];
+            if c.st == St::Done || self.now < c.last + GUEST_RTO * (1 << c.tries.min(4)) {
+                continue;
+            }
+            c.tries += 1;
+            c.last = self.now;
+            self.resent += 1;
+            let ack = TcpFlags::ACK;
+            let f = if c.tries > GUEST_TRIES {
+                c.st = St::Done;
+                self.seg(&c, c.snd_nxt(), TcpFlags::RST, &[])
+            } else {
+                match c.st {
+                    St::SynSent => tcp(
+                        self.config,
+                        c.port,
+                        self.remote,
+                        c.isn,
+                        0,
+                        TcpFlags::SYN,
+                        65535,
+                        &[],
+                    ),
+                    St::Established => {
+                        self.seg(&c, c.isn.wrapping_add(1), ack | TcpFlags::PSH, PAYLOAD)
+                    }
+                    _ => self.seg(&c, c.snd_nxt().wrapping_sub(1), ack | TcpFlags::FIN, &[]),
+                }
+            };
+            self.out.push_back(f);
+            self.conns[i] = c;
+        }
+        self.next_due = self.scan_timers().unwrap_or(Instant::from_nanos(u64::MAX));
+    }
+
+    /// When the next retransmission may be due.
+    fn next_timer(&self) -> Option<Instant> {
+        (self.next_due.as_nanos() < u64::MAX).then_some(self.next_due)
+    }
+
+    fn scan_timers(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .filter(|c| c.st != St::Done)
+            .map(|c| c.last + GUEST_RTO * (1 << c.tries.min(4)))
+            .min()
+    }
+
+    /// The guest's answer to one frame from the engine.
+    fn on_frame(&mut self, frame: &[u8]) {
+        let Ok(f) = wire::parse_frame(frame) else {
+            panic!("the engine sent a frame that does not parse");
+        };
+        let L3::Ipv4 {
+            ip,
+            l4: L4::Tcp { tcp: t, payload },
+        } = f.l3
+        else {
+            return;
+        };
+        if SocketAddr::new(IpAddr::V4(ip.src_addr), t.src_port) != self.remote {
+            return;
+        }
+        let Some(i) = t
+            .dst_port
+            .checked_sub(FIRST_PORT)
+            .map(usize::from)
+            .filter(|&i| i < self.conns.len())
+        else {
+            return;
+        };
+        let mut c = self.conns[i];
+        let ack = TcpFlags::ACK;
+        let before = c.st;
+        if t.flags.contains(TcpFlags::RST) {
+            c.st = St::Done;
+        } else {
+            match c.st {
+                St::SynSent if t.flags.contains(TcpFlags::SYN | TcpFlags::ACK) => {
+                    c.rcv_nxt = t.seq.wrapping_add(1);
+                    if c.behaviour == Behaviour::Abandon {
+                        c.st = St::Done;
+                    } else {
+                        c.st = St::Established;
+                        let seq = c.isn.wrapping_add(1);
+                        self.out
+                            .push_back(self.seg(&c, seq, ack | TcpFlags::PSH, PAYLOAD));
+                    }
+                }
+                St::Established | St::FinSent | St::LastAck => {
+                    if t.seq == c.rcv_nxt && !payload.is_empty() {
+                        c.rcv_nxt = c.rcv_nxt.wrapping_add(payload.len() as u32);
+                        c.got += payload.len();
+                    }
+                    let fin = t.flags.contains(TcpFlags::FIN)
+                        && t.seq.wrapping_add(payload.len() as u32) == c.rcv_nxt;
+                    if fin {
+                        c.rcv_nxt = c.rcv_nxt.wrapping_add(1);
+                    }
+                    match c.st {
+                        St::Established if c.got >= PAYLOAD.len() || fin => {
+                            if c.behaviour == Behaviour::ResetInsteadOfFin {
+                                let seq = c.snd_nxt();
+                                self.out.push_back(self.seg(&c, seq, TcpFlags::RST, &[]));
+                                c.st = St::Done;
+                            } else {
+                                let seq = c.snd_nxt();
+                                c.st = if fin { St::LastAck } else { St::FinSent };
+                                self.out
+                                    .push_back(self.seg(&c, seq, ack | TcpFlags::FIN, &[]));
+                            }
+                        }
+                        St::FinSent if fin => {
+                            self.out.push_back(self.seg(&c, c.snd_nxt(), ack, &[]));
+                            c.st = St::Done;
+                        }
+                        St::LastAck if t.ack == c.snd_nxt() => c.st = St::Done,
+                        _ => self.out.push_back(self.seg(&c, c.snd_nxt(), ack, &[])),
+                    }
+                }
+                // A retransmitted SYN-ACK after the handshake: ACK again.
+                _ => {}
+            }
+        }
+        if c.st != before {
+            c.last = self.now;
+            c.tries = 0;
+        }
+        self.conns[i] = c;
+    }
+
+    fn done(&self) -> bool {
+        self.conns.iter().all(|c| c.st == St::Done)
+    }
+}
+
+/// Hands the engine's queue to the guest.
+fn drain(e: &mut E, r: &mut Round<'_>) {
+    let q = e.tx_queue();
+    for f in q.iter() {
+        r.on_frame(f);
+    }
+    q.clear();
+}
+
+struct World {
+    e: E,
+    now: Instant,
+    events: Vec<(Token, Readiness)>,
+    max_flows: usize,
+}
+
+impl World {
+    /// Runs until the guest's frames are all handled and either the
+    /// round is done (unless `settle`) or nothing is pending before
+    /// `deadline`.
+    fn run(&mut self, r: &mut Round<'_>, deadline: Instant, settle: bool) {
+        let mut same_instant = 0;
+        loop {
+            r.now = self.now;
+            r.retransmit();
+            while let Some(f) = r.out.pop_front() {
+                let now = self.now;
+                engine_call(|| self.e.handle_frame(now, &f));
+                drain(&mut self.e, r);
+            }
+            let now = self.now;
+            self.e.host_mut().0.advance(now);
+            self.events.clear();
+            self.e.host_mut().0.take_events(&mut self.events);
+            for &(t, rd) in &self.events {
+                engine_call(|| self.e.handle_host_event(now, t, rd));
+                drain(&mut self.e, r);
+            }
+            if self.e.poll_timeout().is_some_and(|t| t <= now) {
+                engine_call(|| self.e.handle_timeout(now));
+                drain(&mut self.e, r);
+            }
+            self.max_flows = self.max_flows.max(self.e.tcp().flow_count());
+            if !r.out.is_empty() {
+                continue;
+            }
+            if !self.events.is_empty() && same_instant < 64 {
+                same_instant += 1;
+                continue;
+            }
+            same_instant = 0;
+            if !settle && r.done() && self.e.tcp().flow_count() == 0 {
+                break;
+            }
+            let next = [
+                self.e.poll_timeout(),
+                self.e.host().0.poll_timeout(),
+                r.next_timer(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match next {
+                Some(t) if t <= deadline => self.now = t.max(self.now),
+                _ => break,
+            }
+        }
+    }
+}
+
+fn faults(round: usize) -> HostFaults {
+    let mut f = HostFaults::none();
+    match round % 4 {
+        0 => {}
+        1 => {
+            f.refuse = RefuseConnections {
+                probability: 0.03,
+                ports: Default::default(),
+            };
+            f.eagain = EagainStorm { probability: 0.1 };
+        }
+        2 => {
+            f.short_io = ShortIo {
+                max_read: std::num::NonZeroUsize::new(1),
+                max_write: std::num::NonZeroUsize::new(1),
+            };
+            f.eagain = EagainStorm { probability: 0.05 };
+        }
+        _ => f.reset_after = Some(ResetAfter { bytes: 6 }),
+    }
+    f
+}
+
+#[test]
+fn hundred_thousand_connections_ten_thousand_at_once_leave_nothing_behind() {
+    let config = Config::example();
+    let mut host = SimHost::with_seed(15);
+    for r in 0..ROUNDS {
+        host.remote_tcp_serve(remote(r), 4096, RemoteService::Echo)
+            .expect("echo service");
+    }
+    let mut w = World {
+        e: Engine::new(config.clone(), Metered(host), 15).expect("engine"),
+        now: Instant::ZERO,
+        events: Vec::with_capacity(4096),
+        max_flows: 0,
+    };
+    let start_live = metered::live_bytes();
+    let mut peaks = Vec::new();
+    let mut reset_by_engine = 0;
+    for round in 0..ROUNDS {
+        w.e.host_mut().0.set_faults(faults(round));
+        let mut r = Round {
+            config: &config,
+            remote: remote(round),
+            conns: Vec::with_capacity(AT_ONCE),
+            out: VecDeque::new(),
+            now: w.now,
+            resent: 0,
+            next_due: w.now + GUEST_RTO,
+        };
+        for i in 0..AT_ONCE {
+            let behaviour = match i % 100 {
+                0 => Behaviour::Abandon,
+                1 | 51 => Behaviour::ResetInsteadOfFin,
+                // Not in the first round, which holds 10,000 at once.
+                2 if round > 0 => Behaviour::ResetAfterSyn,
+                _ => Behaviour::Normal,
+            };
+            let c = Conn {
+                port: FIRST_PORT + i as u16,
+                isn: (i as u32).wrapping_mul(2_654_435_761),
+                rcv_nxt: 0,
+                got: 0,
+                // A guest that resets right after its SYN expects nothing.
+                st: if behaviour == Behaviour::ResetAfterSyn {
+                    St::Done
+                } else {
+                    St::SynSent
+                },
+                behaviour,
+                last: w.now,
+                tries: 0,
+            };
+            r.out.push_back(tcp(
+                &config,
+                c.port,
+                r.remote,
+                c.isn,
+                0,
+                TcpFlags::SYN,
+                65535,
+                &[],
+            ));
+            if behaviour == Behaviour::ResetAfterSyn {
+                let seq = c.isn.wrapping_add(1);
+                r.out.push_back(tcp(
+                    &config,
+                    c.port,
+                    r.remote,
+                    seq,
+                    0,
+                    TcpFlags::RST,
+                    0,
+                    &[],
+                ));
+            }
+            r.conns.push(c);
+        }
+        let deadline = w.now + Duration::from_secs(600);
+        w.run(&mut r, deadline, false);
+        let stuck: Vec<_> = r.conns.iter().filter(|c| c.st != St::Done).collect();
+        assert!(
+            stuck.is_empty(),
+            "round {round}: {} connections stuck, e.g. {:?}\n{:?}",
+            stuck.len(),
+            &stuck[..stuck.len().min(3)],
+            w.e.counters()
+        );
+        reset_by_engine = w.e.counters().tcp_rst_to_guest;
+        peaks.push(metered::peak_bytes() - start_live);
+        eprintln!(
+            "round {round}: t = {}, {} guest retransmissions, engine heap {} B live, {} B peak, {} flows at most",
+            w.now,
+            r.resent,
+            metered::live_bytes() - start_live,
+            metered::peak_bytes() - start_live,
+            w.max_flows
+        );
+    }
+    // Everything goes: the remaining timers run out.
+    w.e.host_mut().0.set_faults(HostFaults::none());
+    let mut idle = Round {
+        config: &config,
+        remote: remote(0),
+        conns: Vec::new(),
+        out: VecDeque::new(),
+        now: w.now,
+        resent: 0,
+        next_due: Instant::from_nanos(u64::MAX),
+    };
+    let end = w.now + Duration::from_secs(3600);
+    w.run(&mut idle, end, true);
+
+    let c = w.e.counters();
+    let total = (ROUNDS * AT_ONCE) as u64;
+    assert_eq!(c.flows_opened, total, "{c:?}");
+    assert_eq!(c.flows_closed, total, "{c:?}");
+    assert_eq!(w.e.tcp().flow_count(), 0);
+    // No flow timer (the engine's periodic router advertisements stay).
+    assert_eq!(w.e.tcp().poll_timeout(), None, "a TCP timer is left");
+    assert_eq!(w.e.udp().poll_timeout(), None, "a UDP timer is left");
+    assert_eq!(w.e.icmp().poll_timeout(), None, "an echo timer is left");
+    assert_eq!(w.e.host().0.open_host_sockets(), 0, "a host socket is left");
+    assert_eq!(w.e.host().0.live_tcp_connections(), 0);
+    assert!(w.max_flows >= AT_ONCE, "{} flows at once", w.max_flows);
+    assert!(reset_by_engine > 0, "the faults did something");
+    // The tables reached their high-water mark in the first round; later
+    // rounds of the same size reuse it.
+    let first = peaks[0];
+    let last = *peaks.last().expect("rounds");
+    eprintln!(
+        "engine heap: peak {last} B ({} B per concurrent flow), {} B left at the end",
+        last / AT_ONCE as i64,
+        metered::live_bytes() - start_live
+    );
+    assert!(
+        last <= first + first / 10,
+        "the engine's heap grew after the first round: {peaks:?}"
+    );
+}
