@@ -782,3 +782,213 @@ fn a_mixed_workload_allocates_nothing_after_start_up() {
         }
     }
 }
+
+// ---------------------------------------------------------------------
+// Full tables and descriptor exhaustion
+// ---------------------------------------------------------------------
+
+/// What the engine answered a refused new flow with.
+fn answers(e: &mut E) -> Vec<guest_frames::Seen> {
+    let q = e.tx_queue();
+    let out = q.iter().map(guest_frames::seen).collect();
+    q.clear();
+    out
+}
+
+/// An engine whose flows are limited by `capacity` (flow table) and
+/// `sockets` (host descriptors), with a UDP and a TCP echo at [`echo`].
+fn limited(capacity: usize, sockets: usize) -> (World, Config) {
+    let mut config = Config::example();
+    config.flow_capacity = capacity;
+    let hc = passt_sim::SimHostConfig {
+        max_sockets: sockets,
+        ..Default::default()
+    };
+    let mut host = SimHost::new(hc, passt_sim::SimRng::from_seed(5).child("host"));
+    host.remote_tcp_serve(echo(), 64, RemoteService::Echo)
+        .expect("tcp echo");
+    host.remote_udp_serve(
+        echo(),
+        Box::new(passt_sim::scenario::UdpEcho::new(Default::default())),
+    )
+    .expect("udp echo");
+    let w = World {
+        e: Engine::new(config.clone(), Metered(host), 5).expect("engine"),
+        now: Instant::ZERO,
+        events: Vec::with_capacity(256),
+        max_flows: 0,
+    };
+    (w, config)
+}
+
+fn echo() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)), 7)
+}
+
+/// What limits new flows in [`refusal_leaves_existing_flows_alone`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Limit {
+    /// A flow table of three places.
+    Table,
+    /// Three host descriptors (`EMFILE` beyond).
+    Descriptors,
+}
+
+const FLOOD: u16 = 2000;
+
+/// Three flows (TCP mid-connection, UDP, echo) take every place; then
+/// [`FLOOD`] new flows of each protocol are refused. Returns the engine
+/// for the caller's checks of how they were refused.
+fn refusal_leaves_existing_flows_alone(limit: Limit) -> World {
+    let (mut w, config) = match limit {
+        Limit::Table => limited(3, 65_536),
+        Limit::Descriptors => limited(1 << 17, 3),
+    };
+    let remote = echo();
+    let gw_echo = Ipv4Addr::new(203, 0, 113, 7);
+    // The existing flows: UDP and echo answered, TCP established.
+    let now = w.now;
+    let dgram = guest_frames::udp(&config, 30_000, remote, b"before");
+    engine_call(|| w.e.handle_frame(now, &dgram));
+    engine_call(|| w.e.flush(now));
+    let ping = guest_frames::echo(&config, gw_echo, 1, 1);
+    engine_call(|| w.e.handle_frame(now, &ping));
+    let mut r = Round {
+        config: &config,
+        remote,
+        first_port: FIRST_PORT,
+        conns: vec![Conn {
+            port: FIRST_PORT,
+            isn: 77,
+            rcv_nxt: 0,
+            got: 0,
+            st: St::SynSent,
+            behaviour: Behaviour::Normal,
+            last: now,
+            tries: 0,
+        }],
+        out: VecDeque::from([tcp(
+            &config,
+            FIRST_PORT,
+            remote,
+            77,
+            0,
+            TcpFlags::SYN,
+            65535,
+            &[],
+        )]),
+        now,
+        resent: 0,
+        next_due: now + GUEST_RTO,
+    };
+    for _ in 0..1000 {
+        if r.conns[0].st != St::SynSent {
+            break;
+        }
+        let d = w.now + Duration::from_millis(1);
+        w.run(&mut r, d, false);
+        w.now = w.now.max(d);
+    }
+    assert_eq!(r.conns[0].st, St::Established, "TCP up before the flood");
+    assert_eq!(r.conns[0].got, 0, "and not yet echoed");
+    let c = w.e.counters().clone();
+    assert_eq!((c.udp_to_guest, c.echo_replies_to_guest), (1, 1), "{c:?}");
+    assert_eq!(
+        w.e.tcp().flow_count() + w.e.udp().flow_count() + w.e.icmp().flow_count(),
+        3
+    );
+    answers(&mut w.e);
+
+    // The flood: every new flow refused, without the engine allocating.
+    let (allocs, live) = (metered::allocations(), metered::live_bytes());
+    let now = w.now;
+    let mut replies = Vec::new();
+    for k in 0..FLOOD {
+        let syn = tcp(
+            &config,
+            40_000 + k,
+            remote,
+            u32::from(k),
+            0,
+            TcpFlags::SYN,
+            65535,
+            &[],
+        );
+        let d = guest_frames::udp(&config, 40_000 + k, remote, b"flood");
+        let p = guest_frames::echo(&config, gw_echo, 1000 + k, 1);
+        for f in [syn, d, p] {
+            engine_call(|| w.e.handle_frame(now, &f));
+            engine_call(|| w.e.flush(now));
+            replies.extend(answers(&mut w.e));
+        }
+    }
+    assert_eq!(
+        metered::allocations(),
+        allocs,
+        "{limit:?}: the engine allocated while refusing"
+    );
+    assert_eq!(
+        metered::live_bytes(),
+        live,
+        "{limit:?}: the engine's memory grew"
+    );
+    assert_eq!(
+        w.e.tcp().flow_count() + w.e.udp().flow_count() + w.e.icmp().flow_count(),
+        3,
+        "{limit:?}: nothing opened"
+    );
+    let rsts = replies
+        .iter()
+        .filter(|s| matches!(s, guest_frames::Seen::Tcp(f, ..) if f.contains(TcpFlags::RST)))
+        .count();
+    assert_eq!(rsts, usize::from(FLOOD), "{limit:?}: every SYN reset");
+    let unreachable = replies
+        .iter()
+        .filter(|s| **s == guest_frames::Seen::Unreachable(13))
+        .count();
+    assert!(
+        unreachable > 0,
+        "{limit:?}: UDP and echo refused with unreachables"
+    );
+
+    // The existing flows carry on.
+    let now = w.now;
+    let dgram = guest_frames::udp(&config, 30_000, remote, b"after");
+    engine_call(|| w.e.handle_frame(now, &dgram));
+    engine_call(|| w.e.flush(now));
+    let ping = guest_frames::echo(&config, gw_echo, 1, 2);
+    engine_call(|| w.e.handle_frame(now, &ping));
+    let deadline = w.now + Duration::from_secs(5);
+    w.run(&mut r, deadline, false);
+    assert_eq!(r.conns[0].st, St::Done, "{limit:?}: TCP finished");
+    assert_eq!(r.conns[0].got, PAYLOAD.len(), "{limit:?}: TCP echoed");
+    let c = w.e.counters();
+    assert_eq!(
+        (c.udp_to_guest, c.echo_replies_to_guest),
+        (2, 2),
+        "{limit:?}: {c:?}"
+    );
+    w
+}
+
+#[test]
+fn a_full_flow_table_refuses_floods_and_leaves_existing_flows_alone() {
+    let w = refusal_leaves_existing_flows_alone(Limit::Table);
+    let c = w.e.counters();
+    assert_eq!(
+        c.drops(passt_engine::DropReason::FlowTableFull),
+        3 * u64::from(FLOOD)
+    );
+}
+
+#[test]
+fn running_out_of_descriptors_is_refused_like_a_full_table() {
+    let w = refusal_leaves_existing_flows_alone(Limit::Descriptors);
+    let c = w.e.counters();
+    assert_eq!(c.drops(passt_engine::DropReason::FlowTableFull), 0);
+    assert_eq!(
+        c.drops(passt_engine::DropReason::HostSocketError),
+        3 * u64::from(FLOOD),
+        "every refusal counted: {c:?}"
+    );
+}
