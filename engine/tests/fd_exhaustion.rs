@@ -120,7 +120,7 @@ fn out_of_descriptors_new_flows_are_refused_like_a_full_table_and_old_ones_carry
         h.engine.handle_frame(h.now, &e);
         h.engine.flush(h.now);
         answers.extend(h.take_frames().iter().map(|f| answer(f)));
-        h.now = h.now + Duration::from_secs(1);
+        h.now += Duration::from_secs(1);
     }
     // The existing flow still works while new ones are refused.
     peer.send_to(b"reply", from).expect("reply");
