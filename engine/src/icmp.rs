@@ -115,15 +115,15 @@ impl Icmp {
             Some(&i) => i,
             None => match self.open(cx, now, src, dst, ident) {
                 Ok(i) => i,
-                Err(reason) => {
-                    // A full table refuses the new flow cleanly
-                    // (docs/architecture.md, the flow table): the guest
-                    // hears why.
-                    if reason == DropReason::FlowTableFull {
+                Err((reason, refusal)) => {
+                    // A full table, or no descriptor left, refuses the new
+                    // flow cleanly (docs/architecture.md, the flow table):
+                    // the guest hears why.
+                    if let Some(refusal) = refusal {
                         self.refuse_request(
                             cx,
                             now,
-                            Refusal::AdminProhibited,
+                            refusal,
                             (src, dst, ident, seq_no),
                             data.len(),
                         );
@@ -189,11 +189,11 @@ impl Icmp {
         guest: IpAddr,
         guest_peer: IpAddr,
         ident: u16,
-    ) -> Result<u32, DropReason> {
+    ) -> Result<u32, (DropReason, Option<Refusal>)> {
         let vacant = self
             .flows
             .vacant(cx.flows)
-            .map_err(|_| DropReason::FlowTableFull)?;
+            .map_err(|_| (DropReason::FlowTableFull, Some(Refusal::AdminProhibited)))?;
         let host_dst = mapping::host_destination(cx.config, guest_peer);
         // -o / --outbound-if4/6 (docs/cli.md).
         let (place, local) = cx.config.outbound.bind_for(host_dst, 0);
@@ -208,7 +208,9 @@ impl Icmp {
                 if e == HostError::PermissionDenied {
                     cx.counters.ping_not_permitted += 1;
                 }
-                return Err(DropReason::HostSocketError);
+                // Out of descriptors: refused like a full table.
+                let refusal = (e == HostError::NoResources).then_some(Refusal::AdminProhibited);
+                return Err((DropReason::HostSocketError, refusal));
             }
         };
         if cx
@@ -218,7 +220,7 @@ impl Icmp {
         {
             cx.host.close(sock);
             self.flows.give_back(vacant, cx.flows);
-            return Err(DropReason::HostSocketError);
+            return Err((DropReason::HostSocketError, None));
         }
         let flow = EchoFlow {
             guest,

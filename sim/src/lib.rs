@@ -32,6 +32,9 @@
 //! - [`inbound`]: remote clients that connect to forwarded host ports (and
 //!   through the engine to a server workload in the guest), check what
 //!   comes back and report like the guest's workloads.
+//! - [`frame_seq`]: arbitrary bytes as a sequence of guest frames and
+//!   time steps against the engine on [`SimHost`], with the invariants
+//!   checked after each step (the stateful fuzz target and its proptest).
 //! - [`simulation`]: [`Simulation`], the whole-system driver (guest, links,
 //!   engine, host on one virtual clock; trace hash; pcap capture).
 //! - [`scenario`]: TOML scenario files, built into a [`Simulation`] from one
@@ -60,6 +63,7 @@
 
 pub mod demo;
 pub mod fault;
+pub mod frame_seq;
 pub mod guest;
 pub mod host;
 pub mod inbound;

@@ -354,9 +354,11 @@ impl Tcp {
         let (sock, progress) = match cx.host.tcp_connect_at(place, local, remote) {
             Ok(x) => x,
             Err(_) => {
+                // Refused like a full table (out of descriptors, no route):
+                // RST to the guest, and counted.
                 self.flows.give_back(vacant, cx.flows);
                 refuse(cx);
-                return Ok(());
+                return Err(DropReason::HostSocketError);
             }
         };
         let token = vacant.token();
