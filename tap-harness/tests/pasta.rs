@@ -1062,12 +1062,15 @@ fn podman_5_argv_starts_writes_its_pid_and_reaches_the_host_through_the_guest_ad
         run.daemon.pid().to_string(),
         "the --pid file"
     );
-    // host.containers.internal: the guest address leads to the host's loopback.
+    // host.containers.internal: --map-guest-addr makes the address lead to
+    // the host's own global address (pasta(1): "packets from the guest to
+    // addr will be redirected to the address assigned to the guest ... by
+    // default the host's global address"), not to its loopback.
     outbound_echo(
         &run,
         &host,
         sock(PODMAN5_HOST_ADDR, 7000),
-        sock(Ipv4Addr::LOCALHOST, 7000),
+        sock(HOST_ADDR4, 7000),
     );
     // The published port, and the user's own -T.
     published_echo(&host, 8080, tcp);
