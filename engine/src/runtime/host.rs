@@ -173,18 +173,6 @@ impl RealHost {
         self.guest_netns = Some(ns);
     }
 
-    /// Call in a child after `fork(2)`: threads do not survive it, so the
-    /// namespace helper thread is started again in this process. Until
-    /// then (or if it cannot start) sockets are made through
-    /// [`NetNs::run_in`].
-    pub fn after_fork(&mut self) {
-        if self.guest_worker.as_ref().is_some_and(|w| !w.usable())
-            && let Some(ns) = &self.guest_netns
-        {
-            self.guest_worker = NsWorker::start(ns).ok();
-        }
-    }
-
     /// A new nonblocking socket at `place`: made on a thread inside the
     /// guest's namespace for [`Netns::Guest`] (see [`NetNs::run_in`]), then
     /// bound to the device, if any (`SO_BINDTODEVICE` looks the name up in
@@ -199,8 +187,8 @@ impl RealHost {
         let fd = match place.netns {
             Netns::Host => new_socket(af, ty, proto)?,
             Netns::Guest => match &self.guest_worker {
-                Some(w) if w.usable() => w.socket(af, ty | libc::SOCK_NONBLOCK, proto)?,
-                _ => {
+                Some(w) => w.socket(af, ty | libc::SOCK_NONBLOCK, proto)?,
+                None => {
                     let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
                     ns.run_in(|| new_socket(af, ty, proto))
                         .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))??

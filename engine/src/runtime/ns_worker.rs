@@ -12,9 +12,7 @@
 //! from any thread.
 //!
 //! It never changes the namespace of any other thread, and it ends when
-//! its owner drops it. A thread does not survive `fork(2)`: in a child
-//! (pasta going to the background) the worker is not [`NsWorker::usable`],
-//! and its owner starts a new one.
+//! its owner drops it.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -33,8 +31,6 @@ pub struct NsWorker {
     requests: Option<Sender<Request>>,
     replies: Receiver<Result<OwnedFd, HostError>>,
     thread: Option<JoinHandle<()>>,
-    /// The process that started the thread: the only one it exists in.
-    owner: u32,
 }
 
 impl NsWorker {
@@ -76,7 +72,6 @@ impl NsWorker {
                 requests: Some(req_tx),
                 replies: rep_rx,
                 thread: Some(thread),
-                owner: std::process::id(),
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -89,23 +84,13 @@ impl NsWorker {
         }
     }
 
-    /// Whether the thread exists in this process (false in a child forked
-    /// after it started: a request would wait for ever).
-    pub fn usable(&self) -> bool {
-        self.owner == std::process::id()
-    }
-
-    /// `socket(af, ty | SOCK_CLOEXEC, proto)` in the worker's namespace;
-    /// `ECHILD` in a forked child, where the thread does not exist.
+    /// `socket(af, ty | SOCK_CLOEXEC, proto)` in the worker's namespace.
     pub fn socket(
         &self,
         af: libc::c_int,
         ty: libc::c_int,
         proto: libc::c_int,
     ) -> Result<OwnedFd, HostError> {
-        if !self.usable() {
-            return Err(HostError::Other(libc::ECHILD));
-        }
         let tx = self.requests.as_ref().ok_or(HostError::Other(0))?;
         tx.send((af, ty, proto)).map_err(|_| HostError::Other(0))?;
         self.replies.recv().map_err(|_| HostError::Other(0))?
@@ -117,13 +102,7 @@ impl Drop for NsWorker {
         // Closing the request channel ends the thread's loop.
         drop(self.requests.take());
         if let Some(t) = self.thread.take() {
-            if self.usable() {
-                let _ = t.join();
-            } else {
-                // Inherited across fork: the thread is not in this process,
-                // and joining it would wait for ever.
-                std::mem::forget(t);
-            }
+            let _ = t.join();
         }
     }
 }

@@ -226,9 +226,6 @@ fn serve<T: GuestTransport>(
     // Isolation (issue #15) goes here: every descriptor is open (the
     // control socket of -c included), nothing has been forked yet.
     detach(opts)?;
-    // Threads do not survive the fork: pasta's namespace socket thread is
-    // started again in the child.
-    event_loop.engine_mut().host_mut().after_fork();
     // After the fork: a signalfd registered in epoll by the parent would
     // never wake the child's epoll.
     event_loop
