@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+use super::logging::{self, Level};
 use super::netns::NetNs;
 use super::ns_worker::NsWorker;
 use super::sys::{self, cvt, cvt_size, from_sockaddr, map_errno, to_sockaddr};
@@ -116,9 +117,9 @@ pub struct RealHost {
     guest_netns: Option<NetNs>,
     /// `--freebind` (see [`RealHost::set_freebind`]).
     freebind: bool,
-    /// The thread that makes sockets in it (`None` when it could not join:
-    /// each socket is then made through [`NetNs::run_in`], which reports
-    /// the error).
+    /// The thread that makes sockets in it (`None` when it could not join,
+    /// or around a fork: each socket is then made through
+    /// [`NetNs::run_in`], which reports the error).
     guest_worker: Option<NsWorker>,
     /// Empty splice pipes for reuse (at most [`PIPE_POOL_MAX`]).
     pipe_pool: Vec<SplicePipe>,
@@ -169,8 +170,43 @@ impl RealHost {
     /// A helper thread joins the namespace once and makes those sockets on
     /// request, so a spliced connection does not pay for a thread.
     pub fn set_guest_netns(&mut self, ns: NetNs) {
-        self.guest_worker = NsWorker::start(&ns).ok();
+        self.guest_worker = None;
         self.guest_netns = Some(ns);
+        self.start_guest_worker();
+    }
+
+    /// Stops the thread that makes [`Netns::Guest`] sockets (joins it).
+    /// Call it before `fork(2)`: a thread does not survive the fork, and
+    /// the child would wait forever for its answers. Until
+    /// [`RealHost::start_guest_worker`], such sockets are made through
+    /// [`NetNs::run_in`].
+    pub fn stop_guest_worker(&mut self) {
+        self.guest_worker = None;
+    }
+
+    /// Starts the thread that makes [`Netns::Guest`] sockets, if a guest
+    /// namespace is set and none is running in this process. A namespace
+    /// that cannot be joined is logged (each such socket then fails with
+    /// the error of `setns(2)`, and the connection that needed it is
+    /// reset).
+    pub fn start_guest_worker(&mut self) {
+        if self.guest_worker.as_ref().is_some_and(NsWorker::alive_here) {
+            return;
+        }
+        self.guest_worker = None;
+        let Some(ns) = &self.guest_netns else {
+            return;
+        };
+        match NsWorker::start(ns) {
+            Ok(w) => self.guest_worker = Some(w),
+            Err(e) => logging::log(
+                Level::Warn,
+                format_args!(
+                    "Couldn't join network namespace {} for its sockets: {e}",
+                    ns.path().display()
+                ),
+            ),
+        }
     }
 
     /// A new nonblocking socket at `place`: made on a thread inside the
@@ -186,14 +222,12 @@ impl RealHost {
     ) -> Result<OwnedFd, HostError> {
         let fd = match place.netns {
             Netns::Host => new_socket(af, ty, proto)?,
-            Netns::Guest => match &self.guest_worker {
-                Some(w) => w.socket(af, ty | libc::SOCK_NONBLOCK, proto)?,
-                None => {
-                    let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
-                    ns.run_in(|| new_socket(af, ty, proto))
-                        .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))??
-                }
-            },
+            Netns::Guest => self.guest_socket(af, ty, proto).inspect_err(|e| {
+                logging::log(
+                    Level::Debug,
+                    format_args!("Couldn't make a socket in the namespace: {e}"),
+                )
+            })?,
         };
         if let Some(dev) = place.device {
             let name = dev.as_str().as_bytes();
@@ -209,6 +243,24 @@ impl RealHost {
             })?;
         }
         Ok(fd)
+    }
+
+    /// A new nonblocking socket in the guest's namespace: from the worker
+    /// thread, else from a thread started for it.
+    fn guest_socket(
+        &self,
+        af: libc::c_int,
+        ty: libc::c_int,
+        proto: libc::c_int,
+    ) -> Result<OwnedFd, HostError> {
+        match &self.guest_worker {
+            Some(w) => w.socket(af, ty | libc::SOCK_NONBLOCK, proto),
+            None => {
+                let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
+                ns.run_in(|| new_socket(af, ty, proto))
+                    .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))?
+            }
+        }
     }
 
     /// Sets `IP_FREEBIND`/`IPV6_FREEBIND` on `fd` before it is bound to

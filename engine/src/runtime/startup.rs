@@ -225,7 +225,11 @@ fn serve<T: GuestTransport>(
     }
     // Isolation (issue #15) goes here: every descriptor is open (the
     // control socket of -c included), nothing has been forked yet.
+    // The namespace socket thread does not survive the daemon's fork
+    // (and fork wants one thread): stopped before, started again after.
+    event_loop.engine_mut().host_mut().stop_guest_worker();
     detach(opts)?;
+    event_loop.engine_mut().host_mut().start_guest_worker();
     // After the fork: a signalfd registered in epoll by the parent would
     // never wake the child's epoll.
     event_loop
