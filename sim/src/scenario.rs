@@ -55,6 +55,9 @@ use crate::link::{Link, LinkConfig, LinkCounters};
 use crate::seed::SimRng;
 use crate::simulation::{FrameClass, SimCounters, Simulation, StopReason};
 
+/// The largest interface MTU the simulated smoltcp guest takes.
+const SMOL_MAX_MTU: usize = 65_000;
+
 /// Why a scenario could not be loaded or built.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -145,6 +148,13 @@ pub struct Scenario {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
+    /// `"passt"` (default) or `"pasta"`: pasta's defaults, as its binary
+    /// sets them: MTU 65520 (and a guest whose interface MTU is as large as
+    /// the simulated guest takes), loopback splice on. The frames the
+    /// engine exchanges with the guest are the same over the tap as over
+    /// QEMU's socket; only their framing differs, which the simulator's
+    /// guest link does not model.
+    pub mode: Option<String>,
     /// MTU announced to the guest (default: the engine's example config).
     pub mtu: Option<u16>,
     /// Flow table capacity (`Config::flow_capacity`).
@@ -1005,9 +1015,25 @@ impl Scenario {
         Ok((host, obs))
     }
 
+    /// `[engine] mode`: pasta's defaults or passt's.
+    fn is_pasta(&self) -> Result<bool, ScenarioError> {
+        match self.engine.mode.as_deref() {
+            None | Some("passt") => Ok(false),
+            Some("pasta") => Ok(true),
+            Some(other) => Err(ScenarioError::Invalid(format!(
+                "engine.mode: unknown `{other}` (passt, pasta)"
+            ))),
+        }
+    }
+
     fn build(&self, seed: u64) -> Result<(Simulation, Observers), ScenarioError> {
         let root = SimRng::from_seed(seed);
         let mut config = Config::example();
+        let pasta = self.is_pasta()?;
+        if pasta {
+            config.mtu = passt_engine::config::DEFAULT_MTU;
+            config.splice = passt_engine::config::Splice::On;
+        }
         if let Some(mtu) = self.engine.mtu {
             config.mtu = mtu;
         }
@@ -1027,8 +1053,11 @@ impl Scenario {
         } else {
             let mut g = SmolGuestConfig::new(root.child("guest").next_u64());
             g.dhcp = self.guest.dhcp.unwrap_or(true);
-            g.mtu = self.guest.mtu.unwrap_or(1500);
-            if !(576..=65_000).contains(&g.mtu) {
+            g.mtu = self
+                .guest
+                .mtu
+                .unwrap_or(if pasta { SMOL_MAX_MTU } else { 1500 });
+            if !(576..=SMOL_MAX_MTU).contains(&g.mtu) {
                 return Err(ScenarioError::Invalid(format!("guest.mtu: {}", g.mtu)));
             }
             if let Some(v4) = &config.ipv4 {
