@@ -73,6 +73,18 @@ pub fn init(level: Level, sink: Sink) {
     }
 }
 
+/// Standard error went away (the daemon's is `/dev/null`): its sink
+/// becomes [`Sink::Discard`]; a file sink stays as it is (reopening it
+/// could fail once the process is isolated).
+pub fn stderr_closed() {
+    if let Ok(mut g) = LOGGER.lock()
+        && let Some(logger) = g.as_mut()
+        && matches!(logger.sink, Sink::Stderr)
+    {
+        logger.sink = Sink::Discard;
+    }
+}
+
 /// Opens `path` for appending as a file sink.
 pub fn file_sink(path: &Path, max_size: u64) -> std::io::Result<Sink> {
     let file = std::fs::OpenOptions::new()

@@ -16,6 +16,7 @@
 //!   them;
 //! - [`host_probe`]: reading the host's addresses, routes and resolvers;
 //! - [`forward`]: binding the forwarded ports (`-t`/`-u`);
+//! - [`isolation`]: the sandbox (namespaces, capabilities, seccomp);
 //! - [`process`]: daemon, pid file, signals, privileges, limits;
 //! - [`logging`]: the binaries' logger;
 //! - [`clock`]: monotonic time as [`crate::Instant`] and a random seed;
@@ -32,6 +33,7 @@ pub mod event_loop;
 pub mod forward;
 pub mod host;
 pub mod host_probe;
+pub mod isolation;
 pub mod logging;
 pub mod netns;
 pub mod pcap;

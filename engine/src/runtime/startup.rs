@@ -1,16 +1,22 @@
 //! The one start-up path of the binaries, from parsed options to a running
 //! loop, as a sequence of named steps ([`run`]):
 //!
-//! 1. logging ([`start_logging`]) and the user to run as;
+//! 1. inherited descriptors closed, logging ([`start_logging`]) and the
+//!    user to run as (`--runas`, or nobody when started as root);
 //! 2. the host probe and the engine configuration ([`probe_host`]);
 //! 3. the engine and its listeners: forwarded ports are bound before the
 //!    guest socket is announced, so a port that cannot be bound stops the
 //!    start ([`bind_listeners`]);
-//! 4. the guest transport ([`open_guest_transport`]);
-//! 5. isolation (issue #15) belongs here, once every descriptor is open
-//!    and before the process detaches (marked in [`run`]'s body);
+//! 4. the guest transport ([`open_guest_transport`]), the capture and the
+//!    pid file;
+//! 5. isolation: namespaces, an empty root, capabilities dropped
+//!    ([`isolation::isolate_prefork`]), once every descriptor is open;
 //! 6. the process: daemon and pid file ([`detach`]);
-//! 7. the loop, until a signal or the guest leaving.
+//! 7. the seccomp filter ([`isolation::isolate_postfork`]), then the loop,
+//!    until a signal or the guest leaving.
+//!
+//! Steps 1, 5 and 7 are the sandbox ([`super::isolation`]); `--no-sandbox`
+//! skips 5 and 7, for debugging only.
 //!
 //! passt and pasta share it; what differs between them (the transport:
 //! QEMU's socket or a tap in a namespace) is one step. This module owns the
@@ -24,9 +30,10 @@ use super::event_loop::EventLoop;
 use super::forward;
 use super::host::RealHost;
 use super::host_probe;
+use super::isolation::{self, Mode, UserSwitch};
 use super::logging::{self, Level, Sink};
 use super::pcap::PcapWriter;
-use super::process;
+use super::process::{self, PidFile};
 use super::transport::{GuestTransport, StreamTransport};
 use crate::cli::{self, Options, Verbosity};
 use crate::config::Config;
@@ -73,8 +80,22 @@ pub fn ephemeral_range() -> PortRange {
 /// Runs passt with parsed options: every step of the module docs, in
 /// order. Returns the process's exit status.
 pub fn run(opts: Options, cx: SpecContext) -> ExitCode {
+    // Before anything of ours is open: every descriptor above 2 but
+    // `--fd` is inherited.
+    let keep: Vec<i32> = opts.fd.into_iter().collect();
+    let closed = isolation::close_inherited(&keep);
     if let Err(code) = start_logging(&opts) {
         return code;
+    }
+    match closed {
+        Ok(n) => logging::log(
+            Level::Debug,
+            format_args!("Closed {n} inherited file descriptor(s)"),
+        ),
+        Err(e) => logging::log(
+            Level::Warn,
+            format_args!("Can't close inherited file descriptors: {e}"),
+        ),
     }
     match run_steps(&opts, cx) {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,9 +107,23 @@ pub fn run(opts: Options, cx: SpecContext) -> ExitCode {
 }
 
 fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
-    if let Some(runas) = &opts.runas {
-        process::drop_privileges(runas)
-            .map_err(|e| format!("Can't change to user {}: {e}", runas.user))?;
+    let self_test = isolation::SelfTest::from_env();
+    match isolation::switch_user(opts.runas.as_ref()) {
+        Ok(UserSwitch::Nobody(uid, gid)) => logging::log(
+            Level::Info,
+            format_args!("Started as root, changed to user nobody ({uid}:{gid})"),
+        ),
+        Ok(_) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if opts.no_sandbox {
+        logging::log(
+            Level::Warn,
+            format_args!(
+                "--no-sandbox: no namespaces, no empty root, no seccomp filter. \
+                 For debugging only: the guest is untrusted input"
+            ),
+        );
     }
     let config = probe_host(opts)?;
     let engine = bind_listeners(config, opts, cx)?;
@@ -105,18 +140,46 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
         );
         event_loop.set_pcap(w);
     }
-    // Isolation (issue #15) goes here: every descriptor is open, nothing
-    // has been forked yet.
-    detach(opts)?;
+    let pid_file = match &opts.pid_file {
+        Some(path) => Some(
+            PidFile::create(path)
+                .map_err(|e| format!("Failed to open PID file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let null = if opts.foreground {
+        None
+    } else {
+        Some(process::open_dev_null().map_err(|e| format!("Failed to open /dev/null: {e}"))?)
+    };
+    // Isolation: every descriptor is open, nothing has been forked yet.
+    if !opts.no_sandbox {
+        let done = isolation::isolate_prefork(Mode::Passt, opts.foreground)?;
+        logging::log(
+            Level::Debug,
+            format_args!(
+                "Sandbox: empty root, capabilities dropped (own user namespace: {}, \
+                 own PID namespace: {})",
+                done.user_namespace, done.pid_namespace
+            ),
+        );
+    }
+    let pid_file = detach(opts, pid_file, null)?;
     // After the fork: a signalfd registered in epoll by the parent would
     // never wake the child's epoll.
     event_loop
         .catch_signals()
         .map_err(|e| format!("Failed to set up signal handling: {e}"))?;
+    if !opts.no_sandbox {
+        isolation::isolate_postfork(Mode::Passt)?;
+    }
+    if let Some(t) = self_test {
+        t.run();
+    }
     let result = event_loop.run();
     event_loop.shutdown();
-    if let Some(path) = &opts.pid_file {
-        let _ = std::fs::remove_file(path);
+    if let Some(p) = pid_file {
+        let _ = p.remove();
     }
     let reason = result.map_err(|e| format!("Event loop failed: {e}"))?;
     logging::log(Level::Debug, format_args!("exiting: {reason:?}"));
@@ -226,20 +289,27 @@ pub fn open_guest_transport(opts: &Options) -> Result<StreamTransport, StartErro
     Ok(transport)
 }
 
-/// Step 6: goes to the background unless `-f` (the parent writes the pid
-/// file and exits at once), and writes the pid file in the foreground.
-pub fn detach(opts: &Options) -> Result<(), StartError> {
-    if opts.foreground {
-        if let Some(path) = &opts.pid_file {
-            process::write_pid_file(path, process::pid())
+/// Step 6: goes to the background unless `-f` (the parent writes the
+/// daemon's pid to the pid file and exits at once; `null` is `/dev/null`
+/// for the daemon's standard streams), or writes our own pid in the
+/// foreground. Returns the pid file for the process that stays.
+pub fn detach(
+    opts: &Options,
+    pid_file: Option<PidFile>,
+    null: Option<std::os::fd::OwnedFd>,
+) -> Result<Option<PidFile>, StartError> {
+    let Some(null) = null.filter(|_| !opts.foreground) else {
+        let mut pid_file = pid_file;
+        if let (Some(f), Some(path)) = (&mut pid_file, &opts.pid_file) {
+            f.write(process::pid())
                 .map_err(|e| format!("Failed to write PID file {}: {e}", path.display()))?;
         }
-        return Ok(());
-    }
-    match process::daemonize().map_err(|e| format!("Failed to fork: {e}"))? {
+        return Ok(pid_file);
+    };
+    match process::daemonize(null).map_err(|e| format!("Failed to fork: {e}"))? {
         process::Forked::Parent(child) => {
-            if let Some(path) = &opts.pid_file
-                && let Err(e) = process::write_pid_file(path, child)
+            if let (Some(mut f), Some(path)) = (pid_file, &opts.pid_file)
+                && let Err(e) = f.write(child)
             {
                 eprintln!("Failed to write PID file {}: {e}", path.display());
             }
@@ -247,13 +317,10 @@ pub fn detach(opts: &Options) -> Result<(), StartError> {
             process::exit_immediately(0);
         }
         process::Forked::Child => {
-            // Standard error is /dev/null now: keep only a log file.
-            let sink = match &opts.log_file {
-                Some(path) => logging::file_sink(path, opts.log_size).unwrap_or(Sink::Discard),
-                None => Sink::Discard,
-            };
-            logging::init(level_of(opts.verbosity), sink);
-            Ok(())
+            // Standard error is /dev/null now: a log file stays open (the
+            // filesystem may be gone), standard error is dropped.
+            logging::stderr_closed();
+            Ok(pid_file)
         }
     }
 }
