@@ -152,22 +152,46 @@ pub enum UserSwitch {
 }
 
 /// Stage 2: `--runas` if given; otherwise, started as root in the initial
-/// user namespace, `nobody`.
+/// user namespace, `nobody`. A root process that changes user keeps
+/// `CAP_NET_BIND_SERVICE` until [`isolate_prefork`], so that forwarded
+/// ports below 1024 can still be bound; the files it creates afterwards
+/// (socket, pid file, capture) belong to the new user, who can remove them.
 pub fn switch_user(runas: Option<&RunAs>) -> Result<UserSwitch, IsolationError> {
-    if let Some(r) = runas {
-        let (uid, gid) = process::resolve_runas(r).map_err(step("Can't resolve --runas"))?;
-        process::set_user(uid, gid).map_err(step("Can't change user"))?;
-        return Ok(UserSwitch::RunAs(uid, gid));
+    let (uid, gid, switch) = match runas {
+        Some(r) => {
+            let (uid, gid) = process::resolve_runas(r).map_err(step("Can't resolve --runas"))?;
+            (uid, gid, UserSwitch::RunAs(uid, gid))
+        }
+        // SAFETY: geteuid cannot fail.
+        None if unsafe { libc::geteuid() } != 0 || !in_initial_user_namespace() => {
+            return Ok(UserSwitch::Unchanged);
+        }
+        None => {
+            let (uid, gid) = nobody();
+            (uid, gid, UserSwitch::Nobody(uid, gid))
+        }
+    };
+    let (_, permitted) = capabilities().map_err(step("Can't read capabilities"))?;
+    let bind_low = permitted & (1 << CAP_NET_BIND_SERVICE) != 0;
+    if bind_low {
+        // SAFETY: plain prctl: permitted capabilities survive setuid.
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     }
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 || !in_initial_user_namespace() {
-        return Ok(UserSwitch::Unchanged);
+    let changed = process::set_user(uid, gid).map_err(step("Can't change user"));
+    if bind_low {
+        // SAFETY: plain prctl.
+        unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
     }
-    let (uid, gid) = nobody();
-    process::set_user(uid, gid).map_err(step("Can't change to user nobody"))?;
-    Ok(UserSwitch::Nobody(uid, gid))
+    changed?;
+    if bind_low {
+        set_capabilities(1 << CAP_NET_BIND_SERVICE)
+            .map_err(step("Can't keep CAP_NET_BIND_SERVICE"))?;
+    }
+    Ok(switch)
 }
 
+/// `CAP_NET_BIND_SERVICE`: ports below 1024.
+const CAP_NET_BIND_SERVICE: u32 = 10;
 /// `CAP_SYS_ADMIN`, which new mount namespaces and `pivot_root` need.
 const CAP_SYS_ADMIN: u32 = 21;
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets in two 32-bit halves.
@@ -235,9 +259,14 @@ fn drop_capabilities(keep: &[u32], bounding_needed: bool) -> io::Result<()> {
     })?;
     let mask = keep.iter().fold(0u64, |m, &c| m | (1u64 << c));
     let (_, permitted) = capabilities()?;
-    let kept = mask & permitted;
-    let lo = kept as u32;
-    let hi = (kept >> 32) as u32;
+    set_capabilities(mask & permitted)
+}
+
+/// Sets the effective and permitted capabilities to `caps` (a subset of
+/// the permitted ones) and clears the inheritable set.
+fn set_capabilities(caps: u64) -> io::Result<()> {
+    let lo = caps as u32;
+    let hi = (caps >> 32) as u32;
     let hdr = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,
@@ -382,9 +411,7 @@ const PASST_SYSCALLS: &[Syscall] = syscalls![
     // The loop and its descriptors.
     SYS_epoll_ctl,
     SYS_read,
-    SYS_readv,
     SYS_write,
-    SYS_writev,
     SYS_close,
     // The guest's socket (QEMU) and the host's sockets.
     SYS_accept4,
@@ -394,14 +421,12 @@ const PASST_SYSCALLS: &[Syscall] = syscalls![
     SYS_sendto,
     SYS_sendmsg,
     SYS_sendmmsg,
-    SYS_socket,
     SYS_bind,
     SYS_connect,
     SYS_shutdown,
     SYS_setsockopt,
     SYS_getsockopt,
     SYS_getsockname,
-    SYS_ioctl,
     // Time (the vDSO answers; this is its fallback).
     SYS_clock_gettime,
     // The log file's rotation.
@@ -409,7 +434,8 @@ const PASST_SYSCALLS: &[Syscall] = syscalls![
     SYS_lseek,
     // The socket and pid files at exit.
     SYS_unlinkat,
-    // Rust's standard library: locks, memory, the exit path.
+    // Rust's standard library and the C library's allocator: locks,
+    // memory, the main thread's signal stack at exit, the exit itself.
     SYS_futex,
     SYS_mmap,
     SYS_munmap,
@@ -417,16 +443,28 @@ const PASST_SYSCALLS: &[Syscall] = syscalls![
     SYS_madvise,
     SYS_brk,
     SYS_sigaltstack,
-    SYS_rt_sigprocmask,
     SYS_exit_group,
-    SYS_exit,
+    // The panic message names the thread: its id.
+    SYS_gettid,
 ];
 
 /// Syscalls allowed with one argument fixed: (syscall, argument index,
-/// value). Rust's standard library checks, in debug builds, that a
-/// descriptor it closes is open (`fcntl(fd, F_GETFD)`).
-const PASST_WITH_ARGUMENT: &[(Syscall, u8, u64)] =
-    &[(("SYS_fcntl", libc::SYS_fcntl), 1, libc::F_GETFD as u64)];
+/// value); several entries for one syscall allow any of their values.
+/// - `socket`: IPv4 and IPv6 only (flows to new peers, ping sockets); no
+///   netlink, UNIX or packet sockets;
+/// - `ioctl`: the queue sizes of a socket (`SIOCINQ`, `SIOCOUTQ`), and
+///   `FIONBIO`, with which the standard library makes an accepted guest
+///   connection nonblocking;
+/// - `fcntl(fd, F_GETFD)`: Rust's standard library checks, in debug
+///   builds, that a descriptor it closes is open.
+const PASST_WITH_ARGUMENT: &[(Syscall, u8, u64)] = &[
+    (("SYS_socket", libc::SYS_socket), 0, libc::AF_INET as u64),
+    (("SYS_socket", libc::SYS_socket), 0, libc::AF_INET6 as u64),
+    (("SYS_ioctl", libc::SYS_ioctl), 1, super::sys::SIOCINQ),
+    (("SYS_ioctl", libc::SYS_ioctl), 1, super::sys::SIOCOUTQ),
+    (("SYS_ioctl", libc::SYS_ioctl), 1, libc::FIONBIO),
+    (("SYS_fcntl", libc::SYS_fcntl), 1, libc::F_GETFD as u64),
+];
 
 /// Waiting: the loop's `epoll_wait` and the backpressure `poll`, by the
 /// names this architecture's C library uses for them.
@@ -453,9 +491,22 @@ pub fn allowed_with_argument(mode: Mode) -> &'static [(Syscall, u8, u64)] {
     }
 }
 
+/// Every syscall `mode`'s filter lets through in some form, by name,
+/// sorted, each once.
+pub fn allowed_names(mode: Mode) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = allowed_syscalls(mode)
+        .iter()
+        .map(|&(n, _)| n)
+        .chain(allowed_with_argument(mode).iter().map(|&((n, _), ..)| n))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// How many syscalls `mode`'s filter lets through (in any form).
 pub fn allowed_count(mode: Mode) -> usize {
-    allowed_syscalls(mode).len() + allowed_with_argument(mode).len()
+    allowed_names(mode).len()
 }
 
 /// The filter for `mode`, compiled to BPF: its syscalls allowed, anything

@@ -110,7 +110,7 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<(), StartError> {
     let self_test = isolation::SelfTest::from_env();
     match isolation::switch_user(opts.runas.as_ref()) {
         Ok(UserSwitch::Nobody(uid, gid)) => logging::log(
-            Level::Info,
+            Level::Debug,
             format_args!("Started as root, changed to user nobody ({uid}:{gid})"),
         ),
         Ok(_) => {}
