@@ -624,4 +624,27 @@ mod tests {
     fn passt_keeps_no_capability() {
         assert!(Mode::Passt.kept_capabilities().is_empty());
     }
+
+    /// docs/security.md lists passt's syscalls (x86_64 names) and their
+    /// count: they must be the filter's.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_documented_lists_match_the_code() {
+        let doc = include_str!("../../../docs/security.md");
+        let line = doc
+            .lines()
+            .find(|l| l.starts_with("passt ("))
+            .expect("the passt list in docs/security.md");
+        let (count, names) = line
+            .strip_prefix("passt (")
+            .and_then(|r| r.split_once("):"))
+            .expect("passt (N): names");
+        let documented: Vec<&str> = names.split_whitespace().collect();
+        let code: Vec<&str> = allowed_names(Mode::Passt)
+            .into_iter()
+            .map(|n| n.trim_start_matches("SYS_"))
+            .collect();
+        assert_eq!(documented, code);
+        assert_eq!(count.parse::<usize>().unwrap(), allowed_count(Mode::Passt));
+    }
 }
