@@ -224,12 +224,6 @@ pub fn set_user(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
     Ok(())
 }
 
-/// Switches to the user (and group) of `--runas` (see [`set_user`]).
-pub fn drop_privileges(runas: &RunAs) -> io::Result<()> {
-    let (uid, gid) = resolve_runas(runas)?;
-    set_user(uid, gid)
-}
-
 /// The signals that stop the loop cleanly.
 fn stop_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; the calls initialise it.
