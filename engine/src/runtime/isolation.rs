@@ -19,6 +19,11 @@
 //!    filter that allows the mode's syscalls ([`allowed_syscalls`]) and
 //!    kills the process on any other.
 //!
+//! A new mode (pasta) adds a [`Mode`] variant, its allow-list beside
+//! passt's, and the capabilities its namespace stage keeps
+//! ([`Mode::kept_capabilities`]); the start-up path calls the same four
+//! stages with its mode.
+//!
 //! This module owns those syscalls and the allow-lists (which live here,
 //! beside the code they describe). It never opens a socket or a file the
 //! loop uses: whatever the loop needs must be open before stage 3.
