@@ -273,6 +273,61 @@ fn started_as_root_passt_runs_as_nobody() {
 }
 
 #[test]
+fn started_unprivileged_passt_makes_a_user_namespace_of_its_own() {
+    let dir = Scratch::new("unprivileged");
+    let (sock, pid_path) = (dir.path("s.socket"), dir.path("pid"));
+    let mut cmd = Command::new(PASST);
+    cmd.args([
+        "-f",
+        "-q",
+        "-s",
+        sock.to_str().unwrap(),
+        "-P",
+        pid_path.to_str().unwrap(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit())
+    .env("RUST_BACKTRACE", "0");
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut passt = Passt {
+        child: cmd.spawn().expect("spawn passt"),
+    };
+    assert_eq!(wait_for_line(&pid_path), passt.pid().to_string());
+    let pid = passt.pid();
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap(),
+        std::fs::read_link("/proc/self/ns/user").unwrap(),
+        "a user namespace of its own"
+    );
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(status_field(pid, set), "0000000000000000", "{set}");
+    }
+    let root = std::fs::read_dir(format!("/proc/{pid}/root"))
+        .unwrap()
+        .count();
+    assert_eq!(root, 0, "empty root");
+    assert!(passt.terminate().success());
+    assert!(!sock.exists() && !pid_path.exists(), "files removed");
+}
+
+#[test]
 fn runas_names_the_user_to_run_as() {
     if !is_root_in_initial_user_namespace() {
         eprintln!("skipped: not root in the initial user namespace");

@@ -9,8 +9,8 @@
 //! 2. [`switch_user`], before any file is created: `--runas`, or `nobody`
 //!    when started as root in the initial user namespace;
 //! 3. [`isolate_prefork`], once every descriptor is open and before going
-//!    to the background: a user namespace if we lack the privilege for the
-//!    next step, new mount, IPC, UTS (and PID) namespaces, `pivot_root`
+//!    to the background: a user namespace if we lack `CAP_SYS_ADMIN` for
+//!    the next step, new mount, IPC, UTS (and PID) namespaces, `pivot_root`
 //!    into an empty read-only tmpfs, and every capability dropped (bounding
 //!    set, ambient, effective, permitted, inheritable) but what the mode
 //!    keeps;
@@ -157,9 +157,11 @@ pub enum UserSwitch {
 }
 
 /// Stage 2: `--runas` if given; otherwise, started as root in the initial
-/// user namespace, `nobody`. A root process that changes user keeps
-/// `CAP_NET_BIND_SERVICE` until [`isolate_prefork`], so that forwarded
-/// ports below 1024 can still be bound; the files it creates afterwards
+/// user namespace, `nobody`. A privileged process that changes user keeps,
+/// until [`isolate_prefork`], the capabilities it needs to finish the
+/// start: `CAP_NET_BIND_SERVICE` (forwarded ports below 1024),
+/// `CAP_SYS_ADMIN` and `CAP_SETPCAP` (namespaces and the empty root without
+/// a user namespace, and the bounding set). The files it creates afterwards
 /// (socket, pid file, capture) belong to the new user, who can remove them.
 pub fn switch_user(runas: Option<&RunAs>) -> Result<UserSwitch, IsolationError> {
     let (uid, gid, switch) = match runas {
@@ -177,26 +179,30 @@ pub fn switch_user(runas: Option<&RunAs>) -> Result<UserSwitch, IsolationError> 
         }
     };
     let (_, permitted) = capabilities().map_err(step("Can't read capabilities"))?;
-    let bind_low = permitted & (1 << CAP_NET_BIND_SERVICE) != 0;
-    if bind_low {
+    let keep = permitted & START_CAPABILITIES;
+    if keep != 0 {
         // SAFETY: plain prctl: permitted capabilities survive setuid.
         unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     }
     let changed = process::set_user(uid, gid).map_err(step("Can't change user"));
-    if bind_low {
+    if keep != 0 {
         // SAFETY: plain prctl.
         unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
     }
     changed?;
-    if bind_low {
-        set_capabilities(1 << CAP_NET_BIND_SERVICE)
-            .map_err(step("Can't keep CAP_NET_BIND_SERVICE"))?;
+    if keep != 0 {
+        set_capabilities(keep).map_err(step("Can't keep capabilities for the start"))?;
     }
     Ok(switch)
 }
 
+/// `CAP_SETPCAP`: the bounding set.
+const CAP_SETPCAP: u32 = 8;
 /// `CAP_NET_BIND_SERVICE`: ports below 1024.
 const CAP_NET_BIND_SERVICE: u32 = 10;
+/// What [`switch_user`] keeps until [`isolate_prefork`], where it has them.
+const START_CAPABILITIES: u64 =
+    (1 << CAP_SETPCAP) | (1 << CAP_NET_BIND_SERVICE) | (1 << CAP_SYS_ADMIN);
 /// `CAP_SYS_ADMIN`, which new mount namespaces and `pivot_root` need.
 const CAP_SYS_ADMIN: u32 = 21;
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets in two 32-bit halves.
@@ -233,10 +239,9 @@ fn capabilities() -> io::Result<(u64, u64)> {
 }
 
 /// Drops every capability but `keep`: from the bounding set (which needs
-/// `CAP_SETPCAP`; without it the bounding set is left alone and
-/// `bounding_needed` says whether that is an error), the ambient set, and
-/// the effective, permitted and inheritable sets.
-fn drop_capabilities(keep: &[u32], bounding_needed: bool) -> io::Result<()> {
+/// `CAP_SETPCAP`), the ambient set, and the effective, permitted and
+/// inheritable sets.
+fn drop_capabilities(keep: &[u32]) -> io::Result<()> {
     for cap in 0..64u32 {
         if keep.contains(&cap) {
             continue;
@@ -247,7 +252,6 @@ fn drop_capabilities(keep: &[u32], bounding_needed: bool) -> io::Result<()> {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::EINVAL) => break,
-                Some(libc::EPERM) if !bounding_needed => break,
                 _ => return Err(e),
             }
         }
@@ -379,9 +383,9 @@ pub struct Isolated {
 /// descriptor the loop needs is open, with one thread, before
 /// [`process::daemonize`]. `foreground` is `-f`.
 pub fn isolate_prefork(mode: Mode, foreground: bool) -> Result<Isolated, IsolationError> {
-    // First in the namespace we were started in: what we can drop here
-    // stays dropped for good.
-    drop_capabilities(mode.kept_capabilities(), false).map_err(step("Can't drop capabilities"))?;
+    // Without CAP_SYS_ADMIN, a user namespace of our own: there we have it
+    // (and every other capability, in that namespace only; what we held
+    // where we started is out of reach from inside).
     let (effective, _) = capabilities().map_err(step("Can't read capabilities"))?;
     let user_namespace = effective & (1 << CAP_SYS_ADMIN) == 0;
     if user_namespace {
@@ -390,8 +394,9 @@ pub fn isolate_prefork(mode: Mode, foreground: bool) -> Result<Isolated, Isolati
     let want_pid = !foreground || mode.pid_namespace_in_foreground();
     let pid_namespace =
         detach_filesystem(want_pid).map_err(step("Couldn't detach from the filesystem"))?;
-    // Again, relative to the user namespace we are in now.
-    drop_capabilities(mode.kept_capabilities(), true).map_err(step("Can't drop capabilities"))?;
+    // In the user namespace we are in now: ours if we made one (its
+    // capabilities are all we have), else the one we were started in.
+    drop_capabilities(mode.kept_capabilities()).map_err(step("Can't drop capabilities"))?;
     Ok(Isolated {
         user_namespace,
         pid_namespace,
