@@ -368,7 +368,16 @@ fn the_daemon_is_the_first_process_of_its_own_pid_namespace() {
     let ids: Vec<&str> = nspid.split_whitespace().collect();
     assert_eq!(ids.first(), Some(&daemon.to_string().as_str()), "{nspid}");
     assert_eq!(ids.last(), Some(&"1"), "PID 1 inside: {nspid}");
-    assert_eq!(status_field(daemon, "Seccomp"), "2");
+    // The parent writes the pid file right after the fork; the daemon
+    // installs its filter a moment later.
+    let end = Instant::now() + WAIT;
+    while status_field(daemon, "Seccomp") != "2" {
+        assert!(
+            Instant::now() < end,
+            "the daemon never installed its filter"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A stop signal still reaches it (blocked, read from its signalfd).
     // SAFETY: kill(2) on the daemon this test started.
     assert_eq!(unsafe { libc::kill(daemon, libc::SIGTERM) }, 0);
