@@ -29,7 +29,6 @@
 //! loop uses: whatever the loop needs must be open before stage 3.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -320,7 +319,7 @@ fn enter_own_user_namespace() -> io::Result<()> {
 
 /// The directory the empty tmpfs is mounted on, in our own mount
 /// namespace, before it becomes the root.
-const EMPTY_ROOT: &str = "/tmp";
+const EMPTY_ROOT: &std::ffi::CStr = c"/tmp";
 
 /// New mount, IPC and UTS namespaces (and PID if `pid`), then an empty
 /// read-only tmpfs as the root, the old root detached.
@@ -334,11 +333,8 @@ fn detach_filesystem(pid: bool) -> io::Result<bool> {
         cvt(unsafe { libc::unshare(base) })?;
         false
     };
-    let root = CString::new("/").expect("no NUL");
-    let empty = CString::new(EMPTY_ROOT).expect("no NUL");
-    let tmpfs = CString::new("tmpfs").expect("no NUL");
-    let opts = CString::new("nr_inodes=2,mode=0555").expect("no NUL");
-    let dot = CString::new(".").expect("no NUL");
+    let (root, empty, tmpfs, dot) = (c"/", EMPTY_ROOT, c"tmpfs", c".");
+    let opts = c"nr_inodes=2,mode=0555";
     // SAFETY: NUL-terminated strings that outlive the calls.
     unsafe {
         // Nothing we do to our mounts reaches the host's.
