@@ -81,6 +81,19 @@ pub fn init(level: Level, sink: Sink) {
     }
 }
 
+/// Standard error went away (the daemon's is `/dev/null`): its sink
+/// becomes `instead` (the system logger, or [`Sink::Discard`]); a file
+/// sink stays as it is (reopening it could fail once the process is
+/// isolated).
+pub fn stderr_closed(instead: Sink) {
+    if let Ok(mut g) = LOGGER.lock()
+        && let Some(logger) = g.as_mut()
+        && matches!(logger.sink, Sink::Stderr)
+    {
+        logger.sink = instead;
+    }
+}
+
 /// Opens `path` as a file sink: lines are added at its end.
 pub fn file_sink(path: &Path, max_size: u64) -> std::io::Result<Sink> {
     let mut file = std::fs::OpenOptions::new()
