@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::netns::NetNs;
+use super::netns::{NetNs, SocketMaker};
 use super::sys::{self, cvt, cvt_size, from_sockaddr, map_errno, to_sockaddr};
 use crate::host_io::{
     ConnectProgress, Family, HostError, HostIo, IcmpErrorReport, Interest, Netns, Peeked, Place,
@@ -113,6 +113,9 @@ pub struct RealHost {
     scratch: Vec<u8>,
     /// The namespace of [`Netns::Guest`] sockets (pasta), once set.
     guest_netns: Option<NetNs>,
+    /// The thread kept in that namespace once the process is sandboxed
+    /// ([`RealHost::keep_guest_thread`]).
+    guest_thread: Option<SocketMaker>,
     /// `--freebind` (see [`RealHost::set_freebind`]).
     freebind: bool,
     /// Empty splice pipes for reuse (at most [`PIPE_POOL_MAX`]).
@@ -144,6 +147,7 @@ impl RealHost {
             peek_mode,
             scratch: Vec::new(),
             guest_netns: None,
+            guest_thread: None,
             freebind: false,
             pipe_pool: Vec::new(),
         })
@@ -163,8 +167,26 @@ impl RealHost {
         self.guest_netns = Some(ns);
     }
 
-    /// A new nonblocking socket at `place`: made on a thread inside the
-    /// guest's namespace for [`Netns::Guest`] (see [`NetNs::run_in`]), then
+    /// From now on, [`Netns::Guest`] sockets are made by one thread kept in
+    /// the guest's namespace ([`SocketMaker`]) instead of a new thread
+    /// each: pasta calls this before its seccomp filter, which allows
+    /// neither `clone` nor `setns`. `after_join` runs on that thread once
+    /// it is in the namespace (pasta drops the thread's capabilities).
+    /// Fails with [`HostError::Unsupported`] without a guest namespace.
+    pub fn keep_guest_thread(
+        &mut self,
+        after_join: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), HostError> {
+        let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
+        let maker = SocketMaker::spawn(ns, after_join)
+            .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))?;
+        self.guest_thread = Some(maker);
+        Ok(())
+    }
+
+    /// A new nonblocking socket at `place`: made inside the guest's
+    /// namespace for [`Netns::Guest`] (by the kept thread, or else on a new
+    /// thread: [`NetNs::run_in`]), then
     /// bound to the device, if any (`SO_BINDTODEVICE` looks the name up in
     /// the socket's own namespace; `ENODEV` when it is not there).
     fn socket_at(
@@ -176,11 +198,16 @@ impl RealHost {
     ) -> Result<OwnedFd, HostError> {
         let fd = match place.netns {
             Netns::Host => new_socket(af, ty, proto)?,
-            Netns::Guest => {
-                let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
-                ns.run_in(|| new_socket(af, ty, proto))
-                    .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))??
-            }
+            Netns::Guest => match &self.guest_thread {
+                Some(maker) => maker
+                    .socket(af, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto)
+                    .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))?,
+                None => {
+                    let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
+                    ns.run_in(|| new_socket(af, ty, proto))
+                        .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))??
+                }
+            },
         };
         if let Some(dev) = place.device {
             let name = dev.as_str().as_bytes();

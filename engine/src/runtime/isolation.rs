@@ -19,10 +19,12 @@
 //!    filter that allows the mode's syscalls ([`allowed_syscalls`]) and
 //!    kills the process on any other.
 //!
-//! A new mode (pasta) adds a [`Mode`] variant, its allow-list beside
-//! passt's, and the capabilities its namespace stage keeps
-//! ([`Mode::kept_capabilities`]); the start-up path calls the same four
-//! stages with its mode.
+//! Each [`Mode`] has its allow-list and the capabilities its stage 3
+//! keeps ([`Mode::kept_capabilities`]); the start-up path calls the same
+//! four stages with its mode. pasta keeps `CAP_SYS_ADMIN` (and
+//! `CAP_SETPCAP`) past stage 3 only until its namespace thread has joined
+//! the target namespace; [`drop_thread_capabilities`] then drops them from
+//! each of its two threads, before stage 4.
 //!
 //! This module owns those syscalls and the allow-lists (which live here,
 //! beside the code they describe). It never opens a socket or a file the
@@ -41,21 +43,31 @@ use super::process;
 use crate::cli::RunAs;
 
 /// Which program is being isolated: the allow-list and the capabilities
-/// kept depend on it. pasta joins (with its namespace-stage capabilities
-/// and its own list) when its binary lands.
+/// kept depend on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Mode {
     /// passt: QEMU's socket; everything is open before isolation.
     Passt,
+    /// pasta: the tap in its namespace, the splice, sockets made in the
+    /// namespace at run time by its namespace thread, and the command it
+    /// runs (`command`: its PID, the only process it may signal).
+    Pasta {
+        /// The command's PID, when pasta started one.
+        command: Option<i32>,
+    },
 }
 
 impl Mode {
     /// Capabilities the mode keeps after [`isolate_prefork`] (numbers as
     /// in `capabilities(7)`). passt needs none: every listener is bound.
+    /// pasta keeps `CAP_SYS_ADMIN`, which entering its target network
+    /// namespace takes, and `CAP_SETPCAP` to drop both afterwards, until
+    /// its namespace thread is in place ([`drop_thread_capabilities`]).
     pub fn kept_capabilities(self) -> &'static [u32] {
         match self {
             Mode::Passt => &[],
+            Mode::Pasta { .. } => &[CAP_SETPCAP, CAP_SYS_ADMIN],
         }
     }
 
@@ -63,11 +75,23 @@ impl Mode {
     /// foreground (`-f`). There it only applies to children, which passt
     /// never makes (the filter forbids it), but it costs nothing and is what
     /// upstream does; in the background the daemon becomes the new
-    /// namespace's first process.
+    /// namespace's first process. Not pasta: after `unshare(CLONE_NEWPID)`
+    /// the kernel refuses to create threads (clone(2), `EINVAL`) until the
+    /// process forks, and pasta's namespace thread is made after that
+    /// point; pasta in the background does get the namespace.
     fn pid_namespace_in_foreground(self) -> bool {
         match self {
             Mode::Passt => true,
+            Mode::Pasta { .. } => false,
         }
+    }
+
+    /// Whether stage 3 may make a user namespace of its own when it lacks
+    /// `CAP_SYS_ADMIN`. Not pasta: in a child user namespace it would lose
+    /// its hold on the target network namespace (and it always has the
+    /// capability: setting the namespace up needed it).
+    fn may_create_user_namespace(self) -> bool {
+        matches!(self, Mode::Passt)
     }
 }
 
@@ -162,14 +186,27 @@ pub enum UserSwitch {
 /// `CAP_SYS_ADMIN` and `CAP_SETPCAP` (namespaces and the empty root without
 /// a user namespace, and the bounding set). The files it creates afterwards
 /// (socket, pid file, capture) belong to the new user, who can remove them.
-pub fn switch_user(runas: Option<&RunAs>) -> Result<UserSwitch, IsolationError> {
+///
+/// `nobody_when_root` is false for pasta: its namespace stage needs more
+/// than these capabilities as root (`CAP_NET_ADMIN` for the tap and the
+/// interface), the command it starts runs as root inside with the identity
+/// map (docs/decisions.md), and pasta must be able to signal it. A root
+/// pasta stays root with no capability at all after stage 3
+/// (`docs/security.md`).
+pub fn switch_user(
+    runas: Option<&RunAs>,
+    nobody_when_root: bool,
+) -> Result<UserSwitch, IsolationError> {
     let (uid, gid, switch) = match runas {
         Some(r) => {
             let (uid, gid) = process::resolve_runas(r).map_err(step("Can't resolve --runas"))?;
             (uid, gid, UserSwitch::RunAs(uid, gid))
         }
         // SAFETY: geteuid cannot fail.
-        None if unsafe { libc::geteuid() } != 0 || !in_initial_user_namespace() => {
+        None if !nobody_when_root
+            || unsafe { libc::geteuid() } != 0
+            || !in_initial_user_namespace() =>
+        {
             return Ok(UserSwitch::Unchanged);
         }
         None => {
@@ -268,6 +305,14 @@ fn drop_capabilities(keep: &[u32]) -> io::Result<()> {
     let mask = keep.iter().fold(0u64, |m, &c| m | (1u64 << c));
     let (_, permitted) = capabilities()?;
     set_capabilities(mask & permitted)
+}
+
+/// pasta's last capability step: drops every capability of the calling
+/// thread (bounding set included). Capabilities are per thread: pasta
+/// calls it on its namespace thread once that joined the namespace, then
+/// on the main thread, before [`isolate_postfork`].
+pub fn drop_thread_capabilities() -> io::Result<()> {
+    drop_capabilities(&[])
 }
 
 /// Sets the effective and permitted capabilities to `caps` (a subset of
@@ -383,7 +428,7 @@ pub fn isolate_prefork(mode: Mode, foreground: bool) -> Result<Isolated, Isolati
     // (and every other capability, in that namespace only; what we held
     // where we started is out of reach from inside).
     let (effective, _) = capabilities().map_err(step("Can't read capabilities"))?;
-    let user_namespace = effective & (1 << CAP_SYS_ADMIN) == 0;
+    let user_namespace = effective & (1 << CAP_SYS_ADMIN) == 0 && mode.may_create_user_namespace();
     if user_namespace {
         enter_own_user_namespace().map_err(step("Couldn't create user namespace"))?;
     }
@@ -428,6 +473,8 @@ const PASST_SYSCALLS: &[Syscall] = syscalls![
     SYS_sendmsg,
     SYS_sendmmsg,
     SYS_bind,
+    // Listeners opened at run time (`pesto`'s changes, pasta's `auto`).
+    SYS_listen,
     SYS_connect,
     SYS_shutdown,
     SYS_setsockopt,
@@ -479,22 +526,50 @@ const PASST_WAITS: &[Syscall] = syscalls![SYS_epoll_wait, SYS_poll];
 #[cfg(not(target_arch = "x86_64"))]
 const PASST_WAITS: &[Syscall] = syscalls![SYS_epoll_pwait, SYS_ppoll];
 
+/// What pasta makes beyond passt's list, once [`isolate_postfork`] ran.
+const PASTA_SYSCALLS: &[Syscall] = syscalls![
+    // The splice: its pipes (taken from a pool, made when it is empty)
+    // and the moves between sockets and pipes.
+    SYS_pipe2,
+    SYS_splice,
+    // The command's end (`waitpid`).
+    SYS_wait4,
+    // The channel to the namespace thread backs off by yielding.
+    SYS_sched_yield,
+];
+
+/// pasta's argument-restricted calls beyond passt's: the splice pipes'
+/// size (`fcntl(F_SETPIPE_SZ)`, then `F_GETPIPE_SZ` for what was granted).
+const PASTA_WITH_ARGUMENT: &[(Syscall, u8, u64)] = &[
+    (("SYS_fcntl", libc::SYS_fcntl), 1, libc::F_SETPIPE_SZ as u64),
+    (("SYS_fcntl", libc::SYS_fcntl), 1, libc::F_GETPIPE_SZ as u64),
+];
+
 /// The syscalls `mode` may make after [`isolate_postfork`], sorted by name
 /// (`SYS_` names, as in `<sys/syscall.h>`), with any argument allowed.
 pub fn allowed_syscalls(mode: Mode) -> Vec<Syscall> {
+    let base = PASST_SYSCALLS.iter().chain(PASST_WAITS);
     let mut all: Vec<Syscall> = match mode {
-        Mode::Passt => PASST_SYSCALLS.iter().chain(PASST_WAITS).copied().collect(),
+        Mode::Passt => base.copied().collect(),
+        Mode::Pasta { .. } => base.chain(PASTA_SYSCALLS).copied().collect(),
     };
     all.sort_unstable();
     all
 }
 
 /// The syscalls `mode` may make only with one argument fixed:
-/// (syscall, argument index, value).
-pub fn allowed_with_argument(mode: Mode) -> &'static [(Syscall, u8, u64)] {
-    match mode {
-        Mode::Passt => PASST_WITH_ARGUMENT,
+/// (syscall, argument index, value). pasta may `kill` its command, and
+/// only it (argument 0 is its PID); without a command, `kill` is not
+/// allowed at all.
+pub fn allowed_with_argument(mode: Mode) -> Vec<(Syscall, u8, u64)> {
+    let mut all = PASST_WITH_ARGUMENT.to_vec();
+    if let Mode::Pasta { command } = mode {
+        all.extend_from_slice(PASTA_WITH_ARGUMENT);
+        if let Some(pid) = command {
+            all.push((("SYS_kill", libc::SYS_kill), 0, pid as u32 as u64));
+        }
     }
+    all
 }
 
 /// Every syscall `mode`'s filter lets through in some form, by name,
@@ -522,7 +597,7 @@ pub fn filter(mode: Mode) -> Result<BpfProgram, seccompiler::BackendError> {
         .into_iter()
         .map(|(_, nr)| (nr, Vec::new()))
         .collect();
-    for &((_, nr), arg, value) in allowed_with_argument(mode) {
+    for ((_, nr), arg, value) in allowed_with_argument(mode) {
         let cond = SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)?;
         rules
             .entry(nr)
@@ -552,7 +627,9 @@ pub fn isolate_postfork(mode: Mode) -> Result<(), IsolationError> {
         cvt(libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0)).map_err(step("prctl"))?;
         cvt(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)).map_err(step("prctl"))?;
     }
-    seccompiler::apply_filter(&program).map_err(|e| IsolationError {
+    // Every thread (pasta's namespace thread too: `SECCOMP_FILTER_FLAG_TSYNC`,
+    // which also gives them `NO_NEW_PRIVS`).
+    seccompiler::apply_filter_all_threads(&program).map_err(|e| IsolationError {
         step: "Can't install the seccomp filter",
         source: io::Error::other(e.to_string()),
     })

@@ -144,14 +144,33 @@ impl FileInDir {
 pub struct PidFile {
     file: File,
     entry: FileInDir,
+    /// We created it (it did not exist before).
+    created: bool,
 }
 
 impl PidFile {
-    /// Creates (or truncates) the file at `path`.
+    /// Creates (or truncates) the file at `path`. It is opened before the
+    /// user changes, so that a file the starter made for us (QEMU's
+    /// temporary one) can be written whoever we become.
     pub fn create(path: &Path) -> io::Result<PidFile> {
         let entry = FileInDir::new(path)?;
+        let created = std::fs::symlink_metadata(path).is_err();
         let file = File::create(path)?;
-        Ok(PidFile { file, entry })
+        Ok(PidFile {
+            file,
+            entry,
+            created,
+        })
+    }
+
+    /// Gives a file we created to the user we changed to, who can then
+    /// remove it at exit; a file that existed before keeps its owner (and
+    /// may then stay behind, as upstream leaves it).
+    pub fn hand_over(&self, uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+        if self.created {
+            std::os::unix::fs::fchown(&self.file, Some(uid), Some(gid))?;
+        }
+        Ok(())
     }
 
     /// Writes `pid` and a newline.

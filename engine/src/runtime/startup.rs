@@ -170,13 +170,30 @@ pub fn run(opts: Options, cx: SpecContext) -> ExitCode {
 
 fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
     let self_test = isolation::SelfTest::from_env();
-    match isolation::switch_user(opts.runas.as_ref()) {
-        Ok(UserSwitch::Nobody(uid, gid)) => logging::log(
-            Level::Debug,
-            format_args!("Started as root, changed to user nobody ({uid}:{gid})"),
+    // Before the user changes: the file may be the starter's (QEMU's).
+    let pid_file = match &opts.pid_file {
+        Some(path) => Some(
+            PidFile::create(path)
+                .map_err(|e| format!("Failed to open PID file {}: {e}", path.display()))?,
         ),
-        Ok(_) => {}
+        None => None,
+    };
+    // pasta keeps its user unless --runas (isolation::switch_user).
+    let switched = match isolation::switch_user(opts.runas.as_ref(), opts.pasta.is_none()) {
+        Ok(UserSwitch::Nobody(uid, gid)) => {
+            logging::log(
+                Level::Debug,
+                format_args!("Started as root, changed to user nobody ({uid}:{gid})"),
+            );
+            Some((uid, gid))
+        }
+        Ok(UserSwitch::RunAs(uid, gid)) => Some((uid, gid)),
+        Ok(UserSwitch::Unchanged) => None,
         Err(e) => return Err(e.into()),
+    };
+    if let (Some(f), Some((uid, gid))) = (&pid_file, switched) {
+        // Without CAP_CHOWN (an unprivileged --runas) it stays ours.
+        let _ = f.hand_over(uid, gid);
     }
     if opts.no_sandbox {
         logging::log(
@@ -193,7 +210,7 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
             let (engine, table) = bind_listeners(config, opts, cx, None)?;
             let live = open_control(opts, LiveForwarding::new(table))?;
             let transport = open_guest_transport(opts)?;
-            serve(engine, transport, opts, live, None, self_test)
+            serve(engine, transport, opts, live, None, self_test, pid_file)
         }
         Some(p) => {
             let ns = pasta::set_up(p)?;
@@ -212,10 +229,10 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
             if p.splice_only {
                 netlink::link_up(ns.netns(), "lo")
                     .map_err(|e| format!("Couldn't bring up loopback in the namespace: {e}"))?;
-                return serve(engine, NoGuest, opts, live, Some(ns), self_test);
+                return serve(engine, NoGuest, opts, live, Some(ns), self_test, pid_file);
             }
             let transport = open_tap(opts, &ns, &host, engine.config())?;
-            serve(engine, transport, opts, live, Some(ns), self_test)
+            serve(engine, transport, opts, live, Some(ns), self_test, pid_file)
         }
     }
 }
@@ -231,6 +248,7 @@ fn serve<T: GuestTransport>(
     live: LiveForwarding,
     mut ns: Option<pasta::Namespace>,
     self_test: Option<isolation::SelfTest>,
+    pid_file: Option<PidFile>,
 ) -> Result<u8, StartError> {
     let mut event_loop = EventLoop::new(engine, transport)
         .map_err(|e| format!("Failed to start the event loop: {e}"))?;
@@ -259,13 +277,6 @@ fn serve<T: GuestTransport>(
         );
         event_loop.set_pcap(w);
     }
-    let pid_file = match &opts.pid_file {
-        Some(path) => Some(
-            PidFile::create(path)
-                .map_err(|e| format!("Failed to open PID file {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
     let null = if opts.foreground {
         None
     } else {
@@ -279,8 +290,13 @@ fn serve<T: GuestTransport>(
     };
     // Isolation: every descriptor is open (the control socket of -c
     // included), nothing has been forked yet.
-    let mode = if ns.is_some() { None } else { Some(Mode::Passt) };
-    if let Some(mode) = mode.filter(|_| !opts.no_sandbox) {
+    let mode = match &mut ns {
+        None => Mode::Passt,
+        Some(n) => Mode::Pasta {
+            command: n.command_mut().map(|c| c.pid()),
+        },
+    };
+    if !opts.no_sandbox {
         let done = isolation::isolate_prefork(mode, opts.foreground)?;
         logging::log(
             Level::Debug,
@@ -297,7 +313,10 @@ fn serve<T: GuestTransport>(
     event_loop
         .catch_signals()
         .map_err(|e| format!("Failed to set up signal handling: {e}"))?;
-    if let Some(mode) = mode.filter(|_| !opts.no_sandbox) {
+    if !opts.no_sandbox {
+        if ns.is_some() {
+            keep_namespace_thread(event_loop.engine_mut().host_mut())?;
+        }
         isolation::isolate_postfork(mode)?;
     }
     if let Some(t) = self_test {
@@ -358,6 +377,16 @@ fn serve<T: GuestTransport>(
             Ok(0)
         }
     }
+}
+
+/// pasta's end of stage 3 (after the fork, before the filter): the thread
+/// that stays in the namespace to make its sockets, which then drops its
+/// capabilities, and then the main thread's last capabilities.
+fn keep_namespace_thread(host: &mut RealHost) -> Result<(), StartError> {
+    host.keep_guest_thread(isolation::drop_thread_capabilities)
+        .map_err(|e| format!("Couldn't start the namespace thread: {e:?}"))?;
+    isolation::drop_thread_capabilities().map_err(|e| format!("Can't drop capabilities: {e}"))?;
+    Ok(())
 }
 
 /// Step 1: the logger, to standard error or `--log-file`. A log file that
