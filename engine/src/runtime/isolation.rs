@@ -708,26 +708,46 @@ mod tests {
         assert!(Mode::Passt.kept_capabilities().is_empty());
     }
 
-    /// docs/security.md lists passt's syscalls (x86_64 names) and their
-    /// count: they must be the filter's.
+    /// docs/security.md lists passt's and pasta's syscalls (x86_64 names)
+    /// and their counts: they must be the filters'.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_documented_lists_match_the_code() {
         let doc = include_str!("../../../docs/security.md");
-        let line = doc
-            .lines()
-            .find(|l| l.starts_with("passt ("))
-            .expect("the passt list in docs/security.md");
-        let (count, names) = line
-            .strip_prefix("passt (")
-            .and_then(|r| r.split_once("):"))
-            .expect("passt (N): names");
-        let documented: Vec<&str> = names.split_whitespace().collect();
-        let code: Vec<&str> = allowed_names(Mode::Passt)
-            .into_iter()
-            .map(|n| n.trim_start_matches("SYS_"))
-            .collect();
-        assert_eq!(documented, code);
-        assert_eq!(count.parse::<usize>().unwrap(), allowed_count(Mode::Passt));
+        for (prefix, mode) in [
+            ("passt (", Mode::Passt),
+            ("pasta (", Mode::Pasta { command: Some(1) }),
+        ] {
+            let line = doc
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("the {prefix}N): list in docs/security.md"));
+            let (count, names) = line
+                .strip_prefix(prefix)
+                .and_then(|r| r.split_once("):"))
+                .expect("NAME (N): names");
+            let documented: Vec<&str> = names.split_whitespace().collect();
+            let code: Vec<&str> = allowed_names(mode)
+                .into_iter()
+                .map(|n| n.trim_start_matches("SYS_"))
+                .collect();
+            assert_eq!(documented, code, "{prefix}");
+            assert_eq!(count.parse::<usize>().unwrap(), allowed_count(mode));
+        }
+    }
+
+    #[test]
+    fn pasta_may_signal_its_command_only_and_ends_with_no_capability_kept_for_good() {
+        let with = allowed_with_argument(Mode::Pasta { command: Some(42) });
+        assert!(with.contains(&(("SYS_kill", libc::SYS_kill), 0, 42)));
+        let without = allowed_with_argument(Mode::Pasta { command: None });
+        assert!(without.iter().all(|((n, _), ..)| *n != "SYS_kill"));
+        assert!(!allowed_names(Mode::Passt).contains(&"SYS_kill"));
+        assert!(filter(Mode::Pasta { command: Some(42) }).is_ok());
+        // Kept past stage 3 only to join the namespace and drop them.
+        assert_eq!(
+            Mode::Pasta { command: None }.kept_capabilities(),
+            &[CAP_SETPCAP, CAP_SYS_ADMIN]
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The one start-up path of the binaries, from parsed options to a running
 //! loop, as a sequence of named steps ([`run`]):
 //!
-//! 1. inherited descriptors closed, logging ([`start_logging`]) and the
-//!    user to run as (`--runas`, or nobody when started as root);
+//! 1. inherited descriptors closed, logging ([`start_logging`]), the pid
+//!    file opened, and the user to run as (`--runas`, or for passt nobody
+//!    when started as root);
 //! 2. the host probe and the engine configuration ([`probe_host`]);
 //!    pasta then creates or joins its namespaces ([`pasta::set_up`]);
 //! 3. the engine and its listeners: forwarded ports are bound before the
@@ -11,12 +12,13 @@
 //!    (`-c`, [`open_control`]) and pasta's `auto` scan, which must exist
 //!    before isolation;
 //! 4. the guest transport: QEMU's socket ([`open_guest_transport`]) or,
-//!    for pasta, the tap in the namespace ([`open_tap`]); the capture, the
-//!    pid file, and the system logger's socket for a daemon;
+//!    for pasta, the tap in the namespace ([`open_tap`]); the capture and
+//!    the system logger's socket for a daemon;
 //! 5. isolation: namespaces, an empty root, capabilities dropped
 //!    ([`isolation::isolate_prefork`]), once every descriptor is open;
 //! 6. the process: daemon and pid file ([`detach`]);
-//! 7. the seccomp filter ([`isolation::isolate_postfork`]); pasta lets its
+//! 7. pasta's namespace thread and its last capabilities dropped, the
+//!    seccomp filter ([`isolation::isolate_postfork`]); pasta lets its
 //!    command start; then the loop, until a signal, the guest leaving, or
 //!    (pasta) the target namespace going away; pasta then exits with its
 //!    command's status.
