@@ -5,9 +5,16 @@
 //! the namespace to a host server (`-T`) and into it (`-t`, whose
 //! namespace-side socket is made at run time by the namespace thread).
 //!
+//! `-T auto` is what takes connections out: the first host server is found
+//! by the scan at start-up, the second one is started after `READY`, so
+//! its listener in the namespace comes from a scan of `/proc/net` after
+//! `pivot_root`, made by the namespace thread under the filter.
+//!
 //! The command is this test binary itself (`SANDBOX_CHILD` set): inside
-//! the namespace it listens, talks to the host server, prints `READY`,
-//! serves one echo connection and waits for its standard input to close.
+//! the namespace it listens, talks to the first host server, prints
+//! `READY`, serves one echo connection, waits for `GO` on its standard
+//! input, talks to the second host server, and waits for its standard
+//! input to close.
 //!
 //! Needs root and `/dev/net/tun`; skips with a printed reason otherwise.
 //! Only 127.0.0.1 and pasta's own namespaces are touched.
@@ -31,6 +38,18 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Echoes one connection's first read on a thread.
+fn echo_once(server: TcpListener) {
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = server.accept() {
+            let mut buf = [0u8; 64];
+            if let Ok(n) = s.read(&mut buf) {
+                let _ = s.write_all(&buf[..n]);
+            }
+        }
+    });
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
@@ -77,6 +96,7 @@ fn echo_through(port: u16, msg: &[u8]) -> Result<(), String> {
 /// server, reached from the host through `-t`).
 fn child_main() {
     let out_port: u16 = std::env::var("OUT_PORT").unwrap().parse().unwrap();
+    let late_port: u16 = std::env::var("LATE_PORT").unwrap().parse().unwrap();
     let in_port: u16 = std::env::var("IN_PORT").unwrap().parse().unwrap();
     let server = TcpListener::bind((Ipv4Addr::LOCALHOST, in_port)).expect("listen in namespace");
     match echo_through(out_port, b"out of the namespace") {
@@ -91,6 +111,13 @@ fn child_main() {
             let _ = s.write_all(&buf[..n]);
         }
     }
+    let mut go = String::new();
+    let _ = std::io::stdin().read_line(&mut go);
+    match echo_through(late_port, b"to a server started late") {
+        Ok(()) => println!("LATE-OK"),
+        Err(e) => println!("LATE-FAILED {e}"),
+    }
+    std::io::stdout().flush().unwrap();
     // Until the test has looked at pasta: it closes our standard input.
     let mut rest = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut rest);
@@ -110,24 +137,19 @@ fn the_sandboxed_pasta_has_a_filter_no_capabilities_and_still_splices_both_ways(
     // The host's server, on its loopback.
     let host = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("host server");
     let out_port = host.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        if let Ok((mut s, _)) = host.accept() {
-            let mut buf = [0u8; 64];
-            if let Ok(n) = s.read(&mut buf) {
-                let _ = s.write_all(&buf[..n]);
-            }
-        }
-    });
+    echo_once(host);
     let in_port = free_port();
+    let late_port = free_port();
     let exe = std::env::current_exe().expect("test binary");
     let (out_s, in_s) = (out_port.to_string(), in_port.to_string());
     let child = Command::new(PASTA)
-        .args(["-q", "-f", "-T", &out_s, "-t", &in_s, "--"])
+        .args(["-q", "-f", "-T", "auto", "-t", &in_s, "--"])
         .arg(&exe)
         .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .env("OUT_PORT", &out_s)
         .env("IN_PORT", &in_s)
+        .env("LATE_PORT", late_port.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -159,6 +181,18 @@ fn the_sandboxed_pasta_has_a_filter_no_capabilities_and_still_splices_both_ways(
     assert!(seen.iter().any(|l| l.ends_with("OUT-OK")), "{seen:?}");
     // Into the namespace, through a socket made there after the filter.
     echo_through(in_port, b"into the namespace").expect("-t through the splice");
+    // A host server started now: `auto` must find it and listen for it in
+    // the namespace (the command retries for 10 s; scans are 1 s apart).
+    let late = TcpListener::bind((Ipv4Addr::LOCALHOST, late_port)).expect("late server");
+    echo_once(late);
+    writeln!(pasta.0.stdin.as_mut().unwrap(), "GO").unwrap();
+    while !seen.iter().any(|l| l.contains("LATE-")) {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no LATE- line from the command: {seen:?}"),
+        }
+    }
+    assert!(seen.iter().any(|l| l.ends_with("LATE-OK")), "{seen:?}");
 
     // Every thread of pasta: filtered, no new privileges, no capability.
     let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))

@@ -193,9 +193,14 @@ pub enum UserSwitch {
 /// map (docs/decisions.md), and pasta must be able to signal it. A root
 /// pasta stays root with no capability at all after stage 3
 /// (`docs/security.md`).
+///
+/// `before_change(uid, gid)` runs right before the change, while the
+/// process still has all its privileges (the start-up path gives the pid
+/// file, opened earlier, to the new user there).
 pub fn switch_user(
     runas: Option<&RunAs>,
     nobody_when_root: bool,
+    before_change: impl FnOnce(libc::uid_t, libc::gid_t),
 ) -> Result<UserSwitch, IsolationError> {
     let (uid, gid, switch) = match runas {
         Some(r) => {
@@ -214,6 +219,7 @@ pub fn switch_user(
             (uid, gid, UserSwitch::Nobody(uid, gid))
         }
     };
+    before_change(uid, gid);
     let (_, permitted) = capabilities().map_err(step("Can't read capabilities"))?;
     let keep = permitted & START_CAPABILITIES;
     if keep != 0 {

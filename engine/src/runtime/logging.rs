@@ -59,6 +59,11 @@ struct Logger {
     sink: Sink,
     written: u64,
     start: StdInstant,
+    /// Our PID for syslog lines, read when the sink is set (after the
+    /// seccomp filter `getpid` is not allowed). A sandboxed daemon is
+    /// PID 1 of its own PID namespace: that is what its lines say; the
+    /// logger learns the real one from the socket's credentials.
+    pid: u32,
 }
 
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Warn as u8);
@@ -77,6 +82,7 @@ pub fn init(level: Level, sink: Sink) {
             sink,
             written,
             start: StdInstant::now(),
+            pid: std::process::id(),
         });
     }
 }
@@ -91,6 +97,7 @@ pub fn stderr_closed(instead: Sink) {
         && matches!(logger.sink, Sink::Stderr)
     {
         logger.sink = instead;
+        logger.pid = std::process::id();
     }
 }
 
@@ -178,7 +185,7 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
         }
         Sink::Discard => {}
         Sink::Syslog(sock) => {
-            let line = syslog_line(level, std::process::id(), &args.to_string());
+            let line = syslog_line(level, logger.pid, &args.to_string());
             let _ = sock.send(line.as_bytes());
         }
         Sink::File { file, max_size } => {

@@ -144,8 +144,6 @@ impl FileInDir {
 pub struct PidFile {
     file: File,
     entry: FileInDir,
-    /// We created it (it did not exist before).
-    created: bool,
 }
 
 impl PidFile {
@@ -154,23 +152,16 @@ impl PidFile {
     /// temporary one) can be written whoever we become.
     pub fn create(path: &Path) -> io::Result<PidFile> {
         let entry = FileInDir::new(path)?;
-        let created = std::fs::symlink_metadata(path).is_err();
         let file = File::create(path)?;
-        Ok(PidFile {
-            file,
-            entry,
-            created,
-        })
+        Ok(PidFile { file, entry })
     }
 
-    /// Gives a file we created to the user we changed to, who can then
-    /// remove it at exit; a file that existed before keeps its owner (and
-    /// may then stay behind, as upstream leaves it).
+    /// Gives the file to the user we are about to become, who can then
+    /// remove it at exit (in a sticky directory such as `/tmp` only the
+    /// owner may). QEMU's own file included: it is ours to remove, as it
+    /// was before the user changed at start.
     pub fn hand_over(&self, uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
-        if self.created {
-            std::os::unix::fs::fchown(&self.file, Some(uid), Some(gid))?;
-        }
-        Ok(())
+        std::os::unix::fs::fchown(&self.file, Some(uid), Some(gid))
     }
 
     /// Writes `pid` and a newline.

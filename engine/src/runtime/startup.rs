@@ -180,22 +180,21 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
         ),
         None => None,
     };
-    // pasta keeps its user unless --runas (isolation::switch_user).
-    let switched = match isolation::switch_user(opts.runas.as_ref(), opts.pasta.is_none()) {
-        Ok(UserSwitch::Nobody(uid, gid)) => {
-            logging::log(
-                Level::Debug,
-                format_args!("Started as root, changed to user nobody ({uid}:{gid})"),
-            );
-            Some((uid, gid))
+    // pasta keeps its user unless --runas (isolation::switch_user). The
+    // new user gets the pid file, to remove it at exit (without CAP_CHOWN,
+    // an unprivileged --runas, it stays ours).
+    let hand_over = |uid, gid| {
+        if let Some(f) = &pid_file {
+            let _ = f.hand_over(uid, gid);
         }
-        Ok(UserSwitch::RunAs(uid, gid)) => Some((uid, gid)),
-        Ok(UserSwitch::Unchanged) => None,
-        Err(e) => return Err(e.into()),
     };
-    if let (Some(f), Some((uid, gid))) = (&pid_file, switched) {
-        // Without CAP_CHOWN (an unprivileged --runas) it stays ours.
-        let _ = f.hand_over(uid, gid);
+    match isolation::switch_user(opts.runas.as_ref(), opts.pasta.is_none(), hand_over) {
+        Ok(UserSwitch::Nobody(uid, gid)) => logging::log(
+            Level::Debug,
+            format_args!("Started as root, changed to user nobody ({uid}:{gid})"),
+        ),
+        Ok(_) => {}
+        Err(e) => return Err(e.into()),
     }
     if opts.no_sandbox {
         logging::log(
