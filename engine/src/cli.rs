@@ -239,6 +239,9 @@ pub struct Options {
     pub log_size: u64,
     /// `--runas`.
     pub runas: Option<RunAs>,
+    /// `--no-sandbox`: debugging only (no namespaces, no seccomp filter);
+    /// see `docs/security.md`.
+    pub no_sandbox: bool,
     /// `-P PATH`.
     pub pid_file: Option<PathBuf>,
     /// `-p PATH`.
@@ -356,6 +359,9 @@ struct RawArgs {
     /// Run as given UID[:GID] (numbers or names)
     #[arg(long = "runas", value_name = "UID[:GID]")]
     runas: Option<String>,
+    /// Debugging only: run without the sandbox (namespaces, seccomp filter)
+    #[arg(long = "no-sandbox")]
+    no_sandbox: bool,
     /// Display this help message and exit
     #[arg(short = 'h', long = "help")]
     help: bool,
@@ -922,6 +928,7 @@ fn options_from_raw(raw: RawArgs, order: &Order<'_>, cx: SpecContext) -> Result<
         log_file: raw.log_file,
         log_size,
         runas,
+        no_sandbox: raw.no_sandbox,
         pid_file: raw.pid,
         pcap: raw.pcap,
         conf_path: raw.conf_path,

@@ -138,6 +138,10 @@ fn checks() -> BTreeMap<&'static str, Check> {
         assert_eq!((r.user.as_str(), r.group.as_deref()), ("1000", Some("100")));
         assert_eq!(ok("--runas nobody").runas.unwrap().user, "nobody");
     });
+    m.insert("--no-sandbox", || {
+        assert!(!ok("").no_sandbox, "the sandbox is the default");
+        assert!(ok("--no-sandbox").no_sandbox);
+    });
     m.insert("-P", || {
         assert_eq!(ok("-P /tmp/p").pid_file, Some(PathBuf::from("/tmp/p")));
         assert_eq!(ok("--pid /tmp/q").pid_file, Some(PathBuf::from("/tmp/q")));

@@ -52,6 +52,13 @@ impl Passt {
         let dir = std::env::temp_dir().join(format!("passt-bp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // Started as root, passt runs as nobody: its files go where nobody
+        // may write (sticky, like /tmp).
+        std::fs::set_permissions(
+            &dir,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o1777),
+        )
+        .unwrap();
         let child = Command::new(PASST)
             .args([
                 "-f",

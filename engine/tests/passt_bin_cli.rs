@@ -91,6 +91,13 @@ fn missing_interface_is_reported() {
 fn socket_in_use_by_a_live_listener_is_refused() {
     let dir = std::env::temp_dir().join(format!("passt-bin-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Started as root, passt runs as nobody: its files go where nobody
+    // may write (sticky, like /tmp).
+    std::fs::set_permissions(
+        &dir,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o1777),
+    )
+    .unwrap();
     let path = dir.join("busy.socket");
     let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let o = passt(&["-f", "-q", "-s", path.to_str().unwrap()]);
@@ -107,6 +114,13 @@ fn socket_in_use_by_a_live_listener_is_refused() {
 fn log_file_takes_the_messages_instead_of_stderr() {
     let dir = std::env::temp_dir().join(format!("passt-bin-log-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Started as root, passt runs as nobody: its files go where nobody
+    // may write (sticky, like /tmp).
+    std::fs::set_permissions(
+        &dir,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o1777),
+    )
+    .unwrap();
     let log = dir.join("passt.log");
     let o = passt(&["-f", "-l", log.to_str().unwrap(), "-i", "nosuchif0"]);
     assert_eq!(o.status.code(), Some(1));

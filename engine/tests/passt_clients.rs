@@ -50,6 +50,13 @@ impl Scratch {
         let p = std::env::temp_dir().join(format!("passt-client-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
+        // Started as root, passt runs as nobody: its files go where nobody
+        // may write (sticky, like /tmp).
+        std::fs::set_permissions(
+            &p,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o1777),
+        )
+        .unwrap();
         Scratch(p)
     }
     fn path(&self, f: &str) -> String {

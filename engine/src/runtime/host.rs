@@ -17,8 +17,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::logging::{self, Level};
-use super::netns::NetNs;
-use super::ns_worker::NsWorker;
+use super::netns::{NetNs, SocketMaker};
 use super::sys::{self, cvt, cvt_size, from_sockaddr, map_errno, to_sockaddr};
 use crate::host_io::{
     ConnectProgress, Family, HostError, HostIo, IcmpErrorReport, Interest, Netns, Peeked, Place,
@@ -115,12 +114,11 @@ pub struct RealHost {
     scratch: Vec<u8>,
     /// The namespace of [`Netns::Guest`] sockets (pasta), once set.
     guest_netns: Option<NetNs>,
+    /// The thread kept in that namespace once the process is sandboxed
+    /// ([`RealHost::keep_guest_thread`]).
+    guest_thread: Option<SocketMaker>,
     /// `--freebind` (see [`RealHost::set_freebind`]).
     freebind: bool,
-    /// The thread that makes sockets in it (`None` when it could not join,
-    /// or around a fork: each socket is then made through
-    /// [`NetNs::run_in`], which reports the error).
-    guest_worker: Option<NsWorker>,
     /// Empty splice pipes for reuse (at most [`PIPE_POOL_MAX`]).
     pipe_pool: Vec<SplicePipe>,
 }
@@ -150,8 +148,8 @@ impl RealHost {
             peek_mode,
             scratch: Vec::new(),
             guest_netns: None,
+            guest_thread: None,
             freebind: false,
-            guest_worker: None,
             pipe_pool: Vec::new(),
         })
     }
@@ -166,51 +164,31 @@ impl RealHost {
     /// Sets the namespace that [`Netns::Guest`] sockets are made in
     /// (pasta's target namespace). Until it is set, such sockets fail with
     /// [`HostError::Unsupported`].
-    ///
-    /// A helper thread joins the namespace once and makes those sockets on
-    /// request, so a spliced connection does not pay for a thread.
     pub fn set_guest_netns(&mut self, ns: NetNs) {
-        self.guest_worker = None;
+        self.guest_thread = None;
         self.guest_netns = Some(ns);
-        self.start_guest_worker();
     }
 
-    /// Stops the thread that makes [`Netns::Guest`] sockets (joins it).
-    /// Call it before `fork(2)`: a thread does not survive the fork, and
-    /// the child would wait forever for its answers. Until
-    /// [`RealHost::start_guest_worker`], such sockets are made through
-    /// [`NetNs::run_in`].
-    pub fn stop_guest_worker(&mut self) {
-        self.guest_worker = None;
+    /// From now on, [`Netns::Guest`] sockets are made by one thread kept in
+    /// the guest's namespace ([`SocketMaker`]) instead of a new thread
+    /// each: pasta calls this before its seccomp filter, which allows
+    /// neither `clone` nor `setns`. `after_join` runs on that thread once
+    /// it is in the namespace (pasta drops the thread's capabilities).
+    /// Fails with [`HostError::Unsupported`] without a guest namespace.
+    pub fn keep_guest_thread(
+        &mut self,
+        after_join: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), HostError> {
+        let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
+        let maker = SocketMaker::spawn(ns, after_join)
+            .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))?;
+        self.guest_thread = Some(maker);
+        Ok(())
     }
 
-    /// Starts the thread that makes [`Netns::Guest`] sockets, if a guest
-    /// namespace is set and none is running in this process. A namespace
-    /// that cannot be joined is logged (each such socket then fails with
-    /// the error of `setns(2)`, and the connection that needed it is
-    /// reset).
-    pub fn start_guest_worker(&mut self) {
-        if self.guest_worker.as_ref().is_some_and(NsWorker::alive_here) {
-            return;
-        }
-        self.guest_worker = None;
-        let Some(ns) = &self.guest_netns else {
-            return;
-        };
-        match NsWorker::start(ns) {
-            Ok(w) => self.guest_worker = Some(w),
-            Err(e) => logging::log(
-                Level::Warn,
-                format_args!(
-                    "Couldn't join network namespace {} for its sockets: {e}",
-                    ns.path().display()
-                ),
-            ),
-        }
-    }
-
-    /// A new nonblocking socket at `place`: made on a thread inside the
-    /// guest's namespace for [`Netns::Guest`] (see [`NetNs::run_in`]), then
+    /// A new nonblocking socket at `place`: made inside the guest's
+    /// namespace for [`Netns::Guest`] (by the kept thread, or else on a new
+    /// thread: [`NetNs::run_in`]), then
     /// bound to the device, if any (`SO_BINDTODEVICE` looks the name up in
     /// the socket's own namespace; `ENODEV` when it is not there).
     fn socket_at(
@@ -245,7 +223,7 @@ impl RealHost {
         Ok(fd)
     }
 
-    /// A new nonblocking socket in the guest's namespace: from the worker
+    /// A new nonblocking socket in the guest's namespace: from the kept
     /// thread, else from a thread started for it.
     fn guest_socket(
         &self,
@@ -253,12 +231,14 @@ impl RealHost {
         ty: libc::c_int,
         proto: libc::c_int,
     ) -> Result<OwnedFd, HostError> {
-        match &self.guest_worker {
-            Some(w) => w.socket(af, ty | libc::SOCK_NONBLOCK, proto),
+        let io_err = |e: std::io::Error| e.raw_os_error().map_or(HostError::Other(0), map_errno);
+        match &self.guest_thread {
+            Some(maker) => maker
+                .socket(af, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto)
+                .map_err(io_err),
             None => {
                 let ns = self.guest_netns.as_ref().ok_or(HostError::Unsupported)?;
-                ns.run_in(|| new_socket(af, ty, proto))
-                    .map_err(|e| e.raw_os_error().map_or(HostError::Other(0), map_errno))?
+                ns.run_in(|| new_socket(af, ty, proto)).map_err(io_err)?
             }
         }
     }

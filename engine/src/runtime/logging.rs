@@ -59,6 +59,11 @@ struct Logger {
     sink: Sink,
     written: u64,
     start: StdInstant,
+    /// Our PID for syslog lines, read when the sink is set (after the
+    /// seccomp filter `getpid` is not allowed). A sandboxed daemon is
+    /// PID 1 of its own PID namespace: that is what its lines say; the
+    /// logger learns the real one from the socket's credentials.
+    pid: u32,
 }
 
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Warn as u8);
@@ -77,7 +82,22 @@ pub fn init(level: Level, sink: Sink) {
             sink,
             written,
             start: StdInstant::now(),
+            pid: std::process::id(),
         });
+    }
+}
+
+/// Standard error went away (the daemon's is `/dev/null`): its sink
+/// becomes `instead` (the system logger, or [`Sink::Discard`]); a file
+/// sink stays as it is (reopening it could fail once the process is
+/// isolated).
+pub fn stderr_closed(instead: Sink) {
+    if let Ok(mut g) = LOGGER.lock()
+        && let Some(logger) = g.as_mut()
+        && matches!(logger.sink, Sink::Stderr)
+    {
+        logger.sink = instead;
+        logger.pid = std::process::id();
     }
 }
 
@@ -165,7 +185,7 @@ pub fn log(level: Level, args: fmt::Arguments<'_>) {
         }
         Sink::Discard => {}
         Sink::Syslog(sock) => {
-            let line = syslog_line(level, std::process::id(), &args.to_string());
+            let line = syslog_line(level, logger.pid, &args.to_string());
             let _ = sock.send(line.as_bytes());
         }
         Sink::File { file, max_size } => {

@@ -20,6 +20,7 @@
 //! - [`forward`]: the live table of forwarded ports (`-t`/`-u`/`-T`/`-U`),
 //!   [`autoscan`] (pasta's `auto`), [`control`] (the `-c` socket for
 //!   `pesto`) and [`live`], which holds them for the loop;
+//! - [`isolation`]: the sandbox (namespaces, capabilities, seccomp);
 //! - [`process`]: daemon, pid file, signals, privileges, limits;
 //! - [`logging`]: the binaries' logger;
 //! - [`clock`]: monotonic time as [`crate::Instant`] and a random seed;
@@ -38,11 +39,11 @@ pub mod event_loop;
 pub mod forward;
 pub mod host;
 pub mod host_probe;
+pub mod isolation;
 pub mod live;
 pub mod logging;
 pub mod netlink;
 pub mod netns;
-mod ns_worker;
 pub mod pasta;
 pub mod pcap;
 pub mod process;

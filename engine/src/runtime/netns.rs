@@ -15,8 +15,9 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// An open network namespace: a descriptor of `/proc/PID/ns/net`,
 /// `/run/netns/NAME` or any bind mount of one.
@@ -86,6 +87,86 @@ impl NetNs {
     }
 }
 
+/// A `socket(2)` request: domain, type (with its flags), protocol.
+type SocketRequest = (libc::c_int, libc::c_int, libc::c_int);
+
+/// A thread that joined a network namespace once, at start-up, and stays
+/// there making sockets on request: the sandboxed pasta's way to get
+/// sockets in its target namespace at run time (see the module docs and
+/// `docs/decisions.md`). The thread never ends: once this is dropped it
+/// waits for good (a thread ending under pasta's filter would make calls
+/// its list leaves out, and the process exits soon after anyway).
+#[derive(Debug)]
+pub struct SocketMaker {
+    requests: SyncSender<SocketRequest>,
+    replies: Receiver<io::Result<OwnedFd>>,
+}
+
+impl SocketMaker {
+    /// Starts the thread: it joins `ns`, then runs `after_join` (pasta
+    /// drops the thread's capabilities there), and only then takes
+    /// requests. Fails if either step fails; the thread has ended then.
+    pub fn spawn(
+        ns: &NetNs,
+        after_join: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> io::Result<SocketMaker> {
+        let fd = ns.fd.try_clone()?;
+        let (requests, req_rx) = sync_channel::<SocketRequest>(0);
+        let (rep_tx, replies) = sync_channel::<io::Result<OwnedFd>>(1);
+        let (ready_tx, ready_rx) = sync_channel::<io::Result<()>>(1);
+        std::thread::Builder::new().spawn(move || {
+            // SAFETY: plain syscall on a descriptor this thread owns.
+            let joined = if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+                after_join()
+            } else {
+                Err(io::Error::last_os_error())
+            };
+            drop(fd);
+            let ok = joined.is_ok();
+            if ready_tx.send(joined).is_err() || !ok {
+                return;
+            }
+            // A sandboxed pasta allows this thread no way out (see above).
+            let park = || loop {
+                std::thread::park();
+            };
+            while let Ok((domain, ty, proto)) = req_rx.recv() {
+                // SAFETY: plain syscall; the result is checked.
+                let fd = unsafe { libc::socket(domain, ty, proto) };
+                let reply = if fd < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    // SAFETY: a fresh descriptor owned by no one else.
+                    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+                };
+                if rep_tx.send(reply).is_err() {
+                    park();
+                }
+            }
+            park();
+        })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("namespace thread ended"))??;
+        Ok(SocketMaker { requests, replies })
+    }
+
+    /// `socket(domain, ty, proto)` in the namespace.
+    pub fn socket(
+        &self,
+        domain: libc::c_int,
+        ty: libc::c_int,
+        proto: libc::c_int,
+    ) -> io::Result<OwnedFd> {
+        self.requests
+            .send((domain, ty, proto))
+            .map_err(|_| io::Error::other("namespace thread ended"))?;
+        self.replies
+            .recv()
+            .map_err(|_| io::Error::other("namespace thread ended"))?
+    }
+}
+
 /// The identity of the namespace behind `fd`: device and inode of its
 /// `nsfs` file (namespaces(7), "/proc/PID/ns").
 pub fn ns_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
@@ -120,6 +201,27 @@ mod tests {
         let copy = ns.try_clone().expect("dup");
         assert!(ns.same_as(&copy).unwrap());
         assert_eq!(copy.path(), ns.path());
+    }
+
+    #[test]
+    fn the_socket_maker_makes_sockets_in_its_namespace_and_reports_errors() {
+        let ns = NetNs::current().expect("own namespace");
+        let maker = SocketMaker::spawn(&ns, || Ok(())).expect("thread");
+        let fd = maker
+            .socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+            .expect("socket");
+        assert!(fd.as_raw_fd() > 2);
+        let bad = maker
+            .socket(-1, libc::SOCK_DGRAM, 0)
+            .expect_err("bad domain");
+        assert_eq!(bad.raw_os_error(), Some(libc::EAFNOSUPPORT));
+    }
+
+    #[test]
+    fn a_failing_after_join_step_stops_the_socket_maker() {
+        let ns = NetNs::current().expect("own namespace");
+        let err = SocketMaker::spawn(&ns, || Err(io::Error::other("no"))).expect_err("refused");
+        assert_eq!(err.to_string(), "no");
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! Process chores of the binaries: going to the background, the pid file,
-//! dropping privileges (`--runas`), and the signals that stop the loop.
+//! files removed at exit, dropping privileges (`--runas`), and the signals
+//! that stop the loop.
 //!
 //! It owns these syscalls (fork, setsid, setuid/setgid, sigprocmask,
-//! signalfd) and nothing about networking.
+//! signalfd, unlinkat) and nothing about networking. Everything here that
+//! runs after isolation ([`super::isolation`]) works on descriptors opened
+//! before it: the filesystem is gone by then.
 
-use std::ffi::CString;
-use std::io;
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::cli::RunAs;
@@ -29,10 +34,19 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// `/dev/null`, opened for [`daemonize`] before isolation hides it.
+pub fn open_dev_null() -> io::Result<OwnedFd> {
+    Ok(File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?
+        .into())
+}
+
 /// Goes to the background: `fork(2)`, then in the child `setsid(2)` and
-/// standard input, output and error to `/dev/null`. Call it while the
-/// process has one thread.
-pub fn daemonize() -> io::Result<Forked> {
+/// standard input, output and error to `null` (`/dev/null`, see
+/// [`open_dev_null`]). Call it while the process has one thread.
+pub fn daemonize(null: OwnedFd) -> io::Result<Forked> {
     // SAFETY: fork in a single-threaded process; both sides continue normally.
     let pid = cvt(unsafe { libc::fork() })?;
     if pid > 0 {
@@ -41,15 +55,14 @@ pub fn daemonize() -> io::Result<Forked> {
     // SAFETY: plain syscalls on our own process and descriptors.
     unsafe {
         libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            libc::dup2(null, 2);
-            if null > 2 {
-                libc::close(null);
-            }
-        }
+        let null = null.as_raw_fd();
+        libc::dup2(null, 0);
+        libc::dup2(null, 1);
+        libc::dup2(null, 2);
+    }
+    // Closes `null` unless it was 0, 1 or 2 (then dup2 kept it in place).
+    if null.as_raw_fd() <= 2 {
+        std::mem::forget(null);
     }
     Ok(Forked::Child)
 }
@@ -78,6 +91,90 @@ pub fn move_above_stdio(fd: i32) -> io::Result<i32> {
     Ok(new)
 }
 
+/// A file to remove when the process ends, kept as its directory (an
+/// `O_PATH` descriptor) and its name so that removal still works after
+/// isolation took the filesystem away: `unlinkat(2)` on the descriptor is
+/// the one filesystem call the seccomp filter allows. The process must be
+/// allowed to write in that directory as the user it runs as.
+#[derive(Debug)]
+pub struct FileInDir {
+    dir: OwnedFd,
+    name: CString,
+}
+
+impl FileInDir {
+    /// Opens the directory holding `path` (which need not exist yet).
+    pub fn new(path: &Path) -> io::Result<FileInDir> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.as_os_str(),
+            _ => OsStr::new("."),
+        };
+        let cpath = CString::new(parent.as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let name = CString::new(name.as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a NUL-terminated path; the result is checked.
+        let fd = cvt(unsafe {
+            libc::open(
+                cpath.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        })?;
+        Ok(FileInDir {
+            // SAFETY: fresh descriptor, owned by no one else.
+            dir: unsafe { OwnedFd::from_raw_fd(fd) },
+            name,
+        })
+    }
+
+    /// Removes the file (`unlinkat(2)` in the kept directory).
+    pub fn remove(&self) -> io::Result<()> {
+        // SAFETY: our directory descriptor and a NUL-terminated name.
+        cvt(unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) })?;
+        Ok(())
+    }
+}
+
+/// The pid file (`-P`): created before isolation, written once the pid to
+/// record is known (after going to the background), removed at exit.
+#[derive(Debug)]
+pub struct PidFile {
+    file: File,
+    entry: FileInDir,
+}
+
+impl PidFile {
+    /// Creates (or truncates) the file at `path`. It is opened before the
+    /// user changes, so that a file the starter made for us (QEMU's
+    /// temporary one) can be written whoever we become.
+    pub fn create(path: &Path) -> io::Result<PidFile> {
+        let entry = FileInDir::new(path)?;
+        let file = File::create(path)?;
+        Ok(PidFile { file, entry })
+    }
+
+    /// Gives the file to the user we are about to become, who can then
+    /// remove it at exit (in a sticky directory such as `/tmp` only the
+    /// owner may). QEMU's own file included: it is ours to remove, as it
+    /// was before the user changed at start.
+    pub fn hand_over(&self, uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
+        std::os::unix::fs::fchown(&self.file, Some(uid), Some(gid))
+    }
+
+    /// Writes `pid` and a newline.
+    pub fn write(&mut self, pid: i32) -> io::Result<()> {
+        self.file.write_all(format!("{pid}\n").as_bytes())
+    }
+
+    /// Removes the file.
+    pub fn remove(self) -> io::Result<()> {
+        self.entry.remove()
+    }
+}
+
 /// Ends the process now with `code`, without running destructors or atexit
 /// handlers (`_exit(2)`): for the parent after [`daemonize`].
 pub fn exit_immediately(code: i32) -> ! {
@@ -85,17 +182,13 @@ pub fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Writes `pid` and a newline to `path` (created or truncated).
-pub fn write_pid_file(path: &Path, pid: i32) -> io::Result<()> {
-    std::fs::write(path, format!("{pid}\n"))
-}
-
 /// This process's id.
 pub fn pid() -> i32 {
     std::process::id() as i32
 }
 
-fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
+/// The UID and primary GID of `user` (a login name or a number).
+pub fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     if let Ok(uid) = user.parse::<libc::uid_t>() {
         // A numeric UID keeps its passwd group if it has one.
         // SAFETY: getpwuid returns a static entry or null; we copy out at once.
@@ -121,7 +214,8 @@ fn lookup_user(user: &str) -> io::Result<(libc::uid_t, libc::gid_t)> {
     Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-fn lookup_group(group: &str) -> io::Result<libc::gid_t> {
+/// The GID of `group` (a group name or a number).
+pub fn lookup_group(group: &str) -> io::Result<libc::gid_t> {
     if let Ok(gid) = group.parse::<libc::gid_t>() {
         return Ok(gid);
     }
@@ -138,18 +232,22 @@ fn lookup_group(group: &str) -> io::Result<libc::gid_t> {
     Ok(unsafe { (*gr).gr_gid })
 }
 
-/// Switches to the user (and group) of `--runas`: supplementary groups
-/// cleared, then `setgid`, then `setuid`. Needs privileges unless the target
-/// is the current user.
-pub fn drop_privileges(runas: &RunAs) -> io::Result<()> {
+/// The UID and GID that `runas` names.
+pub fn resolve_runas(runas: &RunAs) -> io::Result<(libc::uid_t, libc::gid_t)> {
     let (uid, user_gid) = lookup_user(&runas.user)?;
     let gid = match &runas.group {
         Some(g) => lookup_group(g)?,
         None => user_gid,
     };
+    Ok((uid, gid))
+}
+
+/// Switches to `uid` and `gid`: supplementary groups cleared, then
+/// `setgid`, then `setuid`. Needs privileges unless the target is the
+/// current user (then nothing changes).
+pub fn set_user(uid: libc::uid_t, gid: libc::gid_t) -> io::Result<()> {
     // SAFETY: plain syscalls.
     unsafe {
-        // SAFETY: getuid cannot fail.
         if libc::getuid() == uid && libc::getgid() == gid {
             return Ok(());
         }

@@ -1,7 +1,9 @@
 //! The one start-up path of the binaries, from parsed options to a running
 //! loop, as a sequence of named steps ([`run`]):
 //!
-//! 1. logging ([`start_logging`]) and the user to run as;
+//! 1. inherited descriptors closed, logging ([`start_logging`]), the pid
+//!    file opened, and the user to run as (`--runas`, or for passt nobody
+//!    when started as root);
 //! 2. the host probe and the engine configuration ([`probe_host`]);
 //!    pasta then creates or joins its namespaces ([`pasta::set_up`]);
 //! 3. the engine and its listeners: forwarded ports are bound before the
@@ -10,13 +12,19 @@
 //!    (`-c`, [`open_control`]) and pasta's `auto` scan, which must exist
 //!    before isolation;
 //! 4. the guest transport: QEMU's socket ([`open_guest_transport`]) or,
-//!    for pasta, the tap in the namespace ([`open_tap`]);
-//! 5. isolation (issue #15) belongs here, once every descriptor is open
-//!    and before the process detaches (marked in [`serve`]'s body);
-//! 6. the process: daemon and pid file ([`detach`]); pasta lets its
-//!    command start;
-//! 7. the loop, until a signal, the guest leaving, or (pasta) the target
-//!    namespace going away; pasta then exits with its command's status.
+//!    for pasta, the tap in the namespace ([`open_tap`]); the capture and
+//!    the system logger's socket for a daemon;
+//! 5. isolation: namespaces, an empty root, capabilities dropped
+//!    ([`isolation::isolate_prefork`]), once every descriptor is open;
+//! 6. the process: daemon and pid file ([`detach`]);
+//! 7. pasta's namespace thread and its last capabilities dropped, the
+//!    seccomp filter ([`isolation::isolate_postfork`]); pasta lets its
+//!    command start; then the loop, until a signal, the guest leaving, or
+//!    (pasta) the target namespace going away; pasta then exits with its
+//!    command's status.
+//!
+//! Steps 1, 5 and 7 are the sandbox ([`super::isolation`]); `--no-sandbox`
+//! skips 5 and 7, for debugging only.
 //!
 //! passt and pasta share it; what differs between them (the namespace and
 //! the transport: QEMU's socket or a tap in a namespace) is one step each
@@ -34,13 +42,14 @@ use super::event_loop::ExitReason;
 use super::forward::ForwardTable;
 use super::host::RealHost;
 use super::host_probe;
+use super::isolation::{self, Mode, UserSwitch};
 use super::live::LiveForwarding;
 use super::logging::{self, Level, Sink};
 use super::netlink;
 use super::netns::NetNs;
 use super::pasta;
 use super::pcap::PcapWriter;
-use super::process;
+use super::process::{self, PidFile};
 use super::transport::{GuestTransport, NoGuest, StreamTransport, Tap, TapTransport};
 use crate::cli::{self, Options, Verbosity};
 use crate::config::Config;
@@ -135,8 +144,22 @@ pub fn main_for(default: Program) -> ExitCode {
 /// Runs passt or pasta with parsed options: every step of the module
 /// docs, in order. Returns the process's exit status.
 pub fn run(opts: Options, cx: SpecContext) -> ExitCode {
+    // Before anything of ours is open: every descriptor above 2 but
+    // `--fd` is inherited.
+    let keep: Vec<i32> = opts.fd.into_iter().collect();
+    let closed = isolation::close_inherited(&keep);
     if let Err(code) = start_logging(&opts) {
         return code;
+    }
+    match closed {
+        Ok(n) => logging::log(
+            Level::Debug,
+            format_args!("Closed {n} inherited file descriptor(s)"),
+        ),
+        Err(e) => logging::log(
+            Level::Warn,
+            format_args!("Can't close inherited file descriptors: {e}"),
+        ),
     }
     match run_steps(&opts, cx) {
         Ok(code) => ExitCode::from(code),
@@ -148,9 +171,39 @@ pub fn run(opts: Options, cx: SpecContext) -> ExitCode {
 }
 
 fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
-    if let Some(runas) = &opts.runas {
-        process::drop_privileges(runas)
-            .map_err(|e| format!("Can't change to user {}: {e}", runas.user))?;
+    let self_test = isolation::SelfTest::from_env();
+    // Before the user changes: the file may be the starter's (QEMU's).
+    let pid_file = match &opts.pid_file {
+        Some(path) => Some(
+            PidFile::create(path)
+                .map_err(|e| format!("Failed to open PID file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    // pasta keeps its user unless --runas (isolation::switch_user). The
+    // new user gets the pid file, to remove it at exit (without CAP_CHOWN,
+    // an unprivileged --runas, it stays ours).
+    let hand_over = |uid, gid| {
+        if let Some(f) = &pid_file {
+            let _ = f.hand_over(uid, gid);
+        }
+    };
+    match isolation::switch_user(opts.runas.as_ref(), opts.pasta.is_none(), hand_over) {
+        Ok(UserSwitch::Nobody(uid, gid)) => logging::log(
+            Level::Debug,
+            format_args!("Started as root, changed to user nobody ({uid}:{gid})"),
+        ),
+        Ok(_) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if opts.no_sandbox {
+        logging::log(
+            Level::Warn,
+            format_args!(
+                "--no-sandbox: no namespaces, no empty root, no seccomp filter. \
+                 For debugging only: the guest is untrusted input"
+            ),
+        );
     }
     let (config, host) = probe_host(opts)?;
     match &opts.pasta {
@@ -158,7 +211,7 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
             let (engine, table) = bind_listeners(config, opts, cx, None)?;
             let live = open_control(opts, LiveForwarding::new(table))?;
             let transport = open_guest_transport(opts)?;
-            serve(engine, transport, opts, live, None)
+            serve(engine, transport, opts, live, None, self_test, pid_file)
         }
         Some(p) => {
             let ns = pasta::set_up(p)?;
@@ -177,10 +230,10 @@ fn run_steps(opts: &Options, cx: SpecContext) -> Result<u8, StartError> {
             if p.splice_only {
                 netlink::link_up(ns.netns(), "lo")
                     .map_err(|e| format!("Couldn't bring up loopback in the namespace: {e}"))?;
-                return serve(engine, NoGuest, opts, live, Some(ns));
+                return serve(engine, NoGuest, opts, live, Some(ns), self_test, pid_file);
             }
             let transport = open_tap(opts, &ns, &host, engine.config())?;
-            serve(engine, transport, opts, live, Some(ns))
+            serve(engine, transport, opts, live, Some(ns), self_test, pid_file)
         }
     }
 }
@@ -195,6 +248,8 @@ fn serve<T: GuestTransport>(
     opts: &Options,
     live: LiveForwarding,
     mut ns: Option<pasta::Namespace>,
+    self_test: Option<isolation::SelfTest>,
+    pid_file: Option<PidFile>,
 ) -> Result<u8, StartError> {
     let mut event_loop = EventLoop::new(engine, transport)
         .map_err(|e| format!("Failed to start the event loop: {e}"))?;
@@ -223,18 +278,55 @@ fn serve<T: GuestTransport>(
         );
         event_loop.set_pcap(w);
     }
-    // Isolation (issue #15) goes here: every descriptor is open (the
-    // control socket of -c included), nothing has been forked yet.
-    // The namespace socket thread does not survive the daemon's fork
-    // (and fork wants one thread): stopped before, started again after.
-    event_loop.engine_mut().host_mut().stop_guest_worker();
-    detach(opts)?;
-    event_loop.engine_mut().host_mut().start_guest_worker();
+    let null = if opts.foreground {
+        None
+    } else {
+        Some(process::open_dev_null().map_err(|e| format!("Failed to open /dev/null: {e}"))?)
+    };
+    // Without -l a daemon logs to the system logger (as upstream): its
+    // socket is connected now, while /dev/log can still be reached.
+    let syslog = match (&null, &opts.log_file) {
+        (Some(_), None) => logging::syslog_sink().ok(),
+        _ => None,
+    };
+    // Isolation: every descriptor is open (the control socket of -c
+    // included), nothing has been forked yet.
+    let mode = match &mut ns {
+        None => Mode::Passt,
+        Some(n) => Mode::Pasta {
+            command: n.command_mut().map(|c| c.pid()),
+        },
+    };
+    if !opts.no_sandbox {
+        let done = isolation::isolate_prefork(mode, opts.foreground)?;
+        logging::log(
+            Level::Debug,
+            format_args!(
+                "Sandbox: empty root, capabilities dropped (own user namespace: {}, \
+                 own PID namespace: {})",
+                done.user_namespace, done.pid_namespace
+            ),
+        );
+    }
+    let pid_file = detach(opts, pid_file, null, syslog)?;
     // After the fork: a signalfd registered in epoll by the parent would
     // never wake the child's epoll.
     event_loop
         .catch_signals()
         .map_err(|e| format!("Failed to set up signal handling: {e}"))?;
+    if ns.is_some() {
+        // After the fork, which no thread survives: from here on one
+        // thread kept in the namespace makes its sockets (a spliced
+        // connection does not pay for a thread, and the filter allows
+        // neither clone nor setns).
+        keep_namespace_thread(event_loop.engine_mut().host_mut(), !opts.no_sandbox)?;
+    }
+    if !opts.no_sandbox {
+        isolation::isolate_postfork(mode)?;
+    }
+    if let Some(t) = self_test {
+        t.run();
+    }
     let label = ns.as_ref().map(|n| n.label().to_string());
     let mut command = ns.as_mut().and_then(|n| n.command_mut());
     if let Some(c) = command.as_deref_mut() {
@@ -257,8 +349,8 @@ fn serve<T: GuestTransport>(
         }
     };
     event_loop.shutdown();
-    if let Some(path) = &opts.pid_file {
-        let _ = std::fs::remove_file(path);
+    if let Some(p) = pid_file {
+        let _ = p.remove();
     }
     let reason = match result {
         Ok(r) => r,
@@ -290,6 +382,23 @@ fn serve<T: GuestTransport>(
             Ok(0)
         }
     }
+}
+
+/// pasta's end of stage 3 (after the fork, before the filter): the thread
+/// that stays in the namespace to make its sockets, which then drops its
+/// capabilities, and then the main thread's last capabilities.
+/// Without the sandbox (`--no-sandbox`) the thread is kept all the same,
+/// and no capability is dropped.
+fn keep_namespace_thread(host: &mut RealHost, sandbox: bool) -> Result<(), StartError> {
+    if !sandbox {
+        return host
+            .keep_guest_thread(|| Ok(()))
+            .map_err(|e| format!("Couldn't start the namespace thread: {e:?}").into());
+    }
+    host.keep_guest_thread(isolation::drop_thread_capabilities)
+        .map_err(|e| format!("Couldn't start the namespace thread: {e:?}"))?;
+    isolation::drop_thread_capabilities().map_err(|e| format!("Can't drop capabilities: {e}"))?;
+    Ok(())
 }
 
 /// Step 1: the logger, to standard error or `--log-file`. A log file that
@@ -505,26 +614,30 @@ fn template_config(host: &HostNetwork) -> (Vec<netlink::Address>, Vec<netlink::R
     (addrs, routes)
 }
 
-/// Step 6: goes to the background unless `-f` (the parent writes the pid
-/// file and exits at once), and writes the pid file in the foreground.
-pub fn detach(opts: &Options) -> Result<(), StartError> {
-    if opts.foreground {
-        if let Some(path) = &opts.pid_file {
-            process::write_pid_file(path, process::pid())
+/// Step 6: goes to the background unless `-f` (the parent writes the
+/// daemon's pid to the pid file and exits at once; `null` is `/dev/null`
+/// for the daemon's standard streams, `syslog` the system logger's socket,
+/// connected before isolation, for a daemon without `-l`), or writes our
+/// own pid in the foreground. Returns the pid file for the process that
+/// stays.
+pub fn detach(
+    opts: &Options,
+    pid_file: Option<PidFile>,
+    null: Option<std::os::fd::OwnedFd>,
+    syslog: Option<Sink>,
+) -> Result<Option<PidFile>, StartError> {
+    let Some(null) = null.filter(|_| !opts.foreground) else {
+        let mut pid_file = pid_file;
+        if let (Some(f), Some(path)) = (&mut pid_file, &opts.pid_file) {
+            f.write(process::pid())
                 .map_err(|e| format!("Failed to write PID file {}: {e}", path.display()))?;
         }
-        return Ok(());
-    }
-    // Without -l a daemon logs to the system logger (as upstream); the
-    // socket is connected before the fork and before any isolation.
-    let syslog = match &opts.log_file {
-        None => logging::syslog_sink().ok(),
-        Some(_) => None,
+        return Ok(pid_file);
     };
-    match process::daemonize().map_err(|e| format!("Failed to fork: {e}"))? {
+    match process::daemonize(null).map_err(|e| format!("Failed to fork: {e}"))? {
         process::Forked::Parent(child) => {
-            if let Some(path) = &opts.pid_file
-                && let Err(e) = process::write_pid_file(path, child)
+            if let (Some(mut f), Some(path)) = (pid_file, &opts.pid_file)
+                && let Err(e) = f.write(child)
             {
                 eprintln!("Failed to write PID file {}: {e}", path.display());
             }
@@ -532,13 +645,10 @@ pub fn detach(opts: &Options) -> Result<(), StartError> {
             process::exit_immediately(0);
         }
         process::Forked::Child => {
-            // Standard error is /dev/null now: a log file, else syslog.
-            let sink = match &opts.log_file {
-                Some(path) => logging::file_sink(path, opts.log_size).unwrap_or(Sink::Discard),
-                None => syslog.unwrap_or(Sink::Discard),
-            };
-            logging::init(level_of(opts.verbosity), sink);
-            Ok(())
+            // Standard error is /dev/null now: a log file stays open (the
+            // filesystem may be gone), else the system logger.
+            logging::stderr_closed(syslog.unwrap_or(Sink::Discard));
+            Ok(pid_file)
         }
     }
 }

@@ -21,6 +21,7 @@ use super::{Clients, Fill, GuestRx, GuestTransport, GuestTx, TOKEN_GUEST, TOKEN_
 use crate::host_io::{HostError, Interest};
 use crate::runtime::host::RealHost;
 use crate::runtime::logging::{log_info, log_warn};
+use crate::runtime::process::FileInDir;
 use crate::runtime::sys::send_vectored;
 use crate::txq::TxQueue;
 
@@ -32,20 +33,28 @@ const READS_PER_WAKEUP: usize = 16;
 /// Connections accepted per listener readiness report.
 const ACCEPTS_PER_WAKEUP: usize = 16;
 
-/// The listening socket's file, removed when dropped.
+/// The listening socket's file, removed when dropped (through its
+/// directory's descriptor: the path is gone once the process is isolated).
 #[derive(Debug)]
-pub(crate) struct SocketFile(PathBuf);
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    entry: FileInDir,
+}
 
 impl SocketFile {
-    /// The file at `path`, to be removed on drop.
+    /// The file at `path`, to be removed on drop (its directory is opened
+    /// now, while the filesystem is still there).
     pub(crate) fn new(path: &Path) -> io::Result<SocketFile> {
-        Ok(SocketFile(path.to_path_buf()))
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            entry: FileInDir::new(path)?,
+        })
     }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = self.entry.remove();
     }
 }
 
@@ -261,7 +270,7 @@ impl GuestTransport for StreamTransport {
     }
 
     fn socket_path(&self) -> Option<&Path> {
-        self.listener.as_ref().map(|(_, f)| f.0.as_path())
+        self.listener.as_ref().map(|(_, f)| f.path.as_path())
     }
 
     fn shut_down(&mut self, host: &mut RealHost) {
