@@ -219,6 +219,13 @@ pub fn switch_user(
             (uid, gid, UserSwitch::Nobody(uid, gid))
         }
     };
+    // SAFETY: geteuid and getegid cannot fail.
+    if (uid, gid) == unsafe { (libc::geteuid(), libc::getegid()) } {
+        // `--runas` naming who we are already (`--runas 0` as root): no
+        // change, and no capability given up before the namespace stage
+        // (pasta needs CAP_SETUID for a user namespace's full map).
+        return Ok(UserSwitch::Unchanged);
+    }
     before_change(uid, gid);
     let (_, permitted) = capabilities().map_err(step("Can't read capabilities"))?;
     let keep = permitted & START_CAPABILITIES;
