@@ -171,10 +171,10 @@ impl Running {
     }
 
     /// Stops the engine once its spliced flows are gone (the peers' last
-    /// FINs take a turn of its loop; 5 s at most): its counters and the
+    /// FINs take a turn of its loop; 30 s at most, generous for a loaded machine): its counters and the
     /// spliced flows still live (TCP, UDP).
     fn finish(mut self) -> (Counters, usize, usize) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while self.live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
