@@ -171,8 +171,8 @@ impl Running {
     }
 
     /// Stops the engine once its spliced flows are gone (the peers' last
-    /// FINs take a turn of its loop; 30 s at most, generous for a loaded machine): its counters and the
-    /// spliced flows still live (TCP, UDP).
+    /// FINs take a turn of its loop; 30 s at most, generous for a loaded
+    /// machine): its counters and the spliced flows still live (TCP, UDP).
     fn finish(mut self) -> (Counters, usize, usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.live.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
