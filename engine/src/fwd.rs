@@ -344,18 +344,6 @@ fn keyword(s: &str) -> Option<(&'static str, ForwardMode)> {
     }
 }
 
-/// Linux `dev_valid_name`: 1 to IFNAMSIZ-1 bytes, not `.`/`..`, no `/`,
-/// `:` or whitespace.
-fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-}
-
 fn parse_port(s: &str, whole: &str) -> Result<u16, SpecError> {
     if s.is_empty() {
         return Err(SpecError::MissingPort(whole.to_string()));
@@ -449,7 +437,9 @@ fn parse_host_prefix(p: &str) -> Result<HostPrefix, SpecError> {
     let ifname = match ifname {
         None => None,
         Some("") => return Err(SpecError::EmptyInterface),
-        Some(i) if !valid_ifname(i) => return Err(SpecError::BadInterface(i.to_string())),
+        Some(i) if !crate::host_io::IfName::valid(i) => {
+            return Err(SpecError::BadInterface(i.to_string()));
+        }
         Some(i) => Some(i.to_string()),
     };
     let addr = match a {

@@ -163,11 +163,18 @@ pub struct IfName {
 }
 
 impl IfName {
-    /// The name, or `None` when it is empty, longer than 15 bytes, or holds
-    /// a NUL or a `/` (names the kernel refuses).
+    /// The name, or `None` when the kernel would refuse it (Linux's
+    /// `dev_valid_name`): empty, longer than 15 bytes, `.` or `..`, or
+    /// holding a NUL, `/`, `:` or whitespace.
     pub fn new(name: &str) -> Option<IfName> {
         let b = name.as_bytes();
-        if b.is_empty() || b.len() > 15 || b.iter().any(|c| *c == 0 || *c == b'/') {
+        if b.is_empty()
+            || b.len() > 15
+            || name == "."
+            || name == ".."
+            || b.iter()
+                .any(|c| matches!(c, 0 | b'/' | b':') || c.is_ascii_whitespace())
+        {
             return None;
         }
         let mut bytes = [0u8; 15];
@@ -176,6 +183,11 @@ impl IfName {
             len: b.len() as u8,
             bytes,
         })
+    }
+
+    /// Whether the kernel would take `name` as an interface name.
+    pub fn valid(name: &str) -> bool {
+        IfName::new(name).is_some()
     }
 
     /// The name as text.

@@ -208,18 +208,6 @@ pub(super) fn take_pasta_block(raw: &mut RawArgs, program: Program) -> Result<Ra
     Ok(block)
 }
 
-/// A kernel-acceptable interface name (`dev_valid_name`): 1 to 15 bytes,
-/// not `.` or `..`, no `/`, `:` or whitespace.
-fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-}
-
 /// The target from `--netns` and the non-option arguments.
 fn target_of(block: &mut RawPasta) -> Result<PastaTarget, CliError> {
     let args = std::mem::take(&mut block.target);
@@ -275,7 +263,7 @@ pub(super) fn apply_pasta_block(
         ));
     }
     if let Some(name) = &block.ns_ifname
-        && !valid_ifname(name)
+        && !crate::host_io::IfName::valid(name)
     {
         return Err(CliError::invalid(format!("Invalid interface name: {name}")));
     }
