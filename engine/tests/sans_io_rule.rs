@@ -1,7 +1,8 @@
 //! The engine contract, checked on the source: no code under `engine/src`
 //! outside the real runtime (`runtime/`) and the binaries' mains (`bin/`)
-//! names libc, nix, epoll, the system clock, OS randomness or std's socket
-//! types. Comments and doc comments may mention them.
+//! names libc, nix, epoll, the system clock, OS randomness (directly, or
+//! through std's randomly keyed hash maps), the environment, the process
+//! or std's socket types. Comments and doc comments may mention them.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,13 @@ const FORBIDDEN: &[&str] = &[
     "std::net::UdpSocket",
     "std::time::Instant",
     "std::thread::sleep",
+    // `RandomState` draws its keys from the OS, and its iteration order
+    // is not the seed's: ordered maps only.
+    "HashMap",
+    "HashSet",
+    "RandomState",
+    "std::env::",
+    "std::process::",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
